@@ -1,0 +1,21 @@
+//! Tend's HTTP API (poem-openapi) and the process entry points.
+//!
+//! Layout:
+//! - [`routes`]: the operations, one module per tag (ops, auth, users, jobs).
+//! - [`error`]: the one error type, rendered as `application/problem+json`.
+//! - [`middleware`]: request id, tracing span, access log, security headers.
+//! - [`extract`]: request metadata and the bearer security scheme.
+//! - [`state`]: what handlers share (pools, keys, relay, limiter).
+//! - [`startup`]: builds the app; runs it alone or with workers and scheduler (embedded).
+//! - [`admin`]: operator commands (`create-admin`).
+//!
+//! Handlers parse, authorise, call `tend-shared`, and answer; they hold no business state.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod views;

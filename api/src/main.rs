@@ -1,0 +1,83 @@
+//! `tend-api`: the HTTP API, and by default the whole of Tend in one process.
+
+use std::{io::BufRead, sync::Arc};
+
+use clap::{Parser, Subcommand};
+use tend_api::startup::{Components, Roles, run};
+use tend_shared::{Settings, db, telemetry};
+
+/// Tend's API server.
+#[derive(Parser)]
+#[command(name = "tend-api", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// API, workers and scheduler in one process (the default).
+    All,
+    /// The HTTP API only; run `tend-worker` and `tend-scheduler` beside it.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create an admin account (or promote an existing one). The password is read from
+    /// TEND_ADMIN_PASSWORD, or from the first line of standard input.
+    CreateAdmin {
+        /// The admin's email address.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Arc::new(Settings::from_env()?);
+    telemetry::init(settings.log_format);
+    match cli.command.unwrap_or(Command::All) {
+        Command::Migrate => {
+            let db = db::connect(&settings).await?;
+            db::migrate(&db).await?;
+            println!("migrations applied");
+        }
+        Command::CreateAdmin { email } => {
+            let password = match std::env::var("TEND_ADMIN_PASSWORD") {
+                Ok(pw) => pw,
+                Err(_) => {
+                    eprintln!("admin password (12-128 characters):");
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let db = db::connect(&settings).await?;
+            db::migrate(&db).await?;
+            let id = tend_api::admin::create_admin(&db, &email, &password).await?;
+            println!("admin ready: {id}");
+        }
+        command @ (Command::All | Command::Serve) => {
+            let roles = match command {
+                Command::Serve => Roles::ApiOnly,
+                _ => Roles::AllInOne,
+            };
+            let components = Components::connect(&settings).await?;
+            let running = run(settings.clone(), components, roles).await?;
+            tracing::info!(
+                url = %format!("http://{}:{}", settings.bind_addr.ip(), running.port),
+                docs = %format!("{}/docs", settings.public_url.as_str().trim_end_matches('/')),
+                ?roles,
+                "Tend is running"
+            );
+            if settings.mail_to_files() {
+                tracing::info!(outbox = %settings.outbox_dir().display(), "no SMTP_URL: emails are written as .eml files");
+            }
+            telemetry::shutdown_signal().await;
+            tracing::info!("shutting down: finishing requests and running jobs");
+            running.shutdown.cancel();
+            running.wait().await;
+        }
+    }
+    Ok(())
+}

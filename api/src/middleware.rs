@@ -1,0 +1,140 @@
+//! Cross-cutting HTTP behaviour: the request id and its tracing span, one access log line per
+//! request, problem+json for every error, and security headers.
+
+use std::{sync::Arc, time::Instant};
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    http::{HeaderName, HeaderValue, header},
+};
+use tracing::Instrument;
+
+use crate::error::render_error;
+
+/// The id of the current request: kept from `X-Request-Id` when the client sent a sane one,
+/// generated otherwise. Stored in the request's extensions and carried into the jobs it starts.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The header that carries it both ways.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn acceptable_request_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// Wraps the whole app: request id, span, access log, error rendering, security headers.
+pub async fn request_context<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+) -> poem::Result<Response> {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    async move {
+        let started = Instant::now();
+        let mut response = match next.call(req).await {
+            Ok(resp) => resp.into_response(),
+            Err(err) => render_error(err),
+        };
+        let status = response.status().as_u16();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if status >= 500 {
+            tracing::error!(status, latency_ms, "request failed");
+        } else {
+            tracing::info!(status, latency_ms, "request");
+        }
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(X_REQUEST_ID.clone(), value);
+        }
+        add_security_headers(headers, &path);
+        Ok(response)
+    }
+    .instrument(span)
+    .await
+}
+
+fn add_security_headers(headers: &mut poem::http::HeaderMap, path: &str) {
+    let set = |headers: &mut poem::http::HeaderMap, name: HeaderName, value: &'static str| {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    };
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::X_FRAME_OPTIONS, "DENY");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    set(
+        headers,
+        HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    if path.starts_with("/api/") {
+        // Answers carry tokens and personal data: never cache them, never render them.
+        set(headers, header::CACHE_CONTROL, "no-store");
+        set(
+            headers,
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_bounded_and_plain() {
+        assert!(super::acceptable_request_id("abc-123_x.y:z"));
+        assert!(!super::acceptable_request_id(""));
+        assert!(!super::acceptable_request_id("has space"));
+        assert!(!super::acceptable_request_id(&"a".repeat(129)));
+        assert!(!super::acceptable_request_id("line\nbreak"));
+    }
+}
+
+/// Refuses bodies over `max` bytes with 413: at once from `Content-Length`, or while reading a
+/// chunked body (which is then buffered, bounded). Requests without a body pass untouched
+/// (poem's own `SizeLimit` demands a `Content-Length` even on GET).
+pub async fn limit_body<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+    max: usize,
+) -> poem::Result<Response> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max as u64 => {
+            return Err(poem::Error::from_string(
+                format!("The request body is larger than {max} bytes."),
+                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+            ));
+        }
+        Some(_) => {}
+        None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+            let bytes = req.take_body().into_bytes_limit(max).await.map_err(|_| {
+                poem::Error::from_string(
+                    format!("The request body is larger than {max} bytes."),
+                    poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+                )
+            })?;
+            req.set_body(bytes);
+        }
+        None => {}
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}

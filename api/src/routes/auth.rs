@@ -1,0 +1,585 @@
+//! Accounts: register, sign in and out, token refresh, email verification, password reset.
+//!
+//! Access tokens are short-lived JWTs; refresh tokens are opaque, stored hashed, rotated on
+//! every use, and a replayed one revokes its whole family (someone copied it). Answers that
+//! could tell whether an address has an account (forgot-password, resend-verification) are
+//! the same either way.
+
+use std::time::Duration;
+
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use tend_shared::{
+    auth::{opaque, password},
+    db::{
+        self,
+        audit::{self, AuditAction},
+        tokens::{EmailPurpose, Rotation},
+        users::User,
+    },
+    domain::{Email, FieldError, Password, Role, parse_display_name},
+    jobs::{self, EmailTemplate, SendEmail},
+    ratelimit::Decision,
+};
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::{
+    error::{ApiError, ApiResult},
+    extract::RequestMeta,
+    state::AppState,
+    views::UserView,
+};
+
+/// A new account.
+#[derive(Debug, Object)]
+pub struct RegisterRequest {
+    /// The email address; a verification link is sent to it.
+    pub email: String,
+    /// 12 to 128 characters.
+    pub password: String,
+    /// `practitioner` or `patient` (admins are made with `tend-api create-admin`).
+    pub role: String,
+    /// The name shown to others.
+    pub display_name: Option<String>,
+}
+
+/// The created account and the job that sends its verification email.
+#[derive(Debug, Object)]
+pub struct Registered {
+    /// The new account.
+    pub user: UserView,
+    /// Follow it at `GET /api/v1/jobs/{id}`.
+    pub verification_email_job_id: String,
+}
+
+/// Credentials.
+#[derive(Debug, Object)]
+pub struct LoginRequest {
+    /// The account's email address.
+    pub email: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// A signed-in session.
+#[derive(Debug, Object)]
+pub struct TokenPair {
+    /// Send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Exchange at `/auth/refresh` for a new pair; single use.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+    /// The signed-in account.
+    pub user: UserView,
+}
+
+/// A refresh token.
+#[derive(Debug, Object)]
+pub struct RefreshRequest {
+    /// The refresh token from the last sign-in or refresh.
+    pub refresh_token: String,
+}
+
+/// A token from an emailed link.
+#[derive(Debug, Object)]
+pub struct TokenRequest {
+    /// The `token` query parameter of the link (or the code in the mail).
+    pub token: String,
+}
+
+/// An email address.
+#[derive(Debug, Object)]
+pub struct EmailRequest {
+    /// The account's email address.
+    pub email: String,
+}
+
+/// A new password, proved by an emailed reset token.
+#[derive(Debug, Object)]
+pub struct ResetPasswordRequest {
+    /// The token from the reset mail.
+    pub token: String,
+    /// 12 to 128 characters.
+    pub new_password: String,
+}
+
+/// A plain acknowledgement.
+#[derive(Debug, Object)]
+pub struct Accepted {
+    /// What happens next.
+    pub message: String,
+}
+
+#[derive(ApiResponse)]
+enum RegisterResponse {
+    /// Created; the verification email is on its way.
+    #[oai(status = 201)]
+    Created(Json<Registered>),
+}
+
+#[derive(ApiResponse)]
+enum SessionResponse {
+    /// Signed in.
+    #[oai(status = 200)]
+    Ok(Json<TokenPair>),
+}
+
+#[derive(ApiResponse)]
+enum AcceptedResponse {
+    /// Accepted (the same answer whether or not the address has an account).
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// Login and email-sending limits are counted per this window.
+const LIMIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// The auth operations.
+pub struct AuthApi;
+
+#[OpenApi(prefix_path = "/api/v1/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Register a practitioner or patient account.
+    ///
+    /// Sends a verification email (a job). Answers 409 if the address is taken.
+    #[oai(path = "/register", method = "post")]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        meta: RequestMeta,
+        body: Json<RegisterRequest>,
+    ) -> ApiResult<RegisterResponse> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&body.email)
+            .map_err(|m| errors.push(FieldError::new("email", m)))
+            .ok();
+        let password = Password::parse(&body.password)
+            .map_err(|m| errors.push(FieldError::new("password", m)))
+            .ok();
+        let role = match Role::parse(&body.role) {
+            Some(role @ (Role::Practitioner | Role::Patient)) => Some(role),
+            _ => {
+                errors.push(FieldError::new("role", "must be practitioner or patient"));
+                None
+            }
+        };
+        let display_name = match body.display_name.as_deref().map(parse_display_name) {
+            Some(Err(m)) => {
+                errors.push(FieldError::new("display_name", m));
+                None
+            }
+            Some(Ok(name)) => Some(name),
+            None => None,
+        };
+        let (Some(email), Some(password), Some(role), true) =
+            (email, password, role, errors.is_empty())
+        else {
+            return Err(ApiError::validation(errors));
+        };
+
+        let hash = password::hash(password.expose().to_owned()).await?;
+        let mut tx = state.db.begin().await?;
+        let user =
+            match db::users::insert(&mut tx, &email, &hash, role, display_name.as_deref()).await {
+                Ok(user) => user,
+                Err(err) if db::is_unique_violation(&err, "users_email_key") => {
+                    return Err(ApiError::conflict(
+                        "email-taken",
+                        "An account with this email address already exists.",
+                    ));
+                }
+                Err(err) => return Err(err.into()),
+            };
+        audit::record(
+            &mut tx,
+            AuditAction::Register,
+            Some(&user.id),
+            &meta.origin(),
+            Some(serde_json::json!({"role": role.as_str()})),
+        )
+        .await?;
+        let job = send_email(&mut tx, &user, EmailTemplate::VerifyEmail, &meta).await?;
+        tx.commit().await?;
+        state.dispatch(std::slice::from_ref(&job)).await;
+        tracing::info!(user_id = %user.id, "account registered");
+        Ok(RegisterResponse::Created(Json(Registered {
+            user: UserView::from(&user),
+            verification_email_job_id: job.id,
+        })))
+    }
+
+    /// Sign in with email and password.
+    ///
+    /// Limited per client IP and per account (`LOGIN_RATE_LIMIT_PER_MINUTE`, default 5):
+    /// beyond it, 429 with `Retry-After`.
+    #[oai(path = "/login", method = "post")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        meta: RequestMeta,
+        body: Json<LoginRequest>,
+    ) -> ApiResult<SessionResponse> {
+        let limit = state.settings.login_rate_limit_per_minute;
+        let email = Email::parse(&body.email).ok();
+        let account_key = email
+            .as_ref()
+            .map(|e| format!("login:account:{}", opaque::digest(e.as_str())));
+        let ip_key = format!("login:ip:{}", meta.client_key());
+        let mut verdicts = vec![state.limiter.hit(&ip_key, limit, LIMIT_WINDOW).await];
+        if let Some(key) = &account_key {
+            verdicts.push(state.limiter.hit(key, limit, LIMIT_WINDOW).await);
+        }
+        if let Some(retry_after) = verdicts.iter().find_map(|d| match d {
+            Decision::Limited { retry_after } => Some(*retry_after),
+            Decision::Allowed => None,
+        }) {
+            let mut conn = state.db.acquire().await?;
+            audit::record(
+                &mut conn,
+                AuditAction::LoginRateLimited,
+                None,
+                &meta.origin(),
+                None,
+            )
+            .await?;
+            return Err(ApiError::rate_limited(retry_after));
+        }
+
+        let user = match &email {
+            Some(email) => db::users::find_by_email(&state.db, email).await?,
+            None => None,
+        };
+        let verified = match &user {
+            Some(user) => {
+                password::verify(body.password.clone(), user.password_hash.clone()).await?
+            }
+            None => {
+                password::verify_dummy(body.password.clone()).await;
+                false
+            }
+        };
+        let mut tx = state.db.begin().await?;
+        let (true, Some(user)) = (verified, user.as_ref()) else {
+            audit::record(
+                &mut tx,
+                AuditAction::LoginFailed,
+                user.as_ref().map(|u| u.id.as_str()),
+                &meta.origin(),
+                None,
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(ApiError::unauthorized(
+                "invalid-credentials",
+                "The email address or password is wrong.",
+            ));
+        };
+        let pair = issue_session(&state, &mut tx, user, &Uuid::now_v7().to_string()).await?;
+        audit::record(
+            &mut tx,
+            AuditAction::LoginSucceeded,
+            Some(&user.id),
+            &meta.origin(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(SessionResponse::Ok(Json(pair)))
+    }
+
+    /// Exchange a refresh token for a new token pair.
+    ///
+    /// The presented token is spent. Presenting a spent token again revokes every token of
+    /// its sign-in (the token was copied) and answers 401 `refresh-token-reused`.
+    #[oai(path = "/refresh", method = "post")]
+    async fn refresh(
+        &self,
+        state: Data<&AppState>,
+        meta: RequestMeta,
+        body: Json<RefreshRequest>,
+    ) -> ApiResult<SessionResponse> {
+        let hash = opaque::digest(&body.refresh_token);
+        let mut tx = state.db.begin().await?;
+        match db::tokens::rotate_refresh(&mut tx, &hash).await? {
+            Rotation::Rotated { user_id, family_id } => {
+                let Some(user) = db::users::find(&state.db, &user_id).await? else {
+                    return Err(ApiError::unauthorized(
+                        "invalid-token",
+                        "The account no longer exists.",
+                    ));
+                };
+                let pair = issue_session(&state, &mut tx, &user, &family_id).await?;
+                tx.commit().await?;
+                Ok(SessionResponse::Ok(Json(pair)))
+            }
+            Rotation::Reused { user_id, family_id } => {
+                audit::record(
+                    &mut tx,
+                    AuditAction::RefreshTokenReused,
+                    Some(&user_id),
+                    &meta.origin(),
+                    Some(serde_json::json!({ "family_id": family_id })),
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::warn!(%user_id, "refresh token reused; its family is revoked");
+                Err(ApiError::unauthorized(
+                    "refresh-token-reused",
+                    "This refresh token was already used. Every session started from the same sign-in is now revoked; sign in again.",
+                ))
+            }
+            Rotation::Invalid => Err(ApiError::unauthorized(
+                "invalid-token",
+                "The refresh token is unknown, expired or revoked.",
+            )),
+        }
+    }
+
+    /// Sign out: revokes the refresh token and every token rotated from the same sign-in.
+    ///
+    /// Access tokens already issued stay valid until they expire (at most 15 minutes).
+    #[oai(path = "/logout", method = "post")]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        meta: RequestMeta,
+        body: Json<RefreshRequest>,
+    ) -> ApiResult<NoContent> {
+        let hash = opaque::digest(&body.refresh_token);
+        if let Some((user_id, family_id)) = db::tokens::family_of(&state.db, &hash).await? {
+            let mut tx = state.db.begin().await?;
+            db::tokens::revoke_family(&mut tx, &family_id).await?;
+            audit::record(
+                &mut tx,
+                AuditAction::Logout,
+                Some(&user_id),
+                &meta.origin(),
+                None,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(NoContent::Done)
+    }
+
+    /// Confirm an email address with the token from the verification mail.
+    #[oai(path = "/verify-email", method = "post")]
+    async fn verify_email(
+        &self,
+        state: Data<&AppState>,
+        meta: RequestMeta,
+        body: Json<TokenRequest>,
+    ) -> ApiResult<NoContent> {
+        let hash = opaque::digest(&body.token);
+        let mut tx = state.db.begin().await?;
+        let Some(user_id) =
+            db::tokens::consume_email_token(&mut tx, EmailPurpose::VerifyEmail, &hash).await?
+        else {
+            return Err(ApiError::bad_request(
+                "invalid-token",
+                "The verification link is invalid, already used or expired. Ask for a new one.",
+            ));
+        };
+        db::users::mark_verified(&mut tx, &user_id).await?;
+        audit::record(
+            &mut tx,
+            AuditAction::EmailVerified,
+            Some(&user_id),
+            &meta.origin(),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Send the verification email again (if the address has an unverified account).
+    #[oai(path = "/resend-verification", method = "post")]
+    async fn resend_verification(
+        &self,
+        state: Data<&AppState>,
+        meta: RequestMeta,
+        body: Json<EmailRequest>,
+    ) -> ApiResult<AcceptedResponse> {
+        let email = parse_email_field(&body.email)?;
+        limit_mail(&state, &meta, &email, "resend").await?;
+        if let Some(user) = db::users::find_by_email(&state.db, &email).await? {
+            if user.email_verified_at.is_none() {
+                let mut tx = state.db.begin().await?;
+                let job = send_email(&mut tx, &user, EmailTemplate::VerifyEmail, &meta).await?;
+                tx.commit().await?;
+                state.dispatch(&[job]).await;
+            }
+        }
+        Ok(AcceptedResponse::Accepted(Json(Accepted {
+            message:
+                "If this address has an unverified account, a new verification email is on its way."
+                    .into(),
+        })))
+    }
+
+    /// Ask for a password-reset email (valid 1 hour).
+    #[oai(path = "/forgot-password", method = "post")]
+    async fn forgot_password(
+        &self,
+        state: Data<&AppState>,
+        meta: RequestMeta,
+        body: Json<EmailRequest>,
+    ) -> ApiResult<AcceptedResponse> {
+        let email = parse_email_field(&body.email)?;
+        limit_mail(&state, &meta, &email, "forgot").await?;
+        if let Some(user) = db::users::find_by_email(&state.db, &email).await? {
+            let mut tx = state.db.begin().await?;
+            let job = send_email(&mut tx, &user, EmailTemplate::PasswordReset, &meta).await?;
+            audit::record(
+                &mut tx,
+                AuditAction::PasswordResetRequested,
+                Some(&user.id),
+                &meta.origin(),
+                None,
+            )
+            .await?;
+            tx.commit().await?;
+            state.dispatch(&[job]).await;
+        }
+        Ok(AcceptedResponse::Accepted(Json(Accepted {
+            message: "If this address has an account, a password-reset email is on its way.".into(),
+        })))
+    }
+
+    /// Set a new password with the token from the reset mail.
+    ///
+    /// Signs the account out everywhere: every refresh token is revoked and access tokens
+    /// issued before now are refused.
+    #[oai(path = "/reset-password", method = "post")]
+    async fn reset_password(
+        &self,
+        state: Data<&AppState>,
+        meta: RequestMeta,
+        body: Json<ResetPasswordRequest>,
+    ) -> ApiResult<NoContent> {
+        let password = Password::parse(&body.new_password)
+            .map_err(|m| ApiError::validation(vec![FieldError::new("new_password", m)]))?;
+        let hash = password::hash(password.expose().to_owned()).await?;
+        let token_hash = opaque::digest(&body.token);
+        let mut tx = state.db.begin().await?;
+        let Some(user_id) =
+            db::tokens::consume_email_token(&mut tx, EmailPurpose::ResetPassword, &token_hash)
+                .await?
+        else {
+            return Err(ApiError::bad_request(
+                "invalid-token",
+                "The reset link is invalid, already used or expired. Ask for a new one.",
+            ));
+        };
+        db::users::set_password(&mut tx, &user_id, &hash, true).await?;
+        let revoked = db::tokens::revoke_all_for_user(&mut tx, &user_id).await?;
+        audit::record(
+            &mut tx,
+            AuditAction::PasswordReset,
+            Some(&user_id),
+            &meta.origin(),
+            Some(serde_json::json!({"sessions_revoked": revoked})),
+        )
+        .await?;
+        let notice = jobs::enqueue(
+            &mut tx,
+            &SendEmail {
+                user_id: parse_uuid(&user_id)?,
+                template: EmailTemplate::PasswordChanged,
+            },
+            &meta.job_origin(Some(&user_id)),
+        )
+        .await?;
+        tx.commit().await?;
+        state.dispatch(&[notice]).await;
+        Ok(NoContent::Done)
+    }
+}
+
+/// Issues an access token and a new refresh token in `family_id`.
+async fn issue_session(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+    family_id: &str,
+) -> ApiResult<TokenPair> {
+    let access_token = state.keys.issue(&user.id, user.role())?;
+    let refresh_token = opaque::generate();
+    let refresh_ttl = state.settings.refresh_token_ttl;
+    let expires_at = db::now_ms() + refresh_ttl.as_millis() as i64;
+    db::tokens::insert_refresh(
+        conn,
+        &user.id,
+        family_id,
+        &opaque::digest(&refresh_token),
+        expires_at,
+    )
+    .await?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: state.keys.ttl().as_secs(),
+        refresh_token,
+        refresh_expires_in: refresh_ttl.as_secs(),
+        user: UserView::from(user),
+    })
+}
+
+/// Enqueues a templated mail to `user` inside the caller's transaction.
+pub(crate) async fn send_email(
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+    template: EmailTemplate,
+    meta: &RequestMeta,
+) -> ApiResult<jobs::Enqueued> {
+    let payload = SendEmail {
+        user_id: parse_uuid(&user.id)?,
+        template,
+    };
+    Ok(jobs::enqueue(conn, &payload, &meta.job_origin(Some(&user.id))).await?)
+}
+
+fn parse_uuid(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id)
+        .map_err(|e| ApiError::internal(format!("stored user id is not a UUID: {e}")))
+}
+
+fn parse_email_field(raw: &str) -> ApiResult<Email> {
+    Email::parse(raw).map_err(|m| ApiError::validation(vec![FieldError::new("email", m)]))
+}
+
+/// Mail-sending endpoints are limited per client and per address, so nobody can flood an inbox.
+async fn limit_mail(
+    state: &AppState,
+    meta: &RequestMeta,
+    email: &Email,
+    what: &str,
+) -> ApiResult<()> {
+    let limit = state.settings.login_rate_limit_per_minute;
+    let keys = [
+        format!("{what}:ip:{}", meta.client_key()),
+        format!("{what}:account:{}", opaque::digest(email.as_str())),
+    ];
+    for key in keys {
+        if let Decision::Limited { retry_after } =
+            state.limiter.hit(&key, limit, LIMIT_WINDOW).await
+        {
+            return Err(ApiError::rate_limited(retry_after));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! The operations, one API struct per tag; [`api`] combines them into one OpenAPI service.
+
+pub mod auth;
+pub mod health;
+pub mod jobs;
+pub mod users;
+
+use poem_openapi::{OpenApiService, Tags};
+
+/// The tags of the spec, in the order Swagger UI shows them.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Liveness and readiness, for load balancers and orchestrators.
+    Ops,
+    /// Accounts: register, sign in, tokens, email verification, password reset.
+    Auth,
+    /// The signed-in user's own account.
+    Users,
+    /// Background jobs the caller started.
+    Jobs,
+}
+
+/// The whole API as one OpenAPI service.
+pub type Api = (
+    health::HealthApi,
+    auth::AuthApi,
+    users::UsersApi,
+    jobs::JobsApi,
+);
+
+/// Builds the service (its spec is served at `/openapi.json` and shown at `/docs`).
+pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
+    OpenApiService::new(
+        (
+            health::HealthApi,
+            auth::AuthApi,
+            users::UsersApi,
+            jobs::JobsApi,
+        ),
+        "Tend API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Processing backend for care and coaching platforms. Slow work runs as jobs: \
+         start one, then follow it at `GET /api/v1/jobs/{id}`. Errors are \
+         `application/problem+json`; every response carries `X-Request-Id`.",
+    )
+    .server(server_url)
+}

@@ -1,0 +1,186 @@
+//! Building and running the application, as the binary and the tests both do.
+//!
+//! [`Components`] connects the database (migrating it) and the queue once. [`Application`]
+//! binds the HTTP listener (port 0 in tests) and serves until told to stop. [`run`] starts
+//! the roles this process should play: API only, or API + workers + scheduler (embedded).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use poem::{
+    EndpointExt, Route, Server,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    middleware::Cors,
+};
+use tend_shared::{
+    Settings,
+    db::{self, Db},
+    queue::Transport,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    middleware::{limit_body, request_context},
+    routes,
+    state::AppState,
+};
+
+/// The connections every role shares, made once per process.
+#[derive(Clone)]
+pub struct Components {
+    /// The database, migrated.
+    pub db: Db,
+    /// The job transport.
+    pub transport: Transport,
+}
+
+impl Components {
+    /// Connects and migrates.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let db = db::connect(settings).await?;
+        db::migrate(&db).await?;
+        let transport = Transport::connect(settings).await?;
+        Ok(Self { db, transport })
+    }
+}
+
+/// The HTTP server, bound and ready to serve.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `BIND_ADDR` (port 0 picks a free port).
+    pub async fn build(settings: Arc<Settings>, components: &Components) -> anyhow::Result<Self> {
+        let acceptor = TcpListener::bind(settings.bind_addr.to_string())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding {}", settings.bind_addr))?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().map(|s| s.port()))
+            .context("the listener has no TCP address")?;
+        let state = AppState::new(
+            settings,
+            components.db.clone(),
+            components.transport.clone(),
+        );
+        Ok(Self {
+            acceptor,
+            port,
+            state,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown`, then lets in-flight requests finish (up to 30 s).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let app = routes(self.state);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(
+                app,
+                async move { shutdown.cancelled().await },
+                Some(std::time::Duration::from_secs(30)),
+            )
+            .await
+            .context("HTTP server failed")
+    }
+}
+
+/// The full route tree: the OpenAPI operations, `/docs`, `/openapi.json`, middleware.
+pub fn routes(state: AppState) -> impl poem::Endpoint {
+    let settings = state.settings.clone();
+    let max_body = settings.max_body_bytes;
+    let api = routes::api(settings.public_url.as_str().trim_end_matches('/'));
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let cors = (!settings.cors_origins.is_empty()).then(|| {
+        Cors::new()
+            .allow_origins(settings.cors_origins.iter().map(String::as_str))
+            .expose_header("x-request-id")
+            .expose_header("retry-after")
+    });
+    Route::new()
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .nest("/", api)
+        .around(move |ep, req| limit_body(ep, req, max_body))
+        .with_if(cors.is_some(), cors.unwrap_or_default())
+        .data(state)
+        .around(request_context)
+}
+
+/// Which roles a process plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// The HTTP API only (production `tend-api serve`).
+    ApiOnly,
+    /// API, workers and scheduler in one process (the embedded default).
+    AllInOne,
+}
+
+/// A started process: its port, and how to stop it and wait for it.
+pub struct Running {
+    /// The HTTP port.
+    pub port: u16,
+    /// Cancel to shut down gracefully.
+    pub shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    workers: Option<tend_worker::WorkerHandle>,
+}
+
+impl Running {
+    /// Waits until every role has stopped (after `shutdown` is cancelled).
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Some(workers) = self.workers {
+            workers.wait().await;
+        }
+    }
+}
+
+/// Starts the roles over connected components.
+pub async fn run(
+    settings: Arc<Settings>,
+    components: Components,
+    roles: Roles,
+) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let app = Application::build(settings.clone(), &components).await?;
+    let port = app.port();
+    let mut tasks = Vec::new();
+    let mut workers = None;
+    if roles == Roles::AllInOne {
+        workers = Some(
+            tend_worker::start(
+                &settings,
+                components.db.clone(),
+                components.transport.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        );
+        tasks.push(tend_scheduler::start(components.db.clone(), shutdown.clone()).await?);
+    }
+    let server_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(err) = app.run_until_stopped(server_shutdown).await {
+            tracing::error!(error = %format!("{err:#}"), "HTTP server stopped");
+        }
+    }));
+    Ok(Running {
+        port,
+        shutdown,
+        tasks,
+        workers,
+    })
+}

@@ -1,0 +1,85 @@
+//! What every handler may use, built once at start and shared (cheap clones).
+
+use std::sync::Arc;
+
+use tend_shared::{
+    Settings,
+    auth::jwt::{TokenError, TokenKeys},
+    db::{self, Db, users::User},
+    jobs::Enqueued,
+    queue::{Relay, Transport},
+    ratelimit::RateLimiter,
+};
+
+use crate::error::{ApiError, ApiResult};
+
+/// The application state handed to every operation through `Data<&AppState>`.
+#[derive(Clone)]
+pub struct AppState {
+    /// The data and job ledger.
+    pub db: Db,
+    /// All settings.
+    pub settings: Arc<Settings>,
+    /// Signs and checks access tokens.
+    pub keys: TokenKeys,
+    /// Hands just-committed jobs to the queue.
+    pub relay: Relay,
+    /// Login and email-sending limits.
+    pub limiter: RateLimiter,
+}
+
+impl AppState {
+    /// Builds the state over connected components.
+    pub fn new(settings: Arc<Settings>, db: Db, transport: Transport) -> Self {
+        let limiter = match transport.redis() {
+            Some(conn) => RateLimiter::Redis {
+                conn,
+                namespace: settings.queue_namespace.clone(),
+            },
+            None => RateLimiter::in_memory(),
+        };
+        Self {
+            keys: TokenKeys::new(&settings),
+            relay: Relay::new(db.clone(), transport, settings.queue_max_in_flight),
+            limiter,
+            db,
+            settings,
+        }
+    }
+
+    /// The transport (for readiness checks).
+    pub fn transport(&self) -> &Transport {
+        self.relay.transport()
+    }
+
+    /// Hands committed jobs to the queue (best effort; the relay loop catches up).
+    pub async fn dispatch(&self, jobs: &[Enqueued]) {
+        for job in jobs {
+            self.relay.dispatch_now(job).await;
+        }
+    }
+
+    /// Resolves a bearer token to its live user: checks the token, that the account still
+    /// exists, and that the token was not issued before a password reset.
+    pub async fn authenticate(&self, token: &str) -> ApiResult<User> {
+        let claims = self.keys.verify(token).map_err(|err| {
+            let detail = match err {
+                TokenError::Expired => "The access token has expired.",
+                TokenError::Invalid => "The access token is invalid.",
+            };
+            ApiError::unauthorized("invalid-token", detail)
+        })?;
+        let user = db::users::find(&self.db, &claims.sub)
+            .await?
+            .ok_or_else(|| {
+                ApiError::unauthorized("invalid-token", "The account no longer exists.")
+            })?;
+        if claims.iat < user.tokens_valid_after.div_euclid(1000) {
+            return Err(ApiError::unauthorized(
+                "invalid-token",
+                "The access token was revoked; sign in again.",
+            ));
+        }
+        Ok(user)
+    }
+}

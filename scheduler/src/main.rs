@@ -1,0 +1,20 @@
+//! `tend-scheduler`: enqueues maintenance jobs on schedule. Run one (or two, for availability:
+//! ticks are deduplicated).
+
+use tend_shared::{Settings, db, telemetry};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    telemetry::init(settings.log_format);
+    let db = db::connect(&settings).await?;
+    db::migrate(&db).await?;
+    let shutdown = CancellationToken::new();
+    let handle = tend_scheduler::start(db, shutdown.clone()).await?;
+    tracing::info!("scheduler started");
+    telemetry::shutdown_signal().await;
+    shutdown.cancel();
+    let _ = handle.await;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Authentication primitives: password hashing, access tokens and opaque tokens.
+
+pub mod jwt;
+pub mod opaque;
+pub mod password;

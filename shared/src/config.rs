@@ -1,0 +1,322 @@
+//! Typed settings, read once at start from the environment.
+//!
+//! Every variable has a documented default (see the README table) or a clear start-up error.
+//! Values are read through a lookup function so tests build settings without touching the
+//! process environment.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Whether unsafe conveniences (generated secrets, SQLite queue, `.eml` mail) are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Laptop and tests: everything has a working default.
+    Development,
+    /// Refuses to start with a missing or weak signing secret.
+    Production,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Where jobs travel between the outbox relay and the workers.
+#[derive(Debug, Clone)]
+pub enum QueueBackend {
+    /// `redis://...`: production, many worker replicas.
+    Redis(SecretString),
+    /// `sqlite://...`: embedded mode, a file next to the data.
+    Sqlite(String),
+}
+
+/// All of Tend's settings. Built once, then passed down; nothing reads the environment later.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `TEND_ENV`: development (default) or production.
+    pub environment: Environment,
+    /// `BIND_ADDR`: where the HTTP server listens.
+    pub bind_addr: SocketAddr,
+    /// `PUBLIC_URL`: base of the links in emails.
+    pub public_url: Url,
+    /// `APP_URL`: the client app that opens links from emails (`/verify-email?token=..`,
+    /// `/reset-password?token=..`); defaults to `PUBLIC_URL`.
+    pub app_url: Url,
+    /// `DATA_DIR`: SQLite files, the generated secret, `.eml` outbox.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: `sqlite://...` or `postgres://...`.
+    pub database_url: SecretString,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size.
+    pub database_max_connections: u32,
+    /// `QUEUE_URL`: Redis, or the embedded SQLite queue file.
+    pub queue: QueueBackend,
+    /// `QUEUE_NAMESPACE`: prefix of queue names and Redis keys, so deployments (and tests) can
+    /// share one Redis without seeing each other's jobs.
+    pub queue_namespace: String,
+    /// `SMTP_URL`: unset means `.eml` files in `DATA_DIR/outbox`.
+    pub smtp_url: Option<SecretString>,
+    /// `EMAIL_FROM`: the sender of every mail.
+    pub email_from: String,
+    /// `JWT_SECRET`: HMAC key for access tokens.
+    pub jwt_secret: SecretString,
+    /// `JWT_ISSUER` and `JWT_AUDIENCE`: checked on every token.
+    pub jwt_issuer: String,
+    /// See `jwt_issuer`.
+    pub jwt_audience: String,
+    /// `ACCESS_TOKEN_TTL_SECS` (900).
+    pub access_token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_SECS` (30 days).
+    pub refresh_token_ttl: Duration,
+    /// `LOG_FORMAT`: pretty or json.
+    pub log_format: LogFormat,
+    /// `CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser.
+    pub cors_origins: Vec<String>,
+    /// `MAX_BODY_BYTES`: largest JSON request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// `LOGIN_RATE_LIMIT_PER_MINUTE`: login attempts per IP and per account.
+    pub login_rate_limit_per_minute: u32,
+    /// `TRUST_PROXY_HEADERS`: take the client IP from `X-Forwarded-For` (behind a proxy only).
+    pub trust_proxy_headers: bool,
+    /// `WORKER_CONCURRENCY`: jobs one worker process runs at once, per queue.
+    pub worker_concurrency: usize,
+    /// `JOB_LEASE_SECS`: a running job whose worker stops renewing its lease for this long is
+    /// handed to another worker (what makes a SIGKILLed worker's job survive).
+    pub job_lease: Duration,
+    /// `QUEUE_MAX_IN_FLIGHT`: most jobs handed to the transport and not yet started, per queue.
+    /// The rest wait in the database (apalis-redis wedges with 8,000 due jobs).
+    pub queue_max_in_flight: u32,
+    /// `SHUTDOWN_GRACE_SECS`: how long SIGTERM waits for running jobs.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Reads the process environment (after loading `.env` if present).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Builds settings from any key lookup; tests pass a map.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let environment = match lookup("TEND_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => bail!("TEND_ENV must be development or production, not {other:?}"),
+        };
+        let data_dir = PathBuf::from(lookup("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let bind_addr: SocketAddr = parse(&lookup, "BIND_ADDR", "127.0.0.1:8080")?;
+        let public_url: Url = parse(&lookup, "PUBLIC_URL", "http://127.0.0.1:8080")?;
+        let app_url: Url = match lookup("APP_URL") {
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| anyhow::anyhow!("APP_URL={raw:?} is not valid: {e}"))?,
+            None => public_url.clone(),
+        };
+        let database_url = lookup("DATABASE_URL")
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tend.db").display()));
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            bail!("DATABASE_URL must start with sqlite:// or postgres://");
+        }
+        let queue = match lookup("QUEUE_URL") {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                QueueBackend::Redis(url.into())
+            }
+            Some(url) if url.starts_with("sqlite:") => QueueBackend::Sqlite(url),
+            Some(_) => bail!("QUEUE_URL must start with redis://, rediss:// or sqlite://"),
+            None => {
+                QueueBackend::Sqlite(format!("sqlite://{}", data_dir.join("queue.db").display()))
+            }
+        };
+        let log_format = match lookup("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("LOG_FORMAT must be pretty or json, not {other:?}"),
+        };
+        let jwt_secret = match lookup("JWT_SECRET") {
+            Some(secret) => secret,
+            None if environment == Environment::Production => {
+                bail!("JWT_SECRET is required when TEND_ENV=production (at least 32 bytes)")
+            }
+            None => load_or_generate_secret(&data_dir)?,
+        };
+        if environment == Environment::Production {
+            if jwt_secret.len() < 32 {
+                bail!("JWT_SECRET must be at least 32 bytes when TEND_ENV=production");
+            }
+            if WEAK_SECRETS.iter().any(|weak| jwt_secret.contains(weak)) {
+                bail!("JWT_SECRET looks like a placeholder; generate one (openssl rand -hex 32)");
+            }
+        }
+        let settings = Self {
+            environment,
+            bind_addr,
+            public_url,
+            app_url,
+            database_max_connections: parse(&lookup, "DATABASE_MAX_CONNECTIONS", "10")?,
+            database_url: database_url.into(),
+            queue,
+            queue_namespace: lookup("QUEUE_NAMESPACE").unwrap_or_else(|| "tend".into()),
+            smtp_url: lookup("SMTP_URL").map(SecretString::from),
+            email_from: lookup("EMAIL_FROM").unwrap_or_else(|| "Tend <no-reply@localhost>".into()),
+            jwt_secret: jwt_secret.into(),
+            jwt_issuer: lookup("JWT_ISSUER").unwrap_or_else(|| "tend".into()),
+            jwt_audience: lookup("JWT_AUDIENCE").unwrap_or_else(|| "tend-api".into()),
+            access_token_ttl: Duration::from_secs(parse(&lookup, "ACCESS_TOKEN_TTL_SECS", "900")?),
+            refresh_token_ttl: Duration::from_secs(parse(
+                &lookup,
+                "REFRESH_TOKEN_TTL_SECS",
+                "2592000",
+            )?),
+            log_format,
+            cors_origins: lookup("CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", "1048576")?,
+            login_rate_limit_per_minute: parse(&lookup, "LOGIN_RATE_LIMIT_PER_MINUTE", "5")?,
+            trust_proxy_headers: parse(&lookup, "TRUST_PROXY_HEADERS", "false")?,
+            worker_concurrency: parse(&lookup, "WORKER_CONCURRENCY", "4")?,
+            job_lease: Duration::from_secs(parse(&lookup, "JOB_LEASE_SECS", "15")?),
+            queue_max_in_flight: parse(&lookup, "QUEUE_MAX_IN_FLIGHT", "1000")?,
+            shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),
+            data_dir,
+        };
+        if settings.job_lease < Duration::from_secs(2) {
+            bail!("JOB_LEASE_SECS must be at least 2");
+        }
+        if settings.worker_concurrency == 0 {
+            bail!("WORKER_CONCURRENCY must be at least 1");
+        }
+        Ok(settings)
+    }
+
+    /// True when mail goes to `.eml` files instead of an SMTP server.
+    pub fn mail_to_files(&self) -> bool {
+        self.smtp_url.is_none()
+    }
+
+    /// Where `.eml` files are written when no SMTP server is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+
+    /// The database URL, for the one place that connects.
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+/// Fragments of secrets copied from examples; refused in production.
+const WEAK_SECRETS: &[&str] = &["changeme", "change-me", "secret", "example", "xxxxxxxx"];
+
+/// Parses `key` (or its default) and names the variable when the value is wrong.
+fn parse<T>(lookup: &impl Fn(&str) -> Option<String>, key: &str, default: &str) -> anyhow::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let raw = lookup(key).unwrap_or_else(|| default.to_owned());
+    raw.parse::<T>()
+        .map_err(|e| anyhow::anyhow!("{key}={raw:?} is not valid: {e}"))
+}
+
+/// Development only: one random signing secret per data directory, kept across restarts so
+/// tokens survive them.
+fn load_or_generate_secret(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("jwt_secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating DATA_DIR {}", data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = hex::encode(bytes);
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated a JWT signing secret");
+    Ok(secret)
+}
+
+#[cfg(unix)]
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn production_refuses_a_missing_secret() {
+        let err = settings(&[("TEND_ENV", "production")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET is required"));
+    }
+
+    #[test]
+    fn production_refuses_a_short_or_placeholder_secret() {
+        let short = settings(&[("TEND_ENV", "production"), ("JWT_SECRET", "abc")]).unwrap_err();
+        assert!(short.to_string().contains("at least 32 bytes"));
+        let weak = settings(&[
+            ("TEND_ENV", "production"),
+            ("JWT_SECRET", "changeme-changeme-changeme-changeme"),
+        ])
+        .unwrap_err();
+        assert!(weak.to_string().contains("placeholder"));
+    }
+
+    #[test]
+    fn development_generates_a_secret_once_and_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("tend-cfg-{}", uuid::Uuid::new_v4()));
+        let dir_s = dir.to_str().unwrap();
+        let first = settings(&[("DATA_DIR", dir_s)]).unwrap();
+        let second = settings(&[("DATA_DIR", dir_s)]).unwrap();
+        assert_eq!(
+            first.jwt_secret.expose_secret(),
+            second.jwt_secret.expose_secret()
+        );
+        assert!(first.jwt_secret.expose_secret().len() >= 32);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = settings(&[("JWT_SECRET", &"k".repeat(40)), ("BIND_ADDR", "nope")]).unwrap_err();
+        assert!(err.to_string().contains("BIND_ADDR"));
+    }
+}

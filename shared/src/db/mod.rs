@@ -1,0 +1,112 @@
+//! The database: one `sqlx::Any` pool over SQLite (embedded) or PostgreSQL (production).
+//!
+//! Queries are plain, portable SQL (`$1` placeholders work on both), grouped one module per
+//! table. The test suite runs on both databases; that is the check the `query!` macros cannot
+//! give for two back-ends at once.
+
+pub mod audit;
+pub mod jobs;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{AnyPool, Executor, any::AnyPoolOptions};
+
+use crate::config::Settings;
+
+/// The pool type every query function takes.
+pub type Db = AnyPool;
+
+/// The migrations embedded at compile time, shared by every binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Milliseconds since the Unix epoch: the one time format stored in the database.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Opens the pool. SQLite files (and their folder) are created when missing.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+    sqlx::any::install_default_drivers();
+    let mut url = settings.database_url().to_owned();
+    let is_sqlite = url.starts_with("sqlite:");
+    if is_sqlite {
+        prepare_sqlite_path(&url)?;
+        if !url.contains("mode=") {
+            url.push_str(if url.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            });
+        }
+    }
+    let options = AnyPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(Duration::from_secs(10));
+    let options = if is_sqlite {
+        // WAL lets readers run beside the writer; busy_timeout makes writers wait for each
+        // other instead of failing; foreign keys are off by default in SQLite.
+        options.after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    } else {
+        options
+    };
+    options
+        .connect(&url)
+        .await
+        .context("connecting to DATABASE_URL")
+}
+
+/// Applies pending migrations (safe to call from several replicas: sqlx takes a lock).
+pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+    MIGRATOR.run(db).await.context("applying migrations")
+}
+
+/// Creates the folder of a `sqlite://path` URL so a fresh checkout starts without set-up.
+pub fn prepare_sqlite_path(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// True when a database error is the violation of the named unique index.
+pub fn is_unique_violation(err: &sqlx::Error, index: &str) -> bool {
+    match err {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                && (db.constraint() == Some(index) || db.message().contains(index) || {
+                    // SQLite names the columns, not the index: "UNIQUE constraint failed: users.email"
+                    db.constraint().is_none()
+                })
+        }
+        _ => false,
+    }
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}

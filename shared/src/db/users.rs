@@ -1,0 +1,160 @@
+//! The `users` table.
+
+use sqlx::{AnyConnection, FromRow};
+
+use super::{Db, new_id, now_ms};
+use crate::domain::{Email, Role};
+
+/// A user row. `password_hash` stays inside the server.
+#[derive(Debug, Clone, FromRow)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub role: String,
+    pub display_name: Option<String>,
+    pub email_verified_at: Option<i64>,
+    pub tokens_valid_after: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl User {
+    /// The role, falling back to the least privileged one if the row holds something unknown.
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role).unwrap_or(Role::Patient)
+    }
+}
+
+/// The column list of every full-row query.
+macro_rules! user_columns {
+    () => {
+        "id, email, password_hash, role, display_name, email_verified_at, \
+                       tokens_valid_after, created_at, updated_at"
+    };
+}
+
+/// Inserts a new user; a duplicate email fails with the `users_email_key` unique violation.
+pub async fn insert(
+    conn: &mut AnyConnection,
+    email: &Email,
+    password_hash: &str,
+    role: Role,
+    display_name: Option<&str>,
+) -> sqlx::Result<User> {
+    let now = now_ms();
+    sqlx::query_as::<_, User>(concat!(
+        "INSERT INTO users (id, email, password_hash, role, display_name, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING ",
+        user_columns!(),
+        ""
+    ))
+    .bind(new_id().to_string())
+    .bind(email.as_str())
+    .bind(password_hash)
+    .bind(role.as_str())
+    .bind(display_name)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+/// Looks a user up by normalised email.
+pub async fn find_by_email(db: &Db, email: &Email) -> sqlx::Result<Option<User>> {
+    sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE email = $1"
+    ))
+    .bind(email.as_str())
+    .fetch_optional(db)
+    .await
+}
+
+/// Looks a user up by id.
+pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<User>> {
+    sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Marks the email verified (idempotent: the first verification time is kept).
+pub async fn mark_verified(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $2), updated_at = $2 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the password hash and, when `revoke_tokens`, refuses every access token issued
+/// before now.
+pub async fn set_password(
+    conn: &mut AnyConnection,
+    id: &str,
+    password_hash: &str,
+    revoke_tokens: bool,
+) -> sqlx::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE users SET password_hash = $2, updated_at = $3, \
+         tokens_valid_after = CASE WHEN $4 = 1 THEN $3 ELSE tokens_valid_after END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(password_hash)
+    .bind(now)
+    .bind(i64::from(revoke_tokens))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Changes the display name.
+pub async fn set_display_name(db: &Db, id: &str, name: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET display_name = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(name)
+        .bind(now_ms())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Changes the role (used by `create-admin`).
+pub async fn set_role(db: &Db, id: &str, role: Role) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(role.as_str())
+        .bind(now_ms())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the account; tokens go with it (ON DELETE CASCADE).
+pub async fn delete(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
+    // Explicit deletes too: SQLite connections opened elsewhere may not enforce foreign keys.
+    sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

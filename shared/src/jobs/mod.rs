@@ -1,0 +1,195 @@
+//! Typed jobs: each kind's payload (ids only) and its retry policy, one file per kind, and the
+//! one function that puts a job in the ledger.
+//!
+//! A job is enqueued inside the transaction of the request that starts it, so either both the
+//! change and the job are stored or neither is (the transactional outbox). The relay in
+//! [`crate::queue`] then hands it to the transport.
+
+pub mod email;
+pub mod maintenance;
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Serialize, de::DeserializeOwned};
+use sqlx::AnyConnection;
+
+use crate::db::{self, jobs::NewJob, now_ms};
+
+pub use email::{EmailTemplate, SendEmail};
+pub use maintenance::Cleanup;
+
+/// The queues, each with its own worker pool. Adding a job kind may add a queue here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    /// Outgoing mail: many, quick, must not wait behind slow work.
+    Email,
+    /// Scheduled housekeeping.
+    Maintenance,
+}
+
+impl Queue {
+    /// Every queue, for workers and the relay.
+    pub const ALL: [Queue; 2] = [Queue::Email, Queue::Maintenance];
+
+    /// The queue's name in the ledger and (namespaced) in the transport.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Queue::Email => "email",
+            Queue::Maintenance => "maintenance",
+        }
+    }
+
+    /// Looks a queue up by name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.as_str() == name)
+    }
+}
+
+/// How often and how long a kind of job may run.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; after the last failure the job is dead.
+    pub max_attempts: u32,
+    /// One attempt longer than this fails (transiently) with a timeout.
+    pub timeout: Duration,
+    /// Wait before the first retry; doubled at each further one.
+    pub backoff_base: Duration,
+    /// Longest wait between two attempts.
+    pub backoff_max: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with ±20% jitter (so a failed burst does not retry in lockstep).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let raw = self.backoff_base.saturating_mul(1u32 << exp.min(20));
+        let capped = raw.min(self.backoff_max);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        capped.mul_f64(jitter)
+    }
+}
+
+/// A payload type of one job kind.
+pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The kind's name in the ledger.
+    const KIND: &'static str;
+    /// The queue its jobs run on.
+    const QUEUE: Queue;
+    /// Attempts, timeout and backoff for this kind.
+    const POLICY: RetryPolicy;
+}
+
+/// How a job attempt failed: the handler says whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Bad input or a refusal that will not change (a 400/401 from a provider): dead at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// A timeout, a 429/5xx, a lost connection: retried with backoff.
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl JobError {
+    /// A transient failure from any error, with context.
+    pub fn transient(context: &str, err: impl std::fmt::Display) -> Self {
+        JobError::Transient(format!("{context}: {err}"))
+    }
+
+    /// A permanent failure from any error, with context.
+    pub fn permanent(context: &str, err: impl std::fmt::Display) -> Self {
+        JobError::Permanent(format!("{context}: {err}"))
+    }
+}
+
+/// Who started a job: recorded in the ledger for `GET /jobs/{id}` and log correlation.
+#[derive(Debug, Clone, Default)]
+pub struct JobOrigin {
+    /// The user whose request started it.
+    pub created_by: Option<String>,
+    /// The request id, carried into the job's log lines.
+    pub request_id: Option<String>,
+}
+
+/// A job stored in the ledger and waiting for the relay.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    /// Its id (`GET /jobs/{id}`).
+    pub id: String,
+    /// The queue it waits on.
+    pub queue: Queue,
+}
+
+/// Stores a job in the ledger, inside the caller's transaction.
+pub async fn enqueue<J: JobPayload>(
+    conn: &mut AnyConnection,
+    payload: &J,
+    origin: &JobOrigin,
+) -> sqlx::Result<Enqueued> {
+    let id = db::new_id().to_string();
+    insert(conn, &id, payload, origin, None).await?;
+    Ok(Enqueued {
+        id,
+        queue: J::QUEUE,
+    })
+}
+
+/// Stores a job unless one with `dedup_key` exists (scheduler ticks); `None` if it did.
+pub async fn enqueue_once<J: JobPayload>(
+    conn: &mut AnyConnection,
+    payload: &J,
+    dedup_key: &str,
+) -> sqlx::Result<Option<Enqueued>> {
+    let id = db::new_id().to_string();
+    let inserted = insert(conn, &id, payload, &JobOrigin::default(), Some(dedup_key)).await?;
+    Ok(inserted.then_some(Enqueued {
+        id,
+        queue: J::QUEUE,
+    }))
+}
+
+async fn insert<J: JobPayload>(
+    conn: &mut AnyConnection,
+    id: &str,
+    payload: &J,
+    origin: &JobOrigin,
+    dedup_key: Option<&str>,
+) -> sqlx::Result<bool> {
+    let payload = serde_json::to_string(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    db::jobs::insert(
+        conn,
+        &NewJob {
+            id,
+            kind: J::KIND,
+            queue: J::QUEUE.as_str(),
+            payload: &payload,
+            max_attempts: i64::from(J::POLICY.max_attempts),
+            run_at: now_ms(),
+            created_by: origin.created_by.as_deref(),
+            request_id: origin.request_id.as_deref(),
+            dedup_key,
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            timeout: Duration::from_secs(1),
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(60),
+        };
+        let first = policy.backoff(1);
+        assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400));
+        let third = policy.backoff(3);
+        assert!(third >= Duration::from_millis(6400) && third <= Duration::from_millis(9600));
+        assert!(policy.backoff(30) <= Duration::from_secs(72));
+    }
+}

@@ -1,0 +1,279 @@
+//! The transport between the ledger and the workers, and the outbox relay that feeds it.
+//!
+//! apalis carries one small message per job, [`Delivery`] (the job id). Redis in production,
+//! a SQLite file in embedded mode. The database ledger stays the truth: the relay hands a job
+//! to the transport only while fewer than `QUEUE_MAX_IN_FLIGHT` of its queue are in transit,
+//! so a burst of 100,000 jobs waits in the database instead of wedging apalis-redis (which
+//! fails from 8,000 due jobs, see NOTES-apalis-1.0.md).
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use apalis::prelude::TaskSink;
+use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_sqlite::{SqlitePool, SqliteStorage};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{QueueBackend, Settings},
+    db::{self, Db},
+    jobs::{Enqueued, Queue},
+};
+
+/// The message on the queue: which ledger row to run. Nothing else travels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The `jobs.id` to claim and run.
+    pub job_id: String,
+}
+
+/// A connected transport. Cheap to clone (connection handles).
+#[derive(Clone)]
+pub enum Transport {
+    /// apalis-redis on one multiplexed connection.
+    Redis {
+        conn: ConnectionManager,
+        namespace: String,
+    },
+    /// apalis-sqlite on its own pool (it sets `synchronous=OFF` on the pool it is given, so it
+    /// never shares the data pool).
+    Sqlite { pool: SqlitePool, namespace: String },
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Redis { namespace, .. } => write!(f, "Transport::Redis({namespace})"),
+            Transport::Sqlite { namespace, .. } => write!(f, "Transport::Sqlite({namespace})"),
+        }
+    }
+}
+
+/// Heartbeat of apalis workers. Orphan recovery is the ledger's lease, so this only needs to be
+/// short enough for apalis' own bookkeeping.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+impl Transport {
+    /// Connects to `QUEUE_URL` and prepares the backend.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let namespace = settings.queue_namespace.clone();
+        match &settings.queue {
+            QueueBackend::Redis(url) => {
+                let conn = apalis_redis::connect(url.expose_secret().to_owned())
+                    .await
+                    .context("connecting to QUEUE_URL (Redis)")?;
+                Ok(Transport::Redis { conn, namespace })
+            }
+            QueueBackend::Sqlite(url) => {
+                db::prepare_sqlite_path(url)?;
+                let url = if url.contains("mode=") {
+                    url.clone()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let pool = apalis_sqlite::SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect(&url)
+                    .await
+                    .context("opening the SQLite queue (QUEUE_URL)")?;
+                sqlx::query("PRAGMA busy_timeout = 10000")
+                    .execute(&pool)
+                    .await?;
+                SqliteStorage::setup(&pool)
+                    .await
+                    .context("preparing the SQLite queue tables")?;
+                Ok(Transport::Sqlite { pool, namespace })
+            }
+        }
+    }
+
+    /// The transport-level name of a queue (namespaced).
+    pub fn queue_name(&self, queue: Queue) -> String {
+        let ns = match self {
+            Transport::Redis { namespace, .. } | Transport::Sqlite { namespace, .. } => namespace,
+        };
+        format!("{ns}:{}", queue.as_str())
+    }
+
+    /// apalis-redis settings for a queue: explicit name, short heartbeat.
+    pub fn redis_config(&self, queue: Queue) -> apalis_redis::Config {
+        apalis_redis::Config::default()
+            .queue(self.queue_name(queue))
+            .heartbeat_interval(HEARTBEAT)
+            .missed_heartbeats(3)
+    }
+
+    /// apalis-sqlite settings for a queue.
+    pub fn sqlite_config(&self, queue: Queue) -> apalis_sqlite::Config {
+        apalis_sqlite::Config::default()
+            .queue(self.queue_name(queue))
+            .heartbeat_interval(HEARTBEAT)
+            .missed_heartbeats(3)
+    }
+
+    /// Puts one delivery on a queue.
+    pub async fn push(&self, queue: Queue, job_id: &str) -> anyhow::Result<()> {
+        let delivery = Delivery {
+            job_id: job_id.to_owned(),
+        };
+        match self {
+            Transport::Redis { conn, .. } => {
+                let mut storage = RedisStorage::<Delivery>::new(conn.clone())
+                    .with_config(self.redis_config(queue));
+                storage
+                    .push(delivery)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("pushing to Redis: {e}"))
+            }
+            Transport::Sqlite { pool, .. } => {
+                let mut storage =
+                    SqliteStorage::<Delivery>::new(pool).with_config(self.sqlite_config(queue));
+                storage
+                    .push(delivery)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("pushing to the SQLite queue: {e}"))
+            }
+        }
+    }
+
+    /// Checks that the transport answers (`GET /ready`).
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        match self {
+            Transport::Redis { conn, .. } => {
+                let mut conn = conn.clone();
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            }
+            Transport::Sqlite { pool, .. } => {
+                sqlx::query("SELECT 1").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The Redis connection, when there is one (shared rate limits use it).
+    pub fn redis(&self) -> Option<ConnectionManager> {
+        match self {
+            Transport::Redis { conn, .. } => Some(conn.clone()),
+            Transport::Sqlite { .. } => None,
+        }
+    }
+}
+
+/// Moves jobs from the ledger to the transport: right after a request commits (the fast
+/// path) and from a loop that catches everything else (retries that fell due, jobs whose
+/// worker died, pushes that failed while the queue was down).
+#[derive(Clone)]
+pub struct Relay {
+    db: Db,
+    transport: Transport,
+    max_in_flight: i64,
+    wake: Arc<Notify>,
+}
+
+/// How often the relay loop looks for due jobs when nothing wakes it.
+const RELAY_INTERVAL: Duration = Duration::from_millis(250);
+/// A job dispatched this long ago and never claimed is offered again.
+const STALE_DISPATCH: Duration = Duration::from_secs(10 * 60);
+/// Most jobs one relay pass takes from the ledger per queue.
+const RELAY_BATCH: i64 = 500;
+
+impl Relay {
+    /// A relay over `db` and `transport`.
+    pub fn new(db: Db, transport: Transport, max_in_flight: u32) -> Self {
+        Self {
+            db,
+            transport,
+            max_in_flight: i64::from(max_in_flight.max(1)),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The transport it feeds.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Hands a just-committed job to the transport at once. Best effort: on any failure the job
+    /// stays in the ledger and the relay loop delivers it later, so the caller's 2xx holds.
+    pub async fn dispatch_now(&self, job: &Enqueued) {
+        if let Err(err) = self.try_dispatch_now(job).await {
+            tracing::warn!(job_id = %job.id, error = %err, "fast dispatch failed; the relay will retry");
+        }
+        self.wake.notify_one();
+    }
+
+    async fn try_dispatch_now(&self, job: &Enqueued) -> anyhow::Result<()> {
+        let queue = job.queue.as_str();
+        if db::jobs::in_flight(&self.db, queue).await? >= self.max_in_flight {
+            return Ok(()); // The queue is full enough: the job waits in the ledger.
+        }
+        if db::jobs::take_one_for_dispatch(&self.db, &job.id).await? {
+            if let Err(err) = self.transport.push(job.queue, &job.id).await {
+                db::jobs::undispatch(&self.db, &job.id).await?;
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown`: recovers lapsed leases, re-offers lost deliveries, and feeds each
+    /// queue up to its in-flight bound.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut last_stale_check = tokio::time::Instant::now();
+        loop {
+            match self.pass().await {
+                Ok(moved) if moved > 0 => tracing::debug!(moved, "relay pass"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "relay pass failed"),
+            }
+            if last_stale_check.elapsed() > Duration::from_secs(30) {
+                last_stale_check = tokio::time::Instant::now();
+                let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;
+                match db::jobs::redispatch_stale(&self.db, cutoff).await {
+                    Ok(n) if n > 0 => tracing::warn!(count = n, "re-offering stale deliveries"),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "stale delivery check failed"),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(RELAY_INTERVAL) => {}
+            }
+        }
+    }
+
+    /// One pass over every queue; returns how many jobs it handed over.
+    pub async fn pass(&self) -> anyhow::Result<usize> {
+        let recovered = db::jobs::recover_expired_leases(&self.db).await?;
+        if recovered > 0 {
+            tracing::warn!(
+                count = recovered,
+                "recovered jobs whose worker stopped renewing its lease"
+            );
+        }
+        let mut moved = 0;
+        for queue in Queue::ALL {
+            let in_flight = db::jobs::in_flight(&self.db, queue.as_str()).await?;
+            let room = (self.max_in_flight - in_flight).min(RELAY_BATCH);
+            if room <= 0 {
+                continue;
+            }
+            let ids = db::jobs::take_for_dispatch(&self.db, queue.as_str(), room).await?;
+            for (i, id) in ids.iter().enumerate() {
+                if let Err(err) = self.transport.push(queue, id).await {
+                    // Give back this one and the rest; the next pass tries again.
+                    for id in &ids[i..] {
+                        db::jobs::undispatch(&self.db, id).await?;
+                    }
+                    return Err(err.context(format!("queue {} unreachable", queue.as_str())));
+                }
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+}

@@ -1,0 +1,103 @@
+//! Fixed-window rate limits: in memory for one process, in Redis when Redis is configured so
+//! every API replica counts against the same budget.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use apalis_redis::ConnectionManager;
+
+/// The verdict on one more attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Allowed,
+    /// Over the limit; try again after this long (the `Retry-After` header).
+    Limited { retry_after: Duration },
+}
+
+/// Counts attempts per key and window.
+#[derive(Clone)]
+pub enum RateLimiter {
+    /// One process only (embedded mode).
+    Memory(Arc<Mutex<HashMap<String, (u64, u32)>>>),
+    /// Shared by every replica.
+    Redis {
+        conn: ConnectionManager,
+        namespace: String,
+    },
+}
+
+impl RateLimiter {
+    /// An in-process limiter.
+    pub fn in_memory() -> Self {
+        RateLimiter::Memory(Arc::default())
+    }
+
+    /// Counts one attempt for `key` and says whether it is within `limit` per `window`.
+    /// If Redis cannot be reached the attempt is allowed (and logged): an outage of the limiter
+    /// must not lock every user out.
+    pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
+        let window_ms = window.as_millis().max(1) as u64;
+        let now = chrono::Utc::now().timestamp_millis() as u64;
+        let slot = now / window_ms;
+        let retry_after = Duration::from_millis((slot + 1) * window_ms - now);
+        let count = match self {
+            RateLimiter::Memory(map) => {
+                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                if map.len() > 100_000 {
+                    map.retain(|_, (s, _)| *s == slot);
+                }
+                let entry = map.entry(key.to_owned()).or_insert((slot, 0));
+                if entry.0 != slot {
+                    *entry = (slot, 0);
+                }
+                entry.1 += 1;
+                entry.1
+            }
+            RateLimiter::Redis { conn, namespace } => {
+                let redis_key = format!("{namespace}:ratelimit:{key}:{slot}");
+                let mut conn = conn.clone();
+                let result: redis::RedisResult<(u32, i64)> = redis::pipe()
+                    .atomic()
+                    .incr(&redis_key, 1)
+                    .pexpire(&redis_key, window_ms as i64 + 1000)
+                    .query_async(&mut conn)
+                    .await;
+                match result {
+                    Ok((count, _)) => count,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "rate limiter unavailable; allowing");
+                        return Decision::Allowed;
+                    }
+                }
+            }
+        };
+        if count > limit {
+            Decision::Limited { retry_after }
+        } else {
+            Decision::Allowed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_limiter_allows_up_to_the_limit() {
+        let limiter = RateLimiter::in_memory();
+        let window = Duration::from_secs(3600);
+        for _ in 0..3 {
+            assert_eq!(limiter.hit("k", 3, window).await, Decision::Allowed);
+        }
+        match limiter.hit("k", 3, window).await {
+            Decision::Limited { retry_after } => assert!(retry_after <= window),
+            Decision::Allowed => panic!("fourth attempt allowed"),
+        }
+        assert_eq!(limiter.hit("other", 3, window).await, Decision::Allowed);
+    }
+}

@@ -1,0 +1,115 @@
+//! Sends one templated mail to a user. Tokens for links are minted here, at send time, so
+//! the payload holds no secret.
+
+use std::time::Duration;
+
+use lettre::{
+    Message,
+    message::{Mailbox, MultiPart},
+};
+use tend_shared::{
+    auth::opaque,
+    db::{self, tokens::EmailPurpose},
+    jobs::{EmailTemplate, JobError, SendEmail},
+};
+
+use crate::{runner::JobEnv, templates::EmailContext};
+
+const VERIFY_TTL: Duration = Duration::from_secs(24 * 3600);
+const RESET_TTL: Duration = Duration::from_secs(3600);
+
+/// Renders and sends the mail.
+pub async fn send(env: &JobEnv, job: SendEmail) -> Result<(), JobError> {
+    let user_id = job.user_id.to_string();
+    let user = db::users::find(&env.db, &user_id)
+        .await
+        .map_err(|e| JobError::transient("loading the recipient", e))?;
+    let Some(user) = user else {
+        tracing::info!("recipient account no longer exists; nothing to send");
+        return Ok(());
+    };
+    let link_token = match job.template {
+        EmailTemplate::VerifyEmail if user.email_verified_at.is_some() => {
+            tracing::info!("address already verified; nothing to send");
+            return Ok(());
+        }
+        EmailTemplate::VerifyEmail => Some(
+            mint(
+                env,
+                &user_id,
+                EmailPurpose::VerifyEmail,
+                VERIFY_TTL,
+                "verify-email",
+            )
+            .await?,
+        ),
+        EmailTemplate::PasswordReset => Some(
+            mint(
+                env,
+                &user_id,
+                EmailPurpose::ResetPassword,
+                RESET_TTL,
+                "reset-password",
+            )
+            .await?,
+        ),
+        EmailTemplate::PasswordChanged => None,
+    };
+    let (link, token) = link_token.unwrap_or_default();
+    let rendered = env
+        .templates
+        .render(
+            job.template,
+            &EmailContext {
+                name: user.display_name.clone(),
+                link,
+                token,
+            },
+        )
+        .map_err(|e| JobError::permanent("rendering the template", e))?;
+
+    let from: Mailbox = env
+        .settings
+        .email_from
+        .parse()
+        .map_err(|e| JobError::permanent("EMAIL_FROM is not a valid address", e))?;
+    let to: Mailbox = user
+        .email
+        .parse()
+        .map_err(|e| JobError::permanent("the recipient address is not deliverable", e))?;
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(rendered.subject)
+        .multipart(MultiPart::alternative_plain_html(
+            rendered.text,
+            rendered.html,
+        ))
+        .map_err(|e| JobError::permanent("building the message", e))?;
+    env.mailer.send(message).await
+}
+
+/// Stores a new single-use token and returns `(link, token)`.
+async fn mint(
+    env: &JobEnv,
+    user_id: &str,
+    purpose: EmailPurpose,
+    ttl: Duration,
+    page: &str,
+) -> Result<(String, String), JobError> {
+    let token = opaque::generate();
+    let expires_at = db::now_ms() + ttl.as_millis() as i64;
+    db::tokens::insert_email_token(
+        &env.db,
+        user_id,
+        purpose,
+        &opaque::digest(&token),
+        expires_at,
+    )
+    .await
+    .map_err(|e| JobError::transient("storing the link token", e))?;
+    let mut link = env.settings.app_url.clone();
+    link.set_path(&format!("{}/{page}", link.path().trim_end_matches('/')));
+    link.query_pairs_mut().append_pair("token", &token);
+    Ok((link.to_string(), token))
+}
