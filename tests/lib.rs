@@ -1,1 +1,482 @@
+//! Test harness: boots the real application on port 0 and drives it over HTTP.
+//!
+//! Backends come from the environment, so the same suite runs twice in CI:
+//! - nothing set: SQLite data and queue in a temporary folder, mail as `.eml` files;
+//! - `TEST_DATABASE_URL=postgres://user@host:port` (a fresh database per test),
+//!   `TEST_REDIS_URL=redis://host:port` (a fresh queue namespace per test),
+//!   `TEST_SMTP_URL=smtp://host:port` with `TEST_SMTP_MAILDIR=/path` (where the SMTP sink
+//!   stores what it received, as a Maildir).
+//!
+//! Mail is always read back from what the job really wrote or sent, never from the database.
 
+pub mod smtp;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tend_api::startup::{Components, Roles, Running, run};
+use tend_shared::{Settings, db::Db, queue::Transport};
+use tokio_util::sync::CancellationToken;
+
+/// The password every test user gets unless it says otherwise.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running application and what a test needs to talk to it.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// A client that keeps no cookies and follows no redirects.
+    pub client: reqwest::Client,
+    /// The settings the app was started with.
+    pub settings: Arc<Settings>,
+    /// The app's database (for assertions the API does not expose yet, e.g. the audit log).
+    pub db: Db,
+    /// The raw settings map, to start more processes on the same backends.
+    pub env: HashMap<String, String>,
+    running: Option<Running>,
+    data_dir: PathBuf,
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Default)]
+pub struct AppOptions {
+    /// Settings to add or override.
+    pub env: Vec<(String, String)>,
+    /// Run workers and scheduler in the app process (the embedded default); `false` for an
+    /// API-only process, with workers started separately by the test.
+    pub api_only: bool,
+}
+
+/// Boots the embedded all-in-one application on the configured backends.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// Boots the application with extra settings.
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let test_id = uuid::Uuid::new_v4().simple().to_string();
+    let data_dir = std::env::temp_dir().join(format!("tend-test-{test_id}"));
+    std::fs::create_dir_all(&data_dir).expect("temp dir");
+    let mut env: HashMap<String, String> = HashMap::new();
+    env.insert("DATA_DIR".into(), data_dir.display().to_string());
+    env.insert("BIND_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("JWT_SECRET".into(), format!("test-signing-key-{test_id}"));
+    env.insert("QUEUE_NAMESPACE".into(), format!("test-{test_id}"));
+    env.insert("JOB_LEASE_SECS".into(), "3".into());
+    env.insert("SHUTDOWN_GRACE_SECS".into(), "10".into());
+    if let Ok(base) = std::env::var("TEST_DATABASE_URL") {
+        env.insert(
+            "DATABASE_URL".into(),
+            create_postgres_database(&base, &test_id).await,
+        );
+    }
+    if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
+        env.insert("QUEUE_URL".into(), redis);
+    }
+    if let Ok(smtp) = std::env::var("TEST_SMTP_URL") {
+        env.insert("SMTP_URL".into(), smtp);
+    }
+    for (k, v) in options.env {
+        env.insert(k, v);
+    }
+    let settings = Arc::new(Settings::from_lookup(|k| env.get(k).cloned()).expect("settings"));
+    tend_shared::telemetry::init(settings.log_format);
+    let components = Components::connect(&settings).await.expect("components");
+    let db = components.db.clone();
+    let roles = if options.api_only {
+        Roles::ApiOnly
+    } else {
+        Roles::AllInOne
+    };
+    let running = run(settings.clone(), components, roles)
+        .await
+        .expect("app starts");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp {
+        address: format!("http://127.0.0.1:{}", running.port),
+        client,
+        settings,
+        db,
+        env,
+        running: Some(running),
+        data_dir,
+    }
+}
+
+async fn create_postgres_database(base: &str, test_id: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let name = format!("tend_test_{test_id}");
+    let mut conn = sqlx::PgConnection::connect(&format!("{base}/postgres"))
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    format!("{base}/{name}")
+}
+
+/// A parsed email.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Mail {
+    /// The `token` query parameter of the first link in the text body.
+    pub fn link_token(&self) -> String {
+        let start = self.text.find("token=").expect("a link with a token") + "token=".len();
+        self.text[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// A user registered (and, if asked, verified and signed in) by a test.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl TestApp {
+    /// Cancels and waits for a graceful shutdown.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown.cancel();
+            running.wait().await;
+        }
+    }
+
+    /// `POST` a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST` a JSON body with a bearer token.
+    pub async fn post_auth(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET` with an optional bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(format!("{}{path}", self.address));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request")
+    }
+
+    /// `POST /api/v1/auth/register`.
+    pub async fn register(&self, email: &str, password: &str, role: &str) -> reqwest::Response {
+        self.post(
+            "/api/v1/auth/register",
+            &json!({"email": email, "password": password, "role": role}),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/auth/login`.
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Registers a practitioner with a unique address, verifies it through the mailed link,
+    /// and signs in.
+    pub async fn signed_in_user(&self) -> TestUser {
+        let email = unique_email();
+        let resp = self.register(&email, PASSWORD, "practitioner").await;
+        assert_eq!(
+            resp.status(),
+            201,
+            "register: {}",
+            resp.text().await.unwrap()
+        );
+        let mail = self.wait_for_mail(&email, "Confirm").await;
+        let resp = self
+            .post(
+                "/api/v1/auth/verify-email",
+                &json!({"token": mail.link_token()}),
+            )
+            .await;
+        assert_eq!(resp.status(), 204);
+        let resp = self.login(&email, PASSWORD).await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        TestUser {
+            id: body["user"]["id"].as_str().unwrap().to_owned(),
+            email,
+            password: PASSWORD.to_owned(),
+            access_token: body["access_token"].as_str().unwrap().to_owned(),
+            refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Polls `GET /jobs/{id}` until the job is done or dead (or `timeout` passes).
+    pub async fn wait_for_job(&self, id: &str, token: &str, until: &[&str]) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let resp = self.get(&format!("/api/v1/jobs/{id}"), Some(token)).await;
+            assert_eq!(resp.status(), 200, "job lookup");
+            let job: Value = resp.json().await.unwrap();
+            if until.contains(&job["state"].as_str().unwrap_or_default()) {
+                return job;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("job {id} never reached {until:?}: {job}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for a mail to `to` whose subject contains `subject`, as written or delivered.
+    pub async fn wait_for_mail(&self, to: &str, subject: &str) -> Mail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(mail) = self
+                .mails_to(to)
+                .into_iter()
+                .rev()
+                .find(|m| m.subject.contains(subject))
+            {
+                return mail;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("no mail to {to} with subject containing {subject:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every mail to `to` so far, oldest first.
+    pub fn mails_to(&self, to: &str) -> Vec<Mail> {
+        let dirs: Vec<PathBuf> = match std::env::var("TEST_SMTP_MAILDIR") {
+            Ok(dir) if self.env.contains_key("SMTP_URL") => {
+                vec![Path::new(&dir).join("new"), Path::new(&dir).join("cur")]
+            }
+            _ => vec![self.settings.outbox_dir()],
+        };
+        let mut found = Vec::new();
+        for dir in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(raw) = std::fs::read(entry.path()) else {
+                    continue;
+                };
+                let modified = entry.metadata().and_then(|m| m.modified()).ok();
+                if let Some(mail) = parse_mail(&raw).filter(|m| m.to.eq_ignore_ascii_case(to)) {
+                    found.push((modified, mail));
+                }
+            }
+        }
+        found.sort_by_key(|(t, _)| *t);
+        found.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// Starts a separate worker "process" (its own runtime and threads) on the app's backends.
+    pub fn spawn_worker(&self, overrides: &[(&str, &str)]) -> WorkerProcess {
+        let mut env = self.env.clone();
+        for (k, v) in overrides {
+            env.insert((*k).into(), (*v).into());
+        }
+        WorkerProcess::start(env)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown.cancel();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A worker running on its own runtime, as a separate process would. [`WorkerProcess::kill`]
+/// drops it without any cleanup (what SIGKILL does to a process: its lease stops being
+/// renewed, its job stays `running`); [`WorkerProcess::terminate`] is SIGTERM.
+pub struct WorkerProcess {
+    stop: Option<std::sync::mpsc::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The worker's instance name (recorded on the jobs it claims).
+    pub instance: String,
+}
+
+impl WorkerProcess {
+    fn start(env: HashMap<String, String>) -> Self {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<bool>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<String>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let shutdown = CancellationToken::new();
+            let handle = runtime.block_on(async {
+                let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
+                let db = tend_shared::db::connect(&settings).await.unwrap();
+                let transport = Transport::connect(&settings).await.unwrap();
+                tend_worker::start(&settings, db, transport, shutdown.clone())
+                    .await
+                    .unwrap()
+            });
+            ready_tx.send(handle.instance.clone()).unwrap();
+            let graceful = stop_rx.recv().unwrap_or(false);
+            if graceful {
+                shutdown.cancel();
+                runtime.block_on(handle.wait());
+            } else {
+                // Abandon every task where it stands, as a killed process would.
+                runtime.shutdown_background();
+            }
+        });
+        let instance = ready_rx.recv().expect("worker started");
+        Self {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            instance,
+        }
+    }
+
+    /// Stops at once, without finishing or releasing anything (SIGKILL).
+    pub fn kill(mut self) {
+        self.finish(false);
+    }
+
+    /// Stops gracefully: running jobs finish first (SIGTERM). Returns once drained.
+    pub async fn terminate(mut self) {
+        let stop = self.stop.take();
+        let thread = self.thread.take();
+        tokio::task::spawn_blocking(move || {
+            if let Some(stop) = stop {
+                let _ = stop.send(true);
+            }
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    fn finish(&mut self, graceful: bool) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(graceful);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+/// A fresh address per test, so tests can share one SMTP sink.
+pub fn unique_email() -> String {
+    format!("user-{}@example.org", uuid::Uuid::new_v4().simple())
+}
+
+fn parse_mail(raw: &[u8]) -> Option<Mail> {
+    let message = mail_parser::MessageParser::default().parse(raw)?;
+    let to = message
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default()
+        .to_owned();
+    Some(Mail {
+        to,
+        subject: message.subject().unwrap_or_default().to_owned(),
+        text: message
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
+        html: message
+            .body_html(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// Reads a JSON body and checks it is a problem document with `status`.
+pub async fn problem(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type {content_type}"
+    );
+    let body: Value = resp.json().await.expect("json problem");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/"))
+    );
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
+
+/// Waits until `check` holds (polling), or fails with `what`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await.context("while polling")? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -106,6 +106,8 @@ impl Settings {
 
     /// Builds settings from any key lookup; tests pass a map.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        // An empty value means unset, as it does for most tools.
+        let lookup = |key: &str| lookup(key).filter(|v| !v.is_empty());
         let environment = match lookup("TEND_ENV").as_deref() {
             None | Some("development") => Environment::Development,
             Some("production") => Environment::Production,

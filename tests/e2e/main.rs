@@ -1,1 +1,7 @@
+//! End-to-end tests: the real application on port 0, driven over HTTP.
+//! Backends are chosen by the environment (see `tests/lib.rs`).
 
+mod accounts;
+mod conventions;
+mod jobs;
+mod tokens;

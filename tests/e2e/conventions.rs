@@ -1,0 +1,109 @@
+//! API conventions: ops endpoints, the spec and docs, problem+json, request ids, headers.
+
+use serde_json::{Value, json};
+use tend_tests::{problem, spawn_app};
+
+#[tokio::test]
+async fn health_and_ready_report_the_process_and_its_dependencies() {
+    let app = spawn_app().await;
+    let resp = app.get("/health", None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "ok");
+
+    let resp = app.get("/ready", None).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["database"]["status"], "ok");
+    assert_eq!(body["queue"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn the_openapi_spec_and_swagger_ui_are_served() {
+    let app = spawn_app().await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    assert_eq!(spec["info"]["title"], "Tend API");
+    for path in [
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/verify-email",
+        "/api/v1/auth/resend-verification",
+        "/api/v1/auth/forgot-password",
+        "/api/v1/auth/reset-password",
+        "/api/v1/users/me",
+        "/api/v1/jobs/{id}",
+        "/health",
+        "/ready",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the spec"
+        );
+    }
+    let register_422 = &spec["paths"]["/api/v1/auth/register"]["post"]["responses"]["422"];
+    assert!(
+        register_422["content"]["application/problem+json"].is_object(),
+        "errors are documented as problem+json: {register_422}"
+    );
+    let docs = app.get("/docs", None).await;
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_problem() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/auth/register", app.address))
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .unwrap();
+    let body = problem(resp, 400).await;
+    assert_eq!(body["type"], "/problems/bad-request");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_problems() {
+    let app = spawn_app().await;
+    let body = problem(app.get("/api/v1/nothing-here", None).await, 404).await;
+    assert_eq!(body["type"], "/problems/not-found");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let app = spawn_app().await;
+    let big = "x".repeat(2 * 1024 * 1024);
+    let resp = app
+        .post(
+            "/api/v1/auth/login",
+            &json!({"email": big, "password": "x"}),
+        )
+        .await;
+    let body = problem(resp, 413).await;
+    assert_eq!(body["type"], "/problems/payload-too-large");
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_keeps_the_callers() {
+    let app = spawn_app().await;
+    let resp = app.get("/health", None).await;
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok());
+
+    let resp = app
+        .client
+        .get(format!("{}/api/v1/users/me", app.address))
+        .header("x-request-id", "client-chosen-id-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-chosen-id-42");
+    // Error answers carry it too, with security headers.
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    problem(resp, 401).await;
+}

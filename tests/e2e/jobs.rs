@@ -1,0 +1,228 @@
+//! The job engine: ownership, retries, permanent failures, a killed worker's job taken over,
+//! a graceful drain, the bounded relay, deduplicated schedules.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tend_shared::{
+    db,
+    jobs::{self, Cleanup, JobOrigin},
+    queue::{Relay, Transport},
+};
+use tend_tests::{
+    AppOptions, PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_app, spawn_app_with,
+    unique_email,
+};
+
+async fn register(app: &tend_tests::TestApp) -> (String, String, String) {
+    let email = unique_email();
+    let body: Value = app
+        .register(&email, PASSWORD, "practitioner")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job_id = body["verification_email_job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let login: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
+    (
+        email,
+        job_id,
+        login["access_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn job_state(app: &tend_tests::TestApp, id: &str) -> db::jobs::JobRow {
+    db::jobs::find(&app.db, id).await.unwrap().expect("job row")
+}
+
+#[tokio::test]
+async fn users_see_only_their_own_jobs() {
+    let app = spawn_app().await;
+    let (_, job_id, _) = register(&app).await;
+    let stranger = app.signed_in_user().await;
+    let resp = app
+        .get(
+            &format!("/api/v1/jobs/{job_id}"),
+            Some(&stranger.access_token),
+        )
+        .await;
+    problem(resp, 404).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_smtp_server_fails_the_job_visibly_and_schedules_a_retry() {
+    // Port 1 on loopback: connection refused, a transient failure.
+    let app = spawn_app_with(AppOptions {
+        env: vec![("SMTP_URL".into(), "smtp://127.0.0.1:1".into())],
+        ..Default::default()
+    })
+    .await;
+    let (_, job_id, token) = register(&app).await;
+    let job = app.wait_for_job(&job_id, &token, &["failed"]).await;
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["max_attempts"], 10);
+    assert!(
+        job["last_error"].as_str().unwrap().contains("SMTP"),
+        "{job}"
+    );
+    let run_at = chrono::DateTime::parse_from_rfc3339(job["run_at"].as_str().unwrap()).unwrap();
+    let wait = run_at
+        .signed_duration_since(chrono::Utc::now())
+        .num_milliseconds();
+    assert!(
+        wait > 3_000,
+        "the retry is backed off (~10 s), not immediate: {wait} ms"
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_at_once_without_retries() {
+    let app = spawn_app_with(AppOptions {
+        env: vec![("EMAIL_FROM".into(), "not an address".into())],
+        ..Default::default()
+    })
+    .await;
+    let (_, job_id, token) = register(&app).await;
+    let job = app.wait_for_job(&job_id, &token, &["dead"]).await;
+    assert_eq!(job["attempts"], 1);
+    assert!(job["last_error"].as_str().unwrap().contains("EMAIL_FROM"));
+}
+
+#[tokio::test]
+async fn a_killed_workers_job_is_taken_over_by_another_worker() {
+    // The first worker's SMTP server never answers: its job hangs until the worker is killed.
+    let black_hole = SlowSmtp::start(Duration::from_secs(3600)).await;
+    let app = spawn_app_with(AppOptions {
+        api_only: true,
+        ..Default::default()
+    })
+    .await;
+    let doomed = app.spawn_worker(&[("SMTP_URL", &black_hole.url)]);
+    let (email, job_id, _) = register(&app).await;
+    eventually(
+        "the first worker to start the job",
+        Duration::from_secs(20),
+        || async { Ok(job_state(&app, &job_id).await.state == "running") },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        job_state(&app, &job_id).await.worker.as_deref(),
+        Some(doomed.instance.as_str())
+    );
+
+    let killed_at = std::time::Instant::now();
+    doomed.kill();
+    let survivor = app.spawn_worker(&[("SMTP_URL", "")]);
+    eventually(
+        "the job to finish on the other worker",
+        Duration::from_secs(30),
+        || async { Ok(job_state(&app, &job_id).await.state == "done") },
+    )
+    .await
+    .unwrap();
+    let taken_over_in = killed_at.elapsed();
+    let job = job_state(&app, &job_id).await;
+    assert_eq!(job.worker.as_deref(), Some(survivor.instance.as_str()));
+    assert_eq!(job.attempts, 2);
+    // Lease is 3 s in tests; the relay looks every 250 ms.
+    assert!(taken_over_in < Duration::from_secs(30), "{taken_over_in:?}");
+    // Embedded-style mail from the survivor (SMTP_URL empty means .eml files).
+    if std::env::var("TEST_SMTP_URL").is_err() {
+        app.wait_for_mail(&email, "Confirm").await;
+    }
+    survivor.terminate().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_running_jobs_finish_before_the_worker_exits() {
+    let slow = SlowSmtp::start(Duration::from_millis(1500)).await;
+    let app = spawn_app_with(AppOptions {
+        api_only: true,
+        ..Default::default()
+    })
+    .await;
+    let worker = app.spawn_worker(&[("SMTP_URL", &slow.url)]);
+    let (_, job_id, _) = register(&app).await;
+    eventually("the job to start", Duration::from_secs(20), || async {
+        Ok(job_state(&app, &job_id).await.state == "running")
+    })
+    .await
+    .unwrap();
+    worker.terminate().await;
+    // Once terminate returns, the worker has drained: the job finished, it was not abandoned.
+    let job = job_state(&app, &job_id).await;
+    assert_eq!(job.state, "done", "{job:?}");
+    assert_eq!(job.attempts, 1);
+    assert_eq!(slow.received.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
+    let app = spawn_app_with(AppOptions {
+        api_only: true,
+        ..Default::default()
+    })
+    .await;
+    let mut tx = app.db.begin().await.unwrap();
+    for i in 0..50 {
+        jobs::enqueue(
+            &mut tx,
+            &Cleanup { scheduled_for: i },
+            &JobOrigin::default(),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let transport = Transport::connect(&app.settings).await.unwrap();
+    let relay = Relay::new(app.db.clone(), transport, 10);
+    assert_eq!(relay.pass().await.unwrap(), 10);
+    assert_eq!(
+        relay.pass().await.unwrap(),
+        0,
+        "nothing more while 10 are in flight"
+    );
+    assert_eq!(
+        db::jobs::in_flight(&app.db, "maintenance").await.unwrap(),
+        10
+    );
+
+    // With workers running, everything drains.
+    let worker = app.spawn_worker(&[("QUEUE_MAX_IN_FLIGHT", "10")]);
+    eventually("50 jobs done", Duration::from_secs(60), || async {
+        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'done'")
+            .fetch_one(&app.db)
+            .await?;
+        Ok(done == 50)
+    })
+    .await
+    .unwrap();
+    worker.terminate().await;
+}
+
+#[tokio::test]
+async fn two_schedulers_enqueue_each_tick_once() {
+    let app = spawn_app_with(AppOptions {
+        api_only: true,
+        ..Default::default()
+    })
+    .await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let a = tend_scheduler::start(app.db.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    let b = tend_scheduler::start(app.db.clone(), shutdown.clone())
+        .await
+        .unwrap();
+    shutdown.cancel();
+    let _ = (a.await, b.await);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'cleanup'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "the missed tick is caught up once, not twice");
+}
