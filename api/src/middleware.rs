@@ -92,18 +92,6 @@ fn add_security_headers(headers: &mut poem::http::HeaderMap, path: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn request_ids_are_bounded_and_plain() {
-        assert!(super::acceptable_request_id("abc-123_x.y:z"));
-        assert!(!super::acceptable_request_id(""));
-        assert!(!super::acceptable_request_id("has space"));
-        assert!(!super::acceptable_request_id(&"a".repeat(129)));
-        assert!(!super::acceptable_request_id("line\nbreak"));
-    }
-}
-
 /// Refuses bodies over `max` bytes with 413: at once from `Content-Length`, or while reading a
 /// chunked body (which is then buffered, bounded). Requests without a body pass untouched
 /// (poem's own `SizeLimit` demands a `Content-Length` even on GET).
@@ -137,4 +125,16 @@ pub async fn limit_body<E: Endpoint>(
         None => {}
     }
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_bounded_and_plain() {
+        assert!(super::acceptable_request_id("abc-123_x.y:z"));
+        assert!(!super::acceptable_request_id(""));
+        assert!(!super::acceptable_request_id("has space"));
+        assert!(!super::acceptable_request_id(&"a".repeat(129)));
+        assert!(!super::acceptable_request_id("line\nbreak"));
+    }
 }

@@ -57,10 +57,10 @@ pub fn last_tick(schedule: &cron::Schedule, now: DateTime<Utc>) -> Option<DateTi
 /// Starts the schedules; they run until `shutdown`.
 pub async fn start(db: Db, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
     let schedule = cron::Schedule::from_str(CLEANUP_SCHEDULE)?;
-    if let Some(missed) = last_tick(&schedule, Utc::now()) {
-        if enqueue_cleanup(&db, missed.timestamp()).await? {
-            tracing::info!(tick = %missed, "caught up a cleanup run missed while down");
-        }
+    if let Some(missed) = last_tick(&schedule, Utc::now())
+        && enqueue_cleanup(&db, missed.timestamp()).await?
+    {
+        tracing::info!(tick = %missed, "caught up a cleanup run missed while down");
     }
     let ctx = Arc::new(Ctx { db });
     let name = format!("scheduler-cleanup-{}", instance_suffix());

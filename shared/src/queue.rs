@@ -210,11 +210,11 @@ impl Relay {
         if db::jobs::in_flight(&self.db, queue).await? >= self.max_in_flight {
             return Ok(()); // The queue is full enough: the job waits in the ledger.
         }
-        if db::jobs::take_one_for_dispatch(&self.db, &job.id).await? {
-            if let Err(err) = self.transport.push(job.queue, &job.id).await {
-                db::jobs::undispatch(&self.db, &job.id).await?;
-                return Err(err);
-            }
+        if db::jobs::take_one_for_dispatch(&self.db, &job.id).await?
+            && let Err(err) = self.transport.push(job.queue, &job.id).await
+        {
+            db::jobs::undispatch(&self.db, &job.id).await?;
+            return Err(err);
         }
         Ok(())
     }

@@ -195,7 +195,7 @@ impl AuthApi {
         let user =
             match db::users::insert(&mut tx, &email, &hash, role, display_name.as_deref()).await {
                 Ok(user) => user,
-                Err(err) if db::is_unique_violation(&err, "users_email_key") => {
+                Err(err) if db::is_unique_violation(&err, "users_email_key", "users.email") => {
                     return Err(ApiError::conflict(
                         "email-taken",
                         "An account with this email address already exists.",
@@ -416,13 +416,13 @@ impl AuthApi {
     ) -> ApiResult<AcceptedResponse> {
         let email = parse_email_field(&body.email)?;
         limit_mail(&state, &meta, &email, "resend").await?;
-        if let Some(user) = db::users::find_by_email(&state.db, &email).await? {
-            if user.email_verified_at.is_none() {
-                let mut tx = state.db.begin().await?;
-                let job = send_email(&mut tx, &user, EmailTemplate::VerifyEmail, &meta).await?;
-                tx.commit().await?;
-                state.dispatch(&[job]).await;
-            }
+        if let Some(user) = db::users::find_by_email(&state.db, &email).await?
+            && user.email_verified_at.is_none()
+        {
+            let mut tx = state.db.begin().await?;
+            let job = send_email(&mut tx, &user, EmailTemplate::VerifyEmail, &meta).await?;
+            tx.commit().await?;
+            state.dispatch(&[job]).await;
         }
         Ok(AcceptedResponse::Accepted(Json(Accepted {
             message:

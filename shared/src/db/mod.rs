@@ -83,24 +83,24 @@ pub fn prepare_sqlite_path(url: &str) -> anyhow::Result<()> {
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
-    if let Some(parent) = std::path::Path::new(path).parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
+    if let Some(parent) = std::path::Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     Ok(())
 }
 
-/// True when a database error is the violation of the named unique index.
-pub fn is_unique_violation(err: &sqlx::Error, index: &str) -> bool {
+/// True when a database error violates the unique index `index` on `table_column`.
+/// PostgreSQL names the index; SQLite names the column ("UNIQUE constraint failed: users.email").
+pub fn is_unique_violation(err: &sqlx::Error, index: &str, table_column: &str) -> bool {
     match err {
         sqlx::Error::Database(db) => {
             db.is_unique_violation()
-                && (db.constraint() == Some(index) || db.message().contains(index) || {
-                    // SQLite names the columns, not the index: "UNIQUE constraint failed: users.email"
-                    db.constraint().is_none()
-                })
+                && (db.constraint() == Some(index)
+                    || db.message().contains(index)
+                    || db.message().contains(table_column))
         }
         _ => false,
     }
