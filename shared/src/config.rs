@@ -195,6 +195,11 @@ impl Settings {
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),
             data_dir,
         };
+        if settings.environment == Environment::Production && settings.smtp_url.is_none() {
+            bail!(
+                "SMTP_URL is required when TEND_ENV=production (mail would only be written to files)"
+            );
+        }
         if settings.job_lease < Duration::from_secs(2) {
             bail!("JOB_LEASE_SECS must be at least 2");
         }
@@ -291,12 +296,31 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_to_write_mail_to_files() {
+        let err =
+            settings(&[("TEND_ENV", "production"), ("JWT_SECRET", &"k".repeat(40))]).unwrap_err();
+        assert!(err.to_string().contains("SMTP_URL is required"));
+        let ok = settings(&[
+            ("TEND_ENV", "production"),
+            ("JWT_SECRET", &"k".repeat(40)),
+            ("SMTP_URL", "smtp://mail:25"),
+        ]);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
     fn production_refuses_a_short_or_placeholder_secret() {
-        let short = settings(&[("TEND_ENV", "production"), ("JWT_SECRET", "abc")]).unwrap_err();
+        let short = settings(&[
+            ("TEND_ENV", "production"),
+            ("JWT_SECRET", "abc"),
+            ("SMTP_URL", "smtp://mail:25"),
+        ])
+        .unwrap_err();
         assert!(short.to_string().contains("at least 32 bytes"));
         let weak = settings(&[
             ("TEND_ENV", "production"),
             ("JWT_SECRET", "changeme-changeme-changeme-changeme"),
+            ("SMTP_URL", "smtp://mail:25"),
         ])
         .unwrap_err();
         assert!(weak.to_string().contains("placeholder"));

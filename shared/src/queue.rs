@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use apalis::prelude::TaskSink;
+use apalis_core::backend::Vacuum;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqlitePool, SqliteStorage};
 use secrecy::ExposeSecret;
@@ -137,6 +138,41 @@ impl Transport {
                     .map_err(|e| anyhow::anyhow!("pushing to the SQLite queue: {e}"))
             }
         }
+    }
+
+    /// Deletes what the transport keeps of deliveries finished more than `age` ago, on every
+    /// queue, and returns how many went. apalis keeps finished tasks forever otherwise (the
+    /// SQLite `Jobs` table, Redis hashes and sets); the ledger is the record Tend reads.
+    pub async fn vacuum(&self, age: Duration) -> anyhow::Result<usize> {
+        let mut removed = 0;
+        for queue in Queue::ALL {
+            match self {
+                Transport::Redis { conn, .. } => {
+                    let config = self.redis_config(queue);
+                    let mut storage =
+                        RedisStorage::<Delivery>::new(conn.clone()).with_config(config.clone());
+                    removed += storage
+                        .vacuum_before(age)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("vacuuming Redis: {e}"))?;
+                    // The set of finished ids is only read by apalis' own admin queries.
+                    let mut conn = conn.clone();
+                    let _: i64 = redis::cmd("DEL")
+                        .arg(config.done_jobs_set())
+                        .query_async(&mut conn)
+                        .await?;
+                }
+                Transport::Sqlite { pool, .. } => {
+                    let mut storage =
+                        SqliteStorage::<Delivery>::new(pool).with_config(self.sqlite_config(queue));
+                    removed += storage
+                        .vacuum_before(age)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("vacuuming the SQLite queue: {e}"))?;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Checks that the transport answers (`GET /ready`).

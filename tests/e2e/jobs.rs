@@ -226,3 +226,32 @@ async fn two_schedulers_enqueue_each_tick_once() {
         .unwrap();
     assert_eq!(count, 1, "the missed tick is caught up once, not twice");
 }
+
+#[tokio::test]
+async fn finished_deliveries_are_vacuumed_from_the_transport() {
+    let app = spawn_app().await;
+    let (_, job_id, token) = register(&app).await;
+    app.wait_for_job(&job_id, &token, &["done"]).await;
+    let transport = Transport::connect(&app.settings).await.unwrap();
+    // apalis records the delivery as done a moment after the handler returns.
+    let removed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    eventually(
+        "the finished delivery to be vacuumed",
+        Duration::from_secs(10),
+        || {
+            let (transport, removed) = (transport.clone(), removed.clone());
+            async move {
+                let now = transport.vacuum(Duration::ZERO).await?;
+                let total = removed.fetch_add(now, std::sync::atomic::Ordering::SeqCst) + now;
+                Ok(total >= 1)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        transport.vacuum(Duration::ZERO).await.unwrap(),
+        0,
+        "nothing left the second time"
+    );
+}

@@ -16,6 +16,7 @@ use tend_shared::{
     Settings,
     db::{self, Db, jobs::Outcome},
     jobs::JobError,
+    queue::Transport,
 };
 use tracing::Instrument;
 
@@ -31,15 +32,23 @@ pub struct JobEnv {
     pub mailer: Mailer,
     /// Email bodies.
     pub templates: Templates,
+    /// The queue transport (maintenance vacuums it).
+    pub transport: Transport,
     /// This process's worker name, written on the jobs it claims.
     pub worker_name: String,
 }
 
 impl JobEnv {
     /// Builds the environment (fails at start if SMTP_URL or a template is wrong).
-    pub fn new(settings: &Settings, db: Db, worker_name: String) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &Settings,
+        db: Db,
+        transport: Transport,
+        worker_name: String,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             db,
+            transport,
             settings: settings.clone(),
             mailer: Mailer::from_settings(settings)?,
             templates: Templates::load()?,

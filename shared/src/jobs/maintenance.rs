@@ -29,3 +29,5 @@ impl JobPayload for Cleanup {
 pub const KEEP_DONE_JOBS: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Spent and expired tokens are kept this long (for the reuse check), then deleted.
 pub const KEEP_DEAD_TOKENS: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Finished deliveries stay in the transport this long (for apalis' own tools), then go.
+pub const KEEP_DELIVERIES: Duration = Duration::from_secs(3600);

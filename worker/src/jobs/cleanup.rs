@@ -1,4 +1,5 @@
-//! Housekeeping: deletes spent or expired tokens and old finished jobs. Idempotent: a second
+//! Housekeeping: deletes spent or expired tokens, old finished jobs, and the transport's
+//! copies of finished deliveries. Idempotent: a second
 //! run finds nothing left to delete.
 
 use tend_shared::{
@@ -23,6 +24,11 @@ pub async fn run(env: &JobEnv, _job: Cleanup) -> Result<(), JobError> {
     )
     .await
     .map_err(|e| JobError::transient("pruning finished jobs", e))?;
-    tracing::info!(tokens, jobs, "cleanup finished");
+    let deliveries = env
+        .transport
+        .vacuum(maintenance::KEEP_DELIVERIES)
+        .await
+        .map_err(|e| JobError::transient("vacuuming the queue", e))?;
+    tracing::info!(tokens, jobs, deliveries, "cleanup finished");
     Ok(())
 }
