@@ -107,3 +107,45 @@ async fn every_response_carries_a_request_id_and_keeps_the_callers() {
     assert_eq!(resp.headers()["cache-control"], "no-store");
     problem(resp, 401).await;
 }
+
+#[tokio::test]
+async fn browsers_from_configured_origins_may_call_the_api() {
+    let app = tend_tests::spawn_app_with(tend_tests::AppOptions {
+        env: vec![("CORS_ORIGINS".into(), "https://app.example.org".into())],
+        ..Default::default()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/v1/auth/login", app.address),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example.org").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.org"
+    );
+    let refused = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+/// The published contract changes only on purpose: review with `cargo insta review` (or
+/// `INSTA_UPDATE=always cargo test`) and commit the new snapshot with the change.
+#[tokio::test]
+async fn the_openapi_spec_matches_its_snapshot() {
+    let app = spawn_app().await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    insta::assert_json_snapshot!("openapi", spec);
+}

@@ -155,7 +155,7 @@ impl AuthApi {
     /// Register a practitioner or patient account.
     ///
     /// Sends a verification email (a job). Answers 409 if the address is taken.
-    #[oai(path = "/register", method = "post")]
+    #[oai(path = "/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
         state: Data<&AppState>,
@@ -225,7 +225,7 @@ impl AuthApi {
     ///
     /// Limited per client IP and per account (`LOGIN_RATE_LIMIT_PER_MINUTE`, default 5):
     /// beyond it, 429 with `Retry-After`.
-    #[oai(path = "/login", method = "post")]
+    #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
         state: Data<&AppState>,
@@ -304,7 +304,7 @@ impl AuthApi {
     ///
     /// The presented token is spent. Presenting a spent token again revokes every token of
     /// its sign-in (the token was copied) and answers 401 `refresh-token-reused`.
-    #[oai(path = "/refresh", method = "post")]
+    #[oai(path = "/refresh", method = "post", operation_id = "refreshToken")]
     async fn refresh(
         &self,
         state: Data<&AppState>,
@@ -351,7 +351,7 @@ impl AuthApi {
     /// Sign out: revokes the refresh token and every token rotated from the same sign-in.
     ///
     /// Access tokens already issued stay valid until they expire (at most 15 minutes).
-    #[oai(path = "/logout", method = "post")]
+    #[oai(path = "/logout", method = "post", operation_id = "logout")]
     async fn logout(
         &self,
         state: Data<&AppState>,
@@ -376,7 +376,7 @@ impl AuthApi {
     }
 
     /// Confirm an email address with the token from the verification mail.
-    #[oai(path = "/verify-email", method = "post")]
+    #[oai(path = "/verify-email", method = "post", operation_id = "verifyEmail")]
     async fn verify_email(
         &self,
         state: Data<&AppState>,
@@ -407,7 +407,11 @@ impl AuthApi {
     }
 
     /// Send the verification email again (if the address has an unverified account).
-    #[oai(path = "/resend-verification", method = "post")]
+    #[oai(
+        path = "/resend-verification",
+        method = "post",
+        operation_id = "resendVerification"
+    )]
     async fn resend_verification(
         &self,
         state: Data<&AppState>,
@@ -432,7 +436,11 @@ impl AuthApi {
     }
 
     /// Ask for a password-reset email (valid 1 hour).
-    #[oai(path = "/forgot-password", method = "post")]
+    #[oai(
+        path = "/forgot-password",
+        method = "post",
+        operation_id = "forgotPassword"
+    )]
     async fn forgot_password(
         &self,
         state: Data<&AppState>,
@@ -464,7 +472,11 @@ impl AuthApi {
     ///
     /// Signs the account out everywhere: every refresh token is revoked and access tokens
     /// issued before now are refused.
-    #[oai(path = "/reset-password", method = "post")]
+    #[oai(
+        path = "/reset-password",
+        method = "post",
+        operation_id = "resetPassword"
+    )]
     async fn reset_password(
         &self,
         state: Data<&AppState>,

@@ -65,7 +65,7 @@ fn check(result: anyhow::Result<()>) -> Check {
 #[OpenApi(tag = "ApiTags::Ops")]
 impl HealthApi {
     /// Liveness: the process is up.
-    #[oai(path = "/health", method = "get")]
+    #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self) -> Json<Liveness> {
         Json(Liveness {
             status: "ok".into(),
@@ -74,7 +74,7 @@ impl HealthApi {
     }
 
     /// Readiness: the database and the queue answer.
-    #[oai(path = "/ready", method = "get")]
+    #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
         let timeout = std::time::Duration::from_secs(3);
         let database = check(

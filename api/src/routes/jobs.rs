@@ -102,7 +102,7 @@ pub struct JobsApi;
 #[OpenApi(prefix_path = "/api/v1/jobs", tag = "ApiTags::Jobs")]
 impl JobsApi {
     /// One job the caller started (404 for anyone else's, so ids do not leak).
-    #[oai(path = "/:id", method = "get")]
+    #[oai(path = "/:id", method = "get", operation_id = "getJob")]
     async fn get(
         &self,
         state: Data<&AppState>,

@@ -51,7 +51,7 @@ pub struct UsersApi;
 #[OpenApi(prefix_path = "/api/v1/users", tag = "ApiTags::Users")]
 impl UsersApi {
     /// The signed-in account.
-    #[oai(path = "/me", method = "get")]
+    #[oai(path = "/me", method = "get", operation_id = "getMe")]
     async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<MeResponse> {
         let user = state.authenticate(&auth.0.token).await?;
         Ok(MeResponse::Ok(Json(UserView::from(&user))))
@@ -61,7 +61,7 @@ impl UsersApi {
     ///
     /// A password change signs out every other device (their refresh tokens are revoked)
     /// and sends a notice to the account's address.
-    #[oai(path = "/me", method = "patch")]
+    #[oai(path = "/me", method = "patch", operation_id = "updateMe")]
     async fn update_me(
         &self,
         state: Data<&AppState>,
@@ -128,7 +128,7 @@ impl UsersApi {
     }
 
     /// Delete the account and every session.
-    #[oai(path = "/me", method = "delete")]
+    #[oai(path = "/me", method = "delete", operation_id = "deleteMe")]
     async fn delete_me(
         &self,
         state: Data<&AppState>,
