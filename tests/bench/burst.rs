@@ -33,11 +33,19 @@ async fn main() {
         ],
     })
     .await;
-    let backend = if std::env::var("TEST_REDIS_URL").is_ok() {
-        "PostgreSQL + Redis"
-    } else {
-        "SQLite + SQLite queue"
-    };
+    let backend = format!(
+        "{} data + {} queue",
+        if std::env::var("TEST_DATABASE_URL").is_ok() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        if std::env::var("TEST_REDIS_URL").is_ok() {
+            "Redis"
+        } else {
+            "SQLite"
+        },
+    );
 
     let started = Instant::now();
     let mut tx = app.db.begin().await.unwrap();
