@@ -59,6 +59,15 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+/// Boots the API alone: the test starts workers itself with [`TestApp::spawn_worker`].
+pub async fn spawn_api_only() -> TestApp {
+    spawn_app_with(AppOptions {
+        api_only: true,
+        ..Default::default()
+    })
+    .await
+}
+
 /// Boots the application with extra settings.
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let test_id = uuid::Uuid::new_v4().simple().to_string();
@@ -87,7 +96,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         env.insert(k, v);
     }
     let settings = Arc::new(Settings::from_lookup(|k| env.get(k).cloned()).expect("settings"));
-    tend_shared::telemetry::init(settings.log_format);
+    tend_shared::telemetry::init_for_tests();
     let components = Components::connect(&settings).await.expect("components");
     let db = components.db.clone();
     let roles = if options.api_only {
@@ -167,34 +176,47 @@ impl TestApp {
         }
     }
 
-    /// `POST` a JSON body.
-    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(format!("{}{path}", self.address))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.expect("request")
     }
 
-    /// `POST` a JSON body with a bearer token.
-    pub async fn post_auth(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(format!("{}{path}", self.address))
-            .bearer_auth(token)
-            .json(body)
-            .send()
+    /// `POST` a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, None, Some(body))
             .await
-            .expect("request")
+    }
+
+    /// `PATCH` a JSON body with a bearer token.
+    pub async fn patch_auth(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.send(reqwest::Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    /// `DELETE` with a bearer token.
+    pub async fn delete_auth(&self, path: &str, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, path, Some(token), None)
+            .await
     }
 
     /// `GET` with an optional bearer token.
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.get(format!("{}{path}", self.address));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        req.send().await.expect("request")
+        self.send(reqwest::Method::GET, path, token, None).await
     }
 
     /// `POST /api/v1/auth/register`.

@@ -48,3 +48,14 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
 }
+
+/// For test binaries: lines go through the test harness's capture (shown only for a failing
+/// test), at `warn` unless `RUST_LOG` says otherwise.
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let result = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_target(false).with_test_writer())
+        .try_init();
+    drop(result);
+}

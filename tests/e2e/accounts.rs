@@ -274,39 +274,34 @@ async fn users_update_their_name_and_password_and_delete_their_account() {
     let app = spawn_app().await;
     let user = app.signed_in_user().await;
     let resp = app
-        .client
-        .patch(format!("{}/api/v1/users/me", app.address))
-        .bearer_auth(&user.access_token)
-        .json(&json!({"display_name": "  Grace  "}))
-        .send()
-        .await
-        .unwrap();
+        .patch_auth(
+            "/api/v1/users/me",
+            &user.access_token,
+            &json!({"display_name": "  Grace  "}),
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["display_name"], "Grace");
 
     // A password change needs the current password.
     let resp = app
-        .client
-        .patch(format!("{}/api/v1/users/me", app.address))
-        .bearer_auth(&user.access_token)
-        .json(&json!({"new_password": "another long passphrase", "current_password": "wrong"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_auth(
+            "/api/v1/users/me",
+            &user.access_token,
+            &json!({"new_password": "another long passphrase", "current_password": "wrong"}),
+        )
+        .await;
     assert_eq!(
         problem(resp, 422).await["errors"][0]["field"],
         "current_password"
     );
     let resp = app
-        .client
-        .patch(format!("{}/api/v1/users/me", app.address))
-        .bearer_auth(&user.access_token)
-        .json(
+        .patch_auth(
+            "/api/v1/users/me",
+            &user.access_token,
             &json!({"new_password": "another long passphrase", "current_password": user.password}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(resp.status(), 200);
     // Other sessions are signed out.
     problem(
@@ -326,12 +321,8 @@ async fn users_update_their_name_and_password_and_delete_their_account() {
     );
 
     let resp = app
-        .client
-        .delete(format!("{}/api/v1/users/me", app.address))
-        .bearer_auth(&user.access_token)
-        .send()
-        .await
-        .unwrap();
+        .delete_auth("/api/v1/users/me", &user.access_token)
+        .await;
     assert_eq!(resp.status(), 204);
     problem(
         app.get("/api/v1/users/me", Some(&user.access_token)).await,

@@ -10,8 +10,8 @@ use tend_shared::{
     queue::{Relay, Transport},
 };
 use tend_tests::{
-    AppOptions, PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_app, spawn_app_with,
-    unique_email,
+    AppOptions, PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_api_only, spawn_app,
+    spawn_app_with, unique_email,
 };
 
 async fn register(app: &tend_tests::TestApp) -> (String, String, String) {
@@ -95,11 +95,7 @@ async fn a_permanent_failure_is_dead_at_once_without_retries() {
 async fn a_killed_workers_job_is_taken_over_by_another_worker() {
     // The first worker's SMTP server never answers: its job hangs until the worker is killed.
     let black_hole = SlowSmtp::start(Duration::from_secs(3600)).await;
-    let app = spawn_app_with(AppOptions {
-        api_only: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_api_only().await;
     let doomed = app.spawn_worker(&[("SMTP_URL", &black_hole.url)]);
     let (email, job_id, _) = register(&app).await;
     eventually(
@@ -140,11 +136,7 @@ async fn a_killed_workers_job_is_taken_over_by_another_worker() {
 #[tokio::test]
 async fn sigterm_lets_running_jobs_finish_before_the_worker_exits() {
     let slow = SlowSmtp::start(Duration::from_millis(1500)).await;
-    let app = spawn_app_with(AppOptions {
-        api_only: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_api_only().await;
     let worker = app.spawn_worker(&[("SMTP_URL", &slow.url)]);
     let (_, job_id, _) = register(&app).await;
     eventually("the job to start", Duration::from_secs(20), || async {
@@ -162,11 +154,7 @@ async fn sigterm_lets_running_jobs_finish_before_the_worker_exits() {
 
 #[tokio::test]
 async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
-    let app = spawn_app_with(AppOptions {
-        api_only: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_api_only().await;
     let mut tx = app.db.begin().await.unwrap();
     for i in 0..50 {
         jobs::enqueue(
@@ -206,11 +194,7 @@ async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
 
 #[tokio::test]
 async fn two_schedulers_enqueue_each_tick_once() {
-    let app = spawn_app_with(AppOptions {
-        api_only: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_api_only().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let a = tend_scheduler::start(app.db.clone(), shutdown.clone())
         .await
