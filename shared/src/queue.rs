@@ -63,7 +63,16 @@ impl Transport {
         let namespace = settings.queue_namespace.clone();
         match &settings.queue {
             QueueBackend::Redis(url) => {
-                let conn = apalis_redis::connect(url.expose_secret().to_owned())
+                // Bounded: while Redis is down, calls fail within seconds instead of waiting on
+                // the default reconnect schedule (requests stalled ~28 s in a test without this).
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(5)))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(1));
+                let conn = redis::Client::open(url.expose_secret().as_ref() as &str)
+                    .context("QUEUE_URL is not a valid Redis URL")?
+                    .get_connection_manager_with_config(config)
                     .await
                     .context("connecting to QUEUE_URL (Redis)")?;
                 Ok(Transport::Redis { conn, namespace })
@@ -215,6 +224,8 @@ pub struct Relay {
     wake: Arc<Notify>,
 }
 
+/// Longest a request waits to hand its job to the queue; past it the relay delivers it later.
+const FAST_DISPATCH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the relay loop looks for due jobs when nothing wakes it.
 const RELAY_INTERVAL: Duration = Duration::from_millis(250);
 /// A job dispatched this long ago and never claimed is offered again.
@@ -252,11 +263,17 @@ impl Relay {
         if db::jobs::in_flight(&self.db, queue).await? >= self.max_in_flight {
             return Ok(()); // The queue is full enough: the job waits in the ledger.
         }
-        if db::jobs::take_one_for_dispatch(&self.db, &job.id).await?
-            && let Err(err) = self.transport.push(job.queue, &job.id).await
-        {
-            db::jobs::undispatch(&self.db, &job.id).await?;
-            return Err(err);
+        if db::jobs::take_one_for_dispatch(&self.db, &job.id).await? {
+            let pushed = tokio::time::timeout(
+                FAST_DISPATCH_TIMEOUT,
+                self.transport.push(job.queue, &job.id),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the queue did not answer in time")));
+            if let Err(err) = pushed {
+                db::jobs::undispatch(&self.db, &job.id).await?;
+                return Err(err);
+            }
         }
         Ok(())
     }

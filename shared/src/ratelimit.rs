@@ -9,6 +9,9 @@ use std::{
 
 use apalis_redis::ConnectionManager;
 
+/// Longest a request waits for the shared counter before it is let through.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
+
 /// The verdict on one more attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -60,16 +63,19 @@ impl RateLimiter {
             RateLimiter::Redis { conn, namespace } => {
                 let redis_key = format!("{namespace}:ratelimit:{key}:{slot}");
                 let mut conn = conn.clone();
-                let result: redis::RedisResult<(u32, i64)> = redis::pipe()
-                    .atomic()
+                let mut pipe = redis::pipe();
+                pipe.atomic()
                     .incr(&redis_key, 1)
-                    .pexpire(&redis_key, window_ms as i64 + 1000)
-                    .query_async(&mut conn)
-                    .await;
-                match result {
-                    Ok((count, _)) => count,
-                    Err(err) => {
+                    .pexpire(&redis_key, window_ms as i64 + 1000);
+                let query = pipe.query_async::<(u32, i64)>(&mut conn);
+                match tokio::time::timeout(REDIS_TIMEOUT, query).await {
+                    Ok(Ok((count, _))) => count,
+                    Ok(Err(err)) => {
                         tracing::warn!(error = %err, "rate limiter unavailable; allowing");
+                        return Decision::Allowed;
+                    }
+                    Err(_) => {
+                        tracing::warn!("rate limiter timed out; allowing");
                         return Decision::Allowed;
                     }
                 }

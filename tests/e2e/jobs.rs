@@ -239,3 +239,72 @@ async fn finished_deliveries_are_vacuumed_from_the_transport() {
         "nothing left the second time"
     );
 }
+
+/// A Redis server of the test's own, so the test can stop it.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<Self> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Self { port, child });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_job_accepted_while_redis_is_down_runs_once_it_is_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(redis) = OwnRedis::start(port) else {
+        eprintln!("skipped: redis-server is not installed (run `.ci/services` first)");
+        return;
+    };
+    let app = spawn_app_with(AppOptions {
+        env: vec![("QUEUE_URL".into(), format!("redis://127.0.0.1:{port}"))],
+        ..Default::default()
+    })
+    .await;
+    drop(redis); // The queue goes down.
+
+    let started = std::time::Instant::now();
+    let (_, job_id, token) = register(&app).await; // Still 201: the job is in the ledger.
+    // Register and sign-in do not hang on the dead queue (dispatch and rate limits give up fast).
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let ready = app.get("/ready", None).await;
+    assert_eq!(ready.status(), 503);
+    let job = app
+        .get(&format!("/api/v1/jobs/{job_id}"), Some(&token))
+        .await;
+    assert_eq!(job.json::<Value>().await.unwrap()["state"], "pending");
+
+    let _redis = OwnRedis::start(port).expect("redis restarts");
+    let job = app.wait_for_job(&job_id, &token, &["done"]).await;
+    assert_eq!(job["attempts"], 1);
+}
