@@ -70,7 +70,7 @@ impl Transport {
                     .set_response_timeout(Some(Duration::from_secs(5)))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_secs(1));
-                let conn = redis::Client::open(url.expose_secret().as_ref() as &str)
+                let conn = redis::Client::open(url.expose_secret())
                     .context("QUEUE_URL is not a valid Redis URL")?
                     .get_connection_manager_with_config(config)
                     .await
