@@ -242,7 +242,6 @@ async fn finished_deliveries_are_vacuumed_from_the_transport() {
 
 /// A Redis server of the test's own, so the test can stop it.
 struct OwnRedis {
-    port: u16,
     child: std::process::Child,
 }
 
@@ -256,7 +255,7 @@ impl OwnRedis {
             .ok()?;
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Self { port, child });
+                return Some(Self { child });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
