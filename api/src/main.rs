@@ -4,7 +4,7 @@ use std::{io::BufRead, sync::Arc};
 
 use clap::{Parser, Subcommand};
 use tend_api::startup::{Components, Roles, run};
-use tend_shared::{Settings, db, telemetry};
+use tend_shared::{Settings, config::QueueBackend, db, telemetry};
 
 /// Tend's API server.
 #[derive(Parser)]
@@ -16,9 +16,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// API, workers and scheduler in one process (the default).
+    /// API, workers and scheduler in one process (the default with the embedded SQLite queue).
     All,
-    /// The HTTP API only; run `tend-worker` and `tend-scheduler` beside it.
+    /// The HTTP API only; run `tend-worker` and `tend-scheduler` beside it (the default when
+    /// QUEUE_URL is Redis).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
@@ -36,7 +37,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Arc::new(Settings::from_env()?);
     telemetry::init(settings.log_format);
-    match cli.command.unwrap_or(Command::All) {
+    // No subcommand: everything in one process on the embedded queue (a laptop), the API alone
+    // on Redis (production, where workers and the scheduler are their own processes).
+    let default = match settings.queue {
+        QueueBackend::Sqlite(_) => Command::All,
+        QueueBackend::Redis(_) => Command::Serve,
+    };
+    match cli.command.unwrap_or(default) {
         Command::Migrate => {
             let db = db::connect(&settings).await?;
             db::migrate(&db).await?;

@@ -358,3 +358,47 @@ async fn create_admin_makes_an_admin_who_sees_any_job() {
         200
     );
 }
+
+#[tokio::test]
+async fn an_expired_verification_link_is_refused() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    app.register(&email, PASSWORD, "patient").await;
+    let token = app.wait_for_mail(&email, "Confirm").await.link_token();
+    // 24 hours pass.
+    sqlx::query("UPDATE email_tokens SET expires_at = $1")
+        .bind(tend_shared::db::now_ms() - 1)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let resp = app
+        .post("/api/v1/auth/verify-email", &json!({"token": token}))
+        .await;
+    assert_eq!(problem(resp, 400).await["type"], "/problems/invalid-token");
+}
+
+#[tokio::test]
+async fn api_replicas_on_one_redis_share_the_login_limit() {
+    let Ok(redis) = std::env::var("TEST_REDIS_URL") else {
+        eprintln!("skipped: needs TEST_REDIS_URL (run `eval \"$(.ci/services)\"` first)");
+        return;
+    };
+    let namespace = format!("shared-limit-{}", uuid::Uuid::new_v4().simple());
+    let replica = || {
+        spawn_app_with(AppOptions {
+            env: vec![
+                ("QUEUE_URL".into(), redis.clone()),
+                ("QUEUE_NAMESPACE".into(), namespace.clone()),
+                ("LOGIN_RATE_LIMIT_PER_MINUTE".into(), "4".into()),
+            ],
+            api_only: true,
+        })
+    };
+    let (a, b) = (replica().await, replica().await);
+    let email = unique_email();
+    for app in [&a, &b, &a, &b] {
+        assert_eq!(app.login(&email, PASSWORD).await.status(), 401);
+    }
+    problem(b.login(&email, PASSWORD).await, 429).await;
+    problem(a.login(&email, PASSWORD).await, 429).await;
+}
