@@ -78,7 +78,7 @@ pub async fn run_delivery(env: Arc<JobEnv>, job_id: String) {
         job_id = %job.id,
         kind = %job.kind,
         attempt = job.attempts,
-        request_id = job.request_id.as_deref().unwrap_or(""),
+        request_id = job.request_id.as_deref(),
     );
     async move {
         if job.attempts > job.max_attempts {
