@@ -103,4 +103,31 @@ mod tests {
         assert!(rendered.html.contains("&lt;script&gt;"));
         assert!(rendered.text.contains("https://app/verify-email?token=abc"));
     }
+
+    /// Every mail's bodies, pinned: a wording change shows up in review (`cargo insta review`).
+    #[test]
+    fn email_bodies_match_their_snapshots() {
+        let templates = Templates::load().unwrap();
+        for (name, template) in [
+            ("verify_email", EmailTemplate::VerifyEmail),
+            ("password_reset", EmailTemplate::PasswordReset),
+            ("password_changed", EmailTemplate::PasswordChanged),
+        ] {
+            let rendered = templates
+                .render(
+                    template,
+                    &EmailContext {
+                        name: Some("Ada".into()),
+                        link: format!("https://app.example.org/{name}?token=TOKEN"),
+                        token: "TOKEN".into(),
+                    },
+                )
+                .unwrap();
+            insta::assert_snapshot!(
+                format!("{name}.txt"),
+                format!("Subject: {}\n\n{}", rendered.subject, rendered.text)
+            );
+            insta::assert_snapshot!(format!("{name}.html"), rendered.html);
+        }
+    }
 }
