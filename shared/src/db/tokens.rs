@@ -26,7 +26,6 @@ struct Known {
     user_id: String,
     family_id: String,
     used_at: Option<i64>,
-    revoked_at: Option<i64>,
 }
 
 /// Stores a new refresh token hash in `family_id`.
@@ -72,7 +71,7 @@ pub async fn rotate_refresh(conn: &mut AnyConnection, token_hash: &str) -> sqlx:
         });
     }
     let known = sqlx::query_as::<_, Known>(
-        "SELECT user_id, family_id, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
+        "SELECT user_id, family_id, used_at FROM refresh_tokens WHERE token_hash = $1",
     )
     .bind(token_hash)
     .fetch_optional(&mut *conn)
@@ -80,9 +79,7 @@ pub async fn rotate_refresh(conn: &mut AnyConnection, token_hash: &str) -> sqlx:
     match known {
         // A spent token presented again is a replay, even if its family was since revoked.
         Some(k) if k.used_at.is_some() => {
-            if k.revoked_at.is_none() || family_has_live_tokens(conn, &k.family_id).await? {
-                revoke_family(conn, &k.family_id).await?;
-            }
+            revoke_family(conn, &k.family_id).await?;
             Ok(Rotation::Reused {
                 user_id: k.user_id,
                 family_id: k.family_id,
@@ -90,16 +87,6 @@ pub async fn rotate_refresh(conn: &mut AnyConnection, token_hash: &str) -> sqlx:
         }
         _ => Ok(Rotation::Invalid),
     }
-}
-
-async fn family_has_live_tokens(conn: &mut AnyConnection, family_id: &str) -> sqlx::Result<bool> {
-    let live: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(family_id)
-    .fetch_one(conn)
-    .await?;
-    Ok(live > 0)
 }
 
 /// Revokes every token of a family (logout, reuse).
