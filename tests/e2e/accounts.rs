@@ -330,6 +330,13 @@ async fn users_update_their_name_and_password_and_delete_their_account() {
     )
     .await;
     problem(app.login(&user.email, "another long passphrase").await, 401).await;
+    let tokens_left: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens WHERE user_id = $1")
+            .bind(&user.id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(tokens_left, 0, "the account's tokens are deleted with it");
 }
 
 #[tokio::test]

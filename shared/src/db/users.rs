@@ -141,20 +141,12 @@ pub async fn set_role(db: &Db, id: &str, role: Role) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Deletes the account; tokens go with it (ON DELETE CASCADE).
+/// Deletes the account; its tokens go with it (ON DELETE CASCADE; SQLite connections turn
+/// foreign keys on in `db::connect`).
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
-    // Explicit deletes too: SQLite connections opened elsewhere may not enforce foreign keys.
-    sqlx::query("DELETE FROM refresh_tokens WHERE user_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
     let done = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }
