@@ -228,6 +228,10 @@ pub struct Relay {
 const FAST_DISPATCH_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the relay loop looks for due jobs when nothing wakes it.
 const RELAY_INTERVAL: Duration = Duration::from_millis(250);
+/// How often lapsed leases are looked for.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often stale deliveries are looked for.
+const STALE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// A job dispatched this long ago and never claimed is offered again.
 const STALE_DISPATCH: Duration = Duration::from_secs(10 * 60);
 /// Most jobs one relay pass takes from the ledger per queue.
@@ -278,17 +282,28 @@ impl Relay {
         Ok(())
     }
 
-    /// Runs until `shutdown`: recovers lapsed leases, re-offers lost deliveries, and feeds each
-    /// queue up to its in-flight bound.
+    /// Runs until `shutdown`: recovers lapsed leases (each second), re-offers lost deliveries
+    /// (each 30 s), and feeds each queue up to its in-flight bound (each 250 ms, or at once when
+    /// woken).
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut last_recovery = tokio::time::Instant::now();
         let mut last_stale_check = tokio::time::Instant::now();
         loop {
-            match self.pass().await {
-                Ok(moved) if moved > 0 => tracing::debug!(moved, "relay pass"),
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "relay pass failed"),
+            // Leases lapse on a scale of seconds: looking once a second is plenty.
+            if last_recovery.elapsed() >= RECOVERY_INTERVAL {
+                last_recovery = tokio::time::Instant::now();
+                match db::jobs::recover_expired_leases(&self.db).await {
+                    Ok(n) if n > 0 => {
+                        tracing::warn!(
+                            count = n,
+                            "recovered jobs whose worker stopped renewing its lease"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "lease recovery failed"),
+                }
             }
-            if last_stale_check.elapsed() > Duration::from_secs(30) {
+            if last_stale_check.elapsed() >= STALE_CHECK_INTERVAL {
                 last_stale_check = tokio::time::Instant::now();
                 let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;
                 match db::jobs::redispatch_stale(&self.db, cutoff).await {
@@ -296,6 +311,11 @@ impl Relay {
                     Ok(_) => {}
                     Err(err) => tracing::warn!(error = %err, "stale delivery check failed"),
                 }
+            }
+            match self.pass().await {
+                Ok(moved) if moved > 0 => tracing::debug!(moved, "relay pass"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "relay pass failed"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
