@@ -59,6 +59,18 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+/// Boots the all-in-one application with a few settings added or overridden.
+pub async fn spawn_app_with_env(env: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(AppOptions {
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Boots the API alone: the test starts workers itself with [`TestApp::spawn_worker`].
 pub async fn spawn_api_only() -> TestApp {
     spawn_app_with(AppOptions {
@@ -237,6 +249,15 @@ impl TestApp {
         .await
     }
 
+    /// `POST /api/v1/auth/refresh`.
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
     /// Registers a practitioner with a unique address, verifies it through the mailed link,
     /// and signs in.
     pub async fn signed_in_user(&self) -> TestUser {
@@ -404,18 +425,9 @@ impl WorkerProcess {
 
     /// Stops gracefully: running jobs finish first (SIGTERM). Returns once drained.
     pub async fn terminate(mut self) {
-        let stop = self.stop.take();
-        let thread = self.thread.take();
-        tokio::task::spawn_blocking(move || {
-            if let Some(stop) = stop {
-                let _ = stop.send(true);
-            }
-            if let Some(thread) = thread {
-                let _ = thread.join();
-            }
-        })
-        .await
-        .unwrap();
+        tokio::task::spawn_blocking(move || self.finish(true))
+            .await
+            .unwrap();
     }
 
     fn finish(&mut self, graceful: bool) {

@@ -111,21 +111,19 @@ impl Transport {
         format!("{ns}:{}", queue.as_str())
     }
 
-    /// apalis-redis settings for a queue: explicit name, short heartbeat, and a fetch batch
-    /// of `batch` deliveries (the worker's concurrency: more would let one replica hoard work).
-    pub fn redis_config(&self, queue: Queue, batch: usize) -> apalis_redis::Config {
+    /// apalis-redis settings for a queue: explicit name, short heartbeat. Workers add their
+    /// fetch batch.
+    pub fn redis_config(&self, queue: Queue) -> apalis_redis::Config {
         apalis_redis::Config::default()
             .queue(self.queue_name(queue))
-            .batch_size(batch.max(1))
             .heartbeat_interval(HEARTBEAT)
             .missed_heartbeats(3)
     }
 
     /// apalis-sqlite settings for a queue (see [`Transport::redis_config`]).
-    pub fn sqlite_config(&self, queue: Queue, batch: usize) -> apalis_sqlite::Config {
+    pub fn sqlite_config(&self, queue: Queue) -> apalis_sqlite::Config {
         apalis_sqlite::Config::default()
             .queue(self.queue_name(queue))
-            .batch_size(batch.max(1))
             .heartbeat_interval(HEARTBEAT)
             .missed_heartbeats(3)
     }
@@ -138,7 +136,7 @@ impl Transport {
         match self {
             Transport::Redis { conn, .. } => {
                 let mut storage = RedisStorage::<Delivery>::new(conn.clone())
-                    .with_config(self.redis_config(queue, 1));
+                    .with_config(self.redis_config(queue));
                 storage
                     .push(delivery)
                     .await
@@ -146,7 +144,7 @@ impl Transport {
             }
             Transport::Sqlite { pool, .. } => {
                 let mut storage =
-                    SqliteStorage::<Delivery>::new(pool).with_config(self.sqlite_config(queue, 1));
+                    SqliteStorage::<Delivery>::new(pool).with_config(self.sqlite_config(queue));
                 storage
                     .push(delivery)
                     .await
@@ -163,7 +161,7 @@ impl Transport {
         for queue in Queue::ALL {
             match self {
                 Transport::Redis { conn, .. } => {
-                    let config = self.redis_config(queue, 1);
+                    let config = self.redis_config(queue);
                     let mut storage =
                         RedisStorage::<Delivery>::new(conn.clone()).with_config(config.clone());
                     removed += storage
@@ -178,8 +176,8 @@ impl Transport {
                         .await?;
                 }
                 Transport::Sqlite { pool, .. } => {
-                    let mut storage = SqliteStorage::<Delivery>::new(pool)
-                        .with_config(self.sqlite_config(queue, 1));
+                    let mut storage =
+                        SqliteStorage::<Delivery>::new(pool).with_config(self.sqlite_config(queue));
                     removed += storage
                         .vacuum_before(age)
                         .await
@@ -290,27 +288,18 @@ impl Relay {
         let mut last_stale_check = tokio::time::Instant::now();
         loop {
             // Leases lapse on a scale of seconds: looking once a second is plenty.
-            if last_recovery.elapsed() >= RECOVERY_INTERVAL {
-                last_recovery = tokio::time::Instant::now();
-                match db::jobs::recover_expired_leases(&self.db).await {
-                    Ok(n) if n > 0 => {
-                        tracing::warn!(
-                            count = n,
-                            "recovered jobs whose worker stopped renewing its lease"
-                        )
-                    }
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "lease recovery failed"),
-                }
+            if due(&mut last_recovery, RECOVERY_INTERVAL) {
+                report(
+                    "jobs whose worker stopped renewing its lease handed back",
+                    db::jobs::recover_expired_leases(&self.db).await,
+                );
             }
-            if last_stale_check.elapsed() >= STALE_CHECK_INTERVAL {
-                last_stale_check = tokio::time::Instant::now();
+            if due(&mut last_stale_check, STALE_CHECK_INTERVAL) {
                 let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;
-                match db::jobs::redispatch_stale(&self.db, cutoff).await {
-                    Ok(n) if n > 0 => tracing::warn!(count = n, "re-offering stale deliveries"),
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "stale delivery check failed"),
-                }
+                report(
+                    "stale deliveries offered again",
+                    db::jobs::redispatch_stale(&self.db, cutoff).await,
+                );
             }
             match self.pass().await {
                 Ok(moved) if moved > 0 => tracing::debug!(moved, "relay pass"),
@@ -354,5 +343,24 @@ impl Relay {
             }
         }
         Ok(moved)
+    }
+}
+
+/// True (and restarts the clock) once `every` has passed since `last`.
+fn due(last: &mut tokio::time::Instant, every: Duration) -> bool {
+    if last.elapsed() < every {
+        return false;
+    }
+    *last = tokio::time::Instant::now();
+    true
+}
+
+/// Logs the outcome of a periodic relay chore: a warning when it found work (something went
+/// wrong elsewhere for it to find any) or failed, nothing otherwise.
+fn report(what: &str, result: sqlx::Result<u64>) {
+    match result {
+        Ok(0) => {}
+        Ok(count) => tracing::warn!(count, "{what}"),
+        Err(err) => tracing::warn!(error = %err, "{what}: failed"),
     }
 }

@@ -70,12 +70,12 @@ impl RateLimiter {
                 let query = pipe.query_async::<(u32, i64)>(&mut conn);
                 match tokio::time::timeout(REDIS_TIMEOUT, query).await {
                     Ok(Ok((count, _))) => count,
-                    Ok(Err(err)) => {
-                        tracing::warn!(error = %err, "rate limiter unavailable; allowing");
-                        return Decision::Allowed;
-                    }
-                    Err(_) => {
-                        tracing::warn!("rate limiter timed out; allowing");
+                    failed => {
+                        let error = match failed {
+                            Ok(Err(err)) => err.to_string(),
+                            _ => "timed out".to_owned(),
+                        };
+                        tracing::warn!(%error, "rate limiter unavailable; allowing");
                         return Decision::Allowed;
                     }
                 }

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tend_tests::{AppOptions, PASSWORD, problem, spawn_app, spawn_app_with, unique_email};
+use tend_tests::{
+    AppOptions, PASSWORD, eventually, problem, spawn_app, spawn_app_with, spawn_app_with_env,
+    unique_email,
+};
 
 #[tokio::test]
 async fn a_newcomer_registers_verifies_signs_in_refreshes_resets_and_signs_out() {
@@ -65,12 +68,7 @@ async fn a_newcomer_registers_verifies_signs_in_refreshes_resets_and_signs_out()
 
     // Refresh rotates: a new pair, and the old refresh token is spent.
     let refresh = login["refresh_token"].as_str().unwrap().to_owned();
-    let rotated: Value = app
-        .post("/api/v1/auth/refresh", &json!({"refresh_token": refresh}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rotated: Value = app.refresh(&refresh).await.json().await.unwrap();
     let refresh2 = rotated["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh, refresh2);
     let access2 = rotated["access_token"].as_str().unwrap().to_owned();
@@ -84,9 +82,7 @@ async fn a_newcomer_registers_verifies_signs_in_refreshes_resets_and_signs_out()
         .post("/api/v1/auth/logout", &json!({"refresh_token": refresh2}))
         .await;
     assert_eq!(resp.status(), 204);
-    let resp = app
-        .post("/api/v1/auth/refresh", &json!({"refresh_token": refresh2}))
-        .await;
+    let resp = app.refresh(&refresh2).await;
     problem(resp, 401).await;
 
     // Forgot password: a reset mail; the reset signs out everywhere.
@@ -120,15 +116,7 @@ async fn a_newcomer_registers_verifies_signs_in_refreshes_resets_and_signs_out()
     let old_access = other_session["access_token"].as_str().unwrap();
     problem(app.get("/api/v1/users/me", Some(old_access)).await, 401).await;
     let old_refresh = other_session["refresh_token"].as_str().unwrap();
-    problem(
-        app.post(
-            "/api/v1/auth/refresh",
-            &json!({"refresh_token": old_refresh}),
-        )
-        .await,
-        401,
-    )
-    .await;
+    problem(app.refresh(old_refresh).await, 401).await;
     problem(app.login(&email, PASSWORD).await, 401).await;
     assert_eq!(app.login(&email, new_password).await.status(), 200);
     app.wait_for_mail(&email, "Your password was changed").await;
@@ -213,11 +201,7 @@ async fn wrong_passwords_and_unknown_accounts_get_the_same_401() {
 
 #[tokio::test]
 async fn login_attempts_are_limited_with_429_and_retry_after() {
-    let app = spawn_app_with(AppOptions {
-        env: vec![("LOGIN_RATE_LIMIT_PER_MINUTE".into(), "3".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with_env(&[("LOGIN_RATE_LIMIT_PER_MINUTE", "3")]).await;
     let email = unique_email();
     app.register(&email, PASSWORD, "patient").await;
     for _ in 0..3 {
@@ -253,20 +237,20 @@ async fn forgot_password_and_resend_answer_alike_for_unknown_addresses() {
     }
     // The known address really got both mails.
     app.wait_for_mail(&known, "Reset your password").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while app
-        .mails_to(&known)
-        .iter()
-        .filter(|m| m.subject.contains("Confirm"))
-        .count()
-        < 2
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resent verification never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the resent verification mail",
+        Duration::from_secs(20),
+        || async {
+            let confirmations = app
+                .mails_to(&known)
+                .iter()
+                .filter(|m| m.subject.contains("Confirm"))
+                .count();
+            Ok(confirmations >= 2)
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -304,15 +288,7 @@ async fn users_update_their_name_and_password_and_delete_their_account() {
         .await;
     assert_eq!(resp.status(), 200);
     // Other sessions are signed out.
-    problem(
-        app.post(
-            "/api/v1/auth/refresh",
-            &json!({"refresh_token": user.refresh_token}),
-        )
-        .await,
-        401,
-    )
-    .await;
+    problem(app.refresh(&user.refresh_token).await, 401).await;
     assert_eq!(
         app.login(&user.email, "another long passphrase")
             .await

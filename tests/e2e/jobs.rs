@@ -10,8 +10,8 @@ use tend_shared::{
     queue::{Relay, Transport},
 };
 use tend_tests::{
-    AppOptions, PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_api_only, spawn_app,
-    spawn_app_with, unique_email,
+    PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_api_only, spawn_app, spawn_app_with_env,
+    unique_email,
 };
 
 async fn register(app: &tend_tests::TestApp) -> (String, String, String) {
@@ -55,11 +55,7 @@ async fn users_see_only_their_own_jobs() {
 #[tokio::test]
 async fn an_unreachable_smtp_server_fails_the_job_visibly_and_schedules_a_retry() {
     // Port 1 on loopback: connection refused, a transient failure.
-    let app = spawn_app_with(AppOptions {
-        env: vec![("SMTP_URL".into(), "smtp://127.0.0.1:1".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with_env(&[("SMTP_URL", "smtp://127.0.0.1:1")]).await;
     let (_, job_id, token) = register(&app).await;
     let job = app.wait_for_job(&job_id, &token, &["failed"]).await;
     assert_eq!(job["attempts"], 1);
@@ -80,11 +76,7 @@ async fn an_unreachable_smtp_server_fails_the_job_visibly_and_schedules_a_retry(
 
 #[tokio::test]
 async fn a_permanent_failure_is_dead_at_once_without_retries() {
-    let app = spawn_app_with(AppOptions {
-        env: vec![("EMAIL_FROM".into(), "not an address".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with_env(&[("EMAIL_FROM", "not an address")]).await;
     let (_, job_id, token) = register(&app).await;
     let job = app.wait_for_job(&job_id, &token, &["dead"]).await;
     assert_eq!(job["attempts"], 1);
@@ -281,11 +273,7 @@ async fn a_job_accepted_while_redis_is_down_runs_once_it_is_back() {
         eprintln!("skipped: redis-server is not installed (run `.ci/services` first)");
         return;
     };
-    let app = spawn_app_with(AppOptions {
-        env: vec![("QUEUE_URL".into(), format!("redis://127.0.0.1:{port}"))],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with_env(&[("QUEUE_URL", &format!("redis://127.0.0.1:{port}"))]).await;
     drop(redis); // The queue goes down.
 
     let started = std::time::Instant::now();

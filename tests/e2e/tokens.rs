@@ -3,10 +3,9 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tend_tests::{TestApp, problem, spawn_app};
+use tend_tests::{problem, spawn_app};
 
-fn forge(app: &TestApp, claims: Value, secret: &str) -> String {
-    let _ = app;
+fn forge(claims: Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -35,11 +34,11 @@ async fn expired_tampered_unsigned_and_misaddressed_tokens_are_401() {
         200
     );
 
-    let expired = forge(&app, claims(&user.id, -120, "tend-api"), &secret);
+    let expired = forge(claims(&user.id, -120, "tend-api"), &secret);
     let body = problem(app.get("/api/v1/users/me", Some(&expired)).await, 401).await;
     assert!(body["detail"].as_str().unwrap().contains("expired"));
 
-    let wrong_audience = forge(&app, claims(&user.id, 600, "someone-else"), &secret);
+    let wrong_audience = forge(claims(&user.id, 600, "someone-else"), &secret);
     problem(
         app.get("/api/v1/users/me", Some(&wrong_audience)).await,
         401,
@@ -47,7 +46,6 @@ async fn expired_tampered_unsigned_and_misaddressed_tokens_are_401() {
     .await;
 
     let wrong_key = forge(
-        &app,
         claims(&user.id, 600, "tend-api"),
         "not the server's key at all!!",
     );
@@ -74,25 +72,16 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
     let app = spawn_app().await;
     let user = app.signed_in_user().await;
     let first = user.refresh_token.clone();
-    let rotated: Value = app
-        .post("/api/v1/auth/refresh", &json!({"refresh_token": first}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rotated: Value = app.refresh(&first).await.json().await.unwrap();
     let second = rotated["refresh_token"].as_str().unwrap().to_owned();
 
     // The first token is replayed (stolen copy): refused, and the family dies.
-    let resp = app
-        .post("/api/v1/auth/refresh", &json!({"refresh_token": first}))
-        .await;
+    let resp = app.refresh(&first).await;
     assert_eq!(
         problem(resp, 401).await["type"],
         "/problems/refresh-token-reused"
     );
-    let resp = app
-        .post("/api/v1/auth/refresh", &json!({"refresh_token": second}))
-        .await;
+    let resp = app.refresh(&second).await;
     problem(resp, 401).await;
 
     // Another sign-in (another family) is untouched.
@@ -102,12 +91,7 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
         .json()
         .await
         .unwrap();
-    let resp = app
-        .post(
-            "/api/v1/auth/refresh",
-            &json!({"refresh_token": other["refresh_token"]}),
-        )
-        .await;
+    let resp = app.refresh(other["refresh_token"].as_str().unwrap()).await;
     assert_eq!(resp.status(), 200);
 
     let mut conn = app.db.acquire().await.unwrap();
@@ -120,8 +104,6 @@ async fn a_reused_refresh_token_revokes_its_whole_family() {
 #[tokio::test]
 async fn an_unknown_refresh_token_is_401() {
     let app = spawn_app().await;
-    let resp = app
-        .post("/api/v1/auth/refresh", &json!({"refresh_token": "made-up"}))
-        .await;
+    let resp = app.refresh("made-up").await;
     assert_eq!(problem(resp, 401).await["type"], "/problems/invalid-token");
 }

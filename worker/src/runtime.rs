@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::runner::{self, JobEnv};
 
 /// How often a worker asks its queue for work. apalis backends otherwise only look on their
-/// heartbeat (seconds). Each poll takes up to `WORKER_CONCURRENCY` deliveries, so this also
+/// heartbeat (seconds). Each poll takes up to `WORKER_CONCURRENCY` deliveries (more would let
+/// one replica hoard slow jobs while others idle), so this also
 /// caps throughput per process and queue (16 / 20 ms = 800 jobs/s); an idle poll costs about
 /// 80 µs of Redis CPU (NOTES-apalis-1.0.md).
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -87,7 +88,7 @@ pub async fn start(
                 let conn = conn.clone();
                 monitor.register(move |restarts| {
                     let backend = RedisStorage::<Delivery>::new(conn.clone())
-                        .with_config(transport_c.redis_config(queue, concurrency))
+                        .with_config(transport_c.redis_config(queue).batch_size(concurrency))
                         .poll_with_interval(POLL_INTERVAL);
                     WorkerBuilder::new(format!("{prefix}-{restarts}"))
                         .backend(backend)
@@ -101,7 +102,7 @@ pub async fn start(
                 let pool = pool.clone();
                 monitor.register(move |restarts| {
                     let backend = SqliteStorage::<Delivery>::new(&pool)
-                        .with_config(transport_c.sqlite_config(queue, concurrency))
+                        .with_config(transport_c.sqlite_config(queue).batch_size(concurrency))
                         .poll_with_interval(POLL_INTERVAL);
                     WorkerBuilder::new(format!("{prefix}-{restarts}"))
                         .backend(backend)

@@ -1,6 +1,5 @@
 //! Housekeeping: deletes spent or expired tokens, old finished jobs, and the transport's
-//! copies of finished deliveries. Idempotent: a second
-//! run finds nothing left to delete.
+//! copies of finished deliveries. Idempotent: a second run finds nothing left to delete.
 
 use tend_shared::{
     db,
