@@ -38,6 +38,64 @@ pub enum QueueBackend {
     Sqlite(String),
 }
 
+/// Where uploads (session audio, transcripts) are kept.
+#[derive(Debug, Clone)]
+pub enum StorageBackend {
+    /// `file://dir`: local disk, the embedded default (`DATA_DIR/objects`).
+    Local(PathBuf),
+    /// `s3://bucket[/prefix]`: S3 or any S3-compatible server.
+    S3(S3Settings),
+}
+
+/// How to reach an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// The bucket, from `STORAGE_URL=s3://bucket`.
+    pub bucket: String,
+    /// Key prefix, from `s3://bucket/prefix` (empty for none).
+    pub prefix: String,
+    /// `S3_ENDPOINT`: an S3-compatible server (MinIO, Garage, moto); unset means AWS.
+    pub endpoint: Option<String>,
+    /// `S3_REGION` (or `AWS_REGION`), default `us-east-1`.
+    pub region: String,
+    /// `S3_ACCESS_KEY_ID` (or `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// `S3_SECRET_ACCESS_KEY` (or `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<SecretString>,
+    /// `S3_FORCE_PATH_STYLE`: `bucket` in the path rather than the host name; defaults to true
+    /// when `S3_ENDPOINT` is set (what most S3-compatible servers need).
+    pub force_path_style: bool,
+}
+
+/// The OpenAI-compatible provider behind transcription and extraction, and its prices.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    /// `OPENAI_BASE_URL`: OpenAI's API, or any server that copies it.
+    pub base_url: String,
+    /// `OPENAI_API_KEY`: unset means paid jobs fail at once with a clear error.
+    pub api_key: Option<SecretString>,
+    /// `OPENAI_TIMEOUT_SECS`: one provider request longer than this fails (transiently).
+    pub request_timeout: Duration,
+    /// `TRANSCRIPTION_MODEL` (`whisper-1`: the OpenAI model that returns timed segments).
+    pub transcription_model: String,
+    /// `TRANSCRIPTION_MAX_UPLOAD_BYTES`: the provider's upload limit (25 MB at OpenAI); larger
+    /// audio is decoded, reduced to 16 kHz mono and sent in chunks.
+    pub transcription_max_upload_bytes: u64,
+    /// `TRANSCRIPTION_CHUNK_SECS`: longest chunk sent at once (OpenAI's models cap duration).
+    pub transcription_chunk_secs: u32,
+    /// `EXTRACTION_MODEL` (`gpt-4o-mini`).
+    pub extraction_model: String,
+    /// `EXTRACTION_CONTEXT_TOKENS`: transcript tokens sent in one request; longer transcripts
+    /// are extracted in parts and combined.
+    pub extraction_context_tokens: u32,
+    /// `PRICE_AUDIO_PER_MINUTE_USD` (0.006): transcription price per audio minute.
+    pub price_audio_per_minute: f64,
+    /// `PRICE_PROMPT_PER_MTOK_USD` (0.15): price per million prompt tokens.
+    pub price_prompt_per_mtok: f64,
+    /// `PRICE_COMPLETION_PER_MTOK_USD` (0.60): price per million completion tokens.
+    pub price_completion_per_mtok: f64,
+}
+
 /// All of Tend's settings. Built once, then passed down; nothing reads the environment later.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -95,6 +153,12 @@ pub struct Settings {
     pub queue_max_in_flight: u32,
     /// `SHUTDOWN_GRACE_SECS`: how long SIGTERM waits for running jobs.
     pub shutdown_grace: Duration,
+    /// `STORAGE_URL`: local disk or S3.
+    pub storage: StorageBackend,
+    /// `MAX_UPLOAD_BYTES`: largest session upload (413 beyond), default 500 MiB.
+    pub max_upload_bytes: u64,
+    /// The transcription and extraction provider.
+    pub provider: ProviderSettings,
 }
 
 impl Settings {
@@ -193,6 +257,9 @@ impl Settings {
             job_lease: Duration::from_secs(parse(&lookup, "JOB_LEASE_SECS", "15")?),
             queue_max_in_flight: parse(&lookup, "QUEUE_MAX_IN_FLIGHT", "1000")?,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),
+            storage: storage_backend(&lookup, &data_dir)?,
+            max_upload_bytes: parse(&lookup, "MAX_UPLOAD_BYTES", "524288000")?,
+            provider: provider_settings(&lookup)?,
             data_dir,
         };
         if settings.environment == Environment::Production && settings.smtp_url.is_none() {
@@ -223,6 +290,78 @@ impl Settings {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
     }
+}
+
+/// Reads `STORAGE_URL` and the `S3_*` variables.
+fn storage_backend(
+    lookup: &impl Fn(&str) -> Option<String>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<StorageBackend> {
+    let raw = lookup("STORAGE_URL")
+        .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+    if let Some(path) = raw.strip_prefix("file://") {
+        if path.is_empty() {
+            bail!("STORAGE_URL=file:// needs a directory, e.g. file://./data/objects");
+        }
+        return Ok(StorageBackend::Local(PathBuf::from(path)));
+    }
+    let Some(rest) = raw.strip_prefix("s3://") else {
+        bail!("STORAGE_URL must start with file:// or s3://, not {raw:?}");
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        bail!("STORAGE_URL=s3:// needs a bucket, e.g. s3://tend-uploads");
+    }
+    let either = |a: &str, b: &str| lookup(a).or_else(|| lookup(b));
+    let endpoint = lookup("S3_ENDPOINT");
+    let force_path_style = match lookup("S3_FORCE_PATH_STYLE") {
+        Some(raw) => raw
+            .parse()
+            .map_err(|e| anyhow::anyhow!("S3_FORCE_PATH_STYLE={raw:?} is not valid: {e}"))?,
+        None => endpoint.is_some(),
+    };
+    Ok(StorageBackend::S3(S3Settings {
+        bucket: bucket.to_owned(),
+        prefix: prefix.trim_matches('/').to_owned(),
+        endpoint,
+        region: either("S3_REGION", "AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+        access_key_id: either("S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        secret_access_key: either("S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
+            .map(SecretString::from),
+        force_path_style,
+    }))
+}
+
+/// Reads the `OPENAI_*`, model and price variables.
+fn provider_settings(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<ProviderSettings> {
+    let settings = ProviderSettings {
+        base_url: lookup("OPENAI_BASE_URL")
+            .unwrap_or_else(|| "https://api.openai.com/v1".into())
+            .trim_end_matches('/')
+            .to_owned(),
+        api_key: lookup("OPENAI_API_KEY").map(SecretString::from),
+        request_timeout: Duration::from_secs(parse(lookup, "OPENAI_TIMEOUT_SECS", "300")?),
+        transcription_model: lookup("TRANSCRIPTION_MODEL").unwrap_or_else(|| "whisper-1".into()),
+        transcription_max_upload_bytes: parse(lookup, "TRANSCRIPTION_MAX_UPLOAD_BYTES", "26214400")?,
+        transcription_chunk_secs: parse(lookup, "TRANSCRIPTION_CHUNK_SECS", "600")?,
+        extraction_model: lookup("EXTRACTION_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
+        extraction_context_tokens: parse(lookup, "EXTRACTION_CONTEXT_TOKENS", "100000")?,
+        price_audio_per_minute: parse(lookup, "PRICE_AUDIO_PER_MINUTE_USD", "0.006")?,
+        price_prompt_per_mtok: parse(lookup, "PRICE_PROMPT_PER_MTOK_USD", "0.15")?,
+        price_completion_per_mtok: parse(lookup, "PRICE_COMPLETION_PER_MTOK_USD", "0.60")?,
+    };
+    if settings.transcription_max_upload_bytes < 64 * 1024 {
+        bail!("TRANSCRIPTION_MAX_UPLOAD_BYTES must be at least 65536");
+    }
+    if settings.transcription_chunk_secs < 10 {
+        bail!("TRANSCRIPTION_CHUNK_SECS must be at least 10");
+    }
+    if settings.extraction_context_tokens < 1000 {
+        bail!("EXTRACTION_CONTEXT_TOKENS must be at least 1000");
+    }
+    Ok(settings)
 }
 
 /// Fragments of secrets copied from examples; refused in production.

@@ -10,6 +10,8 @@
 //! - [`jobs`]: typed job payloads (ids only) with their retry policy, and the job ledger API.
 //! - [`queue`]: the transport (Redis or SQLite through apalis) and the outbox relay that feeds it.
 //! - [`ratelimit`]: fixed-window limits, in memory or shared through Redis.
+//! - [`sessions`]: recorded sessions: upload sniffing, transcripts, the notes and their schema.
+//! - [`storage`]: the object store (local disk or S3) that holds uploaded audio.
 //!
 //! No HTTP and no job handlers live here: those are `tend-api` and `tend-worker`.
 
@@ -20,6 +22,8 @@ pub mod domain;
 pub mod jobs;
 pub mod queue;
 pub mod ratelimit;
+pub mod sessions;
+pub mod storage;
 pub mod telemetry;
 
 pub use config::Settings;

@@ -17,10 +17,11 @@ use tend_shared::{
     db::{self, Db, jobs::Outcome},
     jobs::JobError,
     queue::Transport,
+    storage::ObjectStore,
 };
 use tracing::Instrument;
 
-use crate::{jobs, mailer::Mailer, templates::Templates};
+use crate::{jobs, mailer::Mailer, provider::Provider, templates::Templates};
 
 /// What every job handler may use, built once per worker process.
 pub struct JobEnv {
@@ -36,11 +37,15 @@ pub struct JobEnv {
     pub transport: Transport,
     /// This process's worker name, written on the jobs it claims.
     pub worker_name: String,
+    /// Uploaded audio.
+    pub store: ObjectStore,
+    /// The transcription and extraction provider.
+    pub provider: Provider,
 }
 
 impl JobEnv {
-    /// Builds the environment (fails at start if SMTP_URL or a template is wrong).
-    pub fn new(
+    /// Builds the environment (fails at start if SMTP_URL, a template or the store is wrong).
+    pub async fn new(
         settings: &Settings,
         db: Db,
         transport: Transport,
@@ -52,6 +57,8 @@ impl JobEnv {
             settings: settings.clone(),
             mailer: Mailer::from_settings(settings)?,
             templates: Templates::load()?,
+            store: ObjectStore::connect(settings).await?,
+            provider: Provider::new(&settings.provider)?,
             worker_name,
         })
     }
@@ -83,6 +90,7 @@ pub async fn run_delivery(env: Arc<JobEnv>, job_id: String) {
     async move {
         if job.attempts > job.max_attempts {
             let error = "attempts used up (the job's workers kept dying)";
+            jobs::on_failure(&env, &job, error, true).await;
             record(&env, &job.id, Outcome::Dead { error }).await;
             return;
         }
@@ -95,7 +103,7 @@ pub async fn run_delivery(env: Arc<JobEnv>, job_id: String) {
         let started = std::time::Instant::now();
 
         let renewer = tokio::spawn(renew_lease(env.clone(), job.id.clone(), lease));
-        let handler = AssertUnwindSafe(jobs::handle(&env, &job.kind, &job.payload)).catch_unwind();
+        let handler = AssertUnwindSafe(jobs::handle(&env, &job)).catch_unwind();
         let result = match tokio::time::timeout(policy.timeout, handler).await {
             Ok(Ok(result)) => result,
             Ok(Err(panic)) => Err(JobError::Transient(format!(
@@ -110,23 +118,39 @@ pub async fn run_delivery(env: Arc<JobEnv>, job_id: String) {
         renewer.abort();
 
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        match result {
+        let (error, delay) = match result {
             Ok(()) => {
                 tracing::info!(elapsed_ms, "job done");
                 record(&env, &job.id, Outcome::Done).await;
+                return;
             }
             Err(JobError::Permanent(error)) => {
                 tracing::warn!(elapsed_ms, %error, "job failed permanently; not retried");
-                record(&env, &job.id, Outcome::Dead { error: &error }).await;
+                (error, None)
             }
-            Err(JobError::Transient(error)) if job.attempts < job.max_attempts => {
-                let delay = policy.backoff(job.attempts as u32);
-                let run_at = db::now_ms() + delay.as_millis() as i64;
-                tracing::warn!(elapsed_ms, %error, retry_in_s = delay.as_secs(), "job failed; will retry");
-                record(&env, &job.id, Outcome::RetryAt { error: &error, run_at }).await;
+            Err(err) if job.attempts >= job.max_attempts => {
+                let error = format!("{err} (last of {} attempts)", job.max_attempts);
+                tracing::error!(elapsed_ms, %error, "job failed on its last attempt; dead");
+                (error, None)
             }
             Err(JobError::Transient(error)) => {
-                tracing::error!(elapsed_ms, %error, "job failed on its last attempt; dead");
+                let delay = policy.backoff(job.attempts as u32);
+                (error, Some(delay))
+            }
+            Err(JobError::RetryAfter(error, asked)) => {
+                let delay = asked.clamp(Duration::from_secs(1), policy.backoff_max);
+                (error, Some(delay))
+            }
+        };
+        match delay {
+            Some(delay) => {
+                let run_at = db::now_ms() + delay.as_millis() as i64;
+                tracing::warn!(elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
+                jobs::on_failure(&env, &job, &error, false).await;
+                record(&env, &job.id, Outcome::RetryAt { error: &error, run_at }).await;
+            }
+            None => {
+                jobs::on_failure(&env, &job, &error, true).await;
                 record(&env, &job.id, Outcome::Dead { error: &error }).await;
             }
         }

@@ -6,6 +6,8 @@
 
 pub mod audit;
 pub mod jobs;
+pub mod patients;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 

@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod maintenance;
+pub mod sessions;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::db::{self, jobs::NewJob, now_ms};
 
 pub use email::{EmailTemplate, SendEmail};
 pub use maintenance::Cleanup;
+pub use sessions::{ExtractNotes, TranscribeSession};
 
 /// The queues, each with its own worker pool. Adding a job kind may add a queue here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,17 +28,28 @@ pub enum Queue {
     Email,
     /// Scheduled housekeeping.
     Maintenance,
+    /// Session audio to transcripts: slow, paid, long-running.
+    Transcription,
+    /// Transcripts to notes: paid, must not wait behind hour-long transcriptions.
+    Extraction,
 }
 
 impl Queue {
     /// Every queue, for workers and the relay.
-    pub const ALL: [Queue; 2] = [Queue::Email, Queue::Maintenance];
+    pub const ALL: [Queue; 4] = [
+        Queue::Email,
+        Queue::Maintenance,
+        Queue::Transcription,
+        Queue::Extraction,
+    ];
 
     /// The queue's name in the ledger and (namespaced) in the transport.
     pub fn as_str(self) -> &'static str {
         match self {
             Queue::Email => "email",
             Queue::Maintenance => "maintenance",
+            Queue::Transcription => "transcription",
+            Queue::Extraction => "extraction",
         }
     }
 
@@ -86,9 +99,13 @@ pub enum JobError {
     /// Bad input or a refusal that will not change (a 400/401 from a provider): dead at once.
     #[error("{0}")]
     Permanent(String),
-    /// A timeout, a 429/5xx, a lost connection: retried with backoff.
+    /// A timeout, a 5xx, a lost connection: retried with backoff.
     #[error("{0}")]
     Transient(String),
+    /// The other side asked us to wait (a 429 with `Retry-After`): retried after that long
+    /// (capped by the policy's longest backoff) rather than after the usual backoff.
+    #[error("{0}")]
+    RetryAfter(String, Duration),
 }
 
 impl JobError {

@@ -4,8 +4,14 @@
 
 pub mod cleanup;
 pub mod email;
+pub mod extract;
+pub mod transcribe;
 
-use tend_shared::jobs::{Cleanup, JobError, JobPayload, RetryPolicy, SendEmail};
+use tend_shared::{
+    db::{self, jobs::JobRow},
+    jobs::{Cleanup, ExtractNotes, JobError, JobPayload, RetryPolicy, SendEmail, TranscribeSession},
+    sessions::Stage,
+};
 
 use crate::runner::JobEnv;
 
@@ -14,16 +20,46 @@ pub fn policy(kind: &str) -> Option<RetryPolicy> {
     match kind {
         SendEmail::KIND => Some(SendEmail::POLICY),
         Cleanup::KIND => Some(Cleanup::POLICY),
+        TranscribeSession::KIND => Some(TranscribeSession::POLICY),
+        ExtractNotes::KIND => Some(ExtractNotes::POLICY),
         _ => None,
     }
 }
 
-/// Decodes the payload of `kind` and runs its handler.
-pub async fn handle(env: &JobEnv, kind: &str, payload: &str) -> Result<(), JobError> {
-    match kind {
+/// Decodes the payload of the job and runs its handler.
+pub async fn handle(env: &JobEnv, job: &JobRow) -> Result<(), JobError> {
+    let payload = job.payload.as_str();
+    match job.kind.as_str() {
         SendEmail::KIND => email::send(env, decode(payload)?).await,
         Cleanup::KIND => cleanup::run(env, decode(payload)?).await,
+        TranscribeSession::KIND => transcribe::run(env, job, decode(payload)?).await,
+        ExtractNotes::KIND => extract::run(env, job, decode(payload)?).await,
         other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
+    }
+}
+
+/// Tells the job's subject that an attempt failed: sessions show the error, and say `failed`
+/// (with the stage) once the job is dead. Best effort: the ledger keeps the truth anyway.
+pub async fn on_failure(env: &JobEnv, job: &JobRow, error: &str, dead: bool) {
+    let (session_id, stage) = match job.kind.as_str() {
+        TranscribeSession::KIND => match decode::<TranscribeSession>(&job.payload) {
+            Ok(p) => (p.session_id, Stage::Transcription),
+            Err(_) => return,
+        },
+        ExtractNotes::KIND => match decode::<ExtractNotes>(&job.payload) {
+            Ok(p) => (p.session_id, Stage::Extraction),
+            Err(_) => return,
+        },
+        _ => return,
+    };
+    let id = session_id.to_string();
+    let result = if dead {
+        db::sessions::fail(&env.db, &id, &job.id, stage, error).await
+    } else {
+        db::sessions::note_attempt_error(&env.db, &id, &job.id, error).await
+    };
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "could not record the failure on the session");
     }
 }
 

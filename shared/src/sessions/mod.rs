@@ -1,0 +1,93 @@
+//! Recorded sessions: what an upload is, how a session moves through its stages, and what the
+//! notes extracted from it must look like. Storage is in [`crate::db::sessions`], the jobs in
+//! [`crate::jobs::sessions`].
+
+pub mod media;
+pub mod notes;
+pub mod transcript;
+
+pub use media::{Sniffed, TranscriptFormat, sniff};
+pub use notes::{MoodTrajectory, Notes, SessionMood};
+pub use transcript::Segment;
+
+/// Where a session is in its processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Stored; transcription is queued.
+    Uploaded,
+    /// The transcription job is running (or retrying).
+    Transcribing,
+    /// The transcript is stored; extraction is queued.
+    Transcribed,
+    /// The extraction job is running (or retrying).
+    Extracting,
+    /// Notes are ready.
+    Processed,
+    /// A stage failed for good; `failed_stage` and `error` say which and why.
+    Failed,
+}
+
+impl SessionStatus {
+    /// Every status, in pipeline order.
+    pub const ALL: [SessionStatus; 6] = [
+        SessionStatus::Uploaded,
+        SessionStatus::Transcribing,
+        SessionStatus::Transcribed,
+        SessionStatus::Extracting,
+        SessionStatus::Processed,
+        SessionStatus::Failed,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Uploaded => "uploaded",
+            SessionStatus::Transcribing => "transcribing",
+            SessionStatus::Transcribed => "transcribed",
+            SessionStatus::Extracting => "extracting",
+            SessionStatus::Processed => "processed",
+            SessionStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// A processing stage, named when a session fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Audio to transcript.
+    Transcription,
+    /// Transcript to notes.
+    Extraction,
+}
+
+impl Stage {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Transcription => "transcription",
+            Stage::Extraction => "extraction",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "transcription" => Some(Stage::Transcription),
+            "extraction" => Some(Stage::Extraction),
+            _ => None,
+        }
+    }
+
+    /// The status a session returns to when this stage is retried.
+    pub fn queued_status(self) -> SessionStatus {
+        match self {
+            Stage::Transcription => SessionStatus::Uploaded,
+            Stage::Extraction => SessionStatus::Transcribed,
+        }
+    }
+}

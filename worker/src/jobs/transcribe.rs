@@ -1,0 +1,198 @@
+//! Transcribes a session's audio. Audio within the provider's upload limit is sent as it is;
+//! larger audio is decoded, reduced to 16 kHz mono and sent in chunks ([`crate::audio`]),
+//! whose segments are shifted by each chunk's offset and merged in order. On success the
+//! transcript is stored and the extraction job enqueued in the same transaction.
+
+use bytes::Bytes;
+use tend_shared::{
+    db::{
+        self,
+        jobs::JobRow,
+        sessions::{SessionRow, UsageRow},
+    },
+    jobs::{self, ExtractNotes, JobError, JobOrigin, TranscribeSession},
+    sessions::{Segment, Stage, media::audio_extension, transcript::Transcript},
+};
+
+use crate::{
+    audio::{self, AudioError},
+    provider::TranscriptionAnswer,
+    runner::JobEnv,
+};
+
+/// Runs the transcription stage of one session.
+pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Result<(), JobError> {
+    let session_id = payload.session_id.to_string();
+    let db_err = |e: sqlx::Error| JobError::transient("database", e);
+    if !db::sessions::begin_stage(&env.db, &session_id, Stage::Transcription, &job.id)
+        .await
+        .map_err(db_err)?
+    {
+        tracing::info!("session deleted or past transcription; nothing to do");
+        return Ok(());
+    }
+    let session = db::sessions::find(&env.db, &session_id)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| JobError::Permanent("the session was deleted".into()))?;
+    let key = session
+        .object_key
+        .clone()
+        .ok_or_else(|| JobError::Permanent("the session has no stored audio".into()))?;
+
+    let workdir = tempfile::tempdir().map_err(|e| JobError::transient("temporary directory", e))?;
+    let extension = audio_extension(&session.media_type);
+    let source = workdir.path().join(format!("source.{extension}"));
+    let size = env
+        .store
+        .download(&key, &source)
+        .await
+        .map_err(|e| JobError::Transient(format!("reading the audio from the store: {e:#}")))?;
+
+    let limit = env.provider.settings.transcription_max_upload_bytes;
+    let transcript = if size <= limit {
+        let audio = read(&source).await?;
+        let answer = env
+            .provider
+            .transcribe(audio, &format!("session.{extension}"))
+            .await?;
+        let duration_ms = answer_duration_ms(&answer, 0);
+        record_usage(env, job, &session, duration_ms).await;
+        let mut transcript = Transcript::from_segments(segments_of(answer, 0, duration_ms));
+        transcript.duration_ms = transcript.duration_ms.max(Some(duration_ms));
+        transcript
+    } else {
+        let chunk_secs = env.provider.settings.transcription_chunk_secs;
+        let (input, out_dir) = (source.clone(), workdir.path().to_owned());
+        let ext = extension.to_owned();
+        let split = tokio::task::spawn_blocking(move || {
+            audio::split_for_upload(&input, &ext, &out_dir, limit, chunk_secs)
+        })
+        .await
+        .map_err(|e| JobError::transient("audio decoding", e))?
+        .map_err(|e| match e {
+            AudioError::Undecodable(_) => JobError::Permanent(format!(
+                "transcription: the audio is over the provider's {limit}-byte upload limit and {e}"
+            )),
+            AudioError::Io(_) => JobError::transient("transcription", e),
+        })?;
+        tracing::info!(
+            chunks = split.chunks.len(),
+            duration_ms = split.duration_ms,
+            "audio cut into chunks"
+        );
+        let mut segments = Vec::new();
+        for chunk in &split.chunks {
+            let audio = read(&chunk.path).await?;
+            let name = chunk
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("chunk.wav")
+                .to_owned();
+            let answer = env.provider.transcribe(audio, &name).await?;
+            record_usage(env, job, &session, chunk.duration_ms).await;
+            segments.extend(segments_of(answer, chunk.offset_ms, chunk.duration_ms));
+        }
+        let mut transcript = Transcript::from_segments(segments);
+        transcript.duration_ms = Some(split.duration_ms);
+        transcript
+    };
+    drop(workdir);
+
+    let segments_json = serde_json::to_string(&transcript.segments)
+        .map_err(|e| JobError::permanent("encoding segments", e))?;
+    let mut tx = env.db.begin().await.map_err(db_err)?;
+    let next = jobs::enqueue(
+        &mut tx,
+        &ExtractNotes {
+            session_id: payload.session_id,
+        },
+        &JobOrigin {
+            created_by: job.created_by.clone(),
+            request_id: job.request_id.clone(),
+        },
+    )
+    .await
+    .map_err(db_err)?;
+    let stored = db::sessions::finish_transcription(
+        &mut tx,
+        &session_id,
+        &transcript.text,
+        &segments_json,
+        transcript.duration_ms,
+        &next.id,
+    )
+    .await
+    .map_err(db_err)?;
+    if !stored {
+        // Deleted (or retried elsewhere) while we worked: keep nothing.
+        tracing::info!("session changed during transcription; result dropped");
+        return Ok(());
+    }
+    tx.commit().await.map_err(db_err)?;
+    tracing::info!(
+        segments = transcript.segments.len(),
+        duration_ms = transcript.duration_ms,
+        "transcript stored; extraction queued"
+    );
+    Ok(())
+}
+
+async fn read(path: &std::path::Path) -> Result<Bytes, JobError> {
+    tokio::fs::read(path)
+        .await
+        .map(Bytes::from)
+        .map_err(|e| JobError::transient("reading audio", e))
+}
+
+/// The answer's audio length, or the chunk's when the server gives none.
+fn answer_duration_ms(answer: &TranscriptionAnswer, fallback_ms: i64) -> i64 {
+    answer
+        .duration
+        .map(|secs| (secs * 1000.0).round() as i64)
+        .or_else(|| {
+            answer
+                .segments
+                .as_ref()
+                .and_then(|s| s.last())
+                .map(|s| (s.end * 1000.0).round() as i64)
+        })
+        .unwrap_or(fallback_ms)
+}
+
+/// The answer's segments shifted to the recording's time line (one segment spanning the
+/// chunk when the server gave only text).
+fn segments_of(answer: TranscriptionAnswer, offset_ms: i64, duration_ms: i64) -> Vec<Segment> {
+    match answer.segments {
+        Some(segments) if !segments.is_empty() => segments
+            .into_iter()
+            .map(|s| Segment {
+                start_ms: offset_ms + (s.start * 1000.0).round() as i64,
+                end_ms: offset_ms + (s.end * 1000.0).round() as i64,
+                text: s.text.trim().to_owned(),
+            })
+            .collect(),
+        _ if answer.text.trim().is_empty() => Vec::new(),
+        _ => vec![Segment {
+            start_ms: offset_ms,
+            end_ms: offset_ms + duration_ms,
+            text: answer.text.trim().to_owned(),
+        }],
+    }
+}
+
+async fn record_usage(env: &JobEnv, job: &JobRow, session: &SessionRow, audio_ms: i64) {
+    let usage = UsageRow {
+        stage: Stage::Transcription.as_str().into(),
+        model: env.provider.settings.transcription_model.clone(),
+        audio_ms,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_micro_usd: env.provider.audio_cost(audio_ms),
+        created_at: db::now_ms(),
+    };
+    if let Err(err) = db::sessions::insert_usage(&env.db, &session.id, &job.id, &usage).await {
+        tracing::warn!(error = %err, "could not record provider usage");
+    }
+}

@@ -1,0 +1,151 @@
+//! A tower service under async-openai that sends a request once and reports an error status
+//! with its `Retry-After`, which async-openai's own error type drops.
+
+use std::{future::Future, pin::Pin, task::Poll, time::Duration};
+
+use async_openai::{error::OpenAIError, middleware::HttpRequestFactory};
+use reqwest::{StatusCode, header::RETRY_AFTER};
+use tend_shared::jobs::JobError;
+
+/// An error status from the provider.
+#[derive(Debug)]
+pub struct HttpFailure {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// `Retry-After`, in seconds, when the provider sent one.
+    pub retry_after: Option<Duration>,
+    /// The provider's `error.message` (or the start of a non-JSON body).
+    pub message: String,
+}
+
+impl std::fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for HttpFailure {}
+
+impl HttpFailure {
+    /// Builds a failure, trimming the message.
+    pub fn new(status: StatusCode, retry_after: Option<Duration>, message: String) -> Self {
+        let mut message = message.trim().to_owned();
+        if message.len() > 300 {
+            let cut = (0..=300).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            message.truncate(cut);
+            message.push('…');
+        }
+        Self {
+            status,
+            retry_after,
+            message,
+        }
+    }
+
+    /// Whether retrying the same request later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS
+        ) || self.status.is_server_error()
+    }
+
+    /// The job error for this failure.
+    pub fn into_job_error(self, stage: &str) -> JobError {
+        let what = match self.status {
+            StatusCode::TOO_MANY_REQUESTS => "the provider is rate limiting us",
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                "the provider refused our credentials (check OPENAI_API_KEY)"
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                "the provider refused the upload as too large (lower TRANSCRIPTION_MAX_UPLOAD_BYTES)"
+            }
+            s if s.is_server_error() => "the provider failed",
+            _ => "the provider refused the request",
+        };
+        let message = format!("{stage}: {what}: {self}");
+        match (self.is_transient(), self.retry_after) {
+            (true, Some(after)) => JobError::RetryAfter(message, after),
+            (true, None) => JobError::Transient(message),
+            (false, _) => JobError::Permanent(message),
+        }
+    }
+}
+
+/// Sends each request once; error statuses become [`HttpFailure`]s.
+#[derive(Clone)]
+pub struct StatusCheck {
+    http: reqwest::Client,
+}
+
+impl StatusCheck {
+    /// Wraps an HTTP client (with its timeouts).
+    pub fn new(http: reqwest::Client) -> Self {
+        Self { http }
+    }
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<reqwest::Response, OpenAIError>> + Send + 'static>>;
+
+impl tower::Service<HttpRequestFactory> for StatusCheck {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
+        let http = self.http.clone();
+        Box::pin(async move {
+            let request = factory.build().await?;
+            let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|secs| secs.is_finite() && *secs >= 0.0)
+                .map(Duration::from_secs_f64);
+            let body = response.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            Err(OpenAIError::Boxed(Box::new(HttpFailure::new(
+                status,
+                retry_after,
+                message,
+            ))))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_sorted_into_transient_and_permanent() {
+        let fail = |code: u16, after: Option<u64>| {
+            HttpFailure::new(
+                StatusCode::from_u16(code).unwrap(),
+                after.map(Duration::from_secs),
+                "x".into(),
+            )
+            .into_job_error("transcription")
+        };
+        assert!(matches!(fail(429, Some(7)), JobError::RetryAfter(_, d) if d == Duration::from_secs(7)));
+        assert!(matches!(fail(429, None), JobError::Transient(_)));
+        assert!(matches!(fail(503, None), JobError::Transient(_)));
+        assert!(matches!(fail(400, None), JobError::Permanent(_)));
+        assert!(matches!(fail(401, None), JobError::Permanent(m) if m.contains("OPENAI_API_KEY")));
+        assert!(matches!(fail(413, None), JobError::Permanent(_)));
+    }
+}
