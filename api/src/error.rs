@@ -70,6 +70,12 @@ pub enum ApiError {
     /// Conflicts with existing data (e.g. the email is taken).
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The upload is larger than the configured limit; nothing was kept.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The upload is not a supported kind of file (decided from its content).
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// Well-formed but invalid: `errors` lists every field.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
@@ -151,6 +157,34 @@ impl ApiError {
             StatusCode::CONFLICT,
             slug,
             "Conflict",
+            detail,
+        )))
+    }
+
+    /// 422 for one field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+
+    /// 413: the upload passed `limit` bytes.
+    pub fn too_large(limit: u64) -> Self {
+        ApiError::PayloadTooLarge(Json(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!("The upload is larger than the limit of {limit} bytes; nothing was kept."),
+        )))
+    }
+
+    /// 415 with what is accepted.
+    pub fn unsupported_media(detail: impl Into<String>) -> Self {
+        ApiError::UnsupportedMediaType(Json(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
             detail,
         )))
     }

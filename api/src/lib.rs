@@ -1,10 +1,12 @@
 //! Tend's HTTP API (poem-openapi) and the process entry points.
 //!
 //! Layout:
-//! - [`routes`]: the operations, one module per tag (ops, auth, users, jobs).
+//! - [`routes`]: the operations, one module per tag (ops, auth, users, jobs, patients,
+//!   sessions).
 //! - [`error`]: the one error type, rendered as `application/problem+json`.
 //! - [`middleware`]: request id, tracing span, access log, security headers.
 //! - [`extract`]: request metadata and the bearer security scheme.
+//! - [`pagination`]: `limit` and `cursor` of the list operations.
 //! - [`state`]: what handlers share (pools, keys, relay, limiter).
 //! - [`startup`]: builds the app; runs it alone or with workers and scheduler (embedded).
 //! - [`admin`]: operator commands (`create-admin`).
@@ -15,6 +17,7 @@ pub mod admin;
 pub mod error;
 pub mod extract;
 pub mod middleware;
+pub mod pagination;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -92,19 +92,41 @@ fn add_security_headers(headers: &mut poem::http::HeaderMap, path: &str) {
     }
 }
 
+/// The one route whose body is streamed (session uploads): it has its own, larger limit,
+/// enforced while streaming by the handler.
+fn is_upload(req: &Request) -> bool {
+    req.method() == poem::http::Method::POST
+        && req.uri().path().trim_end_matches('/') == "/api/v1/sessions"
+}
+
+/// Multipart framing (boundaries, part headers, small fields) allowed on top of the upload
+/// limit before a declared `Content-Length` is refused outright.
+const MULTIPART_OVERHEAD: u64 = 1024 * 1024;
+
 /// Refuses bodies over `max` bytes with 413: at once from `Content-Length`, or while reading a
 /// chunked body (which is then buffered, bounded). Requests without a body pass untouched
-/// (poem's own `SizeLimit` demands a `Content-Length` even on GET).
+/// (poem's own `SizeLimit` demands a `Content-Length` even on GET). Uploads are only checked
+/// against `max_upload` by their declared length here; they are never buffered.
 pub async fn limit_body<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
     max: usize,
+    max_upload: u64,
 ) -> poem::Result<Response> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    if is_upload(&req) {
+        if declared.is_some_and(|len| len > max_upload + MULTIPART_OVERHEAD) {
+            return Err(poem::Error::from_string(
+                format!("The upload is larger than the limit of {max_upload} bytes; nothing was kept."),
+                poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+            ));
+        }
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
     match declared {
         Some(len) if len > max as u64 => {
             return Err(poem::Error::from_string(

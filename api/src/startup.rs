@@ -16,6 +16,7 @@ use tend_shared::{
     Settings,
     db::{self, Db},
     queue::Transport,
+    storage::ObjectStore,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,8 @@ pub struct Components {
     pub db: Db,
     /// The job transport.
     pub transport: Transport,
+    /// Uploaded audio.
+    pub store: ObjectStore,
 }
 
 impl Components {
@@ -40,7 +43,12 @@ impl Components {
         let db = db::connect(settings).await?;
         db::migrate(&db).await?;
         let transport = Transport::connect(settings).await?;
-        Ok(Self { db, transport })
+        let store = ObjectStore::connect(settings).await?;
+        Ok(Self {
+            db,
+            transport,
+            store,
+        })
     }
 }
 
@@ -67,6 +75,7 @@ impl Application {
             settings,
             components.db.clone(),
             components.transport.clone(),
+            components.store.clone(),
         );
         Ok(Self {
             acceptor,
@@ -98,6 +107,7 @@ impl Application {
 pub fn routes(state: AppState) -> impl poem::Endpoint {
     let settings = state.settings.clone();
     let max_body = settings.max_body_bytes;
+    let max_upload = settings.max_upload_bytes;
     let api = routes::api(settings.public_url.as_str().trim_end_matches('/'));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
@@ -111,7 +121,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", api)
-        .around(move |ep, req| limit_body(ep, req, max_body))
+        .around(move |ep, req| limit_body(ep, req, max_body, max_upload))
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .data(state)
         .around(request_context)

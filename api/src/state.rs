@@ -9,6 +9,7 @@ use tend_shared::{
     jobs::Enqueued,
     queue::{Relay, Transport},
     ratelimit::RateLimiter,
+    storage::ObjectStore,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -26,11 +27,13 @@ pub struct AppState {
     pub relay: Relay,
     /// Login and email-sending limits.
     pub limiter: RateLimiter,
+    /// Uploaded audio.
+    pub store: ObjectStore,
 }
 
 impl AppState {
     /// Builds the state over connected components.
-    pub fn new(settings: Arc<Settings>, db: Db, transport: Transport) -> Self {
+    pub fn new(settings: Arc<Settings>, db: Db, transport: Transport, store: ObjectStore) -> Self {
         let limiter = match transport.redis() {
             Some(conn) => RateLimiter::Redis {
                 conn,
@@ -42,6 +45,7 @@ impl AppState {
             keys: TokenKeys::new(&settings),
             relay: Relay::new(db.clone(), transport, settings.queue_max_in_flight),
             limiter,
+            store,
             db,
             settings,
         }

@@ -7,10 +7,15 @@ use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberI
 
 use crate::config::LogFormat;
 
+/// Silenced whatever `RUST_LOG` says: async-openai logs response bodies (patient text) when an
+/// answer fails to parse, and provider error bodies.
+const ALWAYS_OFF: &str = "async_openai=off";
+
 /// Installs the global subscriber once; later calls (tests) are ignored.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn,apalis_core=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn,apalis_core=warn"))
+        .add_directive(ALWAYS_OFF.parse().expect("a valid directive"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry
@@ -52,7 +57,9 @@ pub async fn shutdown_signal() {
 /// For test binaries: lines go through the test harness's capture (shown only for a failing
 /// test), at `warn` unless `RUST_LOG` says otherwise.
 pub fn init_for_tests() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn"))
+        .add_directive(ALWAYS_OFF.parse().expect("a valid directive"));
     let result = tracing_subscriber::registry()
         .with(filter)
         .with(fmt::layer().with_target(false).with_test_writer())

@@ -25,6 +25,8 @@ pub struct Readiness {
     pub database: Check,
     /// The job queue.
     pub queue: Check,
+    /// The object store (uploads).
+    pub storage: Check,
 }
 
 /// Liveness answer.
@@ -73,7 +75,7 @@ impl HealthApi {
         })
     }
 
-    /// Readiness: the database and the queue answer.
+    /// Readiness: the database, the queue and the object store answer.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
         let timeout = std::time::Duration::from_secs(3);
@@ -89,11 +91,20 @@ impl HealthApi {
                 .map_err(|_| anyhow::anyhow!("timed out"))
                 .and_then(|r| r),
         );
-        let ok = database.status == "ok" && queue.status == "ok";
+        let storage = check(
+            tokio::time::timeout(timeout, state.store.ping())
+                .await
+                .map_err(|_| anyhow::anyhow!("timed out"))
+                .and_then(|r| r),
+        );
+        let ok = [&database, &queue, &storage]
+            .iter()
+            .all(|c| c.status == "ok");
         let body = Readiness {
             status: if ok { "ok" } else { "error" }.into(),
             database,
             queue,
+            storage,
         };
         if ok {
             ReadyResponse::Ready(Json(body))

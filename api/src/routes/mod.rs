@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod health;
 pub mod jobs;
+pub mod patients;
+pub mod sessions;
 pub mod users;
 
 use poem_openapi::{OpenApiService, Tags};
@@ -18,6 +20,10 @@ pub enum ApiTags {
     Users,
     /// Background jobs the caller started.
     Jobs,
+    /// A practitioner's patients.
+    Patients,
+    /// Recorded sessions: upload, transcription, notes.
+    Sessions,
 }
 
 /// The whole API as one OpenAPI service.
@@ -26,6 +32,8 @@ pub type Api = (
     auth::AuthApi,
     users::UsersApi,
     jobs::JobsApi,
+    patients::PatientsApi,
+    sessions::SessionsApi,
 );
 
 /// Builds the service (its spec is served at `/openapi.json` and shown at `/docs`).
@@ -36,6 +44,8 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             auth::AuthApi,
             users::UsersApi,
             jobs::JobsApi,
+            patients::PatientsApi,
+            sessions::SessionsApi,
         ),
         "Tend API",
         env!("CARGO_PKG_VERSION"),

@@ -40,7 +40,7 @@ enum MeResponse {
 
 #[derive(ApiResponse)]
 enum Deleted {
-    /// The account and its sessions are gone.
+    /// The account is gone, with a practitioner's patients, sessions and stored audio.
     #[oai(status = 204)]
     Done,
 }
@@ -136,6 +136,15 @@ impl UsersApi {
         meta: RequestMeta,
     ) -> ApiResult<Deleted> {
         let user = state.authenticate(&auth.0.token).await?;
+        // A practitioner's sessions go with the account: their audio first, so a store outage
+        // deletes nothing and the call can be repeated.
+        let keys = db::sessions::object_keys_of_practitioner(&state.db, &user.id).await?;
+        for key in &keys {
+            state.store.delete(key).await.map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "object store unavailable");
+                ApiError::unavailable("The object store is unavailable; nothing was deleted.")
+            })?;
+        }
         let mut tx = state.db.begin().await?;
         db::users::delete(&mut tx, &user.id).await?;
         audit::record(

@@ -234,6 +234,17 @@ pub async fn object_keys_of_patient(db: &Db, patient_id: &str) -> sqlx::Result<V
     Ok(rows.into_iter().map(|(k,)| k).collect())
 }
 
+/// The stored objects of every session of a practitioner (to remove them with the account).
+pub async fn object_keys_of_practitioner(db: &Db, practitioner_id: &str) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT object_key FROM sessions WHERE practitioner_id = $1 AND object_key IS NOT NULL",
+    )
+    .bind(practitioner_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(k,)| k).collect())
+}
+
 /// Deletes the practitioner's session; returns its stored object key (`Some(None)` when it
 /// had none), or `None` if it is not theirs.
 pub async fn delete(

@@ -1,0 +1,526 @@
+//! `/sessions`: upload a recorded session (or its transcript), follow it through
+//! transcription and extraction, read the transcript and notes, retry or re-extract, delete.
+//!
+//! Practitioners see their own sessions. A `patient` account sees the sessions of the patient
+//! records linked to it, with the patient summary as the only part of the notes; everything
+//! else answers 404 for it. Another practitioner's session is 404, never 403.
+
+pub mod upload;
+pub mod views;
+
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use tend_shared::{
+    db::{
+        self,
+        sessions::{NewSession, Reader, SessionFilter, SessionRow},
+        users::User,
+    },
+    domain::Role,
+    jobs::{self, ExtractNotes, TranscribeSession},
+    sessions::{Notes, Segment, SessionStatus, Stage},
+};
+use uuid::Uuid;
+
+use self::{
+    upload::{SessionUpload, StoredFile, store_file, text_field},
+    views::{
+        NotesView, SessionPage, SessionStatusView, SessionView, StageQueued, TranscriptView,
+        UsageSummary,
+    },
+};
+use super::{
+    ApiTags,
+    patients::{owned, practitioner},
+};
+use crate::{
+    error::{ApiError, ApiResult},
+    extract::{BearerAuth, RequestMeta},
+    pagination::PageRequest,
+    state::AppState,
+};
+
+#[derive(ApiResponse)]
+enum SessionAccepted {
+    /// Stored; processing is queued. Follow `status` at `GET /api/v1/sessions/{id}`.
+    #[oai(status = 202)]
+    Accepted(
+        Json<SessionView>,
+        #[oai(header = "Location")] String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum SessionResponse {
+    /// The session.
+    #[oai(status = 200)]
+    Ok(Json<SessionView>),
+}
+
+#[derive(ApiResponse)]
+enum SessionList {
+    /// A page of sessions.
+    #[oai(status = 200)]
+    Ok(Json<SessionPage>),
+}
+
+#[derive(ApiResponse)]
+enum TranscriptResponse {
+    /// The transcript.
+    #[oai(status = 200)]
+    Ok(Json<TranscriptView>),
+}
+
+#[derive(ApiResponse)]
+enum NotesResponse {
+    /// The notes.
+    #[oai(status = 200)]
+    Ok(Json<NotesView>),
+}
+
+#[derive(ApiResponse)]
+enum StageResponse {
+    /// The stage is queued.
+    #[oai(status = 202)]
+    Accepted(Json<StageQueued>),
+}
+
+#[derive(ApiResponse)]
+enum SessionDeleted {
+    /// The session, its transcript, notes and stored audio are gone.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// The `/sessions` operations.
+pub struct SessionsApi;
+
+#[OpenApi(prefix_path = "/api/v1/sessions", tag = "ApiTags::Sessions")]
+impl SessionsApi {
+    /// Upload a recorded session (audio) or its transcript, for one of your patients.
+    ///
+    /// Answers `202` as soon as the file is stored; transcription (skipped for a transcript)
+    /// and note extraction run as jobs. The file type is recognised from its content. Audio
+    /// larger than `MAX_UPLOAD_BYTES` (default 500 MiB) answers `413` and nothing is kept.
+    #[oai(path = "/", method = "post", operation_id = "uploadSession")]
+    async fn upload(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        meta: RequestMeta,
+        body: SessionUpload,
+    ) -> ApiResult<SessionAccepted> {
+        let user = practitioner(&state, &auth).await?;
+        let session_id = db::new_id();
+        let key_base = format!("sessions/{session_id}/recording");
+        let mut multipart = body.0;
+        let mut patient_id = None;
+        let mut recorded_at = None;
+        let mut file: Option<StoredFile> = None;
+        let result: ApiResult<()> = async {
+            while let Some(field) = multipart.next_field().await.map_err(upload::body_error)? {
+                match field.name() {
+                    Some("patient_id") => patient_id = Some(text_field(field, "patient_id").await?),
+                    Some("recorded_at") => {
+                        recorded_at = Some(text_field(field, "recorded_at").await?)
+                    }
+                    Some("file") if file.is_some() => {
+                        return Err(ApiError::invalid_field("file", "send one file per session"));
+                    }
+                    Some("file") => file = Some(store_file(&state, field, &key_base).await?),
+                    // Unknown fields are skipped, as form handlers usually do.
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let stored_key = match &file {
+            Some(StoredFile::Audio { key, .. }) => Some(key.clone()),
+            _ => None,
+        };
+        let created = match result {
+            Ok(()) => {
+                create_session(&state, &user, &meta, session_id, patient_id, recorded_at, file)
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        if created.is_err()
+            && let Some(key) = stored_key
+            && let Err(err) = state.store.delete(&key).await
+        {
+            tracing::warn!(error = %format!("{err:#}"), "could not remove a refused upload");
+        }
+        let view = created?;
+        let location = format!("/api/v1/sessions/{}", view.id);
+        Ok(SessionAccepted::Accepted(Json(view), location))
+    }
+
+    /// Sessions you may see, newest first, optionally of one patient or in one status.
+    #[oai(path = "/", method = "get", operation_id = "listSessions")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Only this patient's sessions.
+        patient_id: Query<Option<String>>,
+        /// Only sessions in this status.
+        status: Query<Option<SessionStatusView>>,
+        /// Page size, 1 to 100 (default 20).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<SessionList> {
+        let user = state.authenticate(&auth.0.token).await?;
+        let reader = reader(&user)?;
+        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let filter = SessionFilter {
+            patient_id: patient_id.0.as_deref(),
+            status: status.0.map(Into::into),
+            cursor: page.cursor.as_deref(),
+        };
+        let rows = db::sessions::list(&state.db, reader, &filter, page.fetch_limit()).await?;
+        let (rows, next_cursor) = page.finish(rows, |s| s.id.clone());
+        let items = rows
+            .into_iter()
+            .map(|row| match reader {
+                Reader::Practitioner(_) => SessionView::new(row, None),
+                Reader::Patient(_) => SessionView::for_patient(row),
+            })
+            .collect();
+        Ok(SessionList::Ok(Json(SessionPage { items, next_cursor })))
+    }
+
+    /// One session: status, failed stage and error, stage timings, provider usage and cost.
+    #[oai(path = "/:id", method = "get", operation_id = "getSession")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> ApiResult<SessionResponse> {
+        let user = state.authenticate(&auth.0.token).await?;
+        let reader = reader(&user)?;
+        let row = find(&state, &id.0, reader).await?;
+        let view = match reader {
+            Reader::Practitioner(_) => {
+                let usage = db::sessions::usage(&state.db, &row.id).await?;
+                SessionView::new(row, Some(UsageSummary::new(usage)))
+            }
+            Reader::Patient(_) => SessionView::for_patient(row),
+        };
+        Ok(SessionResponse::Ok(Json(view)))
+    }
+
+    /// The transcript with timed segments (practitioners; `409` until transcribed).
+    #[oai(path = "/:id/transcript", method = "get", operation_id = "getTranscript")]
+    async fn transcript(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> ApiResult<TranscriptResponse> {
+        let user = practitioner(&state, &auth).await?;
+        let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
+        let texts = db::sessions::texts(&state.db, &row.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("session"))?;
+        let Some(text) = texts.transcript else {
+            return Err(not_ready(&row, "transcript"));
+        };
+        let segments: Vec<Segment> = match texts.segments.as_deref() {
+            Some(raw) => serde_json::from_str(raw)
+                .map_err(|e| ApiError::internal(format!("stored segments unreadable: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok(TranscriptResponse::Ok(Json(TranscriptView {
+            session_id: row.id,
+            text,
+            segments: segments.into_iter().map(Into::into).collect(),
+            duration_seconds: row.duration_ms.map(|ms| ms as f64 / 1000.0),
+        })))
+    }
+
+    /// The notes (`409` until processed). A patient gets the patient summary only.
+    #[oai(path = "/:id/notes", method = "get", operation_id = "getNotes")]
+    async fn notes(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> ApiResult<NotesResponse> {
+        let user = state.authenticate(&auth.0.token).await?;
+        let reader = reader(&user)?;
+        let row = find(&state, &id.0, reader).await?;
+        let texts = db::sessions::texts(&state.db, &row.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("session"))?;
+        let Some(raw) = texts.notes else {
+            return Err(not_ready(&row, "notes"));
+        };
+        let notes: Notes = serde_json::from_str(&raw)
+            .map_err(|e| ApiError::internal(format!("stored notes unreadable: {e}")))?;
+        let view = match reader {
+            Reader::Practitioner(_) => NotesView::full(row.id, notes),
+            Reader::Patient(_) => NotesView::patient_only(row.id, notes),
+        };
+        Ok(NotesResponse::Ok(Json(view)))
+    }
+
+    /// Extract the notes again from the stored transcript (after a prompt or model change,
+    /// say). The current notes stay readable until the new ones replace them.
+    #[oai(path = "/:id/extract-notes", method = "post", operation_id = "extractNotes")]
+    async fn extract_notes(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<StageResponse> {
+        let user = practitioner(&state, &auth).await?;
+        let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
+        let status = row.status();
+        let has_transcript = row.transcription_finished_at.is_some();
+        let allowed = matches!(status, SessionStatus::Processed)
+            || (status == SessionStatus::Failed && has_transcript);
+        if !allowed {
+            return Err(ApiError::conflict(
+                "session-busy",
+                format!(
+                    "Notes can be extracted again once the session is processed (or failed after \
+                     transcription); it is {}.",
+                    status.as_str()
+                ),
+            ));
+        }
+        let queued = requeue(
+            &state,
+            &user,
+            &meta,
+            &row,
+            Stage::Extraction,
+            &[SessionStatus::Processed, SessionStatus::Failed],
+        )
+        .await?;
+        Ok(StageResponse::Accepted(Json(queued)))
+    }
+
+    /// Resume a failed session from the stage that failed.
+    #[oai(path = "/:id/retry", method = "post", operation_id = "retrySession")]
+    async fn retry(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<StageResponse> {
+        let user = practitioner(&state, &auth).await?;
+        let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
+        let stage = match (row.status(), row.failed_stage()) {
+            (SessionStatus::Failed, Some(stage)) => stage,
+            (status, _) => {
+                return Err(ApiError::conflict(
+                    "session-not-failed",
+                    format!("Only a failed session can be retried; it is {}.", status.as_str()),
+                ));
+            }
+        };
+        let queued = requeue(&state, &user, &meta, &row, stage, &[SessionStatus::Failed]).await?;
+        Ok(StageResponse::Accepted(Json(queued)))
+    }
+
+    /// Delete a session with its transcript, notes and stored audio.
+    #[oai(path = "/:id", method = "delete", operation_id = "deleteSession")]
+    async fn delete(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        id: Path<String>,
+    ) -> ApiResult<SessionDeleted> {
+        let user = practitioner(&state, &auth).await?;
+        let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
+        // Audio first: if the store is down, nothing is deleted and the call can be repeated.
+        if let Some(key) = &row.object_key {
+            state.store.delete(key).await.map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "object store unavailable");
+                ApiError::unavailable("The object store is unavailable; nothing was deleted.")
+            })?;
+        }
+        db::sessions::delete(&state.db, &row.id, &user.id).await?;
+        tracing::info!(session_id = %row.id, "session deleted");
+        Ok(SessionDeleted::Done)
+    }
+}
+
+/// Checks the fields and stores the session with its first job.
+async fn create_session(
+    state: &AppState,
+    user: &User,
+    meta: &RequestMeta,
+    session_id: Uuid,
+    patient_id: Option<String>,
+    recorded_at: Option<String>,
+    file: Option<StoredFile>,
+) -> ApiResult<SessionView> {
+    let mut errors = Vec::new();
+    if patient_id.as_deref().is_none_or(|p| p.trim().is_empty()) {
+        errors.push(tend_shared::domain::FieldError::new("patient_id", "is required"));
+    }
+    let recorded_at = match recorded_at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => match chrono::DateTime::parse_from_rfc3339(raw) {
+            Ok(at) => Some(at.timestamp_millis()),
+            Err(_) => {
+                errors.push(tend_shared::domain::FieldError::new(
+                    "recorded_at",
+                    "must be an RFC 3339 date-time, e.g. 2026-11-20T14:00:00Z",
+                ));
+                None
+            }
+        },
+    };
+    if file.is_none() {
+        errors.push(tend_shared::domain::FieldError::new("file", "is required"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let (Some(patient_id), Some(file)) = (patient_id, file) else {
+        unreachable!("checked above");
+    };
+    let patient = owned(state, patient_id.trim(), user).await?;
+
+    let id = session_id.to_string();
+    let origin = meta.job_origin(Some(&user.id));
+    let mut tx = state.db.begin().await?;
+    let (job, new) = match &file {
+        StoredFile::Audio {
+            key,
+            media_type,
+            size,
+        } => {
+            let job = jobs::enqueue(&mut tx, &TranscribeSession { session_id }, &origin).await?;
+            (job, NewSession {
+                id: &id,
+                practitioner_id: &user.id,
+                patient_id: &patient.id,
+                status: SessionStatus::Uploaded,
+                source: "audio",
+                media_type,
+                object_key: Some(key),
+                size_bytes: *size as i64,
+                recorded_at,
+                duration_ms: None,
+                transcript: None,
+                segments: None,
+                job_id: "",
+            })
+        }
+        StoredFile::Transcript {
+            format,
+            transcript,
+            size,
+        } => {
+            let job = jobs::enqueue(&mut tx, &ExtractNotes { session_id }, &origin).await?;
+            (job, NewSession {
+                id: &id,
+                practitioner_id: &user.id,
+                patient_id: &patient.id,
+                status: SessionStatus::Transcribed,
+                source: "transcript",
+                media_type: format.media_type(),
+                object_key: None,
+                size_bytes: *size as i64,
+                recorded_at,
+                duration_ms: transcript.duration_ms,
+                transcript: Some(&transcript.text),
+                segments: None,
+                job_id: "",
+            })
+        }
+    };
+    let segments_json = match &file {
+        StoredFile::Transcript { transcript, .. } => Some(
+            serde_json::to_string(&transcript.segments)
+                .map_err(|e| ApiError::internal(format!("encoding segments: {e}")))?,
+        ),
+        StoredFile::Audio { .. } => None,
+    };
+    let new = NewSession {
+        job_id: &job.id,
+        segments: segments_json.as_deref(),
+        ..new
+    };
+    db::sessions::insert(&mut tx, &new).await?;
+    tx.commit().await?;
+    state.dispatch(std::slice::from_ref(&job)).await;
+    tracing::info!(session_id = %id, source = new.source, size_bytes = new.size_bytes, "session uploaded");
+    let row = db::sessions::find(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the new session vanished"))?;
+    Ok(SessionView::new(row, None))
+}
+
+/// Queues `stage` again and answers with the new job.
+async fn requeue(
+    state: &AppState,
+    user: &User,
+    meta: &RequestMeta,
+    row: &SessionRow,
+    stage: Stage,
+    from: &[SessionStatus],
+) -> ApiResult<StageQueued> {
+    let session_id = Uuid::parse_str(&row.id)
+        .map_err(|e| ApiError::internal(format!("stored session id is not a UUID: {e}")))?;
+    let origin = meta.job_origin(Some(&user.id));
+    let mut tx = state.db.begin().await?;
+    let job = match stage {
+        Stage::Transcription => {
+            jobs::enqueue(&mut tx, &TranscribeSession { session_id }, &origin).await?
+        }
+        Stage::Extraction => jobs::enqueue(&mut tx, &ExtractNotes { session_id }, &origin).await?,
+    };
+    if !db::sessions::requeue_stage(&mut tx, &row.id, stage, from, &job.id).await? {
+        return Err(ApiError::conflict(
+            "session-busy",
+            "The session changed meanwhile; read it again.",
+        ));
+    }
+    tx.commit().await?;
+    state.dispatch(std::slice::from_ref(&job)).await;
+    tracing::info!(session_id = %row.id, stage = stage.as_str(), "stage queued again");
+    Ok(StageQueued {
+        session_id: row.id.clone(),
+        status: stage.queued_status().into(),
+        job_id: job.id,
+    })
+}
+
+/// Whose sessions the caller reads (admins run the platform; they do not read clinical data).
+fn reader(user: &User) -> ApiResult<Reader<'_>> {
+    match user.role() {
+        Role::Practitioner => Ok(Reader::Practitioner(&user.id)),
+        Role::Patient => Ok(Reader::Patient(&user.id)),
+        Role::Admin => Err(ApiError::forbidden(
+            "Admin accounts do not read clinical data; use a practitioner account.",
+        )),
+    }
+}
+
+async fn find(state: &AppState, id: &str, reader: Reader<'_>) -> ApiResult<SessionRow> {
+    db::sessions::find_for(&state.db, id, reader)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))
+}
+
+fn not_ready(row: &SessionRow, what: &str) -> ApiError {
+    ApiError::conflict(
+        "not-ready",
+        format!("The {what} is not ready; the session is {}.", row.status().as_str()),
+    )
+}
