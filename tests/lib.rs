@@ -5,10 +5,13 @@
 //! - `TEST_DATABASE_URL=postgres://user@host:port` (a fresh database per test),
 //!   `TEST_REDIS_URL=redis://host:port` (a fresh queue namespace per test),
 //!   `TEST_SMTP_URL=smtp://host:port` with `TEST_SMTP_MAILDIR=/path` (where the SMTP sink
-//!   stores what it received, as a Maildir).
+//!   stores what it received, as a Maildir),
+//!   `TEST_S3_ENDPOINT=http://host:port` (an S3-compatible server; bucket `TEST_S3_BUCKET`,
+//!   default `tend-test`, a fresh key prefix per test).
 //!
 //! Mail is always read back from what the job really wrote or sent, never from the database.
 
+pub mod fake_openai;
 pub mod smtp;
 
 use std::{
@@ -103,6 +106,13 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     if let Ok(smtp) = std::env::var("TEST_SMTP_URL") {
         env.insert("SMTP_URL".into(), smtp);
+    }
+    if let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") {
+        let bucket = std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "tend-test".into());
+        env.insert("STORAGE_URL".into(), format!("s3://{bucket}/test-{test_id}"));
+        env.insert("S3_ENDPOINT".into(), endpoint);
+        env.insert("S3_ACCESS_KEY_ID".into(), "test".into());
+        env.insert("S3_SECRET_ACCESS_KEY".into(), "test".into());
     }
     for (k, v) in options.env {
         env.insert(k, v);
@@ -261,8 +271,13 @@ impl TestApp {
     /// Registers a practitioner with a unique address, verifies it through the mailed link,
     /// and signs in.
     pub async fn signed_in_user(&self) -> TestUser {
+        self.signed_in_as("practitioner").await
+    }
+
+    /// As [`TestApp::signed_in_user`], with another role (`patient`).
+    pub async fn signed_in_as(&self, role: &str) -> TestUser {
         let email = unique_email();
-        let resp = self.register(&email, PASSWORD, "practitioner").await;
+        let resp = self.register(&email, PASSWORD, role).await;
         assert_eq!(
             resp.status(),
             201,
@@ -287,6 +302,84 @@ impl TestApp {
             access_token: body["access_token"].as_str().unwrap().to_owned(),
             refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Creates a patient for `token`'s practitioner and returns its id.
+    pub async fn create_patient(&self, token: &str, name: &str) -> String {
+        let resp = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/patients",
+                Some(token),
+                Some(&json!({"display_name": name})),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "create patient");
+        let body: Value = resp.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /sessions` with a patient id and a file (and any extra text fields).
+    pub async fn upload_session(
+        &self,
+        token: &str,
+        patient_id: &str,
+        file: Vec<u8>,
+        file_name: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new().text("patient_id", patient_id.to_owned());
+        for (k, v) in extra {
+            form = form.text((*k).to_owned(), (*v).to_owned());
+        }
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(file).file_name(file_name.to_owned()),
+        );
+        self.client
+            .post(format!("{}/api/v1/sessions", self.address))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    /// Polls `GET /sessions/{id}` until its status is one of `until`; returns the session and
+    /// every status seen on the way, in order.
+    pub async fn wait_for_session(
+        &self,
+        id: &str,
+        token: &str,
+        until: &[&str],
+        timeout: Duration,
+    ) -> (Value, Vec<String>) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let resp = self.get(&format!("/api/v1/sessions/{id}"), Some(token)).await;
+            assert_eq!(resp.status(), 200, "session lookup");
+            let session: Value = resp.json().await.unwrap();
+            let status = session["status"].as_str().unwrap_or_default().to_owned();
+            if seen.last() != Some(&status) {
+                seen.push(status.clone());
+            }
+            if until.contains(&status.as_str()) {
+                return (session, seen);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "session {id} stuck: statuses {seen:?}, last {session}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The app's object store (to check what is stored).
+    pub async fn store(&self) -> tend_shared::storage::ObjectStore {
+        tend_shared::storage::ObjectStore::connect(&self.settings)
+            .await
+            .expect("store")
     }
 
     /// Polls `GET /jobs/{id}` until the job is done or dead (or `timeout` passes).

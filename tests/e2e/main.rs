@@ -4,4 +4,5 @@
 mod accounts;
 mod conventions;
 mod jobs;
+mod sessions;
 mod tokens;

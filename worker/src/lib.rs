@@ -9,9 +9,7 @@
 //! - [`mailer`] and [`templates`]: outgoing mail (SMTP, or `.eml` files in embedded mode).
 //! - [`provider`]: the OpenAI-compatible transcription and chat client, and how its failures
 //!   are sorted into transient and permanent.
-//! - [`audio`]: decoding, resampling and chunking of recordings over the provider's limit.
 
-pub mod audio;
 pub mod jobs;
 pub mod mailer;
 pub mod provider;

@@ -1,5 +1,5 @@
 //! Transcribes a session's audio. Audio within the provider's upload limit is sent as it is;
-//! larger audio is decoded, reduced to 16 kHz mono and sent in chunks ([`crate::audio`]),
+//! larger audio is decoded, reduced to 16 kHz mono and sent in chunks ([`tend_audio`]),
 //! whose segments are shifted by each chunk's offset and merged in order. On success the
 //! transcript is stored and the extraction job enqueued in the same transaction.
 
@@ -14,11 +14,9 @@ use tend_shared::{
     sessions::{Segment, Stage, media::audio_extension, transcript::Transcript},
 };
 
-use crate::{
-    audio::{self, AudioError},
-    provider::TranscriptionAnswer,
-    runner::JobEnv,
-};
+use tend_audio::{self as audio, AudioError};
+
+use crate::{provider::TranscriptionAnswer, runner::JobEnv};
 
 /// Runs the transcription stage of one session.
 pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Result<(), JobError> {

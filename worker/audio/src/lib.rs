@@ -1,6 +1,6 @@
-//! Audio too large for the provider's upload limit: decoded (symphonia), mixed down to mono,
-//! resampled to 16 kHz (rubato) and cut into 16-bit WAV chunks (hound) that each fit the
-//! limit. Cuts fall in the quietest moment of the last seconds before the limit, so words are
+//! Tend's audio preparation. Audio too large for the provider's upload limit is decoded
+//! (symphonia), mixed down to mono, resampled to 16 kHz (rubato) and cut into 16-bit WAV
+//! chunks (hound) that each fit the limit. Cuts fall in the quietest moment of the last seconds before the limit, so words are
 //! rarely split; each chunk's offset is exact (counted in samples), so merged segment times
 //! match the recording.
 //!
