@@ -168,6 +168,60 @@ impl ObjectStore {
         }
     }
 
+    /// Every key under `prefix` (tests and orphan checks; not for hot paths).
+    pub async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        match &self.backend {
+            Backend::Local { root } => {
+                let mut keys = Vec::new();
+                let mut dirs = vec![root.clone()];
+                while let Some(dir) = dirs.pop() {
+                    let mut entries = match tokio::fs::read_dir(&dir).await {
+                        Ok(entries) => entries,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    while let Some(entry) = entries.next_entry().await? {
+                        let path = entry.path();
+                        if entry.file_type().await?.is_dir() {
+                            dirs.push(path);
+                        } else if let Ok(rel) = path.strip_prefix(root) {
+                            let key = rel.to_string_lossy().replace('\\', "/");
+                            if key.starts_with(prefix) {
+                                keys.push(key);
+                            }
+                        }
+                    }
+                }
+                keys.sort();
+                Ok(keys)
+            }
+            Backend::S3 {
+                client,
+                bucket,
+                prefix: base,
+            } => {
+                let full = full_key(base, prefix);
+                let strip = if base.is_empty() { 0 } else { base.len() + 1 };
+                let mut keys = Vec::new();
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(full)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    for object in page?.contents() {
+                        if let Some(key) = object.key() {
+                            keys.push(key[strip.min(key.len())..].to_owned());
+                        }
+                    }
+                }
+                keys.sort();
+                Ok(keys)
+            }
+        }
+    }
+
     /// Whether an object exists at `key` (tests and checks).
     pub async fn exists(&self, key: &str) -> anyhow::Result<bool> {
         match &self.backend {

@@ -195,3 +195,339 @@ async fn a_fifty_minute_mp3_is_cut_into_chunks_and_merged_in_order() {
     let usage_seconds = session["usage"]["audio_seconds"].as_f64().unwrap();
     assert!((usage_seconds - 52.0 * 60.0).abs() < 1.0, "{usage_seconds}");
 }
+
+const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
+
+#[tokio::test]
+async fn an_uploaded_transcript_skips_transcription() {
+    let fake = FakeOpenAi::start().await;
+    let app = app_with(&fake, &[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let resp = app
+        .upload_session(
+            token,
+            &patient,
+            VTT.as_bytes().to_vec(),
+            "notes.txt",
+            &[("recorded_at", "2026-11-20T14:00:00+01:00")],
+        )
+        .await;
+    let accepted: Value = resp.json().await.unwrap();
+    assert_eq!(accepted["status"], "transcribed", "{accepted}");
+    assert_eq!(accepted["source"], "transcript");
+    assert_eq!(accepted["media_type"], "text/vtt");
+    assert_eq!(accepted["recorded_at"], "2026-11-20T13:00:00+00:00");
+    let id = accepted["id"].as_str().unwrap();
+    let (session, _) = app
+        .wait_for_session(id, token, &["processed", "failed"], PIPELINE_TIMEOUT)
+        .await;
+    assert_eq!(session["status"], "processed", "{session}");
+    assert!(fake.transcriptions().is_empty(), "no audio was transcribed");
+    assert_eq!(session["duration_seconds"], 9.0);
+
+    let transcript = get_json(&app, &format!("/api/v1/sessions/{id}/transcript"), token).await;
+    assert_eq!(transcript["segments"][0]["start_ms"], 1000);
+    assert_eq!(transcript["segments"][0]["text"], "Therapist: How was your week?");
+    assert_eq!(transcript["segments"][1]["end_ms"], 9000);
+    let metrics = db::sessions::metrics(&app.db, id).await.unwrap().unwrap();
+    assert_eq!(
+        metrics.session_date,
+        chrono::DateTime::parse_from_rfc3339("2026-11-20T13:00:00Z").unwrap().timestamp_millis()
+    );
+}
+
+#[tokio::test]
+async fn a_patient_account_reads_only_the_summaries_of_its_own_sessions() {
+    let fake = FakeOpenAi::start().await;
+    let app = app_with(&fake, &[]).await;
+    let (practitioner, _) = practitioner_with_patient(&app).await;
+    let token = &practitioner.access_token;
+    let patient_user = app.signed_in_as("patient").await;
+    // The practitioner links the patient's account to a patient record.
+    let resp = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/patients",
+            Some(token),
+            Some(&serde_json::json!({"display_name": "Sam", "account_email": patient_user.email})),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let linked: Value = resp.json().await.unwrap();
+    assert_eq!(linked["linked_user_id"], patient_user.id.as_str());
+    let sam = linked["id"].as_str().unwrap();
+    let other = app.create_patient(token, "Someone Else").await;
+
+    let mine = upload_ok(&app, token, sam, VTT.as_bytes().to_vec(), "t.vtt").await;
+    let theirs = upload_ok(&app, token, &other, VTT.as_bytes().to_vec(), "t.vtt").await;
+    let mine_id = mine["id"].as_str().unwrap();
+    let theirs_id = theirs["id"].as_str().unwrap();
+    app.wait_for_session(mine_id, token, &["processed"], PIPELINE_TIMEOUT).await;
+    app.wait_for_session(theirs_id, token, &["processed"], PIPELINE_TIMEOUT).await;
+
+    let pt = &patient_user.access_token;
+    let list = get_json(&app, "/api/v1/sessions", pt).await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["id"], mine_id);
+    assert!(items[0]["usage"].is_null() && items[0]["job_id"].is_null());
+
+    let notes = get_json(&app, &format!("/api/v1/sessions/{mine_id}/notes"), pt).await;
+    assert_eq!(notes["patient_summary"], fake_openai::sample_notes()["patient_summary"]);
+    let keys: Vec<&String> = notes.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["patient_summary", "session_id"], "{notes}");
+
+    // The transcript, another patient's session, and every write are not theirs.
+    problem(app.get(&format!("/api/v1/sessions/{mine_id}/transcript"), Some(pt)).await, 403).await;
+    problem(app.get(&format!("/api/v1/sessions/{theirs_id}/notes"), Some(pt)).await, 404).await;
+    problem(app.get(&format!("/api/v1/sessions/{theirs_id}"), Some(pt)).await, 404).await;
+    problem(app.delete_auth(&format!("/api/v1/sessions/{mine_id}"), pt).await, 403).await;
+    problem(app.get("/api/v1/patients", Some(pt)).await, 403).await;
+    let upload = app
+        .upload_session(pt, sam, VTT.as_bytes().to_vec(), "t.vtt", &[])
+        .await;
+    problem(upload, 403).await;
+
+    // Another practitioner sees none of it: 404, not 403.
+    let stranger = app.signed_in_user().await;
+    let st = &stranger.access_token;
+    problem(app.get(&format!("/api/v1/sessions/{mine_id}"), Some(st)).await, 404).await;
+    problem(app.get(&format!("/api/v1/sessions/{mine_id}/notes"), Some(st)).await, 404).await;
+    problem(app.get(&format!("/api/v1/patients/{sam}"), Some(st)).await, 404).await;
+    problem(app.delete_auth(&format!("/api/v1/sessions/{mine_id}"), st).await, 404).await;
+    let resp = app
+        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{mine_id}/retry"), Some(st), None)
+        .await;
+    problem(resp, 404).await;
+    let upload = app.upload_session(st, sam, VTT.as_bytes().to_vec(), "t.vtt", &[]).await;
+    problem(upload, 404).await;
+    assert!(get_json(&app, "/api/v1/sessions", st).await["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_rate_limited_transcription_waits_for_retry_after_then_succeeds() {
+    let fake = FakeOpenAi::start().await;
+    fake.on_transcription([Reply::Status(429, Some(1))]);
+    let app = app_with(&fake, &[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(5.0, 16_000, 1), "a.wav").await;
+    let id = accepted["id"].as_str().unwrap();
+    let job_id = accepted["job_id"].as_str().unwrap();
+
+    let job = app.wait_for_job(job_id, token, &["failed", "done"]).await;
+    assert_eq!(job["state"], "failed", "the first attempt failed: {job}");
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("429") && error.contains("rate limiting"), "{error}");
+    // Retry-After: 1 is honoured instead of the 30 s backoff.
+    let created = chrono::DateTime::parse_from_rfc3339(job["finished_at"].as_str().unwrap()).unwrap();
+    let run_at = chrono::DateTime::parse_from_rfc3339(job["run_at"].as_str().unwrap()).unwrap();
+    let wait = run_at.signed_duration_since(created).num_milliseconds();
+    assert!((900..=2_000).contains(&wait), "retry in about 1 s: {wait} ms");
+    let (session, _) = app.wait_for_session(id, token, &["processed", "failed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "processed", "{session}");
+    assert!(session["error"].is_null(), "the error clears on success: {session}");
+    assert_eq!(fake.transcriptions().len(), 2);
+}
+
+#[tokio::test]
+async fn a_provider_outage_is_retried_with_backoff_and_shown_on_the_session() {
+    let fake = FakeOpenAi::start().await;
+    fake.on_chat([Reply::Status(500, None)]);
+    let app = app_with(&fake, &[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, VTT.as_bytes().to_vec(), "t.vtt").await;
+    let id = accepted["id"].as_str().unwrap();
+    let job = app
+        .wait_for_job(accepted["job_id"].as_str().unwrap(), token, &["failed", "done"])
+        .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let run_at = chrono::DateTime::parse_from_rfc3339(job["run_at"].as_str().unwrap()).unwrap();
+    let wait = run_at.signed_duration_since(chrono::Utc::now()).num_seconds();
+    assert!(wait >= 15, "backed off about 30 s: {wait} s");
+    let session = get_json(&app, &format!("/api/v1/sessions/{id}"), token).await;
+    assert_eq!(session["status"], "extracting", "still in its stage while retried: {session}");
+    assert!(session["error"].as_str().unwrap().contains("500"), "{session}");
+}
+
+#[tokio::test]
+async fn a_refused_key_fails_the_stage_at_once_and_retry_resumes_it() {
+    let fake = FakeOpenAi::start().await;
+    fake.on_transcription([Reply::Status(401, None)]);
+    let app = app_with(&fake, &[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(5.0, 16_000, 1), "a.wav").await;
+    let id = accepted["id"].as_str().unwrap();
+    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "failed");
+    assert_eq!(session["failed_stage"], "transcription");
+    let error = session["error"].as_str().unwrap();
+    assert!(error.contains("OPENAI_API_KEY") && error.contains("401"), "{error}");
+    let job = app.wait_for_job(session["job_id"].as_str().unwrap(), token, &["dead"]).await;
+    assert_eq!(job["attempts"], 1, "not retried: {job}");
+
+    // Extraction cannot be re-run before there is a transcript.
+    let resp = app
+        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/extract-notes"), Some(token), None)
+        .await;
+    problem(resp, 409).await;
+    // Retry resumes from transcription.
+    let resp = app
+        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/retry"), Some(token), None)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let queued: Value = resp.json().await.unwrap();
+    assert_eq!(queued["status"], "uploaded");
+    assert_ne!(queued["job_id"], session["job_id"]);
+    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "processed", "{session}");
+    assert!(session["failed_stage"].is_null() && session["error"].is_null());
+    // A processed session is not "failed": retrying it is a conflict.
+    let resp = app
+        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/retry"), Some(token), None)
+        .await;
+    problem(resp, 409).await;
+}
+
+#[tokio::test]
+async fn notes_that_miss_the_schema_get_one_corrective_retry_at_temperature_zero() {
+    let fake = FakeOpenAi::start().await;
+    fake.on_chat([Reply::InvalidNotes]);
+    let app = app_with(&fake, &[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, VTT.as_bytes().to_vec(), "t.vtt").await;
+    let id = accepted["id"].as_str().unwrap();
+    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "processed", "{session}");
+    let chats = fake.chats();
+    assert_eq!(chats.len(), 2);
+    assert_eq!(chats[0]["temperature"], 0.2);
+    assert_eq!(chats[1]["temperature"], 0.0);
+    let messages = chats[1]["messages"].as_array().unwrap();
+    let last = messages.last().unwrap()["content"].as_str().unwrap();
+    assert!(last.contains("not valid") && last.contains("key_topics"), "{last}");
+    assert_eq!(session["usage"]["calls"].as_array().unwrap().len(), 2, "both calls are billed");
+
+    // Twice wrong: the stage fails for good, and says why.
+    fake.on_chat([Reply::InvalidNotes, Reply::InvalidNotes]);
+    let resp = app
+        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/extract-notes"), Some(token), None)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let (session, _) = app.wait_for_session(id, token, &["failed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["failed_stage"], "extraction");
+    assert!(session["error"].as_str().unwrap().contains("did not match the notes schema, twice"));
+    // The earlier notes stay readable.
+    let notes = get_json(&app, &format!("/api/v1/sessions/{id}/notes"), token).await;
+    assert!(notes["key_topics"].is_array());
+    // And it can be retried from extraction.
+    let resp = app
+        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/retry"), Some(token), None)
+        .await;
+    let queued: Value = resp.json().await.unwrap();
+    assert_eq!(queued["status"], "transcribed");
+    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "processed");
+}
+
+#[tokio::test]
+async fn a_broken_answer_and_a_slow_provider_are_transient() {
+    let fake = FakeOpenAi::start().await;
+    fake.on_transcription([Reply::BrokenBody]);
+    fake.on_chat([Reply::Slow(Duration::from_secs(3))]);
+    let app = app_with(&fake, &[("OPENAI_TIMEOUT_SECS", "1")]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(5.0, 16_000, 1), "a.wav").await;
+    let job = app
+        .wait_for_job(accepted["job_id"].as_str().unwrap(), token, &["failed", "done", "dead"])
+        .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["last_error"].as_str().unwrap().contains("not the expected JSON"), "{job}");
+
+    let resp = app
+        .upload_session(token, &patient, VTT.as_bytes().to_vec(), "t.vtt", &[])
+        .await;
+    let accepted: Value = resp.json().await.unwrap();
+    let job = app
+        .wait_for_job(accepted["job_id"].as_str().unwrap(), token, &["failed", "done", "dead"])
+        .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(job["last_error"].as_str().unwrap().contains("did not answer in time"), "{job}");
+}
+
+#[tokio::test]
+async fn audio_the_provider_refuses_as_too_large_fails_with_a_clear_message() {
+    // The provider's real limit is lower than the one Tend was told.
+    let fake = FakeOpenAi::start_with_limit(100_000).await;
+    let app = app_with(&fake, &[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(10.0, 16_000, 1), "a.wav").await;
+    let id = accepted["id"].as_str().unwrap();
+    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "failed");
+    let error = session["error"].as_str().unwrap();
+    assert!(error.contains("413") && error.contains("TRANSCRIPTION_MAX_UPLOAD_BYTES"), "{error}");
+
+    // Told the real limit, Tend chunks the same audio and succeeds.
+    let app = app_with(&fake, &[("TRANSCRIPTION_MAX_UPLOAD_BYTES", "100000")]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(10.0, 16_000, 1), "a.wav").await;
+    let id = accepted["id"].as_str().unwrap();
+    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "processed", "{session}");
+}
+
+#[tokio::test]
+async fn without_an_api_key_paid_stages_fail_clearly() {
+    let app = spawn_app_with_env(&[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(2.0, 16_000, 1), "a.wav").await;
+    let id = accepted["id"].as_str().unwrap();
+    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "failed");
+    assert!(session["error"].as_str().unwrap().contains("OPENAI_API_KEY is not set"), "{session}");
+}
+
+#[tokio::test]
+async fn a_long_transcript_is_extracted_in_parts_and_combined() {
+    let fake = FakeOpenAi::start().await;
+    let app = app_with(&fake, &[("EXTRACTION_CONTEXT_TOKENS", "1000")]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    // About 10,000 characters: five parts of at most 2,000 (500 tokens each).
+    let text: String = (0..200)
+        .map(|i| format!("Line {i:03}: we talked about sleep and work again.\n"))
+        .collect();
+    let accepted = upload_ok(&app, token, &patient, text.into_bytes(), "t.txt").await;
+    assert_eq!(accepted["media_type"], "text/plain");
+    let id = accepted["id"].as_str().unwrap();
+    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    assert_eq!(session["status"], "processed", "{session}");
+    let chats = fake.chats();
+    let parts: Vec<&Value> = chats
+        .iter()
+        .filter(|c| c["messages"][1]["content"].as_str().unwrap().contains("holds part"))
+        .collect();
+    assert!(parts.len() >= 5, "{} parts", parts.len());
+    let mut seen = String::new();
+    for part in &parts {
+        seen.push_str(part["messages"][2]["content"].as_str().unwrap());
+        seen.push('\n');
+    }
+    for i in [0, 99, 199] {
+        assert!(seen.contains(&format!("Line {i:03}:")), "line {i} was sent");
+    }
+    let combines = chats
+        .iter()
+        .filter(|c| c["messages"][1]["content"].as_str().unwrap().contains("Combine them"))
+        .count();
+    assert!(combines >= 1, "the parts were combined");
+}
