@@ -275,13 +275,20 @@ async fn transcriptions(
     if bytes.len() > shared.max_upload_bytes {
         return error(
             413,
-            &format!("Maximum content size limit ({}) exceeded", shared.max_upload_bytes),
+            &format!(
+                "Maximum content size limit ({}) exceeded",
+                shared.max_upload_bytes
+            ),
             None,
         );
     }
     match reply {
         Reply::Status(code, after) => return error(code, "scripted failure", after),
-        Reply::BrokenBody => return Response::builder().content_type("application/json").body("{not json"),
+        Reply::BrokenBody => {
+            return Response::builder()
+                .content_type("application/json")
+                .body("{not json");
+        }
         Reply::Slow(delay) => tokio::time::sleep(delay).await,
         Reply::Ok | Reply::InvalidNotes => {}
     }
@@ -326,7 +333,7 @@ async fn chat(req: &poem::Request, shared: Data<&Shared>, body: Json<Value>) -> 
         if body["model"] != CHAT_MODEL {
             problems.push(format!("model is {}", body["model"]));
         }
-        if !body["messages"].as_array().is_some_and(|m| !m.is_empty()) {
+        if body["messages"].as_array().is_none_or(|m| m.is_empty()) {
             problems.push("no messages".into());
         }
         let format = &body["response_format"];
@@ -351,7 +358,11 @@ async fn chat(req: &poem::Request, shared: Data<&Shared>, body: Json<Value>) -> 
     };
     let content = match reply {
         Reply::Status(code, after) => return error(code, "scripted failure", after),
-        Reply::BrokenBody => return Response::builder().content_type("application/json").body("{not json"),
+        Reply::BrokenBody => {
+            return Response::builder()
+                .content_type("application/json")
+                .body("{not json");
+        }
         Reply::InvalidNotes => json!({"key_topics": ["only one"], "mood": "fine"}).to_string(),
         Reply::Slow(delay) => {
             tokio::time::sleep(delay).await;
@@ -361,7 +372,11 @@ async fn chat(req: &poem::Request, shared: Data<&Shared>, body: Json<Value>) -> 
     };
     let prompt_chars: usize = body["messages"]
         .as_array()
-        .map(|m| m.iter().map(|m| m["content"].as_str().map_or(0, str::len)).sum())
+        .map(|m| {
+            m.iter()
+                .map(|m| m["content"].as_str().map_or(0, str::len))
+                .sum()
+        })
         .unwrap_or(0);
     poem::IntoResponse::into_response(Json(json!({
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,

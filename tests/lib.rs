@@ -109,7 +109,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     if let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") {
         let bucket = std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "tend-test".into());
-        env.insert("STORAGE_URL".into(), format!("s3://{bucket}/test-{test_id}"));
+        env.insert(
+            "STORAGE_URL".into(),
+            format!("s3://{bucket}/test-{test_id}"),
+        );
         env.insert("S3_ENDPOINT".into(), endpoint);
         env.insert("S3_ACCESS_KEY_ID".into(), "test".into());
         env.insert("S3_SECRET_ACCESS_KEY".into(), "test".into());
@@ -357,7 +360,9 @@ impl TestApp {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut seen: Vec<String> = Vec::new();
         loop {
-            let resp = self.get(&format!("/api/v1/sessions/{id}"), Some(token)).await;
+            let resp = self
+                .get(&format!("/api/v1/sessions/{id}"), Some(token))
+                .await;
             assert_eq!(resp.status(), 200, "session lookup");
             let session: Value = resp.json().await.unwrap();
             let status = session["status"].as_str().unwrap_or_default().to_owned();

@@ -121,7 +121,9 @@ pub async fn limit_body<E: Endpoint>(
     if is_upload(&req) {
         if declared.is_some_and(|len| len > max_upload + MULTIPART_OVERHEAD) {
             return Err(poem::Error::from_string(
-                format!("The upload is larger than the limit of {max_upload} bytes; nothing was kept."),
+                format!(
+                    "The upload is larger than the limit of {max_upload} bytes; nothing was kept."
+                ),
                 poem::http::StatusCode::PAYLOAD_TOO_LARGE,
             ));
         }

@@ -35,7 +35,10 @@ impl PageRequest {
         if let Some(c) = &cursor
             && uuid::Uuid::parse_str(c).is_err()
         {
-            errors.push(FieldError::new("cursor", "is not a cursor from a previous page"));
+            errors.push(FieldError::new(
+                "cursor",
+                "is not a cursor from a previous page",
+            ));
         }
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
@@ -49,7 +52,11 @@ impl PageRequest {
     }
 
     /// Trims the extra row and returns the next cursor if there is a next page.
-    pub fn finish<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    pub fn finish<T>(
+        &self,
+        mut rows: Vec<T>,
+        id: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
         let more = rows.len() as i64 > self.limit;
         rows.truncate(self.limit as usize);
         let next = if more { rows.last().map(id) } else { None };

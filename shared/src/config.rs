@@ -333,9 +333,7 @@ fn storage_backend(
 }
 
 /// Reads the `OPENAI_*`, model and price variables.
-fn provider_settings(
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<ProviderSettings> {
+fn provider_settings(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<ProviderSettings> {
     let settings = ProviderSettings {
         base_url: lookup("OPENAI_BASE_URL")
             .unwrap_or_else(|| "https://api.openai.com/v1".into())
@@ -344,7 +342,11 @@ fn provider_settings(
         api_key: lookup("OPENAI_API_KEY").map(SecretString::from),
         request_timeout: Duration::from_secs(parse(lookup, "OPENAI_TIMEOUT_SECS", "300")?),
         transcription_model: lookup("TRANSCRIPTION_MODEL").unwrap_or_else(|| "whisper-1".into()),
-        transcription_max_upload_bytes: parse(lookup, "TRANSCRIPTION_MAX_UPLOAD_BYTES", "26214400")?,
+        transcription_max_upload_bytes: parse(
+            lookup,
+            "TRANSCRIPTION_MAX_UPLOAD_BYTES",
+            "26214400",
+        )?,
         transcription_chunk_secs: parse(lookup, "TRANSCRIPTION_CHUNK_SECS", "600")?,
         extraction_model: lookup("EXTRACTION_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
         extraction_context_tokens: parse(lookup, "EXTRACTION_CONTEXT_TOKENS", "100000")?,

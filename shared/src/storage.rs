@@ -64,9 +64,9 @@ impl ObjectStore {
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let backend = match &settings.storage {
             StorageBackend::Local(root) => {
-                tokio::fs::create_dir_all(root)
-                    .await
-                    .with_context(|| format!("creating the storage directory {}", root.display()))?;
+                tokio::fs::create_dir_all(root).await.with_context(|| {
+                    format!("creating the storage directory {}", root.display())
+                })?;
                 Backend::Local { root: root.clone() }
             }
             StorageBackend::S3(s3) => Backend::S3 {
@@ -290,9 +290,7 @@ where
         tokio::fs::create_dir_all(dir).await.map_err(store_err)?;
     }
     let partial = path.with_extension("partial");
-    let mut file = tokio::fs::File::create(&partial)
-        .await
-        .map_err(store_err)?;
+    let mut file = tokio::fs::File::create(&partial).await.map_err(store_err)?;
     let result = async {
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
@@ -310,9 +308,7 @@ where
     drop(file);
     match result {
         Ok(size) => {
-            tokio::fs::rename(&partial, path)
-                .await
-                .map_err(store_err)?;
+            tokio::fs::rename(&partial, path).await.map_err(store_err)?;
             Ok(size)
         }
         Err(err) => {
@@ -475,14 +471,24 @@ mod tests {
             backend: Backend::Local { root: dir.clone() },
         };
         let size = store
-            .put("a/b.bin", "application/octet-stream", chunks(&[10, 20]), 100)
+            .put(
+                "a/b.bin",
+                "application/octet-stream",
+                chunks(&[10, 20]),
+                100,
+            )
             .await
             .unwrap();
         assert_eq!(size, 30);
         assert!(store.exists("a/b.bin").await.unwrap());
 
         let err = store
-            .put("a/c.bin", "application/octet-stream", chunks(&[60, 60]), 100)
+            .put(
+                "a/c.bin",
+                "application/octet-stream",
+                chunks(&[60, 60]),
+                100,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, PutError::TooLarge { limit: 100 }));

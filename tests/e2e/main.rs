@@ -4,5 +4,6 @@
 mod accounts;
 mod conventions;
 mod jobs;
+mod patients;
 mod sessions;
 mod tokens;

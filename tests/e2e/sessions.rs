@@ -15,7 +15,11 @@ const PIPELINE_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn app_with(fake: &FakeOpenAi, extra: &[(&str, &str)]) -> TestApp {
     let mut env: Vec<(String, String)> = fake.env();
-    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     spawn_app_with_env(&pairs).await
 }
@@ -77,15 +81,29 @@ async fn a_recorded_session_goes_from_upload_to_notes() {
     ];
     let positions: Vec<usize> = seen
         .iter()
-        .map(|s| order.iter().position(|o| o == s).expect("a pipeline status"))
+        .map(|s| {
+            order
+                .iter()
+                .position(|o| o == s)
+                .expect("a pipeline status")
+        })
         .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "statuses in order: {seen:?}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "statuses in order: {seen:?}"
+    );
 
     // Stage timings, duration, usage and cost.
-    assert!((session["duration_seconds"].as_f64().unwrap() - 75.0).abs() < 0.1, "{session}");
+    assert!(
+        (session["duration_seconds"].as_f64().unwrap() - 75.0).abs() < 0.1,
+        "{session}"
+    );
     for stage in ["transcription", "extraction"] {
         let timing = &session["stages"][stage];
-        assert!(timing["started_at"].is_string() && timing["finished_at"].is_string(), "{session}");
+        assert!(
+            timing["started_at"].is_string() && timing["finished_at"].is_string(),
+            "{session}"
+        );
         assert!(timing["duration_ms"].as_i64().unwrap() >= 0);
     }
     let usage = &session["usage"];
@@ -98,10 +116,12 @@ async fn a_recorded_session_goes_from_upload_to_notes() {
     assert_eq!(calls[1]["model"], fake_openai::CHAT_MODEL);
     assert_eq!(calls[1]["completion_tokens"], 150);
     // 1.25 audio minutes at $0.006, plus tokens at $0.15 / $0.60 per million.
-    let expected = 1.25 * 0.006
-        + calls[1]["prompt_tokens"].as_f64().unwrap() * 0.15e-6
-        + 150.0 * 0.60e-6;
-    assert!((usage["estimated_cost_usd"].as_f64().unwrap() - expected).abs() < 2e-6, "{usage}");
+    let expected =
+        1.25 * 0.006 + calls[1]["prompt_tokens"].as_f64().unwrap() * 0.15e-6 + 150.0 * 0.60e-6;
+    assert!(
+        (usage["estimated_cost_usd"].as_f64().unwrap() - expected).abs() < 2e-6,
+        "{usage}"
+    );
 
     // The transcript, with timestamps.
     let transcript = get_json(&app, &format!("/api/v1/sessions/{id}/transcript"), token).await;
@@ -119,7 +139,10 @@ async fn a_recorded_session_goes_from_upload_to_notes() {
     }
 
     // The metrics row for analytics.
-    let metrics = db::sessions::metrics(&app.db, id).await.unwrap().expect("metrics row");
+    let metrics = db::sessions::metrics(&app.db, id)
+        .await
+        .unwrap()
+        .expect("metrics row");
     assert_eq!(metrics.mood_score, 2);
     assert_eq!(metrics.mood_trajectory, "improving");
     assert_eq!(metrics.action_item_count, 3);
@@ -136,10 +159,18 @@ async fn a_recorded_session_goes_from_upload_to_notes() {
     let chats = fake.chats();
     assert_eq!(chats.len(), 1);
     let prompt = chats[0]["messages"][1]["content"].as_str().unwrap();
-    assert!(prompt.starts_with("[00:00] session.wav segment 0."), "{prompt}");
+    assert!(
+        prompt.starts_with("[00:00] session.wav segment 0."),
+        "{prompt}"
+    );
 
     // The session is listed, and filterable.
-    let list = get_json(&app, &format!("/api/v1/sessions?patient_id={patient}&status=processed"), token).await;
+    let list = get_json(
+        &app,
+        &format!("/api/v1/sessions?patient_id={patient}&status=processed"),
+        token,
+    )
+    .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let none = get_json(&app, "/api/v1/sessions?status=failed", token).await;
     assert!(none["items"].as_array().unwrap().is_empty());
@@ -159,7 +190,12 @@ async fn a_fifty_minute_mp3_is_cut_into_chunks_and_merged_in_order() {
     assert_eq!(accepted["media_type"], "audio/mpeg");
     let id = accepted["id"].as_str().unwrap();
     let (session, _) = app
-        .wait_for_session(id, token, &["processed", "failed"], Duration::from_secs(240))
+        .wait_for_session(
+            id,
+            token,
+            &["processed", "failed"],
+            Duration::from_secs(240),
+        )
         .await;
     assert_eq!(session["status"], "processed", "{session}");
 
@@ -168,10 +204,17 @@ async fn a_fifty_minute_mp3_is_cut_into_chunks_and_merged_in_order() {
     let mut total = 0.0;
     for (i, call) in calls.iter().enumerate() {
         assert_eq!(call.file_name, format!("chunk-{i:04}.wav"));
-        assert!(call.size <= 25 * 1024 * 1024, "chunk {i} is {} bytes", call.size);
+        assert!(
+            call.size <= 25 * 1024 * 1024,
+            "chunk {i} is {} bytes",
+            call.size
+        );
         total += call.wav_seconds.expect("chunks are WAV");
     }
-    assert!((total - 52.0 * 60.0).abs() < 1.0, "chunks cover the recording: {total}");
+    assert!(
+        (total - 52.0 * 60.0).abs() < 1.0,
+        "chunks cover the recording: {total}"
+    );
 
     // Segments are in order, and each chunk's segments start at the chunk's offset.
     let transcript = get_json(&app, &format!("/api/v1/sessions/{id}/transcript"), token).await;
@@ -181,13 +224,21 @@ async fn a_fifty_minute_mp3_is_cut_into_chunks_and_merged_in_order() {
     for (i, call) in calls.iter().enumerate() {
         let first = segments
             .iter()
-            .find(|s| s["text"].as_str().unwrap().starts_with(&format!("chunk-{i:04}.wav segment 0")))
+            .find(|s| {
+                s["text"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("chunk-{i:04}.wav segment 0"))
+            })
             .expect("the chunk's first segment");
         assert_eq!(first["start_ms"].as_i64().unwrap(), offset_ms, "chunk {i}");
         offset_ms += (call.wav_seconds.unwrap() * 1000.0).round() as i64;
     }
     for s in segments {
-        let (start, end) = (s["start_ms"].as_i64().unwrap(), s["end_ms"].as_i64().unwrap());
+        let (start, end) = (
+            s["start_ms"].as_i64().unwrap(),
+            s["end_ms"].as_i64().unwrap(),
+        );
         assert!(start >= last_end - 1 && end >= start, "ordered: {s}");
         last_end = end;
     }
@@ -228,12 +279,17 @@ async fn an_uploaded_transcript_skips_transcription() {
 
     let transcript = get_json(&app, &format!("/api/v1/sessions/{id}/transcript"), token).await;
     assert_eq!(transcript["segments"][0]["start_ms"], 1000);
-    assert_eq!(transcript["segments"][0]["text"], "Therapist: How was your week?");
+    assert_eq!(
+        transcript["segments"][0]["text"],
+        "Therapist: How was your week?"
+    );
     assert_eq!(transcript["segments"][1]["end_ms"], 9000);
     let metrics = db::sessions::metrics(&app.db, id).await.unwrap().unwrap();
     assert_eq!(
         metrics.session_date,
-        chrono::DateTime::parse_from_rfc3339("2026-11-20T13:00:00Z").unwrap().timestamp_millis()
+        chrono::DateTime::parse_from_rfc3339("2026-11-20T13:00:00Z")
+            .unwrap()
+            .timestamp_millis()
     );
 }
 
@@ -263,8 +319,10 @@ async fn a_patient_account_reads_only_the_summaries_of_its_own_sessions() {
     let theirs = upload_ok(&app, token, &other, VTT.as_bytes().to_vec(), "t.vtt").await;
     let mine_id = mine["id"].as_str().unwrap();
     let theirs_id = theirs["id"].as_str().unwrap();
-    app.wait_for_session(mine_id, token, &["processed"], PIPELINE_TIMEOUT).await;
-    app.wait_for_session(theirs_id, token, &["processed"], PIPELINE_TIMEOUT).await;
+    app.wait_for_session(mine_id, token, &["processed"], PIPELINE_TIMEOUT)
+        .await;
+    app.wait_for_session(theirs_id, token, &["processed"], PIPELINE_TIMEOUT)
+        .await;
 
     let pt = &patient_user.access_token;
     let list = get_json(&app, "/api/v1/sessions", pt).await;
@@ -274,15 +332,38 @@ async fn a_patient_account_reads_only_the_summaries_of_its_own_sessions() {
     assert!(items[0]["usage"].is_null() && items[0]["job_id"].is_null());
 
     let notes = get_json(&app, &format!("/api/v1/sessions/{mine_id}/notes"), pt).await;
-    assert_eq!(notes["patient_summary"], fake_openai::sample_notes()["patient_summary"]);
+    assert_eq!(
+        notes["patient_summary"],
+        fake_openai::sample_notes()["patient_summary"]
+    );
     let keys: Vec<&String> = notes.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["patient_summary", "session_id"], "{notes}");
 
     // The transcript, another patient's session, and every write are not theirs.
-    problem(app.get(&format!("/api/v1/sessions/{mine_id}/transcript"), Some(pt)).await, 403).await;
-    problem(app.get(&format!("/api/v1/sessions/{theirs_id}/notes"), Some(pt)).await, 404).await;
-    problem(app.get(&format!("/api/v1/sessions/{theirs_id}"), Some(pt)).await, 404).await;
-    problem(app.delete_auth(&format!("/api/v1/sessions/{mine_id}"), pt).await, 403).await;
+    problem(
+        app.get(&format!("/api/v1/sessions/{mine_id}/transcript"), Some(pt))
+            .await,
+        403,
+    )
+    .await;
+    problem(
+        app.get(&format!("/api/v1/sessions/{theirs_id}/notes"), Some(pt))
+            .await,
+        404,
+    )
+    .await;
+    problem(
+        app.get(&format!("/api/v1/sessions/{theirs_id}"), Some(pt))
+            .await,
+        404,
+    )
+    .await;
+    problem(
+        app.delete_auth(&format!("/api/v1/sessions/{mine_id}"), pt)
+            .await,
+        403,
+    )
+    .await;
     problem(app.get("/api/v1/patients", Some(pt)).await, 403).await;
     let upload = app
         .upload_session(pt, sam, VTT.as_bytes().to_vec(), "t.vtt", &[])
@@ -292,17 +373,48 @@ async fn a_patient_account_reads_only_the_summaries_of_its_own_sessions() {
     // Another practitioner sees none of it: 404, not 403.
     let stranger = app.signed_in_user().await;
     let st = &stranger.access_token;
-    problem(app.get(&format!("/api/v1/sessions/{mine_id}"), Some(st)).await, 404).await;
-    problem(app.get(&format!("/api/v1/sessions/{mine_id}/notes"), Some(st)).await, 404).await;
-    problem(app.get(&format!("/api/v1/patients/{sam}"), Some(st)).await, 404).await;
-    problem(app.delete_auth(&format!("/api/v1/sessions/{mine_id}"), st).await, 404).await;
+    problem(
+        app.get(&format!("/api/v1/sessions/{mine_id}"), Some(st))
+            .await,
+        404,
+    )
+    .await;
+    problem(
+        app.get(&format!("/api/v1/sessions/{mine_id}/notes"), Some(st))
+            .await,
+        404,
+    )
+    .await;
+    problem(
+        app.get(&format!("/api/v1/patients/{sam}"), Some(st)).await,
+        404,
+    )
+    .await;
+    problem(
+        app.delete_auth(&format!("/api/v1/sessions/{mine_id}"), st)
+            .await,
+        404,
+    )
+    .await;
     let resp = app
-        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{mine_id}/retry"), Some(st), None)
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{mine_id}/retry"),
+            Some(st),
+            None,
+        )
         .await;
     problem(resp, 404).await;
-    let upload = app.upload_session(st, sam, VTT.as_bytes().to_vec(), "t.vtt", &[]).await;
+    let upload = app
+        .upload_session(st, sam, VTT.as_bytes().to_vec(), "t.vtt", &[])
+        .await;
     problem(upload, 404).await;
-    assert!(get_json(&app, "/api/v1/sessions", st).await["items"].as_array().unwrap().is_empty());
+    assert!(
+        get_json(&app, "/api/v1/sessions", st).await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -312,22 +424,41 @@ async fn a_rate_limited_transcription_waits_for_retry_after_then_succeeds() {
     let app = app_with(&fake, &[]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(5.0, 16_000, 1), "a.wav").await;
+    let accepted = upload_ok(
+        &app,
+        token,
+        &patient,
+        fake_openai::wav(5.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
     let id = accepted["id"].as_str().unwrap();
     let job_id = accepted["job_id"].as_str().unwrap();
 
     let job = app.wait_for_job(job_id, token, &["failed", "done"]).await;
     assert_eq!(job["state"], "failed", "the first attempt failed: {job}");
     let error = job["last_error"].as_str().unwrap();
-    assert!(error.contains("429") && error.contains("rate limiting"), "{error}");
+    assert!(
+        error.contains("429") && error.contains("rate limiting"),
+        "{error}"
+    );
     // Retry-After: 1 is honoured instead of the 30 s backoff.
-    let created = chrono::DateTime::parse_from_rfc3339(job["finished_at"].as_str().unwrap()).unwrap();
+    let created =
+        chrono::DateTime::parse_from_rfc3339(job["finished_at"].as_str().unwrap()).unwrap();
     let run_at = chrono::DateTime::parse_from_rfc3339(job["run_at"].as_str().unwrap()).unwrap();
     let wait = run_at.signed_duration_since(created).num_milliseconds();
-    assert!((900..=2_000).contains(&wait), "retry in about 1 s: {wait} ms");
-    let (session, _) = app.wait_for_session(id, token, &["processed", "failed"], PIPELINE_TIMEOUT).await;
+    assert!(
+        (900..=2_000).contains(&wait),
+        "retry in about 1 s: {wait} ms"
+    );
+    let (session, _) = app
+        .wait_for_session(id, token, &["processed", "failed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "processed", "{session}");
-    assert!(session["error"].is_null(), "the error clears on success: {session}");
+    assert!(
+        session["error"].is_null(),
+        "the error clears on success: {session}"
+    );
     assert_eq!(fake.transcriptions().len(), 2);
 }
 
@@ -341,15 +472,27 @@ async fn a_provider_outage_is_retried_with_backoff_and_shown_on_the_session() {
     let accepted = upload_ok(&app, token, &patient, VTT.as_bytes().to_vec(), "t.vtt").await;
     let id = accepted["id"].as_str().unwrap();
     let job = app
-        .wait_for_job(accepted["job_id"].as_str().unwrap(), token, &["failed", "done"])
+        .wait_for_job(
+            accepted["job_id"].as_str().unwrap(),
+            token,
+            &["failed", "done"],
+        )
         .await;
     assert_eq!(job["state"], "failed", "{job}");
     let run_at = chrono::DateTime::parse_from_rfc3339(job["run_at"].as_str().unwrap()).unwrap();
-    let wait = run_at.signed_duration_since(chrono::Utc::now()).num_seconds();
+    let wait = run_at
+        .signed_duration_since(chrono::Utc::now())
+        .num_seconds();
     assert!(wait >= 15, "backed off about 30 s: {wait} s");
     let session = get_json(&app, &format!("/api/v1/sessions/{id}"), token).await;
-    assert_eq!(session["status"], "extracting", "still in its stage while retried: {session}");
-    assert!(session["error"].as_str().unwrap().contains("500"), "{session}");
+    assert_eq!(
+        session["status"], "extracting",
+        "still in its stage while retried: {session}"
+    );
+    assert!(
+        session["error"].as_str().unwrap().contains("500"),
+        "{session}"
+    );
 }
 
 #[tokio::test]
@@ -359,35 +502,66 @@ async fn a_refused_key_fails_the_stage_at_once_and_retry_resumes_it() {
     let app = app_with(&fake, &[]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(5.0, 16_000, 1), "a.wav").await;
+    let accepted = upload_ok(
+        &app,
+        token,
+        &patient,
+        fake_openai::wav(5.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
     let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "failed");
     assert_eq!(session["failed_stage"], "transcription");
     let error = session["error"].as_str().unwrap();
-    assert!(error.contains("OPENAI_API_KEY") && error.contains("401"), "{error}");
-    let job = app.wait_for_job(session["job_id"].as_str().unwrap(), token, &["dead"]).await;
+    assert!(
+        error.contains("OPENAI_API_KEY") && error.contains("401"),
+        "{error}"
+    );
+    let job = app
+        .wait_for_job(session["job_id"].as_str().unwrap(), token, &["dead"])
+        .await;
     assert_eq!(job["attempts"], 1, "not retried: {job}");
 
     // Extraction cannot be re-run before there is a transcript.
     let resp = app
-        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/extract-notes"), Some(token), None)
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{id}/extract-notes"),
+            Some(token),
+            None,
+        )
         .await;
     problem(resp, 409).await;
     // Retry resumes from transcription.
     let resp = app
-        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/retry"), Some(token), None)
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{id}/retry"),
+            Some(token),
+            None,
+        )
         .await;
     assert_eq!(resp.status(), 202);
     let queued: Value = resp.json().await.unwrap();
     assert_eq!(queued["status"], "uploaded");
     assert_ne!(queued["job_id"], session["job_id"]);
-    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "processed", "{session}");
     assert!(session["failed_stage"].is_null() && session["error"].is_null());
     // A processed session is not "failed": retrying it is a conflict.
     let resp = app
-        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/retry"), Some(token), None)
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{id}/retry"),
+            Some(token),
+            None,
+        )
         .await;
     problem(resp, 409).await;
 }
@@ -401,7 +575,9 @@ async fn notes_that_miss_the_schema_get_one_corrective_retry_at_temperature_zero
     let token = &user.access_token;
     let accepted = upload_ok(&app, token, &patient, VTT.as_bytes().to_vec(), "t.vtt").await;
     let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "processed", "{session}");
     let chats = fake.chats();
     assert_eq!(chats.len(), 2);
@@ -409,28 +585,54 @@ async fn notes_that_miss_the_schema_get_one_corrective_retry_at_temperature_zero
     assert_eq!(chats[1]["temperature"], 0.0);
     let messages = chats[1]["messages"].as_array().unwrap();
     let last = messages.last().unwrap()["content"].as_str().unwrap();
-    assert!(last.contains("not valid") && last.contains("key_topics"), "{last}");
-    assert_eq!(session["usage"]["calls"].as_array().unwrap().len(), 2, "both calls are billed");
+    assert!(
+        last.contains("not valid") && last.contains("key_topics"),
+        "{last}"
+    );
+    assert_eq!(
+        session["usage"]["calls"].as_array().unwrap().len(),
+        2,
+        "both calls are billed"
+    );
 
     // Twice wrong: the stage fails for good, and says why.
     fake.on_chat([Reply::InvalidNotes, Reply::InvalidNotes]);
     let resp = app
-        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/extract-notes"), Some(token), None)
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{id}/extract-notes"),
+            Some(token),
+            None,
+        )
         .await;
     assert_eq!(resp.status(), 202);
-    let (session, _) = app.wait_for_session(id, token, &["failed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["failed_stage"], "extraction");
-    assert!(session["error"].as_str().unwrap().contains("did not match the notes schema, twice"));
+    assert!(
+        session["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not match the notes schema, twice")
+    );
     // The earlier notes stay readable.
     let notes = get_json(&app, &format!("/api/v1/sessions/{id}/notes"), token).await;
     assert!(notes["key_topics"].is_array());
     // And it can be retried from extraction.
     let resp = app
-        .send(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/retry"), Some(token), None)
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{id}/retry"),
+            Some(token),
+            None,
+        )
         .await;
     let queued: Value = resp.json().await.unwrap();
     assert_eq!(queued["status"], "transcribed");
-    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "processed");
 }
 
@@ -442,22 +644,49 @@ async fn a_broken_answer_and_a_slow_provider_are_transient() {
     let app = app_with(&fake, &[("OPENAI_TIMEOUT_SECS", "1")]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(5.0, 16_000, 1), "a.wav").await;
+    let accepted = upload_ok(
+        &app,
+        token,
+        &patient,
+        fake_openai::wav(5.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
     let job = app
-        .wait_for_job(accepted["job_id"].as_str().unwrap(), token, &["failed", "done", "dead"])
+        .wait_for_job(
+            accepted["job_id"].as_str().unwrap(),
+            token,
+            &["failed", "done", "dead"],
+        )
         .await;
     assert_eq!(job["state"], "failed", "{job}");
-    assert!(job["last_error"].as_str().unwrap().contains("not the expected JSON"), "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not the expected JSON"),
+        "{job}"
+    );
 
     let resp = app
         .upload_session(token, &patient, VTT.as_bytes().to_vec(), "t.vtt", &[])
         .await;
     let accepted: Value = resp.json().await.unwrap();
     let job = app
-        .wait_for_job(accepted["job_id"].as_str().unwrap(), token, &["failed", "done", "dead"])
+        .wait_for_job(
+            accepted["job_id"].as_str().unwrap(),
+            token,
+            &["failed", "done", "dead"],
+        )
         .await;
     assert_eq!(job["state"], "failed", "{job}");
-    assert!(job["last_error"].as_str().unwrap().contains("did not answer in time"), "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer in time"),
+        "{job}"
+    );
 }
 
 #[tokio::test]
@@ -467,20 +696,41 @@ async fn audio_the_provider_refuses_as_too_large_fails_with_a_clear_message() {
     let app = app_with(&fake, &[]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(10.0, 16_000, 1), "a.wav").await;
+    let accepted = upload_ok(
+        &app,
+        token,
+        &patient,
+        fake_openai::wav(10.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
     let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "failed");
     let error = session["error"].as_str().unwrap();
-    assert!(error.contains("413") && error.contains("TRANSCRIPTION_MAX_UPLOAD_BYTES"), "{error}");
+    assert!(
+        error.contains("413") && error.contains("TRANSCRIPTION_MAX_UPLOAD_BYTES"),
+        "{error}"
+    );
 
     // Told the real limit, Tend chunks the same audio and succeeds.
     let app = app_with(&fake, &[("TRANSCRIPTION_MAX_UPLOAD_BYTES", "100000")]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(10.0, 16_000, 1), "a.wav").await;
+    let accepted = upload_ok(
+        &app,
+        token,
+        &patient,
+        fake_openai::wav(10.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
     let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "processed", "{session}");
 }
 
@@ -489,11 +739,26 @@ async fn without_an_api_key_paid_stages_fail_clearly() {
     let app = spawn_app_with_env(&[]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(&app, token, &patient, fake_openai::wav(2.0, 16_000, 1), "a.wav").await;
+    let accepted = upload_ok(
+        &app,
+        token,
+        &patient,
+        fake_openai::wav(2.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
     let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "failed");
-    assert!(session["error"].as_str().unwrap().contains("OPENAI_API_KEY is not set"), "{session}");
+    assert!(
+        session["error"]
+            .as_str()
+            .unwrap()
+            .contains("OPENAI_API_KEY is not set"),
+        "{session}"
+    );
 }
 
 #[tokio::test]
@@ -509,12 +774,19 @@ async fn a_long_transcript_is_extracted_in_parts_and_combined() {
     let accepted = upload_ok(&app, token, &patient, text.into_bytes(), "t.txt").await;
     assert_eq!(accepted["media_type"], "text/plain");
     let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app.wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT).await;
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
     assert_eq!(session["status"], "processed", "{session}");
     let chats = fake.chats();
     let parts: Vec<&Value> = chats
         .iter()
-        .filter(|c| c["messages"][1]["content"].as_str().unwrap().contains("holds part"))
+        .filter(|c| {
+            c["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .contains("holds part")
+        })
         .collect();
     assert!(parts.len() >= 5, "{} parts", parts.len());
     let mut seen = String::new();
@@ -527,7 +799,59 @@ async fn a_long_transcript_is_extracted_in_parts_and_combined() {
     }
     let combines = chats
         .iter()
-        .filter(|c| c["messages"][1]["content"].as_str().unwrap().contains("Combine them"))
+        .filter(|c| {
+            c["messages"][1]["content"]
+                .as_str()
+                .unwrap()
+                .contains("Combine them")
+        })
         .count();
     assert!(combines >= 1, "the parts were combined");
+}
+
+#[tokio::test]
+async fn notes_can_be_extracted_again_and_replace_the_metrics() {
+    let fake = FakeOpenAi::start().await;
+    let app = app_with(&fake, &[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(&app, token, &patient, VTT.as_bytes().to_vec(), "t.vtt").await;
+    let id = accepted["id"].as_str().unwrap();
+    app.wait_for_session(id, token, &["processed"], PIPELINE_TIMEOUT)
+        .await;
+    let first = db::sessions::metrics(&app.db, id).await.unwrap().unwrap();
+
+    let resp = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{id}/extract-notes"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let queued: Value = resp.json().await.unwrap();
+    assert_eq!(queued["status"], "transcribed");
+    let job = app
+        .wait_for_job(queued["job_id"].as_str().unwrap(), token, &["done", "dead"])
+        .await;
+    assert_eq!(job["state"], "done");
+    let session = get_json(&app, &format!("/api/v1/sessions/{id}"), token).await;
+    assert_eq!(session["status"], "processed");
+    let stages: Vec<&str> = session["usage"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["extraction", "extraction"]);
+    let second = db::sessions::metrics(&app.db, id).await.unwrap().unwrap();
+    assert_eq!(second.mood_score, first.mood_score);
+    let rows: Vec<(i64,)> =
+        sqlx::query_as("SELECT COUNT(*) FROM session_metrics WHERE session_id = $1")
+            .bind(id)
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(rows[0].0, 1, "one metrics row per session");
 }

@@ -67,9 +67,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<WorkerHandle> {
     let instance = instance_name();
-    let env = Arc::new(
-        JobEnv::new(settings, db.clone(), transport.clone(), instance.clone()).await?,
-    );
+    let env =
+        Arc::new(JobEnv::new(settings, db.clone(), transport.clone(), instance.clone()).await?);
     let concurrency = settings.worker_concurrency;
 
     let mut monitor = Monitor::new()

@@ -74,13 +74,10 @@ pub struct CreatePatientRequest {
 #[derive(Debug, Object)]
 pub struct UpdatePatientRequest {
     /// A new name.
-    #[oai(default)]
     pub display_name: Option<String>,
     /// A new reference, or `null` to clear it.
-    #[oai(default)]
     pub reference: MaybeUndefined<String>,
     /// Link another `patient` account, or `null` to unlink.
-    #[oai(default)]
     pub account_email: MaybeUndefined<String>,
 }
 
@@ -136,10 +133,22 @@ impl PatientsApi {
     ) -> ApiResult<PatientCreated> {
         let user = practitioner(&state, &auth).await?;
         let mut errors = Vec::new();
-        let name = field(&mut errors, "display_name", parse_display_name(&body.display_name));
-        let reference = field(&mut errors, "reference", parse_reference(body.reference.as_deref()));
+        let name = field(
+            &mut errors,
+            "display_name",
+            parse_display_name(&body.display_name),
+        );
+        let reference = field(
+            &mut errors,
+            "reference",
+            parse_reference(body.reference.as_deref()),
+        );
         let account = match &body.account_email {
-            Some(email) => field(&mut errors, "account_email", resolve_account(&state, email).await?),
+            Some(email) => field(
+                &mut errors,
+                "account_email",
+                resolve_account(&state, email).await?,
+            ),
             None => Some(None),
         };
         let (Some(name), Some(reference), Some(account)) = (name, reference, account) else {
@@ -226,9 +235,11 @@ impl PatientsApi {
         let account = match &body.account_email {
             MaybeUndefined::Undefined => Some(current.user_id.clone()),
             MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(email) => {
-                field(&mut errors, "account_email", resolve_account(&state, email).await?)
-            }
+            MaybeUndefined::Value(email) => field(
+                &mut errors,
+                "account_email",
+                resolve_account(&state, email).await?,
+            ),
         };
         let (Some(name), Some(reference), Some(account)) = (name, reference, account) else {
             return Err(ApiError::validation(errors));
@@ -315,7 +326,11 @@ async fn resolve_account(state: &AppState, raw: &str) -> ApiResult<Result<Option
 }
 
 fn link_conflict(err: sqlx::Error) -> ApiError {
-    if db::is_unique_violation(&err, "patients_practitioner_user_key", "patients.practitioner_id") {
+    if db::is_unique_violation(
+        &err,
+        "patients_practitioner_user_key",
+        "patients.practitioner_id",
+    ) {
         return ApiError::conflict(
             "account-already-linked",
             "This account is already linked to another of your patients.",

@@ -117,7 +117,11 @@ pub async fn update(
 }
 
 /// Deletes the patient (and, by cascade, its sessions); false if it is not theirs.
-pub async fn delete(conn: &mut AnyConnection, id: &str, practitioner_id: &str) -> sqlx::Result<bool> {
+pub async fn delete(
+    conn: &mut AnyConnection,
+    id: &str,
+    practitioner_id: &str,
+) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM patients WHERE id = $1 AND practitioner_id = $2")
         .bind(id)
         .bind(practitioner_id)

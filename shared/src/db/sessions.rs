@@ -235,7 +235,10 @@ pub async fn object_keys_of_patient(db: &Db, patient_id: &str) -> sqlx::Result<V
 }
 
 /// The stored objects of every session of a practitioner (to remove them with the account).
-pub async fn object_keys_of_practitioner(db: &Db, practitioner_id: &str) -> sqlx::Result<Vec<String>> {
+pub async fn object_keys_of_practitioner(
+    db: &Db,
+    practitioner_id: &str,
+) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT object_key FROM sessions WHERE practitioner_id = $1 AND object_key IS NOT NULL",
     )
@@ -382,23 +385,23 @@ pub async fn requeue_stage(
     let first = from.first().map_or("", |s| s.as_str());
     let second = from.get(1).map_or(first, |s| s.as_str());
     let now = now_ms();
-    let done = match stage {
-        Stage::Transcription => {
-            sqlx::query(
-                "UPDATE sessions SET status = 'uploaded', failed_stage = NULL, error = NULL, \
+    let done =
+        match stage {
+            Stage::Transcription => {
+                sqlx::query(
+                    "UPDATE sessions SET status = 'uploaded', failed_stage = NULL, error = NULL, \
                  job_id = $4, transcription_started_at = NULL, transcription_finished_at = NULL, \
                  updated_at = $5 WHERE id = $1 AND status IN ($2, $3)",
-            )
-            .bind(id)
-            .bind(first)
-            .bind(second)
-            .bind(job_id)
-            .bind(now)
-            .execute(conn)
-            .await?
-        }
-        Stage::Extraction => {
-            sqlx::query(
+                )
+                .bind(id)
+                .bind(first)
+                .bind(second)
+                .bind(job_id)
+                .bind(now)
+                .execute(conn)
+                .await?
+            }
+            Stage::Extraction => sqlx::query(
                 "UPDATE sessions SET status = 'transcribed', failed_stage = NULL, error = NULL, \
                  job_id = $4, extraction_started_at = NULL, extraction_finished_at = NULL, \
                  updated_at = $5 WHERE id = $1 AND status IN ($2, $3) AND transcript IS NOT NULL",
@@ -409,9 +412,8 @@ pub async fn requeue_stage(
             .bind(job_id)
             .bind(now)
             .execute(conn)
-            .await?
-        }
-    };
+            .await?,
+        };
     Ok(done.rows_affected() == 1)
 }
 

@@ -129,11 +129,29 @@ mod tests {
             }
         );
         let mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x00";
-        assert!(matches!(sniff(mp3, true), Sniffed::Audio { extension: "mp3", .. }));
+        assert!(matches!(
+            sniff(mp3, true),
+            Sniffed::Audio {
+                extension: "mp3",
+                ..
+            }
+        ));
         let flac = b"fLaC\x00\x00\x00\x22";
-        assert!(matches!(sniff(flac, true), Sniffed::Audio { extension: "flac", .. }));
+        assert!(matches!(
+            sniff(flac, true),
+            Sniffed::Audio {
+                extension: "flac",
+                ..
+            }
+        ));
         let m4a = b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00";
-        assert!(matches!(sniff(m4a, true), Sniffed::Audio { extension: "m4a", .. }));
+        assert!(matches!(
+            sniff(m4a, true),
+            Sniffed::Audio {
+                extension: "m4a",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -158,7 +176,10 @@ mod tests {
             sniff(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3", true),
             Sniffed::Unsupported(Some("application/pdf"))
         );
-        assert_eq!(sniff(&[0u8, 1, 2, 3, 200, 201], true), Sniffed::Unsupported(None));
+        assert_eq!(
+            sniff(&[0u8, 1, 2, 3, 200, 201], true),
+            Sniffed::Unsupported(None)
+        );
         assert_eq!(sniff(b"   \n ", true), Sniffed::Unsupported(None));
     }
 

@@ -159,9 +159,7 @@ impl Notes {
 
     /// The JSON schema sent as the `response_format` (OpenAI strict structured output).
     pub fn json_schema() -> Value {
-        let strings = |description: &str| {
-            json!({"type": "array", "items": {"type": "string"}, "description": description})
-        };
+        let strings = |description: &str| json!({"type": "array", "items": {"type": "string"}, "description": description});
         json!({
             "type": "object",
             "additionalProperties": false,
@@ -226,7 +224,11 @@ mod tests {
     fn answers_outside_the_rules_are_refused_with_a_reason() {
         let mut few = sample();
         few["key_topics"] = json!(["one"]);
-        assert!(Notes::from_model_answer(&few.to_string()).unwrap_err().contains("key_topics"));
+        assert!(
+            Notes::from_model_answer(&few.to_string())
+                .unwrap_err()
+                .contains("key_topics")
+        );
         let mut mood = sample();
         mood["session_mood"] = json!("ecstatic");
         assert!(Notes::from_model_answer(&mood.to_string()).is_err());

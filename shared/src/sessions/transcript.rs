@@ -47,7 +47,10 @@ impl Transcript {
 
 /// Parses an uploaded transcript. The error names the line that is wrong.
 pub fn parse(format: TranscriptFormat, raw: &str) -> Result<Transcript, String> {
-    let raw = raw.strip_prefix('\u{feff}').unwrap_or(raw).replace("\r\n", "\n");
+    let raw = raw
+        .strip_prefix('\u{feff}')
+        .unwrap_or(raw)
+        .replace("\r\n", "\n");
     let transcript = match format {
         TranscriptFormat::Plain => Transcript {
             text: raw.trim().to_owned(),
@@ -74,7 +77,7 @@ fn parse_cues(raw: &str, vtt: bool) -> Result<Vec<Segment>, String> {
         // Collect one block.
         let mut block = Vec::new();
         let mut block_start = line_no + 1;
-        while let Some(line) = lines.next() {
+        for line in lines.by_ref() {
             line_no += 1;
             if line.trim().is_empty() {
                 if block.is_empty() {
@@ -103,16 +106,17 @@ fn parse_cues(raw: &str, vtt: bool) -> Result<Vec<Segment>, String> {
                 continue;
             }
         }
-        let timing_at = block.iter().position(|l| l.contains("-->")).ok_or_else(|| {
-            format!("line {block_start}: a cue without a `start --> end` line")
-        })?;
+        let timing_at = block
+            .iter()
+            .position(|l| l.contains("-->"))
+            .ok_or_else(|| format!("line {block_start}: a cue without a `start --> end` line"))?;
         if timing_at > 1 {
-            return Err(format!("line {block_start}: a cue without a `start --> end` line"));
+            return Err(format!(
+                "line {block_start}: a cue without a `start --> end` line"
+            ));
         }
         let timing_line = block_start + timing_at;
-        let (start, end) = block[timing_at]
-            .split_once("-->")
-            .expect("checked above");
+        let (start, end) = block[timing_at].split_once("-->").expect("checked above");
         let start_ms = timestamp_ms(start.trim())
             .ok_or_else(|| format!("line {timing_line}: bad start time {:?}", start.trim()))?;
         let end_raw = end.split_whitespace().next().unwrap_or_default();
@@ -211,7 +215,11 @@ mod tests {
 
     #[test]
     fn broken_captions_name_the_line() {
-        let err = parse(TranscriptFormat::Srt, "1\n00:00:0x,000 --> 00:00:02,000\nHi\n").unwrap_err();
+        let err = parse(
+            TranscriptFormat::Srt,
+            "1\n00:00:0x,000 --> 00:00:02,000\nHi\n",
+        )
+        .unwrap_err();
         assert!(err.starts_with("line 2"), "{err}");
         let err = parse(TranscriptFormat::WebVtt, "WEBVTT\n\nno timing here\n").unwrap_err();
         assert!(err.contains("line 3"), "{err}");

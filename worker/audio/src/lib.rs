@@ -72,7 +72,9 @@ pub fn split_for_upload(
     let by_size = ((max_bytes.saturating_sub(WAV_HEADER_BYTES)) / 2) as usize;
     let by_time = max_secs as usize * TARGET_RATE as usize;
     let mut chunker = Chunker::new(out_dir, by_size.min(by_time));
-    decode_mono(input, extension, |samples, rate| chunker.push(samples, rate))?;
+    decode_mono(input, extension, |samples, rate| {
+        chunker.push(samples, rate)
+    })?;
     chunker.finish()
 }
 
@@ -253,7 +255,8 @@ impl<'a> Chunker<'a> {
 
     fn accept(&mut self, samples: &[f32]) -> Result<(), AudioError> {
         for &s in samples {
-            self.current.push((s.clamp(-1.0, 1.0) * i16::MAX as f32) as i16);
+            self.current
+                .push((s.clamp(-1.0, 1.0) * i16::MAX as f32) as i16);
             if self.current.len() >= self.max_samples {
                 let cut = quiet_cut(&self.current);
                 let rest = self.current.split_off(cut);
@@ -353,7 +356,11 @@ mod tests {
         for i in 0..frames {
             // One second of tone, then half a second of silence, repeated.
             let t = i as f32 / rate as f32;
-            let v = if t % 1.5 < 1.0 { (t * 440.0 * std::f32::consts::TAU).sin() * 0.5 } else { 0.0 };
+            let v = if t % 1.5 < 1.0 {
+                (t * 440.0 * std::f32::consts::TAU).sin() * 0.5
+            } else {
+                0.0
+            };
             for _ in 0..channels {
                 w.write_sample((v * i16::MAX as f32) as i16).unwrap();
             }
@@ -369,7 +376,11 @@ mod tests {
         // 8 s chunks at most.
         let split = split_for_upload(&input, "wav", dir.path(), 8 * 32_000 + 44, 600).unwrap();
         assert!(split.chunks.len() >= 4, "{:?}", split.chunks);
-        assert!((split.duration_ms - 30_000).abs() < 50, "{}", split.duration_ms);
+        assert!(
+            (split.duration_ms - 30_000).abs() < 50,
+            "{}",
+            split.duration_ms
+        );
         let mut expected_offset = 0;
         for chunk in &split.chunks {
             assert_eq!(chunk.offset_ms, expected_offset);

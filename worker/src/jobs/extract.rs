@@ -89,11 +89,7 @@ pub async fn run(env: &JobEnv, job: &JobRow, payload: ExtractNotes) -> Result<()
             let header = PART_PROMPT
                 .replace("{part}", &(i + 1).to_string())
                 .replace("{parts}", &parts.len().to_string());
-            partial.push(
-                extractor
-                    .extract(vec![system(&header), user(part)])
-                    .await?,
-            );
+            partial.push(extractor.extract(vec![system(&header), user(part)]).await?);
         }
         extractor.combine(partial, budget).await?
     };
@@ -186,7 +182,10 @@ impl Extractor<'_> {
                 }
                 let input = serde_json::to_string(&group)
                     .map_err(|e| JobError::permanent("encoding partial notes", e))?;
-                combined.push(self.extract(vec![system(COMBINE_PROMPT), user(&input)]).await?);
+                combined.push(
+                    self.extract(vec![system(COMBINE_PROMPT), user(&input)])
+                        .await?,
+                );
             }
             partial = combined;
         }
@@ -297,7 +296,9 @@ fn split_into_parts(lines: &[String], budget: usize) -> Vec<String> {
             vec![line.clone()]
         };
         for piece in pieces {
-            if !current.is_empty() && current.chars().count() + piece.chars().count() + 1 > max_chars {
+            if !current.is_empty()
+                && current.chars().count() + piece.chars().count() + 1 > max_chars
+            {
                 parts.push(std::mem::take(&mut current));
             }
             if !current.is_empty() {
@@ -318,7 +319,9 @@ mod tests {
 
     #[test]
     fn long_transcripts_are_cut_at_lines_without_losing_any() {
-        let lines: Vec<String> = (0..100).map(|i| format!("line {i:03} {}", "x".repeat(30))).collect();
+        let lines: Vec<String> = (0..100)
+            .map(|i| format!("line {i:03} {}", "x".repeat(30)))
+            .collect();
         let parts = split_into_parts(&lines, 100);
         assert!(parts.len() > 5);
         assert!(parts.iter().all(|p| p.chars().count() <= 400));

@@ -9,7 +9,9 @@ pub mod transcribe;
 
 use tend_shared::{
     db::{self, jobs::JobRow},
-    jobs::{Cleanup, ExtractNotes, JobError, JobPayload, RetryPolicy, SendEmail, TranscribeSession},
+    jobs::{
+        Cleanup, ExtractNotes, JobError, JobPayload, RetryPolicy, SendEmail, TranscribeSession,
+    },
     sessions::Stage,
 };
 

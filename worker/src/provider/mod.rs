@@ -15,7 +15,9 @@ use async_openai::{
     Client,
     config::OpenAIConfig,
     error::OpenAIError,
-    types::audio::{AudioInput, AudioResponseFormat, CreateTranscriptionRequest, TimestampGranularity},
+    types::audio::{
+        AudioInput, AudioResponseFormat, CreateTranscriptionRequest, TimestampGranularity,
+    },
 };
 use bytes::Bytes;
 use secrecy::ExposeSecret;
@@ -129,7 +131,8 @@ impl Provider {
     fn client(&self) -> Result<&Client<OpenAIConfig>, JobError> {
         self.client.as_ref().ok_or_else(|| {
             JobError::Permanent(
-                "OPENAI_API_KEY is not set: the provider cannot be called (set it and retry)".into(),
+                "OPENAI_API_KEY is not set: the provider cannot be called (set it and retry)"
+                    .into(),
             )
         })
     }

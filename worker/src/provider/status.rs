@@ -31,7 +31,10 @@ impl HttpFailure {
     pub fn new(status: StatusCode, retry_after: Option<Duration>, message: String) -> Self {
         let mut message = message.trim().to_owned();
         if message.len() > 300 {
-            let cut = (0..=300).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=300)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
             message.truncate(cut);
             message.push('…');
         }
@@ -141,7 +144,9 @@ mod tests {
             )
             .into_job_error("transcription")
         };
-        assert!(matches!(fail(429, Some(7)), JobError::RetryAfter(_, d) if d == Duration::from_secs(7)));
+        assert!(
+            matches!(fail(429, Some(7)), JobError::RetryAfter(_, d) if d == Duration::from_secs(7))
+        );
         assert!(matches!(fail(429, None), JobError::Transient(_)));
         assert!(matches!(fail(503, None), JobError::Transient(_)));
         assert!(matches!(fail(400, None), JobError::Permanent(_)));

@@ -48,10 +48,7 @@ use crate::{
 enum SessionAccepted {
     /// Stored; processing is queued. Follow `status` at `GET /api/v1/sessions/{id}`.
     #[oai(status = 202)]
-    Accepted(
-        Json<SessionView>,
-        #[oai(header = "Location")] String,
-    ),
+    Accepted(Json<SessionView>, #[oai(header = "Location")] String),
 }
 
 #[derive(ApiResponse)]
@@ -145,8 +142,16 @@ impl SessionsApi {
         };
         let created = match result {
             Ok(()) => {
-                create_session(&state, &user, &meta, session_id, patient_id, recorded_at, file)
-                    .await
+                create_session(
+                    &state,
+                    &user,
+                    &meta,
+                    session_id,
+                    patient_id,
+                    recorded_at,
+                    file,
+                )
+                .await
             }
             Err(err) => Err(err),
         };
@@ -218,7 +223,11 @@ impl SessionsApi {
     }
 
     /// The transcript with timed segments (practitioners; `409` until transcribed).
-    #[oai(path = "/:id/transcript", method = "get", operation_id = "getTranscript")]
+    #[oai(
+        path = "/:id/transcript",
+        method = "get",
+        operation_id = "getTranscript"
+    )]
     async fn transcript(
         &self,
         state: Data<&AppState>,
@@ -274,7 +283,11 @@ impl SessionsApi {
 
     /// Extract the notes again from the stored transcript (after a prompt or model change,
     /// say). The current notes stay readable until the new ones replace them.
-    #[oai(path = "/:id/extract-notes", method = "post", operation_id = "extractNotes")]
+    #[oai(
+        path = "/:id/extract-notes",
+        method = "post",
+        operation_id = "extractNotes"
+    )]
     async fn extract_notes(
         &self,
         state: Data<&AppState>,
@@ -326,7 +339,10 @@ impl SessionsApi {
             (status, _) => {
                 return Err(ApiError::conflict(
                     "session-not-failed",
-                    format!("Only a failed session can be retried; it is {}.", status.as_str()),
+                    format!(
+                        "Only a failed session can be retried; it is {}.",
+                        status.as_str()
+                    ),
                 ));
             }
         };
@@ -369,9 +385,16 @@ async fn create_session(
 ) -> ApiResult<SessionView> {
     let mut errors = Vec::new();
     if patient_id.as_deref().is_none_or(|p| p.trim().is_empty()) {
-        errors.push(tend_shared::domain::FieldError::new("patient_id", "is required"));
+        errors.push(tend_shared::domain::FieldError::new(
+            "patient_id",
+            "is required",
+        ));
     }
-    let recorded_at = match recorded_at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let recorded_at = match recorded_at
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(raw) => match chrono::DateTime::parse_from_rfc3339(raw) {
             Ok(at) => Some(at.timestamp_millis()),
@@ -405,21 +428,24 @@ async fn create_session(
             size,
         } => {
             let job = jobs::enqueue(&mut tx, &TranscribeSession { session_id }, &origin).await?;
-            (job, NewSession {
-                id: &id,
-                practitioner_id: &user.id,
-                patient_id: &patient.id,
-                status: SessionStatus::Uploaded,
-                source: "audio",
-                media_type,
-                object_key: Some(key),
-                size_bytes: *size as i64,
-                recorded_at,
-                duration_ms: None,
-                transcript: None,
-                segments: None,
-                job_id: "",
-            })
+            (
+                job,
+                NewSession {
+                    id: &id,
+                    practitioner_id: &user.id,
+                    patient_id: &patient.id,
+                    status: SessionStatus::Uploaded,
+                    source: "audio",
+                    media_type,
+                    object_key: Some(key),
+                    size_bytes: *size as i64,
+                    recorded_at,
+                    duration_ms: None,
+                    transcript: None,
+                    segments: None,
+                    job_id: "",
+                },
+            )
         }
         StoredFile::Transcript {
             format,
@@ -427,21 +453,24 @@ async fn create_session(
             size,
         } => {
             let job = jobs::enqueue(&mut tx, &ExtractNotes { session_id }, &origin).await?;
-            (job, NewSession {
-                id: &id,
-                practitioner_id: &user.id,
-                patient_id: &patient.id,
-                status: SessionStatus::Transcribed,
-                source: "transcript",
-                media_type: format.media_type(),
-                object_key: None,
-                size_bytes: *size as i64,
-                recorded_at,
-                duration_ms: transcript.duration_ms,
-                transcript: Some(&transcript.text),
-                segments: None,
-                job_id: "",
-            })
+            (
+                job,
+                NewSession {
+                    id: &id,
+                    practitioner_id: &user.id,
+                    patient_id: &patient.id,
+                    status: SessionStatus::Transcribed,
+                    source: "transcript",
+                    media_type: format.media_type(),
+                    object_key: None,
+                    size_bytes: *size as i64,
+                    recorded_at,
+                    duration_ms: transcript.duration_ms,
+                    transcript: Some(&transcript.text),
+                    segments: None,
+                    job_id: "",
+                },
+            )
         }
     };
     let segments_json = match &file {
@@ -521,6 +550,9 @@ async fn find(state: &AppState, id: &str, reader: Reader<'_>) -> ApiResult<Sessi
 fn not_ready(row: &SessionRow, what: &str) -> ApiError {
     ApiError::conflict(
         "not-ready",
-        format!("The {what} is not ready; the session is {}.", row.status().as_str()),
+        format!(
+            "The {what} is not ready; the session is {}.",
+            row.status().as_str()
+        ),
     )
 }

@@ -9,8 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, stream};
 use poem::{FromRequest, Request, RequestBody, web::Field};
 use poem_openapi::{
-    Multipart,
-    impl_apirequest_for_payload,
+    Multipart, impl_apirequest_for_payload,
     payload::{ParsePayload, Payload},
     registry::{MetaSchemaRef, Registry},
     types::multipart::Upload,
@@ -77,7 +76,9 @@ impl ParsePayload for SessionUpload {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        Ok(Self(poem::web::Multipart::from_request(request, body).await?))
+        Ok(Self(
+            poem::web::Multipart::from_request(request, body).await?,
+        ))
     }
 }
 
@@ -198,5 +199,8 @@ pub async fn store_file(state: &AppState, field: Field, key_base: &str) -> ApiRe
 
 /// A broken body: the client's connection or encoding failed.
 pub fn body_error(err: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("malformed-body", format!("The request body could not be read: {err}"))
+    ApiError::bad_request(
+        "malformed-body",
+        format!("The request body could not be read: {err}"),
+    )
 }

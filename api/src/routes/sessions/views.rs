@@ -167,8 +167,7 @@ impl UsageSummary {
             audio_seconds: calls.iter().map(|c| c.audio_seconds).sum(),
             prompt_tokens: calls.iter().map(|c| c.prompt_tokens).sum(),
             completion_tokens: calls.iter().map(|c| c.completion_tokens).sum(),
-            estimated_cost_usd: (calls.iter().map(|c| c.cost_usd).sum::<f64>() * 1e6).round()
-                / 1e6,
+            estimated_cost_usd: (calls.iter().map(|c| c.cost_usd).sum::<f64>() * 1e6).round() / 1e6,
             calls,
         }
     }
@@ -225,10 +224,7 @@ impl SessionView {
                     row.transcription_started_at,
                     row.transcription_finished_at,
                 ),
-                extraction: StageTiming::new(
-                    row.extraction_started_at,
-                    row.extraction_finished_at,
-                ),
+                extraction: StageTiming::new(row.extraction_started_at, row.extraction_finished_at),
             },
             recorded_at: row.recorded_at.map(ms_to_datetime),
             duration_seconds: row.duration_ms.map(|ms| ms as f64 / 1000.0),

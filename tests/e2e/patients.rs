@@ -1,0 +1,384 @@
+//! Patients: ownership, pagination and search, linking a patient account, validation, and
+//! uploads refused before anything is kept; deletion that removes stored audio.
+
+use serde_json::{Value, json};
+use tend_tests::{TestApp, fake_openai, problem, spawn_app, spawn_app_with_env};
+
+async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
+    app.send(reqwest::Method::POST, path, Some(token), Some(&body))
+        .await
+}
+
+#[tokio::test]
+async fn patients_are_paginated_searched_and_private() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    for name in ["Ada Lovelace", "Alan Turing", "Grace Hopper"] {
+        app.create_patient(token, name).await;
+    }
+    let resp = post(
+        &app,
+        token,
+        "/api/v1/patients",
+        json!({"display_name": "Edsger Dijkstra", "reference": "F-100%_x"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
+
+    let page1: Value = app
+        .get("/api/v1/patients?limit=3", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = page1["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["display_name"], "Edsger Dijkstra", "newest first");
+    let cursor = page1["next_cursor"].as_str().expect("a second page");
+    let page2: Value = app
+        .get(
+            &format!("/api/v1/patients?limit=3&cursor={cursor}"),
+            Some(token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page2["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page2["items"][0]["display_name"], "Ada Lovelace");
+    assert!(page2["next_cursor"].is_null());
+
+    let found: Value = app
+        .get("/api/v1/patients?q=HOPPER", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    // LIKE wildcards in the search match themselves.
+    let literal: Value = app
+        .get("/api/v1/patients?q=100%25_", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(literal["items"].as_array().unwrap().len(), 1, "{literal}");
+    let none: Value = app
+        .get("/api/v1/patients?q=%25z", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["items"].as_array().unwrap().len(), 0);
+
+    let bad = problem(
+        app.get("/api/v1/patients?limit=500&cursor=nope", Some(token))
+            .await,
+        422,
+    )
+    .await;
+    let fields: Vec<&str> = bad["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["limit", "cursor"]);
+
+    // Another practitioner sees an empty list and 404s.
+    let stranger = app.signed_in_user().await;
+    let theirs: Value = app
+        .get("/api/v1/patients", Some(&stranger.access_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(theirs["items"].as_array().unwrap().is_empty());
+    let id = items[0]["id"].as_str().unwrap();
+    let path = format!("/api/v1/patients/{id}");
+    problem(app.get(&path, Some(&stranger.access_token)).await, 404).await;
+    problem(
+        app.patch_auth(&path, &stranger.access_token, &json!({"display_name": "x"}))
+            .await,
+        404,
+    )
+    .await;
+    problem(app.delete_auth(&path, &stranger.access_token).await, 404).await;
+    problem(app.get(&path, None).await, 401).await;
+}
+
+#[tokio::test]
+async fn a_patient_record_links_to_a_patient_account_and_validates_its_fields() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    let patient_user = app.signed_in_as("patient").await;
+    let colleague = app.signed_in_user().await;
+
+    let bad = problem(
+        post(
+            &app,
+            token,
+            "/api/v1/patients",
+            json!({"display_name": " ", "reference": "r".repeat(101), "account_email": colleague.email}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let fields: Vec<&str> = bad["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["display_name", "reference", "account_email"],
+        "{bad}"
+    );
+
+    let id = app.create_patient(token, "Sam").await;
+    let path = format!("/api/v1/patients/{id}");
+    let linked: Value = app
+        .patch_auth(
+            &path,
+            token,
+            &json!({"account_email": patient_user.email.to_uppercase(), "reference": "S-1"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(linked["linked_user_id"], patient_user.id.as_str());
+    assert_eq!(linked["reference"], "S-1");
+    assert_eq!(linked["display_name"], "Sam", "absent fields stay");
+
+    // The same account on a second record of the same practitioner: conflict.
+    let second = app.create_patient(token, "Sam again").await;
+    problem(
+        app.patch_auth(
+            &format!("/api/v1/patients/{second}"),
+            token,
+            &json!({"account_email": patient_user.email}),
+        )
+        .await,
+        409,
+    )
+    .await;
+
+    // null clears.
+    let cleared: Value = app
+        .patch_auth(
+            &path,
+            token,
+            &json!({"account_email": null, "reference": null}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        cleared["linked_user_id"].is_null() && cleared["reference"].is_null(),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn uploads_are_refused_clearly_and_nothing_is_kept() {
+    let app = spawn_app_with_env(&[("MAX_UPLOAD_BYTES", "200000")]).await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    let patient = app.create_patient(token, "Pat").await;
+    let store = app.store().await;
+
+    // Not audio, not text: 415, whatever the name says.
+    let pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj".to_vec();
+    let body = problem(
+        app.upload_session(token, &patient, pdf, "session.mp3", &[])
+            .await,
+        415,
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("application/pdf"),
+        "{body}"
+    );
+
+    // Over MAX_UPLOAD_BYTES while streaming: 413 (chunked, so no length up front).
+    let big = fake_openai::wav(10.0, 16_000, 1);
+    assert!(big.len() > 200_000);
+    problem(
+        app.upload_session(token, &patient, big.clone(), "a.wav", &[])
+            .await,
+        413,
+    )
+    .await;
+    // And by the declared length, before reading.
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/sessions", app.address))
+        .bearer_auth(token)
+        .header("content-type", "multipart/form-data; boundary=x")
+        .header("content-length", "999999999")
+        .body(vec![0u8; 10])
+        .send()
+        .await;
+    if let Ok(resp) = resp {
+        problem(resp, 413).await;
+    }
+
+    // Missing fields and a bad date: 422 naming each.
+    let form = reqwest::multipart::Form::new().text("recorded_at", "yesterday");
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/sessions", app.address))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let body = problem(resp, 422).await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["patient_id", "recorded_at", "file"]);
+
+    // Broken captions: 422 with the line.
+    let body = problem(
+        app.upload_session(
+            token,
+            &patient,
+            b"WEBVTT\n\n00:01.000 -> 00:02.000\nhi\n".to_vec(),
+            "t.vtt",
+            &[],
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 3"),
+        "{body}"
+    );
+
+    // Someone else's (or no) patient: 404, and the streamed audio is removed again.
+    let small = fake_openai::wav(1.0, 16_000, 1);
+    let missing = uuid::Uuid::now_v7().to_string();
+    problem(
+        app.upload_session(token, &missing, small.clone(), "a.wav", &[])
+            .await,
+        404,
+    )
+    .await;
+    // Not multipart at all.
+    let resp = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            Some(token),
+            Some(&json!({})),
+        )
+        .await;
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+
+    assert!(store.list("").await.unwrap().is_empty(), "nothing was kept");
+    let sessions: Value = app
+        .get("/api/v1/sessions", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(sessions["items"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn deleting_a_session_or_a_patient_removes_the_stored_audio() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    let store = app.store().await;
+    let patient = app.create_patient(token, "Pat").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let resp = app
+            .upload_session(
+                token,
+                &patient,
+                fake_openai::wav(1.0, 16_000, 1),
+                "a.wav",
+                &[],
+            )
+            .await;
+        assert_eq!(resp.status(), 202);
+        let body: Value = resp.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let keys = store.list("sessions/").await.unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys[0].ends_with("/recording.wav"));
+
+    let resp = app
+        .delete_auth(&format!("/api/v1/sessions/{}", ids[0]), token)
+        .await;
+    assert_eq!(resp.status(), 204);
+    problem(
+        app.get(&format!("/api/v1/sessions/{}", ids[0]), Some(token))
+            .await,
+        404,
+    )
+    .await;
+    assert_eq!(store.list("sessions/").await.unwrap().len(), 2);
+    assert!(
+        !store
+            .list(&format!("sessions/{}", ids[0]))
+            .await
+            .unwrap()
+            .iter()
+            .any(|_| true)
+    );
+
+    let resp = app
+        .delete_auth(&format!("/api/v1/patients/{patient}"), token)
+        .await;
+    assert_eq!(resp.status(), 204);
+    assert!(store.list("sessions/").await.unwrap().is_empty());
+    problem(
+        app.get(&format!("/api/v1/sessions/{}", ids[1]), Some(token))
+            .await,
+        404,
+    )
+    .await;
+    problem(
+        app.get(&format!("/api/v1/patients/{patient}"), Some(token))
+            .await,
+        404,
+    )
+    .await;
+
+    // Deleting the account takes the rest.
+    let other = app.create_patient(token, "Other").await;
+    let resp = app
+        .upload_session(
+            token,
+            &other,
+            fake_openai::wav(1.0, 16_000, 1),
+            "a.wav",
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    assert_eq!(store.list("sessions/").await.unwrap().len(), 1);
+    assert_eq!(
+        app.delete_auth("/api/v1/users/me", token).await.status(),
+        204
+    );
+    assert!(store.list("sessions/").await.unwrap().is_empty());
+}
