@@ -164,6 +164,19 @@ async fn a_recorded_session_goes_from_upload_to_notes() {
         "{prompt}"
     );
 
+    // The jobs carry the session id and nothing else: no patient text in the queue.
+    let payloads: Vec<(String,)> = sqlx::query_as(
+        "SELECT payload FROM jobs WHERE kind IN ('transcribe_session', 'extract_notes')",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(payloads.len(), 2);
+    for (payload,) in payloads {
+        let payload: Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(payload, serde_json::json!({"session_id": id}));
+    }
+
     // The session is listed, and filterable.
     let list = get_json(
         &app,

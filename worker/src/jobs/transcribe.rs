@@ -38,7 +38,17 @@ pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Resu
         .clone()
         .ok_or_else(|| JobError::Permanent("the session has no stored audio".into()))?;
 
-    let workdir = tempfile::tempdir().map_err(|e| JobError::transient("temporary directory", e))?;
+    // Under DATA_DIR, not /tmp: a long recording and its chunks can be a gigabyte, and /tmp
+    // is often a small tmpfs in containers.
+    let tmp_root = env.settings.data_dir.join("tmp");
+    let workdir = tokio::fs::create_dir_all(&tmp_root)
+        .await
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix("transcribe-")
+                .tempdir_in(&tmp_root)
+        })
+        .map_err(|e| JobError::transient("temporary directory", e))?;
     let extension = audio_extension(&session.media_type);
     let source = workdir.path().join(format!("source.{extension}"));
     let size = env
