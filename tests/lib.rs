@@ -307,6 +307,17 @@ impl TestApp {
         }
     }
 
+    /// `POST` without a body (actions such as `/sessions/{id}/retry`).
+    pub async fn post_empty(&self, path: &str, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, Some(token), None)
+            .await
+    }
+
+    /// `GET path` must answer a problem with `status`; returns the problem.
+    pub async fn get_problem(&self, path: &str, token: &str, status: u16) -> Value {
+        problem(self.get(path, Some(token)).await, status).await
+    }
+
     /// Creates a patient for `token`'s practitioner and returns its id.
     pub async fn create_patient(&self, token: &str, name: &str) -> String {
         let resp = self

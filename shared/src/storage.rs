@@ -332,24 +332,8 @@ where
     let store_err = |e: anyhow::Error| PutError::Store(e);
     let mut size = 0u64;
     let mut buffer = BytesMut::with_capacity(PART_SIZE);
-    let mut ended = false;
     // Fill the first part: a small object goes up in one request.
-    while buffer.len() < PART_SIZE {
-        match body.next().await {
-            Some(chunk) => {
-                let chunk = chunk.map_err(PutError::Body)?;
-                size += chunk.len() as u64;
-                if size > limit {
-                    return Err(PutError::TooLarge { limit });
-                }
-                buffer.extend_from_slice(&chunk);
-            }
-            None => {
-                ended = true;
-                break;
-            }
-        }
-    }
+    let mut ended = fill_part(&mut body, &mut buffer, &mut size, limit).await?;
     if ended {
         client
             .put_object()
@@ -407,18 +391,8 @@ where
             if ended && buffer.is_empty() {
                 break;
             }
-            while !ended && buffer.len() < PART_SIZE {
-                match body.next().await {
-                    Some(chunk) => {
-                        let chunk = chunk.map_err(PutError::Body)?;
-                        size += chunk.len() as u64;
-                        if size > limit {
-                            return Err(PutError::TooLarge { limit });
-                        }
-                        buffer.extend_from_slice(&chunk);
-                    }
-                    None => ended = true,
-                }
+            if !ended {
+                ended = fill_part(&mut body, &mut buffer, &mut size, limit).await?;
             }
         }
         client
@@ -450,6 +424,31 @@ where
         }
     }
     result
+}
+
+/// Reads `body` into `buffer` until it holds a part or the body ends (then true), counting
+/// `size` against `limit`.
+async fn fill_part<S>(
+    body: &mut S,
+    buffer: &mut BytesMut,
+    size: &mut u64,
+    limit: u64,
+) -> Result<bool, PutError>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Unpin + Send,
+{
+    while buffer.len() < PART_SIZE {
+        let Some(chunk) = body.next().await else {
+            return Ok(true);
+        };
+        let chunk = chunk.map_err(PutError::Body)?;
+        *size += chunk.len() as u64;
+        if *size > limit {
+            return Err(PutError::TooLarge { limit });
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -30,12 +30,30 @@ async fn main() {
     let fake = FakeOpenAi::start().await;
     let mut env = fake.env();
     env.push(("WORKER_CONCURRENCY".into(), concurrency.to_string()));
-    let app = Arc::new(spawn_app_with(AppOptions { env, api_only: false }).await);
+    let app = Arc::new(
+        spawn_app_with(AppOptions {
+            env,
+            api_only: false,
+        })
+        .await,
+    );
     let backend = format!(
         "{} data, {} queue, {} store",
-        if std::env::var("TEST_DATABASE_URL").is_ok() { "PostgreSQL" } else { "SQLite" },
-        if std::env::var("TEST_REDIS_URL").is_ok() { "Redis" } else { "SQLite" },
-        if std::env::var("TEST_S3_ENDPOINT").is_ok() { "S3 (moto)" } else { "local disk" },
+        if std::env::var("TEST_DATABASE_URL").is_ok() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        if std::env::var("TEST_REDIS_URL").is_ok() {
+            "Redis"
+        } else {
+            "SQLite"
+        },
+        if std::env::var("TEST_S3_ENDPOINT").is_ok() {
+            "S3 (moto)"
+        } else {
+            "local disk"
+        },
     );
     let user = app.signed_in_user().await;
     let patient = app.create_patient(&user.access_token, "Bench").await;
@@ -44,10 +62,16 @@ async fn main() {
     let started = Instant::now();
     let ids: Vec<String> = stream::iter(0..total)
         .map(|_| {
-            let (app, token, patient, audio) =
-                (app.clone(), user.access_token.clone(), patient.clone(), audio.clone());
+            let (app, token, patient, audio) = (
+                app.clone(),
+                user.access_token.clone(),
+                patient.clone(),
+                audio.clone(),
+            );
             async move {
-                let resp = app.upload_session(&token, &patient, audio, "s.wav", &[]).await;
+                let resp = app
+                    .upload_session(&token, &patient, audio, "s.wav", &[])
+                    .await;
                 assert_eq!(resp.status(), 202);
                 let body: Value = resp.json().await.unwrap();
                 body["id"].as_str().unwrap().to_owned()
@@ -70,7 +94,10 @@ async fn main() {
             .map(|(_, n)| n)
             .sum();
         if done as usize >= ids.len() {
-            let failed = rows.iter().find(|(s, _)| s == "failed").map_or(0, |(_, n)| *n);
+            let failed = rows
+                .iter()
+                .find(|(s, _)| s == "failed")
+                .map_or(0, |(_, n)| *n);
             assert_eq!(failed, 0, "sessions failed: {rows:?}");
             break;
         }

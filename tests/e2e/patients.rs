@@ -72,12 +72,9 @@ async fn patients_are_paginated_searched_and_private() {
         .unwrap();
     assert_eq!(none["items"].as_array().unwrap().len(), 0);
 
-    let bad = problem(
-        app.get("/api/v1/patients?limit=500&cursor=nope", Some(token))
-            .await,
-        422,
-    )
-    .await;
+    let bad = app
+        .get_problem("/api/v1/patients?limit=500&cursor=nope", token, 422)
+        .await;
     let fields: Vec<&str> = bad["errors"]
         .as_array()
         .unwrap()
@@ -329,12 +326,8 @@ async fn deleting_a_session_or_a_patient_removes_the_stored_audio() {
         .delete_auth(&format!("/api/v1/sessions/{}", ids[0]), token)
         .await;
     assert_eq!(resp.status(), 204);
-    problem(
-        app.get(&format!("/api/v1/sessions/{}", ids[0]), Some(token))
-            .await,
-        404,
-    )
-    .await;
+    app.get_problem(&format!("/api/v1/sessions/{}", ids[0]), token, 404)
+        .await;
     assert_eq!(store.list("sessions/").await.unwrap().len(), 2);
     assert!(
         !store
@@ -350,18 +343,10 @@ async fn deleting_a_session_or_a_patient_removes_the_stored_audio() {
         .await;
     assert_eq!(resp.status(), 204);
     assert!(store.list("sessions/").await.unwrap().is_empty());
-    problem(
-        app.get(&format!("/api/v1/sessions/{}", ids[1]), Some(token))
-            .await,
-        404,
-    )
-    .await;
-    problem(
-        app.get(&format!("/api/v1/patients/{patient}"), Some(token))
-            .await,
-        404,
-    )
-    .await;
+    app.get_problem(&format!("/api/v1/sessions/{}", ids[1]), token, 404)
+        .await;
+    app.get_problem(&format!("/api/v1/patients/{patient}"), token, 404)
+        .await;
 
     // Deleting the account takes the rest.
     let other = app.create_patient(token, "Other").await;

@@ -353,31 +353,19 @@ async fn a_patient_account_reads_only_the_summaries_of_its_own_sessions() {
     assert_eq!(keys, ["patient_summary", "session_id"], "{notes}");
 
     // The transcript, another patient's session, and every write are not theirs.
-    problem(
-        app.get(&format!("/api/v1/sessions/{mine_id}/transcript"), Some(pt))
-            .await,
-        403,
-    )
-    .await;
-    problem(
-        app.get(&format!("/api/v1/sessions/{theirs_id}/notes"), Some(pt))
-            .await,
-        404,
-    )
-    .await;
-    problem(
-        app.get(&format!("/api/v1/sessions/{theirs_id}"), Some(pt))
-            .await,
-        404,
-    )
-    .await;
+    app.get_problem(&format!("/api/v1/sessions/{mine_id}/transcript"), pt, 403)
+        .await;
+    app.get_problem(&format!("/api/v1/sessions/{theirs_id}/notes"), pt, 404)
+        .await;
+    app.get_problem(&format!("/api/v1/sessions/{theirs_id}"), pt, 404)
+        .await;
     problem(
         app.delete_auth(&format!("/api/v1/sessions/{mine_id}"), pt)
             .await,
         403,
     )
     .await;
-    problem(app.get("/api/v1/patients", Some(pt)).await, 403).await;
+    app.get_problem("/api/v1/patients", pt, 403).await;
     let upload = app
         .upload_session(pt, sam, VTT.as_bytes().to_vec(), "t.vtt", &[])
         .await;
@@ -386,23 +374,12 @@ async fn a_patient_account_reads_only_the_summaries_of_its_own_sessions() {
     // Another practitioner sees none of it: 404, not 403.
     let stranger = app.signed_in_user().await;
     let st = &stranger.access_token;
-    problem(
-        app.get(&format!("/api/v1/sessions/{mine_id}"), Some(st))
-            .await,
-        404,
-    )
-    .await;
-    problem(
-        app.get(&format!("/api/v1/sessions/{mine_id}/notes"), Some(st))
-            .await,
-        404,
-    )
-    .await;
-    problem(
-        app.get(&format!("/api/v1/patients/{sam}"), Some(st)).await,
-        404,
-    )
-    .await;
+    app.get_problem(&format!("/api/v1/sessions/{mine_id}"), st, 404)
+        .await;
+    app.get_problem(&format!("/api/v1/sessions/{mine_id}/notes"), st, 404)
+        .await;
+    app.get_problem(&format!("/api/v1/patients/{sam}"), st, 404)
+        .await;
     problem(
         app.delete_auth(&format!("/api/v1/sessions/{mine_id}"), st)
             .await,
@@ -410,12 +387,7 @@ async fn a_patient_account_reads_only_the_summaries_of_its_own_sessions() {
     )
     .await;
     let resp = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{mine_id}/retry"),
-            Some(st),
-            None,
-        )
+        .post_empty(&format!("/api/v1/sessions/{mine_id}/retry"), st)
         .await;
     problem(resp, 404).await;
     let upload = app
@@ -541,22 +513,12 @@ async fn a_refused_key_fails_the_stage_at_once_and_retry_resumes_it() {
 
     // Extraction cannot be re-run before there is a transcript.
     let resp = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{id}/extract-notes"),
-            Some(token),
-            None,
-        )
+        .post_empty(&format!("/api/v1/sessions/{id}/extract-notes"), token)
         .await;
     problem(resp, 409).await;
     // Retry resumes from transcription.
     let resp = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{id}/retry"),
-            Some(token),
-            None,
-        )
+        .post_empty(&format!("/api/v1/sessions/{id}/retry"), token)
         .await;
     assert_eq!(resp.status(), 202);
     let queued: Value = resp.json().await.unwrap();
@@ -569,12 +531,7 @@ async fn a_refused_key_fails_the_stage_at_once_and_retry_resumes_it() {
     assert!(session["failed_stage"].is_null() && session["error"].is_null());
     // A processed session is not "failed": retrying it is a conflict.
     let resp = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{id}/retry"),
-            Some(token),
-            None,
-        )
+        .post_empty(&format!("/api/v1/sessions/{id}/retry"), token)
         .await;
     problem(resp, 409).await;
 }
@@ -611,12 +568,7 @@ async fn notes_that_miss_the_schema_get_one_corrective_retry_at_temperature_zero
     // Twice wrong: the stage fails for good, and says why.
     fake.on_chat([Reply::InvalidNotes, Reply::InvalidNotes]);
     let resp = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{id}/extract-notes"),
-            Some(token),
-            None,
-        )
+        .post_empty(&format!("/api/v1/sessions/{id}/extract-notes"), token)
         .await;
     assert_eq!(resp.status(), 202);
     let (session, _) = app
@@ -634,12 +586,7 @@ async fn notes_that_miss_the_schema_get_one_corrective_retry_at_temperature_zero
     assert!(notes["key_topics"].is_array());
     // And it can be retried from extraction.
     let resp = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{id}/retry"),
-            Some(token),
-            None,
-        )
+        .post_empty(&format!("/api/v1/sessions/{id}/retry"), token)
         .await;
     let queued: Value = resp.json().await.unwrap();
     assert_eq!(queued["status"], "transcribed");
@@ -835,12 +782,7 @@ async fn notes_can_be_extracted_again_and_replace_the_metrics() {
     let first = db::sessions::metrics(&app.db, id).await.unwrap().unwrap();
 
     let resp = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/sessions/{id}/extract-notes"),
-            Some(token),
-            None,
-        )
+        .post_empty(&format!("/api/v1/sessions/{id}/extract-notes"), token)
         .await;
     assert_eq!(resp.status(), 202);
     let queued: Value = resp.json().await.unwrap();
