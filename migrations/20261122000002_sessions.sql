@@ -95,3 +95,12 @@ CREATE TABLE session_metrics (
 );
 CREATE INDEX session_metrics_patient ON session_metrics (patient_id, session_date);
 CREATE INDEX session_metrics_practitioner ON session_metrics (practitioner_id, session_date);
+
+-- Uploads being streamed into the object store, before their session exists. A row outlives
+-- its upload only if the API died mid-way (or between the store and the database): the
+-- cleanup job then removes the object it may have left. No listing of the store is needed.
+CREATE TABLE pending_uploads (
+    object_key TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX pending_uploads_created ON pending_uploads (created_at);

@@ -168,6 +168,52 @@ impl ObjectStore {
         }
     }
 
+    /// Removes whatever an abandoned upload to `key` left: the object, a local `.partial`
+    /// file, or S3 multipart uploads that were never completed (which S3 bills for).
+    pub async fn discard(&self, key: &str) -> anyhow::Result<()> {
+        self.delete(key).await?;
+        match &self.backend {
+            Backend::Local { root } => {
+                let partial = root.join(key).with_extension("partial");
+                match tokio::fs::remove_file(&partial).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e).with_context(|| format!("deleting {}", partial.display())),
+                }
+            }
+            Backend::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                let full = full_key(prefix, key);
+                let uploads = client
+                    .list_multipart_uploads()
+                    .bucket(bucket)
+                    .prefix(&full)
+                    .send()
+                    .await
+                    .with_context(|| format!("listing multipart uploads of {key}"))?;
+                for upload in uploads.uploads() {
+                    if upload.key() != Some(full.as_str()) {
+                        continue;
+                    }
+                    if let Some(id) = upload.upload_id() {
+                        client
+                            .abort_multipart_upload()
+                            .bucket(bucket)
+                            .key(&full)
+                            .upload_id(id)
+                            .send()
+                            .await
+                            .with_context(|| format!("aborting a multipart upload of {key}"))?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Every key under `prefix` (tests and orphan checks; not for hot paths).
     pub async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         match &self.backend {

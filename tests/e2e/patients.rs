@@ -1,8 +1,13 @@
 //! Patients: ownership, pagination and search, linking a patient account, validation, and
-//! uploads refused before anything is kept; deletion that removes stored audio.
+//! uploads refused before anything is kept; deletion that removes stored audio; the cleanup of
+//! what an abandoned upload left.
 
 use serde_json::{Value, json};
-use tend_tests::{TestApp, fake_openai, problem, spawn_app, spawn_app_with_env};
+use tend_shared::{
+    db,
+    jobs::{self, Cleanup, JobOrigin},
+};
+use tend_tests::{TestApp, eventually, fake_openai, problem, spawn_app, spawn_app_with_env};
 
 async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
     app.send(reqwest::Method::POST, path, Some(token), Some(&body))
@@ -287,6 +292,14 @@ async fn uploads_are_refused_clearly_and_nothing_is_kept() {
     assert!(resp.status().is_client_error(), "{}", resp.status());
 
     assert!(store.list("").await.unwrap().is_empty(), "nothing was kept");
+    let pending: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM pending_uploads")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert!(
+        pending.is_empty(),
+        "nothing left for cleanup either: {pending:?}"
+    );
     let sessions: Value = app
         .get("/api/v1/sessions", Some(token))
         .await
@@ -320,7 +333,7 @@ async fn deleting_a_session_or_a_patient_removes_the_stored_audio() {
     }
     let keys = store.list("sessions/").await.unwrap();
     assert_eq!(keys.len(), 3, "{keys:?}");
-    assert!(keys[0].ends_with("/recording.wav"));
+    assert!(keys[0].ends_with("/recording"), "{keys:?}");
 
     let resp = app
         .delete_auth(&format!("/api/v1/sessions/{}", ids[0]), token)
@@ -366,4 +379,56 @@ async fn deleting_a_session_or_a_patient_removes_the_stored_audio() {
         204
     );
     assert!(store.list("sessions/").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_cleanup_job_removes_what_an_abandoned_upload_left() {
+    let app = spawn_app().await;
+    let store = app.store().await;
+    let put = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            let body = futures::stream::iter([Ok(bytes::Bytes::from_static(b"RIFF....WAVE"))]);
+            store.put(key, "audio/wav", body, 1_000_000).await.unwrap();
+        }
+    };
+    // An API that died a day ago mid-upload, and an upload streaming right now.
+    let (old, fresh) = ("sessions/old/recording", "sessions/fresh/recording");
+    put(old).await;
+    put(fresh).await;
+    let day_ago = db::now_ms() - 25 * 3600 * 1000;
+    sqlx::query("INSERT INTO pending_uploads (object_key, created_at) VALUES ($1, $2)")
+        .bind(old)
+        .bind(day_ago)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    db::sessions::begin_upload(&app.db, fresh).await.unwrap();
+
+    let mut tx = app.db.begin().await.unwrap();
+    let job = jobs::enqueue(
+        &mut tx,
+        &Cleanup { scheduled_for: 1 },
+        &JobOrigin::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    eventually(
+        "the cleanup job",
+        std::time::Duration::from_secs(20),
+        || async {
+            let job = db::jobs::find(&app.db, &job.id).await?.unwrap();
+            Ok(job.state == "done")
+        },
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(store.list("sessions/").await.unwrap(), [fresh]);
+    let pending: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM pending_uploads")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(pending, [(fresh.to_owned(),)]);
 }

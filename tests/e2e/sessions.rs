@@ -177,6 +177,13 @@ async fn a_recorded_session_goes_from_upload_to_notes() {
         assert_eq!(payload, serde_json::json!({"session_id": id}));
     }
 
+    // The session owns its recording: nothing is left for the abandoned-upload sweep.
+    let pending: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM pending_uploads")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert!(pending.is_empty(), "{pending:?}");
+
     // The session is listed, and filterable.
     let list = get_json(
         &app,

@@ -1,5 +1,5 @@
-//! The cleanup job: deletes what can no longer be used (expired or spent tokens) and old
-//! finished jobs. Enqueued by the scheduler; safe to run twice.
+//! The cleanup job: deletes what can no longer be used (expired or spent tokens, old finished
+//! jobs, the leftovers of abandoned uploads). Enqueued by the scheduler; safe to run twice.
 
 use std::time::Duration;
 
@@ -31,3 +31,6 @@ pub const KEEP_DONE_JOBS: Duration = Duration::from_secs(14 * 24 * 3600);
 pub const KEEP_DEAD_TOKENS: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Finished deliveries stay in the transport this long (for apalis' own tools), then go.
 pub const KEEP_DELIVERIES: Duration = Duration::from_secs(3600);
+/// An upload still pending after this long was abandoned (a 500 MiB upload takes a day only
+/// below 6 KB/s); whatever it stored is removed.
+pub const ABANDONED_UPLOAD_AFTER: Duration = Duration::from_secs(24 * 3600);

@@ -10,6 +10,11 @@ pub use media::{Sniffed, TranscriptFormat, sniff};
 pub use notes::{MoodTrajectory, Notes, SessionMood};
 pub use transcript::Segment;
 
+/// The object-store key of a session's recording.
+pub fn recording_key(session_id: &uuid::Uuid) -> String {
+    format!("sessions/{session_id}/recording")
+}
+
 /// Where a session is in its processing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStatus {

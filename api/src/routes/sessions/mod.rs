@@ -22,7 +22,7 @@ use tend_shared::{
     },
     domain::Role,
     jobs::{self, ExtractNotes, TranscribeSession},
-    sessions::{Notes, Segment, SessionStatus, Stage},
+    sessions::{Notes, Segment, SessionStatus, Stage, recording_key},
 };
 use uuid::Uuid;
 
@@ -113,7 +113,9 @@ impl SessionsApi {
     ) -> ApiResult<SessionAccepted> {
         let user = practitioner(&state, &auth).await?;
         let session_id = db::new_id();
-        let key_base = format!("sessions/{session_id}/recording");
+        let key = recording_key(&session_id);
+        // Recorded first, so the cleanup job removes what a crash mid-upload leaves behind.
+        db::sessions::begin_upload(&state.db, &key).await?;
         let mut multipart = body.0;
         let mut patient_id = None;
         let mut recorded_at = None;
@@ -128,7 +130,7 @@ impl SessionsApi {
                     Some("file") if file.is_some() => {
                         return Err(ApiError::invalid_field("file", "send one file per session"));
                     }
-                    Some("file") => file = Some(store_file(&state, field, &key_base).await?),
+                    Some("file") => file = Some(store_file(&state, field, &key).await?),
                     // Unknown fields are skipped, as form handlers usually do.
                     _ => {}
                 }
@@ -136,10 +138,7 @@ impl SessionsApi {
             Ok(())
         }
         .await;
-        let stored_key = match &file {
-            Some(StoredFile::Audio { key, .. }) => Some(key.clone()),
-            _ => None,
-        };
+        let stored_audio = matches!(file, Some(StoredFile::Audio { .. }));
         let created = match result {
             Ok(()) => {
                 create_session(
@@ -155,11 +154,8 @@ impl SessionsApi {
             }
             Err(err) => Err(err),
         };
-        if created.is_err()
-            && let Some(key) = stored_key
-            && let Err(err) = state.store.delete(&key).await
-        {
-            tracing::warn!(error = %format!("{err:#}"), "could not remove a refused upload");
+        if created.is_err() {
+            discard_upload(&state, &key, stored_audio).await;
         }
         let view = created?;
         let location = format!("/api/v1/sessions/{}", view.id);
@@ -373,6 +369,22 @@ impl SessionsApi {
     }
 }
 
+/// Removes a refused upload's object, then forgets it (if removal fails, the pending row
+/// stays and the cleanup job tries again later).
+async fn discard_upload(state: &AppState, key: &str, stored: bool) {
+    if stored && let Err(err) = state.store.discard(key).await {
+        tracing::warn!(error = %format!("{err:#}"), "could not remove a refused upload; cleanup will");
+        return;
+    }
+    let forgotten = match state.db.acquire().await {
+        Ok(mut conn) => db::sessions::end_upload(&mut conn, key).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = forgotten {
+        tracing::warn!(error = %err, "could not forget a refused upload; cleanup will");
+    }
+}
+
 /// Checks the fields and stores the session with its first job.
 async fn create_session(
     state: &AppState,
@@ -486,6 +498,7 @@ async fn create_session(
         ..new
     };
     db::sessions::insert(&mut tx, &new).await?;
+    db::sessions::end_upload(&mut tx, &recording_key(&session_id)).await?;
     tx.commit().await?;
     state.dispatch(std::slice::from_ref(&job)).await;
     tracing::info!(session_id = %id, source = new.source, size_bytes = new.size_bytes, "session uploaded");

@@ -120,9 +120,9 @@ pub async fn text_field(field: Field, name: &str) -> ApiResult<String> {
     String::from_utf8(out).map_err(|_| ApiError::invalid_field(name, "is not UTF-8 text"))
 }
 
-/// Sniffs the file part and stores it: audio streamed to the store under `key_base`
-/// (plus an extension), a transcript parsed in memory.
-pub async fn store_file(state: &AppState, field: Field, key_base: &str) -> ApiResult<StoredFile> {
+/// Sniffs the file part and stores it: audio streamed to the store at `key`, a transcript
+/// parsed in memory.
+pub async fn store_file(state: &AppState, field: Field, key: &str) -> ApiResult<StoredFile> {
     let mut stream = ReaderStream::with_capacity(field.into_async_read(), READ_CHUNK);
     let mut head = BytesMut::new();
     let mut ended = false;
@@ -140,16 +140,12 @@ pub async fn store_file(state: &AppState, field: Field, key_base: &str) -> ApiRe
     }
     let head = head.freeze();
     match sniff(&head, ended) {
-        Sniffed::Audio {
-            media_type,
-            extension,
-        } => {
-            let key = format!("{key_base}.{extension}");
+        Sniffed::Audio { media_type, .. } => {
             let body = stream::iter([Ok::<Bytes, std::io::Error>(head)]).chain(stream);
             let limit = state.settings.max_upload_bytes;
             let size = state
                 .store
-                .put(&key, media_type, body, limit)
+                .put(key, media_type, body, limit)
                 .await
                 .map_err(|err| match err {
                     PutError::TooLarge { limit } => ApiError::too_large(limit),
@@ -162,7 +158,7 @@ pub async fn store_file(state: &AppState, field: Field, key_base: &str) -> ApiRe
                     }
                 })?;
             Ok(StoredFile::Audio {
-                key,
+                key: key.to_owned(),
                 media_type,
                 size,
             })
