@@ -48,6 +48,9 @@ CREATE TABLE sessions (
     notes TEXT,
     -- The job of the current (or last) stage.
     job_id TEXT,
+    -- The client's `Idempotency-Key`: a retried upload finds this session instead of making
+    -- a second one.
+    idempotency_key TEXT,
     transcription_started_at BIGINT,
     transcription_finished_at BIGINT,
     extraction_started_at BIGINT,
@@ -57,6 +60,7 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_practitioner ON sessions (practitioner_id, id);
 CREATE INDEX sessions_patient ON sessions (patient_id, id);
+CREATE UNIQUE INDEX sessions_idempotency_key ON sessions (practitioner_id, idempotency_key);
 
 -- Every paid provider call: what it cost, for the session view and later billing.
 CREATE TABLE provider_usage (

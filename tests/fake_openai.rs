@@ -55,6 +55,8 @@ pub struct TranscriptionCall {
     pub wav_seconds: Option<f64>,
     /// The multipart text fields.
     pub fields: Vec<(String, String)>,
+    /// When it arrived.
+    pub received_at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -268,6 +270,7 @@ async fn transcriptions(
             size: bytes.len(),
             wav_seconds,
             fields: fields.clone(),
+            received_at: std::time::Instant::now(),
         });
         next(&mut state.transcription_script)
     };

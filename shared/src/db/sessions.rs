@@ -80,6 +80,7 @@ pub struct NewSession<'a> {
     pub transcript: Option<&'a str>,
     pub segments: Option<&'a str>,
     pub job_id: &'a str,
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Inserts a session (in the transaction that enqueues its first job).
@@ -90,8 +91,8 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> sqlx::Res
     sqlx::query(
         "INSERT INTO sessions (id, practitioner_id, patient_id, status, source, media_type, \
          object_key, size_bytes, recorded_at, duration_ms, transcript, segments, job_id, \
-         transcription_finished_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+         transcription_finished_at, idempotency_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
     )
     .bind(new.id)
     .bind(new.practitioner_id)
@@ -107,6 +108,7 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> sqlx::Res
     .bind(new.segments)
     .bind(new.job_id)
     .bind(transcribed_at)
+    .bind(new.idempotency_key)
     .bind(now)
     .execute(conn)
     .await?;
@@ -182,6 +184,23 @@ pub async fn find_for(db: &Db, id: &str, reader: Reader<'_>) -> sqlx::Result<Opt
             .await
         }
     }
+}
+
+/// The practitioner's session uploaded with `Idempotency-Key: key`, if any.
+pub async fn find_by_idempotency_key(
+    db: &Db,
+    practitioner_id: &str,
+    key: &str,
+) -> sqlx::Result<Option<SessionRow>> {
+    sqlx::query_as::<_, SessionRow>(concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM sessions s WHERE s.practitioner_id = $1 AND s.idempotency_key = $2"
+    ))
+    .bind(practitioner_id)
+    .bind(key)
+    .fetch_optional(db)
+    .await
 }
 
 /// The session `id`, unscoped (workers).

@@ -29,13 +29,9 @@ impl TranscriptFormat {
 /// What the leading bytes of an upload say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sniffed {
-    /// Audio the provider accepts.
-    Audio {
-        /// Its media type, e.g. `audio/mpeg`.
-        media_type: &'static str,
-        /// The file extension providers expect for it, e.g. `mp3`.
-        extension: &'static str,
-    },
+    /// Audio the provider accepts, with its media type, e.g. `audio/mpeg` (stored with the
+    /// session; [`audio_extension`] names the file for the provider).
+    Audio(&'static str),
     /// A transcript, which skips transcription.
     Transcript(TranscriptFormat),
     /// Anything else, with the type recognised if any.
@@ -59,19 +55,13 @@ pub fn audio_extension(media_type: &str) -> &'static str {
 /// whether they are the whole file, so a text cut mid-character at the end is not refused).
 pub fn sniff(head: &[u8], complete: bool) -> Sniffed {
     if let Some(kind) = infer::get(head) {
-        let audio = |media_type, extension| Sniffed::Audio {
-            media_type,
-            extension,
-        };
         return match kind.mime_type() {
-            "audio/mpeg" => audio("audio/mpeg", "mp3"),
-            "audio/m4a" => audio("audio/mp4", "m4a"),
-            "video/mp4" | "video/x-m4v" => audio("audio/mp4", "mp4"),
-            "audio/x-wav" => audio("audio/wav", "wav"),
-            "audio/ogg" => audio("audio/ogg", "ogg"),
-            "audio/opus" => audio("audio/ogg", "ogg"),
-            "video/webm" => audio("audio/webm", "webm"),
-            "audio/x-flac" => audio("audio/flac", "flac"),
+            "audio/mpeg" => Sniffed::Audio("audio/mpeg"),
+            "audio/m4a" | "video/mp4" | "video/x-m4v" => Sniffed::Audio("audio/mp4"),
+            "audio/x-wav" => Sniffed::Audio("audio/wav"),
+            "audio/ogg" | "audio/opus" => Sniffed::Audio("audio/ogg"),
+            "video/webm" => Sniffed::Audio("audio/webm"),
+            "audio/x-flac" => Sniffed::Audio("audio/flac"),
             other => Sniffed::Unsupported(Some(other)),
         };
     }
@@ -121,37 +111,14 @@ mod tests {
     fn audio_is_recognised_by_content() {
         let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
         wav.extend_from_slice(&[0; 32]);
-        assert_eq!(
-            sniff(&wav, true),
-            Sniffed::Audio {
-                media_type: "audio/wav",
-                extension: "wav"
-            }
-        );
+        assert_eq!(sniff(&wav, true), Sniffed::Audio("audio/wav"));
         let mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00\xff\xfb\x90\x00";
-        assert!(matches!(
-            sniff(mp3, true),
-            Sniffed::Audio {
-                extension: "mp3",
-                ..
-            }
-        ));
+        assert_eq!(sniff(mp3, true), Sniffed::Audio("audio/mpeg"));
         let flac = b"fLaC\x00\x00\x00\x22";
-        assert!(matches!(
-            sniff(flac, true),
-            Sniffed::Audio {
-                extension: "flac",
-                ..
-            }
-        ));
+        assert_eq!(sniff(flac, true), Sniffed::Audio("audio/flac"));
         let m4a = b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00";
-        assert!(matches!(
-            sniff(m4a, true),
-            Sniffed::Audio {
-                extension: "m4a",
-                ..
-            }
-        ));
+        assert_eq!(sniff(m4a, true), Sniffed::Audio("audio/mp4"));
+        assert_eq!(audio_extension("audio/mp4"), "m4a");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod views;
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, OpenApi,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
 };
 use tend_shared::{
@@ -20,7 +20,7 @@ use tend_shared::{
         sessions::{NewSession, Reader, SessionFilter, SessionRow},
         users::User,
     },
-    domain::Role,
+    domain::{FieldError, Role},
     jobs::{self, ExtractNotes, TranscribeSession},
     sessions::{Notes, Segment, SessionStatus, Stage, recording_key},
 };
@@ -49,6 +49,10 @@ enum SessionAccepted {
     /// Stored; processing is queued. Follow `status` at `GET /api/v1/sessions/{id}`.
     #[oai(status = 202)]
     Accepted(Json<SessionView>, #[oai(header = "Location")] String),
+    /// An upload with this `Idempotency-Key` was accepted before: its session, as it is now.
+    /// Nothing new was stored.
+    #[oai(status = 200)]
+    Replayed(Json<SessionView>, #[oai(header = "Location")] String),
 }
 
 #[derive(ApiResponse)]
@@ -109,57 +113,47 @@ impl SessionsApi {
         state: Data<&AppState>,
         auth: BearerAuth,
         meta: RequestMeta,
+        /// Any unique string (a UUID, say), up to 255 characters. Sending the same upload
+        /// again with the same key (after a timeout, say) answers `200` with the session the
+        /// first one created, and stores nothing new.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: SessionUpload,
     ) -> ApiResult<SessionAccepted> {
         let user = practitioner(&state, &auth).await?;
+        let idempotency_key = parse_idempotency_key(idempotency_key.0)?;
+        if let Some(existing) = replayed(&state, &user, idempotency_key.as_deref()).await? {
+            return Ok(existing);
+        }
         let session_id = db::new_id();
         let key = recording_key(&session_id);
         // Recorded first, so the cleanup job removes what a crash mid-upload leaves behind.
         db::sessions::begin_upload(&state.db, &key).await?;
-        let mut multipart = body.0;
-        let mut patient_id = None;
-        let mut recorded_at = None;
-        let mut file: Option<StoredFile> = None;
-        let result: ApiResult<()> = async {
-            while let Some(field) = multipart.next_field().await.map_err(upload::body_error)? {
-                match field.name() {
-                    Some("patient_id") => patient_id = Some(text_field(field, "patient_id").await?),
-                    Some("recorded_at") => {
-                        recorded_at = Some(text_field(field, "recorded_at").await?)
-                    }
-                    Some("file") if file.is_some() => {
-                        return Err(ApiError::invalid_field("file", "send one file per session"));
-                    }
-                    Some("file") => file = Some(store_file(&state, field, &key).await?),
-                    // Unknown fields are skipped, as form handlers usually do.
-                    _ => {}
-                }
-            }
-            Ok(())
-        }
-        .await;
-        let stored_audio = matches!(file, Some(StoredFile::Audio { .. }));
-        let created = match result {
-            Ok(()) => {
-                create_session(
-                    &state,
-                    &user,
-                    &meta,
-                    session_id,
-                    patient_id,
-                    recorded_at,
-                    file,
-                )
-                .await
-            }
+        let mut form = UploadForm {
+            idempotency_key,
+            ..UploadForm::default()
+        };
+        let read = form.read(&state, body.0, &key).await;
+        let stored_audio = matches!(form.file, Some(StoredFile::Audio { .. }));
+        let created = match read {
+            Ok(()) => create_session(&state, &user, &meta, session_id, form).await,
             Err(err) => Err(err),
         };
-        if created.is_err() {
-            discard_upload(&state, &key, stored_audio).await;
+        match created {
+            Ok(Created::New(view)) => {
+                let location = format!("/api/v1/sessions/{}", view.id);
+                Ok(SessionAccepted::Accepted(Json(view), location))
+            }
+            Ok(Created::Replayed(answer)) => {
+                // A twin with the same key won the race: keep its session, drop this copy.
+                discard_upload(&state, &key, stored_audio).await;
+                Ok(answer)
+            }
+            Err(err) => {
+                discard_upload(&state, &key, stored_audio).await;
+                Err(err)
+            }
         }
-        let view = created?;
-        let location = format!("/api/v1/sessions/{}", view.id);
-        Ok(SessionAccepted::Accepted(Json(view), location))
     }
 
     /// Sessions you may see, newest first, optionally of one patient or in one status.
@@ -386,21 +380,103 @@ async fn discard_upload(state: &AppState, key: &str, stored: bool) {
 }
 
 /// Checks the fields and stores the session with its first job.
+/// What the multipart body of an upload held, and its `Idempotency-Key`.
+#[derive(Default)]
+struct UploadForm {
+    patient_id: Option<String>,
+    recorded_at: Option<String>,
+    file: Option<StoredFile>,
+    idempotency_key: Option<String>,
+}
+
+impl UploadForm {
+    /// Walks the fields in whatever order they come, streaming the file to `key`.
+    async fn read(
+        &mut self,
+        state: &AppState,
+        mut multipart: poem::web::Multipart,
+        key: &str,
+    ) -> ApiResult<()> {
+        while let Some(field) = multipart.next_field().await.map_err(upload::body_error)? {
+            match field.name() {
+                Some("patient_id") => {
+                    self.patient_id = Some(text_field(field, "patient_id").await?)
+                }
+                Some("recorded_at") => {
+                    self.recorded_at = Some(text_field(field, "recorded_at").await?)
+                }
+                Some("file") if self.file.is_some() => {
+                    return Err(ApiError::invalid_field("file", "send one file per session"));
+                }
+                Some("file") => self.file = Some(store_file(state, field, key).await?),
+                // Unknown fields are skipped, as form handlers usually do.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How an upload ended.
+enum Created {
+    /// A new session.
+    New(SessionView),
+    /// The session an earlier upload with the same `Idempotency-Key` created.
+    Replayed(SessionAccepted),
+}
+
+/// Checks `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn parse_idempotency_key(raw: Option<String>) -> ApiResult<Option<String>> {
+    match raw {
+        None => Ok(None),
+        Some(key)
+            if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key))
+        }
+        Some(_) => Err(ApiError::invalid_field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// The answer to replay when an upload with this key already created a session.
+async fn replayed(
+    state: &AppState,
+    user: &User,
+    key: Option<&str>,
+) -> ApiResult<Option<SessionAccepted>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    Ok(
+        db::sessions::find_by_idempotency_key(&state.db, &user.id, key)
+            .await?
+            .map(|row| {
+                let location = format!("/api/v1/sessions/{}", row.id);
+                SessionAccepted::Replayed(Json(SessionView::new(row, None)), location)
+            }),
+    )
+}
+
+/// Checks the fields and stores the session with its first job.
 async fn create_session(
     state: &AppState,
     user: &User,
     meta: &RequestMeta,
     session_id: Uuid,
-    patient_id: Option<String>,
-    recorded_at: Option<String>,
-    file: Option<StoredFile>,
-) -> ApiResult<SessionView> {
+    form: UploadForm,
+) -> ApiResult<Created> {
+    let UploadForm {
+        patient_id,
+        recorded_at,
+        file,
+        idempotency_key,
+    } = form;
     let mut errors = Vec::new();
     if patient_id.as_deref().is_none_or(|p| p.trim().is_empty()) {
-        errors.push(tend_shared::domain::FieldError::new(
-            "patient_id",
-            "is required",
-        ));
+        errors.push(FieldError::new("patient_id", "is required"));
     }
     let recorded_at = match recorded_at
         .as_deref()
@@ -411,7 +487,7 @@ async fn create_session(
         Some(raw) => match chrono::DateTime::parse_from_rfc3339(raw) {
             Ok(at) => Some(at.timestamp_millis()),
             Err(_) => {
-                errors.push(tend_shared::domain::FieldError::new(
+                errors.push(FieldError::new(
                     "recorded_at",
                     "must be an RFC 3339 date-time, e.g. 2026-11-20T14:00:00Z",
                 ));
@@ -420,13 +496,10 @@ async fn create_session(
         },
     };
     if file.is_none() {
-        errors.push(tend_shared::domain::FieldError::new("file", "is required"));
+        errors.push(FieldError::new("file", "is required"));
     }
-    if !errors.is_empty() {
+    let (Some(patient_id), Some(file), true) = (patient_id, file, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
-    }
-    let (Some(patient_id), Some(file)) = (patient_id, file) else {
-        unreachable!("checked above");
     };
     let patient = owned(state, patient_id.trim(), user).await?;
 
@@ -456,6 +529,7 @@ async fn create_session(
                     transcript: None,
                     segments: None,
                     job_id: "",
+                    idempotency_key: idempotency_key.as_deref(),
                 },
             )
         }
@@ -481,6 +555,7 @@ async fn create_session(
                     transcript: Some(&transcript.text),
                     segments: None,
                     job_id: "",
+                    idempotency_key: idempotency_key.as_deref(),
                 },
             )
         }
@@ -497,15 +572,26 @@ async fn create_session(
         segments: segments_json.as_deref(),
         ..new
     };
-    db::sessions::insert(&mut tx, &new).await?;
+    if let Err(err) = db::sessions::insert(&mut tx, &new).await {
+        if db::is_unique_violation(&err, "sessions_idempotency_key", "sessions.practitioner_id") {
+            drop(tx);
+            return replayed(state, user, new.idempotency_key)
+                .await?
+                .map(Created::Replayed)
+                .ok_or_else(|| ApiError::internal("an idempotency key clashed with no session"));
+        }
+        return Err(err.into());
+    }
     db::sessions::end_upload(&mut tx, &recording_key(&session_id)).await?;
     tx.commit().await?;
-    state.dispatch(std::slice::from_ref(&job)).await;
-    tracing::info!(session_id = %id, source = new.source, size_bytes = new.size_bytes, "session uploaded");
+    // Read back before the job is handed over, so the answer shows the session as stored
+    // (a worker may move it on at once).
     let row = db::sessions::find(&state.db, &id)
         .await?
         .ok_or_else(|| ApiError::internal("the new session vanished"))?;
-    Ok(SessionView::new(row, None))
+    state.dispatch(std::slice::from_ref(&job)).await;
+    tracing::info!(session_id = %id, source = new.source, size_bytes = new.size_bytes, "session uploaded");
+    Ok(Created::New(SessionView::new(row, None)))
 }
 
 /// Queues `stage` again and answers with the new job.

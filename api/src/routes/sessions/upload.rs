@@ -140,7 +140,7 @@ pub async fn store_file(state: &AppState, field: Field, key: &str) -> ApiResult<
     }
     let head = head.freeze();
     match sniff(&head, ended) {
-        Sniffed::Audio { media_type, .. } => {
+        Sniffed::Audio(media_type) => {
             let body = stream::iter([Ok::<Bytes, std::io::Error>(head)]).chain(stream);
             let limit = state.settings.max_upload_bytes;
             let size = state
