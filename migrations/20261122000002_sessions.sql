@@ -62,6 +62,20 @@ CREATE INDEX sessions_practitioner ON sessions (practitioner_id, id);
 CREATE INDEX sessions_patient ON sessions (patient_id, id);
 CREATE UNIQUE INDEX sessions_idempotency_key ON sessions (practitioner_id, idempotency_key);
 
+-- Chunks of a long recording already transcribed: a retried transcription sends only the
+-- chunks it does not have (chunking is deterministic; offset and length must match).
+-- Cleared when the transcript is stored.
+CREATE TABLE transcription_chunks (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    chunk_index BIGINT NOT NULL,
+    offset_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    -- JSON array of segments, already on the recording's time line.
+    segments TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (session_id, chunk_index)
+);
+
 -- Every paid provider call: what it cost, for the session view and later billing.
 CREATE TABLE provider_usage (
     id TEXT PRIMARY KEY,

@@ -873,3 +873,61 @@ async fn an_upload_retried_with_its_idempotency_key_makes_one_session() {
     let bad = problem(send("has space").await.unwrap(), 422).await;
     assert_eq!(bad["errors"][0]["field"], "Idempotency-Key");
 }
+
+#[tokio::test]
+async fn a_retried_transcription_sends_only_the_chunks_it_lacks() {
+    let fake = FakeOpenAi::start().await;
+    // The third chunk is rate limited once.
+    fake.on_transcription([Reply::Ok, Reply::Ok, Reply::Status(429, Some(1))]);
+    let app = app_with(&fake, &[("TRANSCRIPTION_MAX_UPLOAD_BYTES", "100000")]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(
+        &app,
+        token,
+        &patient,
+        fake_openai::wav(12.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
+    let id = accepted["id"].as_str().unwrap();
+    let (session, _) = app
+        .wait_for_session(id, token, &["processed", "failed"], PIPELINE_TIMEOUT)
+        .await;
+    assert_eq!(session["status"], "processed", "{session}");
+
+    let names: Vec<String> = fake
+        .transcriptions()
+        .into_iter()
+        .map(|c| c.file_name)
+        .collect();
+    let chunks = names
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert!(chunks >= 4, "{names:?}");
+    assert_eq!(
+        names.len(),
+        chunks + 1,
+        "only the refused chunk was sent twice: {names:?}"
+    );
+    assert_eq!(names[2], names[3]);
+    // Billed once per chunk: twelve seconds in all.
+    let billed = session["usage"]["audio_seconds"].as_f64().unwrap();
+    assert!((billed - 12.0).abs() < 0.01, "{billed}");
+    // The kept chunks are gone once the transcript is stored.
+    let kept: Vec<(i64,)> = sqlx::query_as("SELECT COUNT(*) FROM transcription_chunks")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(kept[0].0, 0);
+    let transcript = get_json(&app, &format!("/api/v1/sessions/{id}/transcript"), token).await;
+    let ends: Vec<i64> = transcript["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["end_ms"].as_i64().unwrap())
+        .collect();
+    assert!(ends.windows(2).all(|w| w[0] <= w[1]), "{ends:?}");
+    assert_eq!(*ends.last().unwrap(), 12_000);
+}

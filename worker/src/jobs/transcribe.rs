@@ -1,20 +1,22 @@
 //! Transcribes a session's audio. Audio within the provider's upload limit is sent as it is;
 //! larger audio is decoded, reduced to 16 kHz mono and sent in chunks ([`tend_audio`]),
-//! whose segments are shifted by each chunk's offset and merged in order. On success the
-//! transcript is stored and the extraction job enqueued in the same transaction.
+//! whose segments are shifted by each chunk's offset and merged in order. Each transcribed
+//! chunk is kept until the transcript is stored, so a retried attempt pays only for the
+//! chunks it lacks. On success the transcript is stored and the extraction job enqueued in
+//! the same transaction.
 
 use bytes::Bytes;
 use tend_shared::{
     db::{
         self,
         jobs::JobRow,
-        sessions::{SessionRow, UsageRow},
+        sessions::{ChunkRow, SessionRow, UsageRow},
     },
     jobs::{self, ExtractNotes, JobError, JobOrigin, TranscribeSession},
     sessions::{Segment, Stage, media::audio_extension, transcript::Transcript},
 };
 
-use tend_audio::{self as audio, AudioError};
+use tend_audio::{self as audio, AudioError, ChunkFile};
 
 use crate::{provider::TranscriptionAnswer, runner::JobEnv};
 
@@ -90,17 +92,8 @@ pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Resu
             "audio cut into chunks"
         );
         let mut segments = Vec::new();
-        for chunk in &split.chunks {
-            let audio = read(&chunk.path).await?;
-            let name = chunk
-                .path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("chunk.wav")
-                .to_owned();
-            let answer = env.provider.transcribe(audio, &name).await?;
-            record_usage(env, job, &session, chunk.duration_ms).await;
-            segments.extend(segments_of(answer, chunk.offset_ms, chunk.duration_ms));
+        for (index, chunk) in split.chunks.iter().enumerate() {
+            segments.extend(transcribe_chunk(env, job, &session, index as i64, chunk).await?);
         }
         let mut transcript = Transcript::from_segments(segments);
         transcript.duration_ms = Some(split.duration_ms);
@@ -138,6 +131,9 @@ pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Resu
         tracing::info!("session changed during transcription; result dropped");
         return Ok(());
     }
+    db::sessions::clear_chunks(&mut tx, &session_id)
+        .await
+        .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
     tracing::info!(
         segments = transcript.segments.len(),
@@ -145,6 +141,51 @@ pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Resu
         "transcript stored; extraction queued"
     );
     Ok(())
+}
+
+/// One chunk's segments: kept from an earlier attempt if it cut the same chunk, else
+/// transcribed now (and kept, so a later failure does not pay for this chunk again).
+async fn transcribe_chunk(
+    env: &JobEnv,
+    job: &JobRow,
+    session: &SessionRow,
+    index: i64,
+    chunk: &ChunkFile,
+) -> Result<Vec<Segment>, JobError> {
+    let kept = db::sessions::transcribed_chunk(&env.db, &session.id, index)
+        .await
+        .map_err(|e| JobError::transient("database", e))?;
+    if let Some(kept) = kept
+        && kept.offset_ms == chunk.offset_ms
+        && kept.duration_ms == chunk.duration_ms
+        && let Ok(segments) = serde_json::from_str::<Vec<Segment>>(&kept.segments)
+    {
+        tracing::info!(
+            chunk = index,
+            "chunk transcribed by an earlier attempt; reused"
+        );
+        return Ok(segments);
+    }
+    let audio = read(&chunk.path).await?;
+    let name = chunk
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("chunk.wav")
+        .to_owned();
+    let answer = env.provider.transcribe(audio, &name).await?;
+    record_usage(env, job, session, chunk.duration_ms).await;
+    let segments = segments_of(answer, chunk.offset_ms, chunk.duration_ms);
+    let row = ChunkRow {
+        offset_ms: chunk.offset_ms,
+        duration_ms: chunk.duration_ms,
+        segments: serde_json::to_string(&segments)
+            .map_err(|e| JobError::permanent("encoding segments", e))?,
+    };
+    if let Err(err) = db::sessions::save_chunk(&env.db, &session.id, index, &row).await {
+        tracing::warn!(error = %err, "could not keep a transcribed chunk");
+    }
+    Ok(segments)
 }
 
 async fn read(path: &std::path::Path) -> Result<Bytes, JobError> {
