@@ -57,6 +57,29 @@ pub struct AppOptions {
     pub api_only: bool,
 }
 
+/// The backends the `TEST_*` variables select, for benchmark output.
+pub fn backends() -> String {
+    let set = |var: &str| std::env::var(var).is_ok();
+    format!(
+        "{} data, {} queue, {} store",
+        if set("TEST_DATABASE_URL") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        if set("TEST_REDIS_URL") {
+            "Redis"
+        } else {
+            "SQLite"
+        },
+        if set("TEST_S3_ENDPOINT") {
+            "S3"
+        } else {
+            "local disk"
+        },
+    )
+}
+
 /// Boots the embedded all-in-one application on the configured backends.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await

@@ -33,19 +33,7 @@ async fn main() {
         ],
     })
     .await;
-    let backend = format!(
-        "{} data + {} queue",
-        if std::env::var("TEST_DATABASE_URL").is_ok() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
-        if std::env::var("TEST_REDIS_URL").is_ok() {
-            "Redis"
-        } else {
-            "SQLite"
-        },
-    );
+    let backend = tend_tests::backends();
 
     let started = Instant::now();
     let mut tx = app.db.begin().await.unwrap();

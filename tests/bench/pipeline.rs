@@ -37,24 +37,7 @@ async fn main() {
         })
         .await,
     );
-    let backend = format!(
-        "{} data, {} queue, {} store",
-        if std::env::var("TEST_DATABASE_URL").is_ok() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
-        if std::env::var("TEST_REDIS_URL").is_ok() {
-            "Redis"
-        } else {
-            "SQLite"
-        },
-        if std::env::var("TEST_S3_ENDPOINT").is_ok() {
-            "S3 (moto)"
-        } else {
-            "local disk"
-        },
-    );
+    let backend = tend_tests::backends();
     let user = app.signed_in_user().await;
     let patient = app.create_patient(&user.access_token, "Bench").await;
     let audio = fake_openai::wav(audio_secs as f64, 16_000, 1);

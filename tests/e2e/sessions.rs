@@ -46,6 +46,22 @@ async fn upload_ok(app: &TestApp, token: &str, patient: &str, file: Vec<u8>, nam
     body
 }
 
+/// Uploads, then waits until the session is processed or failed; returns its id and view.
+async fn upload_and_wait(
+    app: &TestApp,
+    token: &str,
+    patient: &str,
+    file: Vec<u8>,
+    name: &str,
+) -> (String, Value) {
+    let accepted = upload_ok(app, token, patient, file, name).await;
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let (session, _) = app
+        .wait_for_session(&id, token, &["processed", "failed"], PIPELINE_TIMEOUT)
+        .await;
+    (id, session)
+}
+
 async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
     let resp = app.get(path, Some(token)).await;
     assert_eq!(resp.status(), 200, "GET {path}");
@@ -494,7 +510,7 @@ async fn a_refused_key_fails_the_stage_at_once_and_retry_resumes_it() {
     let app = app_with(&fake, &[]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(
+    let (id, session) = upload_and_wait(
         &app,
         token,
         &patient,
@@ -502,10 +518,7 @@ async fn a_refused_key_fails_the_stage_at_once_and_retry_resumes_it() {
         "a.wav",
     )
     .await;
-    let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app
-        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
-        .await;
+    let id = id.as_str();
     assert_eq!(session["status"], "failed");
     assert_eq!(session["failed_stage"], "transcription");
     let error = session["error"].as_str().unwrap();
@@ -550,11 +563,9 @@ async fn notes_that_miss_the_schema_get_one_corrective_retry_at_temperature_zero
     let app = app_with(&fake, &[]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(&app, token, &patient, VTT.as_bytes().to_vec(), "t.vtt").await;
-    let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app
-        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
-        .await;
+    let (id, session) =
+        upload_and_wait(&app, token, &patient, VTT.as_bytes().to_vec(), "t.vtt").await;
+    let id = id.as_str();
     assert_eq!(session["status"], "processed", "{session}");
     let chats = fake.chats();
     assert_eq!(chats.len(), 2);
@@ -663,7 +674,7 @@ async fn audio_the_provider_refuses_as_too_large_fails_with_a_clear_message() {
     let app = app_with(&fake, &[]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(
+    let (_, session) = upload_and_wait(
         &app,
         token,
         &patient,
@@ -671,10 +682,6 @@ async fn audio_the_provider_refuses_as_too_large_fails_with_a_clear_message() {
         "a.wav",
     )
     .await;
-    let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app
-        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
-        .await;
     assert_eq!(session["status"], "failed");
     let error = session["error"].as_str().unwrap();
     assert!(
@@ -686,7 +693,7 @@ async fn audio_the_provider_refuses_as_too_large_fails_with_a_clear_message() {
     let app = app_with(&fake, &[("TRANSCRIPTION_MAX_UPLOAD_BYTES", "100000")]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(
+    let (_, session) = upload_and_wait(
         &app,
         token,
         &patient,
@@ -694,10 +701,6 @@ async fn audio_the_provider_refuses_as_too_large_fails_with_a_clear_message() {
         "a.wav",
     )
     .await;
-    let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app
-        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
-        .await;
     assert_eq!(session["status"], "processed", "{session}");
 }
 
@@ -706,7 +709,7 @@ async fn without_an_api_key_paid_stages_fail_clearly() {
     let app = spawn_app_with_env(&[]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(
+    let (_, session) = upload_and_wait(
         &app,
         token,
         &patient,
@@ -714,10 +717,6 @@ async fn without_an_api_key_paid_stages_fail_clearly() {
         "a.wav",
     )
     .await;
-    let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app
-        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
-        .await;
     assert_eq!(session["status"], "failed");
     assert!(
         session["error"]
@@ -882,7 +881,7 @@ async fn a_retried_transcription_sends_only_the_chunks_it_lacks() {
     let app = app_with(&fake, &[("TRANSCRIPTION_MAX_UPLOAD_BYTES", "100000")]).await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
-    let accepted = upload_ok(
+    let (id, session) = upload_and_wait(
         &app,
         token,
         &patient,
@@ -890,10 +889,7 @@ async fn a_retried_transcription_sends_only_the_chunks_it_lacks() {
         "a.wav",
     )
     .await;
-    let id = accepted["id"].as_str().unwrap();
-    let (session, _) = app
-        .wait_for_session(id, token, &["processed", "failed"], PIPELINE_TIMEOUT)
-        .await;
+    let id = id.as_str();
     assert_eq!(session["status"], "processed", "{session}");
 
     let names: Vec<String> = fake
