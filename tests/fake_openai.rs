@@ -229,6 +229,7 @@ async fn transcriptions(
             fields.push((name, field.text().await.unwrap_or_default()));
         }
     }
+    let wav_seconds;
     let reply = {
         let mut state = shared.state.lock().unwrap();
         if !check_key(req, &mut state.violations) {
@@ -262,7 +263,7 @@ async fn transcriptions(
             return error(400, &problems.join("; "), None);
         }
         let (file_name, bytes) = file.as_ref().unwrap();
-        let wav_seconds = hound::WavReader::new(Cursor::new(bytes.as_slice()))
+        wav_seconds = hound::WavReader::new(Cursor::new(bytes.as_slice()))
             .ok()
             .map(|r| r.duration() as f64 / r.spec().sample_rate as f64);
         state.transcriptions.push(TranscriptionCall {
@@ -296,10 +297,7 @@ async fn transcriptions(
         Reply::Ok | Reply::InvalidNotes => {}
     }
     // WAV: its real length; anything else: as if it were 128 kbit/s.
-    let duration = hound::WavReader::new(Cursor::new(bytes.as_slice()))
-        .ok()
-        .map(|r| r.duration() as f64 / r.spec().sample_rate as f64)
-        .unwrap_or(bytes.len() as f64 * 8.0 / 128_000.0);
+    let duration = wav_seconds.unwrap_or(bytes.len() as f64 * 8.0 / 128_000.0);
     let mut segments = Vec::new();
     let mut start = 0.0;
     while start < duration {

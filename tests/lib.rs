@@ -528,7 +528,10 @@ impl WorkerProcess {
                 let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
                 let db = tend_shared::db::connect(&settings).await.unwrap();
                 let transport = Transport::connect(&settings).await.unwrap();
-                tend_worker::start(&settings, db, transport, shutdown.clone())
+                let store = tend_shared::storage::ObjectStore::connect(&settings)
+                    .await
+                    .unwrap();
+                tend_worker::start(&settings, db, transport, store, shutdown.clone())
                     .await
                     .unwrap()
             });

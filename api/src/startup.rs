@@ -175,6 +175,7 @@ pub async fn run(
                 &settings,
                 components.db.clone(),
                 components.transport.clone(),
+                components.store.clone(),
                 shutdown.clone(),
             )
             .await?,

@@ -63,6 +63,18 @@ impl AppState {
         }
     }
 
+    /// Removes stored objects before the rows that own them are deleted: if the store is
+    /// down, nothing is deleted (503) and the call can be repeated.
+    pub async fn delete_objects(&self, keys: &[String]) -> ApiResult<()> {
+        for key in keys {
+            self.store.delete(key).await.map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "object store unavailable");
+                ApiError::unavailable("The object store is unavailable; nothing was deleted.")
+            })?;
+        }
+        Ok(())
+    }
+
     /// Resolves a bearer token to its live user: checks the token, that the account still
     /// exists, and that the token was not issued before a password reset.
     pub async fn authenticate(&self, token: &str) -> ApiResult<User> {

@@ -116,6 +116,26 @@ impl ObjectStore {
         }
     }
 
+    /// The object at `key`, in memory (for objects known to be small).
+    pub async fn read(&self, key: &str) -> anyhow::Result<Bytes> {
+        match &self.backend {
+            Backend::Local { root } => Ok(tokio::fs::read(root.join(key))
+                .await
+                .with_context(|| format!("reading object {key}"))?
+                .into()),
+            Backend::S3 {
+                client,
+                bucket,
+                prefix,
+            } => Ok(s3_body(client, bucket, prefix, key)
+                .await?
+                .collect()
+                .await
+                .with_context(|| format!("reading object {key}"))?
+                .into_bytes()),
+        }
+    }
+
     /// Copies the object at `key` into a local file (the worker decodes from disk).
     pub async fn download(&self, key: &str, to: &Path) -> anyhow::Result<u64> {
         match &self.backend {
@@ -127,14 +147,9 @@ impl ObjectStore {
                 bucket,
                 prefix,
             } => {
-                let object = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(full_key(prefix, key))
-                    .send()
-                    .await
-                    .with_context(|| format!("fetching object {key}"))?;
-                let mut reader = object.body.into_async_read();
+                let mut reader = s3_body(client, bucket, prefix, key)
+                    .await?
+                    .into_async_read();
                 let mut file = tokio::fs::File::create(to).await?;
                 let copied = tokio::io::copy(&mut reader, &mut file).await?;
                 file.flush().await?;
@@ -146,11 +161,7 @@ impl ObjectStore {
     /// Removes the object at `key`; removing a missing object is not an error.
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
         match &self.backend {
-            Backend::Local { root } => match tokio::fs::remove_file(root.join(key)).await {
-                Ok(()) => Ok(()),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(err) => Err(err).with_context(|| format!("deleting object {key}")),
-            },
+            Backend::Local { root } => remove_if_exists(&root.join(key)).await,
             Backend::S3 {
                 client,
                 bucket,
@@ -173,14 +184,7 @@ impl ObjectStore {
     pub async fn discard(&self, key: &str) -> anyhow::Result<()> {
         self.delete(key).await?;
         match &self.backend {
-            Backend::Local { root } => {
-                let partial = root.join(key).with_extension("partial");
-                match tokio::fs::remove_file(&partial).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(e).with_context(|| format!("deleting {}", partial.display())),
-                }
-            }
+            Backend::Local { root } => remove_if_exists(&partial_path(&root.join(key))).await,
             Backend::S3 {
                 client,
                 bucket,
@@ -214,7 +218,7 @@ impl ObjectStore {
         }
     }
 
-    /// Every key under `prefix` (tests and orphan checks; not for hot paths).
+    /// Every key under `prefix`, sorted (for tests and operators; it walks the whole store).
     pub async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         match &self.backend {
             Backend::Local { root } => {
@@ -267,27 +271,36 @@ impl ObjectStore {
             }
         }
     }
+}
 
-    /// Whether an object exists at `key` (tests and checks).
-    pub async fn exists(&self, key: &str) -> anyhow::Result<bool> {
-        match &self.backend {
-            Backend::Local { root } => Ok(tokio::fs::try_exists(root.join(key)).await?),
-            Backend::S3 {
-                client,
-                bucket,
-                prefix,
-            } => match client
-                .head_object()
-                .bucket(bucket)
-                .key(full_key(prefix, key))
-                .send()
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
-                Err(err) => Err(err.into()),
-            },
-        }
+/// The body of an S3 object, still streaming.
+async fn s3_body(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    key: &str,
+) -> anyhow::Result<ByteStream> {
+    let object = client
+        .get_object()
+        .bucket(bucket)
+        .key(full_key(prefix, key))
+        .send()
+        .await
+        .with_context(|| format!("fetching object {key}"))?;
+    Ok(object.body)
+}
+
+/// Where the local backend writes an object while it streams in.
+fn partial_path(path: &Path) -> PathBuf {
+    path.with_extension("partial")
+}
+
+/// Removes a local file; a missing one is not an error.
+async fn remove_if_exists(path: &Path) -> anyhow::Result<()> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("deleting {}", path.display())),
     }
 }
 
@@ -335,7 +348,7 @@ where
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(store_err)?;
     }
-    let partial = path.with_extension("partial");
+    let partial = partial_path(path);
     let mut file = tokio::fs::File::create(&partial).await.map_err(store_err)?;
     let result = async {
         let mut size = 0u64;
@@ -525,7 +538,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(size, 30);
-        assert!(store.exists("a/b.bin").await.unwrap());
+        assert_eq!(store.list("a/").await.unwrap(), ["a/b.bin"]);
 
         let err = store
             .put(
@@ -537,12 +550,12 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, PutError::TooLarge { limit: 100 }));
-        assert!(!store.exists("a/c.bin").await.unwrap());
-        assert!(!dir.join("a/c.partial").exists(), "no partial file left");
+        // Neither a/c.bin nor its partial file is left.
+        assert_eq!(store.list("a/").await.unwrap(), ["a/b.bin"]);
 
         store.delete("a/b.bin").await.unwrap();
         store.delete("a/b.bin").await.unwrap();
-        assert!(!store.exists("a/b.bin").await.unwrap());
+        assert!(store.list("a/").await.unwrap().is_empty());
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -11,11 +11,16 @@ use crate::config::LogFormat;
 /// answer fails to parse, and provider error bodies.
 const ALWAYS_OFF: &str = "async_openai=off";
 
+/// `RUST_LOG`, or `default`, with [`ALWAYS_OFF`] on top.
+fn filter(default: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default))
+        .add_directive(ALWAYS_OFF.parse().expect("a valid directive"))
+}
+
 /// Installs the global subscriber once; later calls (tests) are ignored.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn,apalis_core=warn"))
-        .add_directive(ALWAYS_OFF.parse().expect("a valid directive"));
+    let filter = filter("info,sqlx=warn,apalis=warn,apalis_core=warn");
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry
@@ -57,9 +62,7 @@ pub async fn shutdown_signal() {
 /// For test binaries: lines go through the test harness's capture (shown only for a failing
 /// test), at `warn` unless `RUST_LOG` says otherwise.
 pub fn init_for_tests() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn"))
-        .add_directive(ALWAYS_OFF.parse().expect("a valid directive"));
+    let filter = filter("warn");
     let result = tracing_subscriber::registry()
         .with(filter)
         .with(fmt::layer().with_target(false).with_test_writer())

@@ -1,7 +1,7 @@
 //! `tend-worker`: runs job workers for every queue (scale it by adding replicas).
 
 use clap::Parser;
-use tend_shared::{Settings, db, queue::Transport, telemetry};
+use tend_shared::{Settings, db, queue::Transport, storage::ObjectStore, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// Tend's job worker.
@@ -24,8 +24,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let transport = Transport::connect(&settings).await?;
+    let store = ObjectStore::connect(&settings).await?;
     let shutdown = CancellationToken::new();
-    let handle = tend_worker::start(&settings, db, transport, shutdown.clone()).await?;
+    let handle = tend_worker::start(&settings, db, transport, store, shutdown.clone()).await?;
     tend_shared::telemetry::shutdown_signal().await;
     tracing::info!("shutting down: finishing running jobs");
     shutdown.cancel();

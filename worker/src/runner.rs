@@ -44,11 +44,12 @@ pub struct JobEnv {
 }
 
 impl JobEnv {
-    /// Builds the environment (fails at start if SMTP_URL, a template or the store is wrong).
-    pub async fn new(
+    /// Builds the environment (fails at start if SMTP_URL or a template is wrong).
+    pub fn new(
         settings: &Settings,
         db: Db,
         transport: Transport,
+        store: ObjectStore,
         worker_name: String,
     ) -> anyhow::Result<Self> {
         Ok(Self {
@@ -57,7 +58,7 @@ impl JobEnv {
             settings: settings.clone(),
             mailer: Mailer::from_settings(settings)?,
             templates: Templates::load()?,
-            store: ObjectStore::connect(settings).await?,
+            store,
             provider: Provider::new(&settings.provider)?,
             worker_name,
         })

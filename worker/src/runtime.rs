@@ -12,6 +12,7 @@ use tend_shared::{
     db::Db,
     jobs::Queue,
     queue::{Delivery, Relay, Transport},
+    storage::ObjectStore,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -64,11 +65,17 @@ pub async fn start(
     settings: &Settings,
     db: Db,
     transport: Transport,
+    store: ObjectStore,
     shutdown: CancellationToken,
 ) -> anyhow::Result<WorkerHandle> {
     let instance = instance_name();
-    let env =
-        Arc::new(JobEnv::new(settings, db.clone(), transport.clone(), instance.clone()).await?);
+    let env = Arc::new(JobEnv::new(
+        settings,
+        db.clone(),
+        transport.clone(),
+        store,
+        instance.clone(),
+    )?);
     let concurrency = settings.worker_concurrency;
 
     let mut monitor = Monitor::new()

@@ -51,7 +51,11 @@ enum ReadyResponse {
 /// Ops endpoints (outside `/api/v1`, as load balancers expect).
 pub struct HealthApi;
 
-fn check(result: anyhow::Result<()>) -> Check {
+/// Runs one readiness check, failing it after 3 s.
+async fn probe(check: impl std::future::Future<Output = anyhow::Result<()>>) -> Check {
+    let result = tokio::time::timeout(std::time::Duration::from_secs(3), check)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
     match result {
         Ok(()) => Check {
             status: "ok".into(),
@@ -78,25 +82,13 @@ impl HealthApi {
     /// Readiness: the database, the queue and the object store answer.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
-        let timeout = std::time::Duration::from_secs(3);
-        let database = check(
-            tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&state.db))
-                .await
-                .map_err(|_| anyhow::anyhow!("timed out"))
-                .and_then(|r| r.map(|_| ()).map_err(Into::into)),
-        );
-        let queue = check(
-            tokio::time::timeout(timeout, state.transport().ping())
-                .await
-                .map_err(|_| anyhow::anyhow!("timed out"))
-                .and_then(|r| r),
-        );
-        let storage = check(
-            tokio::time::timeout(timeout, state.store.ping())
-                .await
-                .map_err(|_| anyhow::anyhow!("timed out"))
-                .and_then(|r| r),
-        );
+        let database = probe(async {
+            sqlx::query("SELECT 1").execute(&state.db).await?;
+            Ok(())
+        })
+        .await;
+        let queue = probe(state.transport().ping()).await;
+        let storage = probe(state.store.ping()).await;
         let ok = [&database, &queue, &storage]
             .iter()
             .all(|c| c.status == "ok");

@@ -151,9 +151,7 @@ impl PatientsApi {
             ),
             None => Some(None),
         };
-        let (Some(name), Some(reference), Some(account)) = (name, reference, account) else {
-            return Err(ApiError::validation(errors));
-        };
+        let (name, reference, account) = checked(errors, name, reference, account)?;
         let fields = PatientFields {
             display_name: &name,
             reference: reference.as_deref(),
@@ -241,9 +239,7 @@ impl PatientsApi {
                 resolve_account(&state, email).await?,
             ),
         };
-        let (Some(name), Some(reference), Some(account)) = (name, reference, account) else {
-            return Err(ApiError::validation(errors));
-        };
+        let (name, reference, account) = checked(errors, name, reference, account)?;
         let fields = PatientFields {
             display_name: &name,
             reference: reference.as_deref(),
@@ -267,15 +263,8 @@ impl PatientsApi {
         let user = practitioner(&state, &auth).await?;
         let patient = owned(&state, &id.0, &user).await?;
         let keys = db::sessions::object_keys_of_patient(&state.db, &patient.id).await?;
-        // Audio first: if the store is down, nothing is deleted and the call can be repeated.
-        for key in &keys {
-            state.store.delete(key).await.map_err(|e| {
-                tracing::error!(error = %format!("{e:#}"), "object store unavailable");
-                ApiError::unavailable("The object store is unavailable; nothing was deleted.")
-            })?;
-        }
-        let mut conn = state.db.acquire().await?;
-        db::patients::delete(&mut conn, &patient.id, &user.id).await?;
+        state.delete_objects(&keys).await?;
+        db::patients::delete(&state.db, &patient.id, &user.id).await?;
         tracing::info!(patient_id = %patient.id, objects = keys.len(), "patient deleted");
         Ok(PatientDeleted::Done)
     }
@@ -303,6 +292,19 @@ fn field<T>(errors: &mut Vec<FieldError>, name: &str, result: Result<T, String>)
     result
         .map_err(|message| errors.push(FieldError::new(name, message)))
         .ok()
+}
+
+/// The three checked fields, or a 422 naming every bad one.
+fn checked(
+    errors: Vec<FieldError>,
+    name: Option<String>,
+    reference: Option<Option<String>>,
+    account: Option<Option<String>>,
+) -> ApiResult<(String, Option<String>, Option<String>)> {
+    match (name, reference, account) {
+        (Some(name), Some(reference), Some(account)) => Ok((name, reference, account)),
+        _ => Err(ApiError::validation(errors)),
+    }
 }
 
 fn parse_reference(raw: Option<&str>) -> Result<Option<String>, String> {

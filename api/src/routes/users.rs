@@ -136,15 +136,9 @@ impl UsersApi {
         meta: RequestMeta,
     ) -> ApiResult<Deleted> {
         let user = state.authenticate(&auth.0.token).await?;
-        // A practitioner's sessions go with the account: their audio first, so a store outage
-        // deletes nothing and the call can be repeated.
+        // A practitioner's sessions go with the account, their audio first.
         let keys = db::sessions::object_keys_of_practitioner(&state.db, &user.id).await?;
-        for key in &keys {
-            state.store.delete(key).await.map_err(|e| {
-                tracing::error!(error = %format!("{e:#}"), "object store unavailable");
-                ApiError::unavailable("The object store is unavailable; nothing was deleted.")
-            })?;
-        }
+        state.delete_objects(&keys).await?;
         let mut tx = state.db.begin().await?;
         db::users::delete(&mut tx, &user.id).await?;
         audit::record(

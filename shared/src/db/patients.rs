@@ -1,7 +1,7 @@
 //! The `patients` table. Every query is scoped to the owning practitioner, so a handler cannot
 //! forget the ownership check: another practitioner's patient is simply not found.
 
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 
 use super::{Db, new_id, now_ms};
 
@@ -117,15 +117,11 @@ pub async fn update(
 }
 
 /// Deletes the patient (and, by cascade, its sessions); false if it is not theirs.
-pub async fn delete(
-    conn: &mut AnyConnection,
-    id: &str,
-    practitioner_id: &str,
-) -> sqlx::Result<bool> {
+pub async fn delete(db: &Db, id: &str, practitioner_id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM patients WHERE id = $1 AND practitioner_id = $2")
         .bind(id)
         .bind(practitioner_id)
-        .execute(conn)
+        .execute(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -4,7 +4,7 @@
 //! of the patient records linked to it. Stage changes are guarded updates (`WHERE status IN
 //! ...`), so a job delivered twice, or a session deleted mid-job, changes nothing.
 
-use sqlx::{AnyConnection, FromRow};
+use sqlx::{AnyConnection, AnyExecutor, FromRow};
 
 use super::{Db, new_id, now_ms};
 use crate::sessions::{SessionStatus, Stage};
@@ -127,10 +127,10 @@ pub async fn begin_upload(db: &Db, object_key: &str) -> sqlx::Result<()> {
 
 /// Forgets a pending upload: its session now owns the object (inside that transaction), or
 /// the object was removed.
-pub async fn end_upload(conn: &mut AnyConnection, object_key: &str) -> sqlx::Result<()> {
+pub async fn end_upload(db: impl AnyExecutor<'_>, object_key: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM pending_uploads WHERE object_key = $1")
         .bind(object_key)
-        .execute(conn)
+        .execute(db)
         .await?;
     Ok(())
 }
@@ -300,53 +300,37 @@ pub async fn object_keys_of_practitioner(
     Ok(rows.into_iter().map(|(k,)| k).collect())
 }
 
-/// Deletes the practitioner's session; returns its stored object key (`Some(None)` when it
-/// had none), or `None` if it is not theirs.
-pub async fn delete(
-    db: &Db,
-    id: &str,
-    practitioner_id: &str,
-) -> sqlx::Result<Option<Option<String>>> {
-    let row: Option<(Option<String>,)> = sqlx::query_as(
-        "DELETE FROM sessions WHERE id = $1 AND practitioner_id = $2 RETURNING object_key",
-    )
-    .bind(id)
-    .bind(practitioner_id)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|(key,)| key))
+/// Deletes the practitioner's session; false if it is not theirs (or already gone).
+pub async fn delete(db: &Db, id: &str, practitioner_id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND practitioner_id = $2")
+        .bind(id)
+        .bind(practitioner_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Moves a session into a running stage if it is waiting for it (or already in it, for a
 /// retried attempt). False means the job has nothing to do.
 pub async fn begin_stage(db: &Db, id: &str, stage: Stage, job_id: &str) -> sqlx::Result<bool> {
-    let now = now_ms();
-    let done = match stage {
-        Stage::Transcription => {
-            sqlx::query(
-                "UPDATE sessions SET status = 'transcribing', job_id = $2, updated_at = $3, \
-                 transcription_started_at = COALESCE(transcription_started_at, $3) \
-                 WHERE id = $1 AND status IN ('uploaded', 'transcribing')",
-            )
-            .bind(id)
-            .bind(job_id)
-            .bind(now)
-            .execute(db)
-            .await?
-        }
-        Stage::Extraction => {
-            sqlx::query(
-                "UPDATE sessions SET status = 'extracting', job_id = $2, updated_at = $3, \
-                 extraction_started_at = COALESCE(extraction_started_at, $3) \
-                 WHERE id = $1 AND status IN ('transcribed', 'extracting')",
-            )
-            .bind(id)
-            .bind(job_id)
-            .bind(now)
-            .execute(db)
-            .await?
-        }
+    let query = match stage {
+        Stage::Transcription => sqlx::query(
+            "UPDATE sessions SET status = 'transcribing', job_id = $2, updated_at = $3, \
+             transcription_started_at = COALESCE(transcription_started_at, $3) \
+             WHERE id = $1 AND status IN ('uploaded', 'transcribing')",
+        ),
+        Stage::Extraction => sqlx::query(
+            "UPDATE sessions SET status = 'extracting', job_id = $2, updated_at = $3, \
+             extraction_started_at = COALESCE(extraction_started_at, $3) \
+             WHERE id = $1 AND status IN ('transcribed', 'extracting')",
+        ),
     };
+    let done = query
+        .bind(id)
+        .bind(job_id)
+        .bind(now_ms())
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -486,48 +470,34 @@ pub async fn fail(db: &Db, id: &str, job_id: &str, stage: Stage, error: &str) ->
     Ok(())
 }
 
-/// Queues `stage` again (retry, re-extraction) if the session is in one of `from`; clears the
-/// failure and the stage's timings.
+/// Queues `stage` again, clearing the failure and the stage's timings: transcription from
+/// `failed` (a retry), extraction from `failed` or `processed` (a retry or a re-extraction)
+/// when a transcript exists. False if the session is in neither state.
 pub async fn requeue_stage(
     conn: &mut AnyConnection,
     id: &str,
     stage: Stage,
-    from: &[SessionStatus],
     job_id: &str,
 ) -> sqlx::Result<bool> {
-    // At most two statuses are ever allowed; bind both (the second may repeat the first).
-    let first = from.first().map_or("", |s| s.as_str());
-    let second = from.get(1).map_or(first, |s| s.as_str());
-    let now = now_ms();
-    let done =
-        match stage {
-            Stage::Transcription => {
-                sqlx::query(
-                    "UPDATE sessions SET status = 'uploaded', failed_stage = NULL, error = NULL, \
-                 job_id = $4, transcription_started_at = NULL, transcription_finished_at = NULL, \
-                 updated_at = $5 WHERE id = $1 AND status IN ($2, $3)",
-                )
-                .bind(id)
-                .bind(first)
-                .bind(second)
-                .bind(job_id)
-                .bind(now)
-                .execute(conn)
-                .await?
-            }
-            Stage::Extraction => sqlx::query(
-                "UPDATE sessions SET status = 'transcribed', failed_stage = NULL, error = NULL, \
-                 job_id = $4, extraction_started_at = NULL, extraction_finished_at = NULL, \
-                 updated_at = $5 WHERE id = $1 AND status IN ($2, $3) AND transcript IS NOT NULL",
-            )
-            .bind(id)
-            .bind(first)
-            .bind(second)
-            .bind(job_id)
-            .bind(now)
-            .execute(conn)
-            .await?,
-        };
+    let query = match stage {
+        Stage::Transcription => sqlx::query(
+            "UPDATE sessions SET status = 'uploaded', failed_stage = NULL, error = NULL, \
+             job_id = $2, transcription_started_at = NULL, transcription_finished_at = NULL, \
+             updated_at = $3 WHERE id = $1 AND status = 'failed'",
+        ),
+        Stage::Extraction => sqlx::query(
+            "UPDATE sessions SET status = 'transcribed', failed_stage = NULL, error = NULL, \
+             job_id = $2, extraction_started_at = NULL, extraction_finished_at = NULL, \
+             updated_at = $3 WHERE id = $1 AND status IN ('failed', 'processed') \
+             AND transcript IS NOT NULL",
+        ),
+    };
+    let done = query
+        .bind(id)
+        .bind(job_id)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -150,13 +150,22 @@ fn decode_mono(
     Ok(())
 }
 
+/// The resampler from one source rate to 16 kHz, with its output block.
+struct ToTargetRate {
+    rate: u32,
+    fft: Fft<f32>,
+    block: Vec<f32>,
+}
+
 /// Resamples incoming audio to 16 kHz and cuts it into WAV files.
 struct Chunker<'a> {
     out_dir: &'a Path,
     max_samples: usize,
-    resampler: Option<(u32, Fft<f32>)>,
+    resampler: Option<ToTargetRate>,
     /// Source-rate samples waiting for a full resampler block.
     pending: Vec<f32>,
+    /// 16 kHz samples from the latest resampler run (kept to reuse its allocation).
+    resampled: Vec<f32>,
     /// Output samples of the resampler still to skip (its delay).
     delay_left: usize,
     /// 16 kHz samples of the chunk being filled.
@@ -173,6 +182,7 @@ impl<'a> Chunker<'a> {
             max_samples: max_samples.max(TARGET_RATE as usize),
             resampler: None,
             pending: Vec::new(),
+            resampled: Vec::new(),
             delay_left: 0,
             current: Vec::new(),
             written: 0,
@@ -185,7 +195,7 @@ impl<'a> Chunker<'a> {
             return self.accept(samples);
         }
         match &self.resampler {
-            Some((r, _)) if *r == rate => {}
+            Some(r) if r.rate == rate => {}
             Some(_) => {
                 return Err(AudioError::Undecodable(
                     "the sample rate changes mid-recording".into(),
@@ -201,7 +211,8 @@ impl<'a> Chunker<'a> {
                 )
                 .map_err(|e| AudioError::Undecodable(e.to_string()))?;
                 self.delay_left = fft.output_delay();
-                self.resampler = Some((rate, fft));
+                let block = vec![0f32; fft.output_frames_max()];
+                self.resampler = Some(ToTargetRate { rate, fft, block });
             }
         }
         self.pending.extend_from_slice(samples);
@@ -210,12 +221,12 @@ impl<'a> Chunker<'a> {
 
     /// Runs the resampler over every full block of pending input (and, at the end, the rest).
     fn drain_pending(&mut self, last: bool) -> Result<(), AudioError> {
-        let Some((_, fft)) = self.resampler.as_mut() else {
+        let Some(ToTargetRate { fft, block, .. }) = self.resampler.as_mut() else {
             return Ok(());
         };
-        let mut out = vec![0f32; fft.output_frames_max()];
         let mut used = 0;
-        let mut produced_all = Vec::new();
+        let mut resampled = std::mem::take(&mut self.resampled);
+        resampled.clear();
         loop {
             let need = fft.input_frames_next();
             let available = self.pending.len() - used;
@@ -229,8 +240,8 @@ impl<'a> Chunker<'a> {
             let frames_in = partial.unwrap_or(need);
             let input = InterleavedSlice::new(&self.pending[used..used + frames_in], 1, frames_in)
                 .map_err(|e| AudioError::Undecodable(e.to_string()))?;
-            let out_len = out.len();
-            let mut output = InterleavedSlice::new_mut(&mut out, 1, out_len)
+            let block_len = block.len();
+            let mut output = InterleavedSlice::new_mut(block, 1, block_len)
                 .map_err(|e| AudioError::Undecodable(e.to_string()))?;
             let indexing = rubato::Indexing {
                 input_offset: 0,
@@ -242,15 +253,17 @@ impl<'a> Chunker<'a> {
                 .process_into_buffer(&input, &mut output, Some(&indexing))
                 .map_err(|e| AudioError::Undecodable(e.to_string()))?;
             used += frames_in;
-            produced_all.extend_from_slice(&out[..produced]);
+            resampled.extend_from_slice(&block[..produced]);
             if partial.is_some() {
                 break;
             }
         }
         self.pending.drain(..used);
-        let skip = self.delay_left.min(produced_all.len());
+        let skip = self.delay_left.min(resampled.len());
         self.delay_left -= skip;
-        self.accept(&produced_all[skip..])
+        let accepted = self.accept(&resampled[skip..]);
+        self.resampled = resampled;
+        accepted
     }
 
     fn accept(&mut self, samples: &[f32]) -> Result<(), AudioError> {

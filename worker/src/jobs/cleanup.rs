@@ -53,12 +53,7 @@ async fn discard_abandoned_uploads(env: &JobEnv, before: i64) -> Result<u64, Job
                 .discard(&key)
                 .await
                 .map_err(|e| JobError::Transient(format!("removing an abandoned upload: {e:#}")))?;
-            let mut conn = env
-                .db
-                .acquire()
-                .await
-                .map_err(|e| JobError::transient("database", e))?;
-            db::sessions::end_upload(&mut conn, &key)
+            db::sessions::end_upload(&env.db, &key)
                 .await
                 .map_err(|e| JobError::transient("forgetting an abandoned upload", e))?;
             removed += 1;

@@ -15,7 +15,8 @@ use tend_shared::{
     sessions::{Notes, Segment, Stage},
 };
 
-use crate::runner::JobEnv;
+use super::{begin_session_stage, record_usage};
+use crate::{provider::ChatAnswer, runner::JobEnv};
 
 const SYSTEM_PROMPT: &str = "You are a clinical documentation assistant for a licensed \
 practitioner (therapist or coach). You read the transcript of one session and write structured \
@@ -43,17 +44,9 @@ const RESERVED_TOKENS: usize = 3_000;
 pub async fn run(env: &JobEnv, job: &JobRow, payload: ExtractNotes) -> Result<(), JobError> {
     let session_id = payload.session_id.to_string();
     let db_err = |e: sqlx::Error| JobError::transient("database", e);
-    if !db::sessions::begin_stage(&env.db, &session_id, Stage::Extraction, &job.id)
-        .await
-        .map_err(db_err)?
-    {
-        tracing::info!("session deleted or not waiting for extraction; nothing to do");
+    let Some(session) = begin_session_stage(env, job, &session_id, Stage::Extraction).await? else {
         return Ok(());
-    }
-    let session = db::sessions::find(&env.db, &session_id)
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| JobError::Permanent("the session was deleted".into()))?;
+    };
     let texts = db::sessions::texts(&env.db, &session_id)
         .await
         .map_err(db_err)?
@@ -194,7 +187,7 @@ impl Extractor<'_> {
             .ok_or_else(|| JobError::Permanent("extraction: nothing to combine".into()))
     }
 
-    async fn call(&self, messages: &[Value], temperature: f64) -> Result<Answer, JobError> {
+    async fn call(&self, messages: &[Value], temperature: f64) -> Result<ChatAnswer, JobError> {
         let settings = &self.env.provider.settings;
         let request = json!({
             "model": settings.extraction_model,
@@ -222,31 +215,17 @@ impl Extractor<'_> {
                 .token_cost(answer.prompt_tokens, answer.completion_tokens),
             created_at: db::now_ms(),
         };
-        if let Err(err) =
-            db::sessions::insert_usage(&self.env.db, &self.session.id, &self.job.id, &usage).await
-        {
-            tracing::warn!(error = %err, "could not record provider usage");
-        }
-        Ok(Answer {
-            content: answer.content,
-            refusal: answer.refusal,
-            truncated: answer.finish_reason.as_deref() == Some("length"),
-        })
+        record_usage(self.env, self.job, &self.session.id, usage).await;
+        Ok(answer)
     }
-}
-
-struct Answer {
-    content: String,
-    refusal: Option<String>,
-    truncated: bool,
 }
 
 /// Checks an answer; the reason never quotes it (it is patient text).
-fn check(answer: &Answer) -> Result<Notes, String> {
+fn check(answer: &ChatAnswer) -> Result<Notes, String> {
     if answer.refusal.is_some() {
         return Err("the model refused to answer".into());
     }
-    if answer.truncated {
+    if answer.finish_reason.as_deref() == Some("length") {
         return Err("the answer was cut off at the length limit".into());
     }
     Notes::from_model_answer(&answer.content)

@@ -8,7 +8,11 @@ pub mod extract;
 pub mod transcribe;
 
 use tend_shared::{
-    db::{self, jobs::JobRow},
+    db::{
+        self,
+        jobs::JobRow,
+        sessions::{SessionRow, UsageRow},
+    },
     jobs::{
         Cleanup, ExtractNotes, JobError, JobPayload, RetryPolicy, SendEmail, TranscribeSession,
     },
@@ -62,6 +66,40 @@ pub async fn on_failure(env: &JobEnv, job: &JobRow, error: &str, dead: bool) {
     };
     if let Err(err) = result {
         tracing::warn!(error = %err, "could not record the failure on the session");
+    }
+}
+
+/// Moves the session into `stage` for this job and reads it; `None` when the session is gone
+/// or past the stage (a duplicate or stale delivery: nothing to do).
+async fn begin_session_stage(
+    env: &JobEnv,
+    job: &JobRow,
+    session_id: &str,
+    stage: Stage,
+) -> Result<Option<SessionRow>, JobError> {
+    let db_err = |e: sqlx::Error| JobError::transient("database", e);
+    if !db::sessions::begin_stage(&env.db, session_id, stage, &job.id)
+        .await
+        .map_err(db_err)?
+    {
+        tracing::info!(
+            stage = stage.as_str(),
+            "session deleted or not waiting for this stage; nothing to do"
+        );
+        return Ok(None);
+    }
+    db::sessions::find(&env.db, session_id)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| JobError::Permanent("the session was deleted".into()))
+        .map(Some)
+}
+
+/// Records one paid provider call on the session (best effort: a lost row must not fail or
+/// repeat a call that was already paid for).
+async fn record_usage(env: &JobEnv, job: &JobRow, session_id: &str, usage: UsageRow) {
+    if let Err(err) = db::sessions::insert_usage(&env.db, session_id, &job.id, &usage).await {
+        tracing::warn!(error = %err, "could not record provider usage");
     }
 }
 

@@ -18,88 +18,41 @@ use tend_shared::{
 
 use tend_audio::{self as audio, AudioError, ChunkFile};
 
+use super::{begin_session_stage, record_usage};
 use crate::{provider::TranscriptionAnswer, runner::JobEnv};
 
 /// Runs the transcription stage of one session.
 pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Result<(), JobError> {
     let session_id = payload.session_id.to_string();
     let db_err = |e: sqlx::Error| JobError::transient("database", e);
-    if !db::sessions::begin_stage(&env.db, &session_id, Stage::Transcription, &job.id)
-        .await
-        .map_err(db_err)?
-    {
-        tracing::info!("session deleted or past transcription; nothing to do");
+    let Some(session) = begin_session_stage(env, job, &session_id, Stage::Transcription).await?
+    else {
         return Ok(());
-    }
-    let session = db::sessions::find(&env.db, &session_id)
-        .await
-        .map_err(db_err)?
-        .ok_or_else(|| JobError::Permanent("the session was deleted".into()))?;
+    };
     let key = session
         .object_key
         .clone()
         .ok_or_else(|| JobError::Permanent("the session has no stored audio".into()))?;
-
-    // Under DATA_DIR, not /tmp: a long recording and its chunks can be a gigabyte, and /tmp
-    // is often a small tmpfs in containers.
-    let tmp_root = env.settings.data_dir.join("tmp");
-    let workdir = tokio::fs::create_dir_all(&tmp_root)
-        .await
-        .and_then(|()| {
-            tempfile::Builder::new()
-                .prefix("transcribe-")
-                .tempdir_in(&tmp_root)
-        })
-        .map_err(|e| JobError::transient("temporary directory", e))?;
     let extension = audio_extension(&session.media_type);
-    let source = workdir.path().join(format!("source.{extension}"));
-    let size = env
-        .store
-        .download(&key, &source)
-        .await
-        .map_err(|e| JobError::Transient(format!("reading the audio from the store: {e:#}")))?;
-
     let limit = env.provider.settings.transcription_max_upload_bytes;
-    let transcript = if size <= limit {
-        let audio = read(&source).await?;
+    let transcript = if session.size_bytes as u64 <= limit {
+        // Small enough to send as it is: straight from the store, no scratch file.
+        let audio =
+            env.store.read(&key).await.map_err(|e| {
+                JobError::Transient(format!("reading the audio from the store: {e:#}"))
+            })?;
         let answer = env
             .provider
             .transcribe(audio, &format!("session.{extension}"))
             .await?;
         let duration_ms = answer_duration_ms(&answer, 0);
-        record_usage(env, job, &session, duration_ms).await;
+        record_usage(env, job, &session.id, transcription_usage(env, duration_ms)).await;
         let mut transcript = Transcript::from_segments(segments_of(answer, 0, duration_ms));
         transcript.duration_ms = transcript.duration_ms.max(Some(duration_ms));
         transcript
     } else {
-        let chunk_secs = env.provider.settings.transcription_chunk_secs;
-        let (input, out_dir) = (source.clone(), workdir.path().to_owned());
-        let ext = extension.to_owned();
-        let split = tokio::task::spawn_blocking(move || {
-            audio::split_for_upload(&input, &ext, &out_dir, limit, chunk_secs)
-        })
-        .await
-        .map_err(|e| JobError::transient("audio decoding", e))?
-        .map_err(|e| match e {
-            AudioError::Undecodable(_) => JobError::Permanent(format!(
-                "transcription: the audio is over the provider's {limit}-byte upload limit and {e}"
-            )),
-            AudioError::Io(_) => JobError::transient("transcription", e),
-        })?;
-        tracing::info!(
-            chunks = split.chunks.len(),
-            duration_ms = split.duration_ms,
-            "audio cut into chunks"
-        );
-        let mut segments = Vec::new();
-        for (index, chunk) in split.chunks.iter().enumerate() {
-            segments.extend(transcribe_chunk(env, job, &session, index as i64, chunk).await?);
-        }
-        let mut transcript = Transcript::from_segments(segments);
-        transcript.duration_ms = Some(split.duration_ms);
-        transcript
+        transcribe_in_chunks(env, job, &session, &key, extension).await?
     };
-    drop(workdir);
 
     let segments_json = serde_json::to_string(&transcript.segments)
         .map_err(|e| JobError::permanent("encoding segments", e))?;
@@ -143,6 +96,61 @@ pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Resu
     Ok(())
 }
 
+/// Decodes the recording into chunks within the provider's limit (in a scratch directory),
+/// transcribes them in order and merges their segments.
+async fn transcribe_in_chunks(
+    env: &JobEnv,
+    job: &JobRow,
+    session: &SessionRow,
+    key: &str,
+    extension: &str,
+) -> Result<Transcript, JobError> {
+    // Under DATA_DIR, not /tmp: a long recording and its chunks can be a gigabyte, and /tmp
+    // is often a small tmpfs in containers.
+    let tmp_root = env.settings.data_dir.join("tmp");
+    let workdir = tokio::fs::create_dir_all(&tmp_root)
+        .await
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix("transcribe-")
+                .tempdir_in(&tmp_root)
+        })
+        .map_err(|e| JobError::transient("temporary directory", e))?;
+    let source = workdir.path().join(format!("source.{extension}"));
+    env.store
+        .download(key, &source)
+        .await
+        .map_err(|e| JobError::Transient(format!("reading the audio from the store: {e:#}")))?;
+
+    let limit = env.provider.settings.transcription_max_upload_bytes;
+    let chunk_secs = env.provider.settings.transcription_chunk_secs;
+    let out_dir = workdir.path().to_owned();
+    let ext = extension.to_owned();
+    let split = tokio::task::spawn_blocking(move || {
+        audio::split_for_upload(&source, &ext, &out_dir, limit, chunk_secs)
+    })
+    .await
+    .map_err(|e| JobError::transient("audio decoding", e))?
+    .map_err(|e| match e {
+        AudioError::Undecodable(_) => JobError::Permanent(format!(
+            "transcription: the audio is over the provider's {limit}-byte upload limit and {e}"
+        )),
+        AudioError::Io(_) => JobError::transient("transcription", e),
+    })?;
+    tracing::info!(
+        chunks = split.chunks.len(),
+        duration_ms = split.duration_ms,
+        "audio cut into chunks"
+    );
+    let mut segments = Vec::new();
+    for (index, chunk) in split.chunks.iter().enumerate() {
+        segments.extend(transcribe_chunk(env, job, session, index as i64, chunk).await?);
+    }
+    let mut transcript = Transcript::from_segments(segments);
+    transcript.duration_ms = Some(split.duration_ms);
+    Ok(transcript)
+}
+
 /// One chunk's segments: kept from an earlier attempt if it cut the same chunk, else
 /// transcribed now (and kept, so a later failure does not pay for this chunk again).
 async fn transcribe_chunk(
@@ -174,7 +182,13 @@ async fn transcribe_chunk(
         .unwrap_or("chunk.wav")
         .to_owned();
     let answer = env.provider.transcribe(audio, &name).await?;
-    record_usage(env, job, session, chunk.duration_ms).await;
+    record_usage(
+        env,
+        job,
+        &session.id,
+        transcription_usage(env, chunk.duration_ms),
+    )
+    .await;
     let segments = segments_of(answer, chunk.offset_ms, chunk.duration_ms);
     let row = ChunkRow {
         offset_ms: chunk.offset_ms,
@@ -231,8 +245,9 @@ fn segments_of(answer: TranscriptionAnswer, offset_ms: i64, duration_ms: i64) ->
     }
 }
 
-async fn record_usage(env: &JobEnv, job: &JobRow, session: &SessionRow, audio_ms: i64) {
-    let usage = UsageRow {
+/// The usage row of one transcription request.
+fn transcription_usage(env: &JobEnv, audio_ms: i64) -> UsageRow {
+    UsageRow {
         stage: Stage::Transcription.as_str().into(),
         model: env.provider.settings.transcription_model.clone(),
         audio_ms,
@@ -240,8 +255,5 @@ async fn record_usage(env: &JobEnv, job: &JobRow, session: &SessionRow, audio_ms
         completion_tokens: 0,
         cost_micro_usd: env.provider.audio_cost(audio_ms),
         created_at: db::now_ms(),
-    };
-    if let Err(err) = db::sessions::insert_usage(&env.db, &session.id, &job.id, &usage).await {
-        tracing::warn!(error = %err, "could not record provider usage");
     }
 }

@@ -301,15 +301,7 @@ impl SessionsApi {
                 ),
             ));
         }
-        let queued = requeue(
-            &state,
-            &user,
-            &meta,
-            &row,
-            Stage::Extraction,
-            &[SessionStatus::Processed, SessionStatus::Failed],
-        )
-        .await?;
+        let queued = requeue(&state, &user, &meta, &row, Stage::Extraction).await?;
         Ok(StageResponse::Accepted(Json(queued)))
     }
 
@@ -336,7 +328,7 @@ impl SessionsApi {
                 ));
             }
         };
-        let queued = requeue(&state, &user, &meta, &row, stage, &[SessionStatus::Failed]).await?;
+        let queued = requeue(&state, &user, &meta, &row, stage).await?;
         Ok(StageResponse::Accepted(Json(queued)))
     }
 
@@ -350,13 +342,7 @@ impl SessionsApi {
     ) -> ApiResult<SessionDeleted> {
         let user = practitioner(&state, &auth).await?;
         let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
-        // Audio first: if the store is down, nothing is deleted and the call can be repeated.
-        if let Some(key) = &row.object_key {
-            state.store.delete(key).await.map_err(|e| {
-                tracing::error!(error = %format!("{e:#}"), "object store unavailable");
-                ApiError::unavailable("The object store is unavailable; nothing was deleted.")
-            })?;
-        }
+        state.delete_objects(row.object_key.as_slice()).await?;
         db::sessions::delete(&state.db, &row.id, &user.id).await?;
         tracing::info!(session_id = %row.id, "session deleted");
         Ok(SessionDeleted::Done)
@@ -370,16 +356,11 @@ async fn discard_upload(state: &AppState, key: &str, stored: bool) {
         tracing::warn!(error = %format!("{err:#}"), "could not remove a refused upload; cleanup will");
         return;
     }
-    let forgotten = match state.db.acquire().await {
-        Ok(mut conn) => db::sessions::end_upload(&mut conn, key).await,
-        Err(err) => Err(err),
-    };
-    if let Err(err) = forgotten {
+    if let Err(err) = db::sessions::end_upload(&state.db, key).await {
         tracing::warn!(error = %err, "could not forget a refused upload; cleanup will");
     }
 }
 
-/// Checks the fields and stores the session with its first job.
 /// What the multipart body of an upload held, and its `Idempotency-Key`.
 #[derive(Default)]
 struct UploadForm {
@@ -503,74 +484,60 @@ async fn create_session(
     };
     let patient = owned(state, patient_id.trim(), user).await?;
 
-    let id = session_id.to_string();
-    let origin = meta.job_origin(Some(&user.id));
-    let mut tx = state.db.begin().await?;
-    let (job, new) = match &file {
+    let (status, source, media_type, object_key, size, transcript) = match &file {
         StoredFile::Audio {
             key,
             media_type,
             size,
-        } => {
-            let job = jobs::enqueue(&mut tx, &TranscribeSession { session_id }, &origin).await?;
-            (
-                job,
-                NewSession {
-                    id: &id,
-                    practitioner_id: &user.id,
-                    patient_id: &patient.id,
-                    status: SessionStatus::Uploaded,
-                    source: "audio",
-                    media_type,
-                    object_key: Some(key),
-                    size_bytes: *size as i64,
-                    recorded_at,
-                    duration_ms: None,
-                    transcript: None,
-                    segments: None,
-                    job_id: "",
-                    idempotency_key: idempotency_key.as_deref(),
-                },
-            )
-        }
+        } => (
+            SessionStatus::Uploaded,
+            "audio",
+            *media_type,
+            Some(key.as_str()),
+            *size,
+            None,
+        ),
         StoredFile::Transcript {
             format,
             transcript,
             size,
-        } => {
-            let job = jobs::enqueue(&mut tx, &ExtractNotes { session_id }, &origin).await?;
-            (
-                job,
-                NewSession {
-                    id: &id,
-                    practitioner_id: &user.id,
-                    patient_id: &patient.id,
-                    status: SessionStatus::Transcribed,
-                    source: "transcript",
-                    media_type: format.media_type(),
-                    object_key: None,
-                    size_bytes: *size as i64,
-                    recorded_at,
-                    duration_ms: transcript.duration_ms,
-                    transcript: Some(&transcript.text),
-                    segments: None,
-                    job_id: "",
-                    idempotency_key: idempotency_key.as_deref(),
-                },
-            )
-        }
-    };
-    let segments_json = match &file {
-        StoredFile::Transcript { transcript, .. } => Some(
-            serde_json::to_string(&transcript.segments)
-                .map_err(|e| ApiError::internal(format!("encoding segments: {e}")))?,
+        } => (
+            SessionStatus::Transcribed,
+            "transcript",
+            format.media_type(),
+            None,
+            *size,
+            Some(transcript),
         ),
-        StoredFile::Audio { .. } => None,
+    };
+    let segments_json = transcript
+        .map(|t| serde_json::to_string(&t.segments))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("encoding segments: {e}")))?;
+
+    let id = session_id.to_string();
+    let origin = meta.job_origin(Some(&user.id));
+    let mut tx = state.db.begin().await?;
+    // Audio is transcribed first; a transcript goes straight to extraction.
+    let job = match transcript {
+        None => jobs::enqueue(&mut tx, &TranscribeSession { session_id }, &origin).await?,
+        Some(_) => jobs::enqueue(&mut tx, &ExtractNotes { session_id }, &origin).await?,
     };
     let new = NewSession {
-        job_id: &job.id,
+        id: &id,
+        practitioner_id: &user.id,
+        patient_id: &patient.id,
+        status,
+        source,
+        media_type,
+        object_key,
+        size_bytes: size as i64,
+        recorded_at,
+        duration_ms: transcript.and_then(|t| t.duration_ms),
+        transcript: transcript.map(|t| t.text.as_str()),
         segments: segments_json.as_deref(),
-        ..new
+        job_id: &job.id,
+        idempotency_key: idempotency_key.as_deref(),
     };
     if let Err(err) = db::sessions::insert(&mut tx, &new).await {
         if db::is_unique_violation(&err, "sessions_idempotency_key", "sessions.practitioner_id") {
@@ -582,7 +549,7 @@ async fn create_session(
         }
         return Err(err.into());
     }
-    db::sessions::end_upload(&mut tx, &recording_key(&session_id)).await?;
+    db::sessions::end_upload(&mut *tx, &recording_key(&session_id)).await?;
     tx.commit().await?;
     // Read back before the job is handed over, so the answer shows the session as stored
     // (a worker may move it on at once).
@@ -601,7 +568,6 @@ async fn requeue(
     meta: &RequestMeta,
     row: &SessionRow,
     stage: Stage,
-    from: &[SessionStatus],
 ) -> ApiResult<StageQueued> {
     let session_id = Uuid::parse_str(&row.id)
         .map_err(|e| ApiError::internal(format!("stored session id is not a UUID: {e}")))?;
@@ -613,7 +579,7 @@ async fn requeue(
         }
         Stage::Extraction => jobs::enqueue(&mut tx, &ExtractNotes { session_id }, &origin).await?,
     };
-    if !db::sessions::requeue_stage(&mut tx, &row.id, stage, from, &job.id).await? {
+    if !db::sessions::requeue_stage(&mut tx, &row.id, stage, &job.id).await? {
         return Err(ApiError::conflict(
             "session-busy",
             "The session changed meanwhile; read it again.",

@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// Largest transcript file accepted (a long session's captions are well under 1 MB).
-pub const MAX_TRANSCRIPT_BYTES: u64 = 10 * 1024 * 1024;
+pub const MAX_TRANSCRIPT_BYTES: usize = 10 * 1024 * 1024;
 /// Largest plain field (`patient_id`, `recorded_at`).
 const MAX_FIELD_BYTES: usize = 1024;
 /// Bytes read from the network at a time.
@@ -108,16 +108,32 @@ pub enum StoredFile {
 
 /// Reads a short text field.
 pub async fn text_field(field: Field, name: &str) -> ApiResult<String> {
-    let mut stream = ReaderStream::new(field.into_async_read());
-    let mut out = Vec::new();
+    let stream = ReaderStream::new(field.into_async_read());
+    read_text(stream, Vec::new(), MAX_FIELD_BYTES, name)
+        .await?
+        .ok_or_else(|| ApiError::invalid_field(name, "is too long"))
+}
+
+/// Reads the rest of `stream` after `read`, as UTF-8 text of at most `max` bytes (`None`
+/// when longer); `field` names the form field in errors.
+async fn read_text<S>(
+    mut stream: S,
+    mut read: Vec<u8>,
+    max: usize,
+    field: &str,
+) -> ApiResult<Option<String>>
+where
+    S: futures::Stream<Item = std::io::Result<Bytes>> + Unpin,
+{
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(body_error)?;
-        out.extend_from_slice(&chunk);
-        if out.len() > MAX_FIELD_BYTES {
-            return Err(ApiError::invalid_field(name, "is too long"));
+        read.extend_from_slice(&chunk.map_err(body_error)?);
+        if read.len() > max {
+            return Ok(None);
         }
     }
-    String::from_utf8(out).map_err(|_| ApiError::invalid_field(name, "is not UTF-8 text"))
+    String::from_utf8(read)
+        .map(Some)
+        .map_err(|_| ApiError::invalid_field(field, "is not UTF-8 text"))
 }
 
 /// Sniffs the file part and stores it: audio streamed to the store at `key`, a transcript
@@ -164,16 +180,10 @@ pub async fn store_file(state: &AppState, field: Field, key: &str) -> ApiResult<
             })
         }
         Sniffed::Transcript(format) => {
-            let mut raw = head.to_vec();
-            while let Some(chunk) = stream.next().await {
-                raw.extend_from_slice(&chunk.map_err(body_error)?);
-                if raw.len() as u64 > MAX_TRANSCRIPT_BYTES {
-                    return Err(ApiError::too_large(MAX_TRANSCRIPT_BYTES));
-                }
-            }
-            let size = raw.len() as u64;
-            let text = String::from_utf8(raw)
-                .map_err(|_| ApiError::invalid_field("file", "is not UTF-8 text"))?;
+            let text = read_text(stream, head.to_vec(), MAX_TRANSCRIPT_BYTES, "file")
+                .await?
+                .ok_or_else(|| ApiError::too_large(MAX_TRANSCRIPT_BYTES as u64))?;
+            let size = text.len() as u64;
             let transcript = transcript::parse(format, &text)
                 .map_err(|message| ApiError::invalid_field("file", message))?;
             Ok(StoredFile::Transcript {
