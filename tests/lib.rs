@@ -484,6 +484,23 @@ impl TestApp {
         found.into_iter().map(|(_, m)| m).collect()
     }
 
+    /// A relay of its own on the app's ledger and transport (as another process has).
+    pub async fn relay(&self) -> tend_shared::queue::Relay {
+        let transport = Transport::connect(&self.settings).await.unwrap();
+        tend_shared::queue::Relay::new(
+            self.db.clone(),
+            transport,
+            self.settings.queue_max_in_flight,
+        )
+    }
+
+    /// Begins a transaction that starts jobs the way requests do (handed over on commit).
+    pub async fn job_tx(&self) -> tend_shared::jobs::JobTx {
+        tend_shared::jobs::JobTx::begin(&self.relay().await)
+            .await
+            .unwrap()
+    }
+
     /// Starts a separate worker "process" (its own runtime and threads) on the app's backends.
     pub fn spawn_worker(&self, overrides: &[(&str, &str)]) -> WorkerProcess {
         let mut env = self.env.clone();

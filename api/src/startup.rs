@@ -15,7 +15,7 @@ use poem::{
 use tend_shared::{
     Settings,
     db::{self, Db},
-    queue::Transport,
+    queue::{Relay, Transport},
     storage::ObjectStore,
 };
 use tokio_util::sync::CancellationToken;
@@ -180,7 +180,12 @@ pub async fn run(
             )
             .await?,
         );
-        tasks.push(tend_scheduler::start(components.db.clone(), shutdown.clone()).await?);
+        let relay = Relay::new(
+            components.db.clone(),
+            components.transport.clone(),
+            settings.queue_max_in_flight,
+        );
+        tasks.push(tend_scheduler::start(relay, shutdown.clone()).await?);
     }
     let server_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {

@@ -6,7 +6,7 @@ use tend_shared::{
     Settings,
     auth::jwt::{TokenError, TokenKeys},
     db::{self, Db, users::User},
-    jobs::Enqueued,
+    jobs::JobTx,
     queue::{Relay, Transport},
     ratelimit::RateLimiter,
     storage::ObjectStore,
@@ -56,11 +56,9 @@ impl AppState {
         self.relay.transport()
     }
 
-    /// Hands committed jobs to the queue (best effort; the relay loop catches up).
-    pub async fn dispatch(&self, jobs: &[Enqueued]) {
-        for job in jobs {
-            self.relay.dispatch_now(job).await;
-        }
+    /// Begins a transaction that may start jobs; they are handed to the queue when it commits.
+    pub async fn begin(&self) -> ApiResult<JobTx> {
+        Ok(JobTx::begin(&self.relay).await?)
     }
 
     /// Removes stored objects before the rows that own them are deleted: if the store is

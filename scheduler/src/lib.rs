@@ -12,9 +12,10 @@ use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
 use tend_shared::{
-    db::Db,
-    jobs::{self, Cleanup},
+    jobs::{JobPayload, JobTx},
+    queue::Relay,
 };
+use tend_worker::jobs::cleanup::Cleanup;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,15 +24,16 @@ pub const CLEANUP_SCHEDULE: &str = "0 17 * * * *";
 
 /// What the tick handler needs.
 struct Ctx {
-    db: Db,
+    relay: Relay,
 }
 
 /// Enqueues the cleanup run for one tick, once across all replicas.
-async fn enqueue_cleanup(db: &Db, tick_secs: i64) -> anyhow::Result<bool> {
+async fn enqueue_cleanup(relay: &Relay, tick_secs: i64) -> anyhow::Result<bool> {
     let scheduled_for = tick_secs * 1000;
-    let key = format!("{}:{scheduled_for}", <Cleanup as jobs::JobPayload>::KIND);
-    let mut conn = db.acquire().await?;
-    let enqueued = jobs::enqueue_once(&mut conn, &Cleanup { scheduled_for }, &key).await?;
+    let key = format!("{}:{scheduled_for}", Cleanup::KIND);
+    let mut tx = JobTx::begin(relay).await?;
+    let enqueued = tx.enqueue_once(&Cleanup { scheduled_for }, &key).await?;
+    tx.commit().await?;
     match &enqueued {
         Some(job) => tracing::info!(job_id = %job.id, scheduled_for, "cleanup enqueued"),
         None => tracing::debug!(scheduled_for, "cleanup already enqueued by another replica"),
@@ -40,7 +42,7 @@ async fn enqueue_cleanup(db: &Db, tick_secs: i64) -> anyhow::Result<bool> {
 }
 
 async fn on_tick(tick: Tick, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
-    enqueue_cleanup(&ctx.db, tick.get_timestamp() as i64)
+    enqueue_cleanup(&ctx.relay, tick.get_timestamp() as i64)
         .await
         .map(|_| ())
         .map_err(|e| e.into_boxed_dyn_error())
@@ -55,14 +57,14 @@ pub fn last_tick(schedule: &cron::Schedule, now: DateTime<Utc>) -> Option<DateTi
 }
 
 /// Starts the schedules; they run until `shutdown`.
-pub async fn start(db: Db, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
+pub async fn start(relay: Relay, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
     let schedule = cron::Schedule::from_str(CLEANUP_SCHEDULE)?;
     if let Some(missed) = last_tick(&schedule, Utc::now())
-        && enqueue_cleanup(&db, missed.timestamp()).await?
+        && enqueue_cleanup(&relay, missed.timestamp()).await?
     {
         tracing::info!(tick = %missed, "caught up a cleanup run missed while down");
     }
-    let ctx = Arc::new(Ctx { db });
+    let ctx = Arc::new(Ctx { relay });
     let name = format!("scheduler-cleanup-{}", instance_suffix());
     let worker = WorkerBuilder::new(name)
         .backend(CronScheduler::new(schedule))

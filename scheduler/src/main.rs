@@ -1,7 +1,11 @@
 //! `tend-scheduler`: enqueues maintenance jobs on schedule. Run one (or two, for availability:
 //! ticks are deduplicated).
 
-use tend_shared::{Settings, db, telemetry};
+use tend_shared::{
+    Settings, db,
+    queue::{Relay, Transport},
+    telemetry,
+};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -10,8 +14,11 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
     let db = db::connect(&settings).await?;
     db::migrate(&db).await?;
+    // Ticks are handed to the queue as soon as they are stored, like any job.
+    let transport = Transport::connect(&settings).await?;
+    let relay = Relay::new(db, transport, settings.queue_max_in_flight);
     let shutdown = CancellationToken::new();
-    let handle = tend_scheduler::start(db, shutdown.clone()).await?;
+    let handle = tend_scheduler::start(relay, shutdown.clone()).await?;
     tracing::info!("scheduler started");
     telemetry::shutdown_signal().await;
     shutdown.cancel();

@@ -11,6 +11,8 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::jobs::Queue;
+
 /// Whether unsafe conveniences (generated secrets, SQLite queue, `.eml` mail) are allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -143,8 +145,14 @@ pub struct Settings {
     pub login_rate_limit_per_minute: u32,
     /// `TRUST_PROXY_HEADERS`: take the client IP from `X-Forwarded-For` (behind a proxy only).
     pub trust_proxy_headers: bool,
-    /// `WORKER_CONCURRENCY`: jobs one worker process runs at once, per queue.
+    /// `WORKER_CONCURRENCY`: jobs one worker process runs at once, per queue, unless
+    /// `WORKER_CONCURRENCY_<QUEUE>` says otherwise for that queue ([`Settings::concurrency`]).
     pub worker_concurrency: usize,
+    /// `WORKER_CONCURRENCY_<QUEUE>`: the queues whose concurrency differs from the default.
+    pub queue_concurrency: Vec<(Queue, usize)>,
+    /// `WORKER_QUEUES`: the queues this process works on (comma-separated names; all by
+    /// default), so operators can run dedicated replicas per queue and scale each on its depth.
+    pub worker_queues: Vec<Queue>,
     /// `JOB_LEASE_SECS`: a running job whose worker stops renewing its lease for this long is
     /// handed to another worker (what makes a SIGKILLed worker's job survive).
     pub job_lease: Duration,
@@ -254,7 +262,9 @@ impl Settings {
             login_rate_limit_per_minute: parse(&lookup, "LOGIN_RATE_LIMIT_PER_MINUTE", "5")?,
             trust_proxy_headers: parse(&lookup, "TRUST_PROXY_HEADERS", "false")?,
             worker_concurrency: parse(&lookup, "WORKER_CONCURRENCY", "4")?,
-            job_lease: Duration::from_secs(parse(&lookup, "JOB_LEASE_SECS", "15")?),
+            queue_concurrency: queue_concurrency(&lookup)?,
+            worker_queues: worker_queues(&lookup)?,
+            job_lease: Duration::from_secs(parse(&lookup, "JOB_LEASE_SECS", "6")?),
             queue_max_in_flight: parse(&lookup, "QUEUE_MAX_IN_FLIGHT", "1000")?,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),
             storage: storage_backend(&lookup, &data_dir)?,
@@ -276,6 +286,14 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Jobs of `queue` one worker process runs at once.
+    pub fn concurrency(&self, queue: Queue) -> usize {
+        self.queue_concurrency
+            .iter()
+            .find(|(q, _)| *q == queue)
+            .map_or(self.worker_concurrency, |(_, n)| *n)
+    }
+
     /// True when mail goes to `.eml` files instead of an SMTP server.
     pub fn mail_to_files(&self) -> bool {
         self.smtp_url.is_none()
@@ -290,6 +308,47 @@ impl Settings {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
     }
+}
+
+/// Reads `WORKER_CONCURRENCY_<QUEUE>` for every queue that sets it.
+fn queue_concurrency(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<(Queue, usize)>> {
+    let mut found = Vec::new();
+    for queue in Queue::ALL {
+        let name = format!("WORKER_CONCURRENCY_{}", queue.as_str().to_uppercase());
+        if let Some(raw) = lookup(&name) {
+            match raw.trim().parse::<usize>() {
+                Ok(n) if n > 0 => found.push((queue, n)),
+                _ => bail!("{name} must be a whole number of at least 1, not {raw:?}"),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Reads `WORKER_QUEUES`: known queue names only, at least one.
+fn worker_queues(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<Queue>> {
+    let Some(raw) = lookup("WORKER_QUEUES") else {
+        return Ok(Queue::ALL.to_vec());
+    };
+    let mut queues = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let queue = Queue::parse(name).with_context(|| {
+            let known: Vec<_> = Queue::ALL.iter().map(|q| q.as_str()).collect();
+            format!(
+                "WORKER_QUEUES names an unknown queue {name:?}; known: {}",
+                known.join(", ")
+            )
+        })?;
+        if !queues.contains(&queue) {
+            queues.push(queue);
+        }
+    }
+    if queues.is_empty() {
+        bail!("WORKER_QUEUES is set but names no queue");
+    }
+    Ok(queues)
 }
 
 /// Reads `STORAGE_URL` and the `S3_*` variables.

@@ -13,6 +13,7 @@ use apalis::prelude::TaskSink;
 use apalis_core::backend::Vacuum;
 use apalis_redis::{ConnectionManager, RedisStorage};
 use apalis_sqlite::{SqlitePool, SqliteStorage};
+use futures::StreamExt;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -24,32 +25,86 @@ use crate::{
     jobs::{Enqueued, Queue},
 };
 
-/// The message on the queue: which ledger row to run. Nothing else travels.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The message on the queue: which ledger rows to run. Nothing else travels. Short jobs travel
+/// in batches ([`Queue::delivery_batch`]), claimed together in one statement.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Delivery {
-    /// The `jobs.id` to claim and run.
-    pub job_id: String,
+    /// The `jobs.id`s to claim and run.
+    #[serde(default)]
+    pub job_ids: Vec<String>,
+    /// The single id of a delivery pushed before batches existed (read, never written).
+    #[serde(default, skip_serializing)]
+    pub job_id: Option<String>,
+}
+
+impl Delivery {
+    /// Every job id the delivery names.
+    pub fn into_ids(self) -> Vec<String> {
+        let mut ids = self.job_ids;
+        ids.extend(self.job_id);
+        ids
+    }
+}
+
+/// Wakes this process's workers of a queue as soon as something is pushed to it, instead of
+/// at their next poll: pushes made in this process wake them directly, pushes made elsewhere
+/// through Redis pub/sub ([`Transport::listen_for_wakes`]).
+#[derive(Default)]
+pub struct Wakers {
+    senders: std::sync::Mutex<Vec<(Queue, futures::channel::mpsc::Sender<()>)>>,
+}
+
+impl Wakers {
+    /// A stream that yields each time `queue` receives work (coalesced: at most one waiting).
+    pub fn subscribe(&self, queue: Queue) -> futures::channel::mpsc::Receiver<()> {
+        let (tx, rx) = futures::channel::mpsc::channel(1);
+        self.senders.lock().expect("wakers lock").push((queue, tx));
+        rx
+    }
+
+    /// Wakes the workers of `queue` (and forgets those that stopped).
+    pub fn wake(&self, queue: Queue) {
+        let mut senders = self.senders.lock().expect("wakers lock");
+        senders.retain(|(_, tx)| !tx.is_closed());
+        for (q, tx) in senders.iter_mut() {
+            if *q == queue {
+                let _ = tx.try_send(()); // full: a wake is already waiting
+            }
+        }
+    }
 }
 
 /// A connected transport. Cheap to clone (connection handles).
 #[derive(Clone)]
-pub enum Transport {
-    /// apalis-redis on one multiplexed connection.
+pub struct Transport {
+    /// The backend and its connection.
+    pub backend: Backend,
+    /// Prefix of every queue name, so several installations can share one Redis.
+    namespace: String,
+    /// This process's workers, woken on push.
+    wakers: Arc<Wakers>,
+}
+
+/// The backend behind a [`Transport`].
+#[derive(Clone)]
+pub enum Backend {
+    /// apalis-redis on one multiplexed connection (the client opens pub/sub connections).
     Redis {
         conn: ConnectionManager,
-        namespace: String,
+        client: redis::Client,
     },
     /// apalis-sqlite on its own pool (it sets `synchronous=OFF` on the pool it is given, so it
     /// never shares the data pool).
-    Sqlite { pool: SqlitePool, namespace: String },
+    Sqlite { pool: SqlitePool },
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Transport::Redis { namespace, .. } => write!(f, "Transport::Redis({namespace})"),
-            Transport::Sqlite { namespace, .. } => write!(f, "Transport::Sqlite({namespace})"),
-        }
+        let kind = match self.backend {
+            Backend::Redis { .. } => "Redis",
+            Backend::Sqlite { .. } => "Sqlite",
+        };
+        write!(f, "Transport::{kind}({})", self.namespace)
     }
 }
 
@@ -70,12 +125,13 @@ impl Transport {
                     .set_response_timeout(Some(Duration::from_secs(5)))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_secs(1));
-                let conn = redis::Client::open(url.expose_secret())
-                    .context("QUEUE_URL is not a valid Redis URL")?
+                let client = redis::Client::open(url.expose_secret())
+                    .context("QUEUE_URL is not a valid Redis URL")?;
+                let conn = client
                     .get_connection_manager_with_config(config)
                     .await
                     .context("connecting to QUEUE_URL (Redis)")?;
-                Ok(Transport::Redis { conn, namespace })
+                Ok(Self::new(Backend::Redis { conn, client }, namespace))
             }
             QueueBackend::Sqlite(url) => {
                 db::prepare_sqlite_path(url)?;
@@ -98,17 +154,66 @@ impl Transport {
                 SqliteStorage::setup(&pool)
                     .await
                     .context("preparing the SQLite queue tables")?;
-                Ok(Transport::Sqlite { pool, namespace })
+                Ok(Self::new(Backend::Sqlite { pool }, namespace))
             }
+        }
+    }
+
+    fn new(backend: Backend, namespace: String) -> Self {
+        Self {
+            backend,
+            namespace,
+            wakers: Arc::default(),
         }
     }
 
     /// The transport-level name of a queue (namespaced).
     pub fn queue_name(&self, queue: Queue) -> String {
-        let ns = match self {
-            Transport::Redis { namespace, .. } | Transport::Sqlite { namespace, .. } => namespace,
+        format!("{}:{}", self.namespace, queue.as_str())
+    }
+
+    /// The Redis pub/sub channel on which pushes announce themselves to every worker process.
+    fn wake_channel(&self) -> String {
+        format!("{}:wake", self.namespace)
+    }
+
+    /// This process's wakers (workers subscribe to them).
+    pub fn wakers(&self) -> &Wakers {
+        &self.wakers
+    }
+
+    /// Relays wake-ups announced on Redis by other processes to this process's workers, until
+    /// `shutdown`; reconnects after errors. Nothing to do on the SQLite queue, which lives in
+    /// one process.
+    pub async fn listen_for_wakes(self, shutdown: CancellationToken) {
+        let Backend::Redis { client, .. } = &self.backend else {
+            return;
         };
-        format!("{ns}:{}", queue.as_str())
+        let channel = self.wake_channel();
+        while !shutdown.is_cancelled() {
+            let listened = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    let name: String = message.get_payload()?;
+                    if let Some(queue) = Queue::parse(&name) {
+                        self.wakers.wake(queue);
+                    }
+                }
+                anyhow::Ok(())
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                result = listened => {
+                    if let Err(err) = result {
+                        tracing::warn!(error = %err, "wake-up channel lost; reconnecting");
+                    }
+                    // Wakes only speed things up: polling carries on meanwhile.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 
     /// apalis-redis settings for a queue: explicit name, short heartbeat. Workers add their
@@ -128,29 +233,42 @@ impl Transport {
             .missed_heartbeats(3)
     }
 
-    /// Puts one delivery on a queue.
-    pub async fn push(&self, queue: Queue, job_id: &str) -> anyhow::Result<()> {
+    /// Puts one delivery (a batch of job ids) on a queue and wakes its workers.
+    pub async fn push(&self, queue: Queue, job_ids: &[String]) -> anyhow::Result<()> {
         let delivery = Delivery {
-            job_id: job_id.to_owned(),
+            job_ids: job_ids.to_vec(),
+            job_id: None,
         };
-        match self {
-            Transport::Redis { conn, .. } => {
+        match &self.backend {
+            Backend::Redis { conn, .. } => {
                 let mut storage = RedisStorage::<Delivery>::new(conn.clone())
                     .with_config(self.redis_config(queue));
                 storage
                     .push(delivery)
                     .await
-                    .map_err(|e| anyhow::anyhow!("pushing to Redis: {e}"))
+                    .map_err(|e| anyhow::anyhow!("pushing to Redis: {e}"))?;
+                // Other processes' workers learn of it at once; a lost wake-up only costs a poll.
+                let mut conn = conn.clone();
+                let woken: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                    .arg(self.wake_channel())
+                    .arg(queue.as_str())
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(err) = woken {
+                    tracing::debug!(error = %err, "wake-up not published");
+                }
             }
-            Transport::Sqlite { pool, .. } => {
+            Backend::Sqlite { pool } => {
                 let mut storage =
                     SqliteStorage::<Delivery>::new(pool).with_config(self.sqlite_config(queue));
                 storage
                     .push(delivery)
                     .await
-                    .map_err(|e| anyhow::anyhow!("pushing to the SQLite queue: {e}"))
+                    .map_err(|e| anyhow::anyhow!("pushing to the SQLite queue: {e}"))?;
             }
         }
+        self.wakers.wake(queue);
+        Ok(())
     }
 
     /// Deletes what the transport keeps of deliveries finished more than `age` ago, on every
@@ -159,8 +277,8 @@ impl Transport {
     pub async fn vacuum(&self, age: Duration) -> anyhow::Result<usize> {
         let mut removed = 0;
         for queue in Queue::ALL {
-            match self {
-                Transport::Redis { conn, .. } => {
+            match &self.backend {
+                Backend::Redis { conn, .. } => {
                     let config = self.redis_config(queue);
                     let mut storage =
                         RedisStorage::<Delivery>::new(conn.clone()).with_config(config.clone());
@@ -175,7 +293,7 @@ impl Transport {
                         .query_async(&mut conn)
                         .await?;
                 }
-                Transport::Sqlite { pool, .. } => {
+                Backend::Sqlite { pool } => {
                     let mut storage =
                         SqliteStorage::<Delivery>::new(pool).with_config(self.sqlite_config(queue));
                     removed += storage
@@ -190,12 +308,12 @@ impl Transport {
 
     /// Checks that the transport answers (`GET /ready`).
     pub async fn ping(&self) -> anyhow::Result<()> {
-        match self {
-            Transport::Redis { conn, .. } => {
+        match &self.backend {
+            Backend::Redis { conn, .. } => {
                 let mut conn = conn.clone();
                 let _: String = redis::cmd("PING").query_async(&mut conn).await?;
             }
-            Transport::Sqlite { pool, .. } => {
+            Backend::Sqlite { pool } => {
                 sqlx::query("SELECT 1").execute(pool).await?;
             }
         }
@@ -204,16 +322,17 @@ impl Transport {
 
     /// The Redis connection, when there is one (shared rate limits use it).
     pub fn redis(&self) -> Option<ConnectionManager> {
-        match self {
-            Transport::Redis { conn, .. } => Some(conn.clone()),
-            Transport::Sqlite { .. } => None,
+        match &self.backend {
+            Backend::Redis { conn, .. } => Some(conn.clone()),
+            Backend::Sqlite { .. } => None,
         }
     }
 }
 
-/// Moves jobs from the ledger to the transport: right after a request commits (the fast
-/// path) and from a loop that catches everything else (retries that fell due, jobs whose
-/// worker died, pushes that failed while the queue was down).
+/// Moves jobs from the ledger to the transport: right after the transaction that starts them
+/// commits ([`Relay::hand_over`]) and from a loop that catches everything else (retries that
+/// fell due, jobs whose worker died, pushes that failed while the queue was down, jobs that
+/// waited while the transport was full).
 #[derive(Clone)]
 pub struct Relay {
     db: Db,
@@ -222,11 +341,11 @@ pub struct Relay {
     wake: Arc<Notify>,
 }
 
-/// Longest a request waits to hand its job to the queue; past it the relay delivers it later.
-const FAST_DISPATCH_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest a commit waits to hand its jobs to the queue; past it the relay delivers them later.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the relay loop looks for due jobs when nothing wakes it.
 const RELAY_INTERVAL: Duration = Duration::from_millis(250);
-/// How often lapsed leases are looked for.
+/// How often lapsed leases are looked for: a lease lapses on a scale of seconds.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// How often stale deliveries are looked for.
 const STALE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
@@ -251,43 +370,66 @@ impl Relay {
         &self.transport
     }
 
-    /// Hands a just-committed job to the transport at once. Best effort: on any failure the job
-    /// stays in the ledger and the relay loop delivers it later, so the caller's 2xx holds.
-    pub async fn dispatch_now(&self, job: &Enqueued) {
-        if let Err(err) = self.try_dispatch_now(job).await {
-            tracing::warn!(job_id = %job.id, error = %err, "fast dispatch failed; the relay will retry");
-        }
+    /// The database whose ledger it reads.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Asks this process's relay loop for a pass now (a worker finished jobs, so the transport
+    /// has room again).
+    pub fn nudge(&self) {
         self.wake.notify_one();
     }
 
-    async fn try_dispatch_now(&self, job: &Enqueued) -> anyhow::Result<()> {
-        let queue = job.queue.as_str();
-        if db::jobs::in_flight(&self.db, queue).await? >= self.max_in_flight {
-            return Ok(()); // The queue is full enough: the job waits in the ledger.
-        }
-        if db::jobs::take_one_for_dispatch(&self.db, &job.id).await? {
-            let pushed = tokio::time::timeout(
-                FAST_DISPATCH_TIMEOUT,
-                self.transport.push(job.queue, &job.id),
-            )
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the queue did not answer in time")));
-            if let Err(err) = pushed {
-                db::jobs::undispatch(&self.db, &job.id).await?;
-                return Err(err);
+    /// Hands just-committed jobs to the transport at once, batched per queue. Best effort: on
+    /// any failure the jobs stay in the ledger and the relay loop delivers them later, so the
+    /// caller's 2xx holds.
+    pub async fn hand_over(&self, jobs: &[Enqueued]) {
+        for queue in Queue::ALL {
+            let ids: Vec<String> = jobs
+                .iter()
+                .filter(|job| job.queue == queue)
+                .map(|job| job.id.clone())
+                .collect();
+            for batch in ids.chunks(queue.delivery_batch()) {
+                match self.hand_over_batch(queue, batch).await {
+                    Ok(true) => {}
+                    // The transport is full: the rest waits in the ledger for the relay.
+                    Ok(false) => break,
+                    Err(err) => {
+                        tracing::warn!(queue = queue.as_str(), error = %err, "hand-over failed; the relay will retry");
+                        break;
+                    }
+                }
             }
         }
-        Ok(())
+    }
+
+    /// Hands one batch over; `false` when the transport had no room for it.
+    async fn hand_over_batch(&self, queue: Queue, ids: &[String]) -> anyhow::Result<bool> {
+        let taken =
+            db::jobs::take_listed_for_dispatch(&self.db, queue.as_str(), ids, self.max_in_flight)
+                .await?;
+        if taken.is_empty() {
+            return Ok(false);
+        }
+        let pushed = tokio::time::timeout(HAND_OVER_TIMEOUT, self.transport.push(queue, &taken))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the queue did not answer in time")));
+        if let Err(err) = pushed {
+            db::jobs::undispatch(&self.db, &taken).await?;
+            return Err(err);
+        }
+        Ok(true)
     }
 
     /// Runs until `shutdown`: recovers lapsed leases (each second), re-offers lost deliveries
     /// (each 30 s), and feeds each queue up to its in-flight bound (each 250 ms, or at once when
-    /// woken).
+    /// nudged).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut last_recovery = tokio::time::Instant::now();
         let mut last_stale_check = tokio::time::Instant::now();
         loop {
-            // Leases lapse on a scale of seconds: looking once a second is plenty.
             if due(&mut last_recovery, RECOVERY_INTERVAL) {
                 report(
                     "jobs whose worker stopped renewing its lease handed back",
@@ -316,30 +458,26 @@ impl Relay {
 
     /// One pass over every queue; returns how many jobs it handed over.
     pub async fn pass(&self) -> anyhow::Result<usize> {
-        let recovered = db::jobs::recover_expired_leases(&self.db).await?;
-        if recovered > 0 {
-            tracing::warn!(
-                count = recovered,
-                "recovered jobs whose worker stopped renewing its lease"
-            );
-        }
+        let in_flight = db::jobs::in_flight_by_queue(&self.db).await?;
         let mut moved = 0;
         for queue in Queue::ALL {
-            let in_flight = db::jobs::in_flight(&self.db, queue.as_str()).await?;
-            let room = (self.max_in_flight - in_flight).min(RELAY_BATCH);
+            let held = in_flight
+                .iter()
+                .find(|(name, _)| name == queue.as_str())
+                .map_or(0, |(_, count)| *count);
+            let room = (self.max_in_flight - held).min(RELAY_BATCH);
             if room <= 0 {
                 continue;
             }
             let ids = db::jobs::take_for_dispatch(&self.db, queue.as_str(), room).await?;
-            for (i, id) in ids.iter().enumerate() {
-                if let Err(err) = self.transport.push(queue, id).await {
-                    // Give back this one and the rest; the next pass tries again.
-                    for id in &ids[i..] {
-                        db::jobs::undispatch(&self.db, id).await?;
-                    }
+            let batches: Vec<&[String]> = ids.chunks(queue.delivery_batch()).collect();
+            for (i, batch) in batches.iter().enumerate() {
+                if let Err(err) = self.transport.push(queue, batch).await {
+                    // Give back this batch and the rest; the next pass tries again.
+                    db::jobs::undispatch(&self.db, &batches[i..].concat()).await?;
                     return Err(err.context(format!("queue {} unreachable", queue.as_str())));
                 }
-                moved += 1;
+                moved += batch.len();
             }
         }
         Ok(moved)

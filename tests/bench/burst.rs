@@ -11,11 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use tend_shared::{
-    db,
-    jobs::{self, EmailTemplate, JobOrigin, SendEmail},
-};
+use tend_shared::{db, jobs::JobOrigin};
 use tend_tests::{AppOptions, spawn_app_with};
+use tend_worker::jobs::email::{EmailTemplate, SendEmail};
 
 #[tokio::main]
 async fn main() {
@@ -36,15 +34,13 @@ async fn main() {
     let backend = tend_tests::backends();
 
     let started = Instant::now();
-    let mut tx = app.db.begin().await.unwrap();
+    let mut tx = app.job_tx().await;
     for _ in 0..total {
         let payload = SendEmail {
             user_id: uuid::Uuid::now_v7(),
             template: EmailTemplate::PasswordChanged,
         };
-        jobs::enqueue(&mut tx, &payload, &JobOrigin::default())
-            .await
-            .unwrap();
+        tx.enqueue(&payload, &JobOrigin::default()).await.unwrap();
     }
     tx.commit().await.unwrap();
     let enqueue = started.elapsed();

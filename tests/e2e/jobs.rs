@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tend_shared::{
     db,
-    jobs::{self, Cleanup, JobOrigin},
-    queue::{Relay, Transport},
+    jobs::{JobOrigin, JobState},
 };
 use tend_tests::{
-    PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_api_only, spawn_app, spawn_app_with_env,
-    unique_email,
+    AppOptions, PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_api_only, spawn_app,
+    spawn_app_with, spawn_app_with_env, unique_email,
 };
+use tend_worker::jobs::cleanup::Cleanup;
 
 async fn register(app: &tend_tests::TestApp) -> (String, String, String) {
     let email = unique_email();
@@ -93,7 +93,7 @@ async fn a_killed_workers_job_is_taken_over_by_another_worker() {
     eventually(
         "the first worker to start the job",
         Duration::from_secs(20),
-        || async { Ok(job_state(&app, &job_id).await.state == "running") },
+        || async { Ok(job_state(&app, &job_id).await.state == JobState::Running) },
     )
     .await
     .unwrap();
@@ -108,7 +108,7 @@ async fn a_killed_workers_job_is_taken_over_by_another_worker() {
     eventually(
         "the job to finish on the other worker",
         Duration::from_secs(30),
-        || async { Ok(job_state(&app, &job_id).await.state == "done") },
+        || async { Ok(job_state(&app, &job_id).await.state == JobState::Done) },
     )
     .await
     .unwrap();
@@ -132,35 +132,34 @@ async fn sigterm_lets_running_jobs_finish_before_the_worker_exits() {
     let worker = app.spawn_worker(&[("SMTP_URL", &slow.url)]);
     let (_, job_id, _) = register(&app).await;
     eventually("the job to start", Duration::from_secs(20), || async {
-        Ok(job_state(&app, &job_id).await.state == "running")
+        Ok(job_state(&app, &job_id).await.state == JobState::Running)
     })
     .await
     .unwrap();
     worker.terminate().await;
     // Once terminate returns, the worker has drained: the job finished, it was not abandoned.
     let job = job_state(&app, &job_id).await;
-    assert_eq!(job.state, "done", "{job:?}");
+    assert_eq!(job.state, JobState::Done, "{job:?}");
     assert_eq!(job.attempts, 1);
     assert_eq!(slow.received.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
-    let app = spawn_api_only().await;
-    let mut tx = app.db.begin().await.unwrap();
+    let app = spawn_app_with(AppOptions {
+        api_only: true,
+        env: vec![("QUEUE_MAX_IN_FLIGHT".into(), "10".into())],
+    })
+    .await;
+    let mut tx = app.job_tx().await;
     for i in 0..50 {
-        jobs::enqueue(
-            &mut tx,
-            &Cleanup { scheduled_for: i },
-            &JobOrigin::default(),
-        )
-        .await
-        .unwrap();
+        tx.enqueue(&Cleanup { scheduled_for: i }, &JobOrigin::default())
+            .await
+            .unwrap();
     }
     tx.commit().await.unwrap();
-    let transport = Transport::connect(&app.settings).await.unwrap();
-    let relay = Relay::new(app.db.clone(), transport, 10);
-    assert_eq!(relay.pass().await.unwrap(), 10);
+    // The commit handed over what fits; the rest waits in the ledger.
+    let relay = app.relay().await;
     assert_eq!(
         relay.pass().await.unwrap(),
         0,
@@ -188,10 +187,10 @@ async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
 async fn two_schedulers_enqueue_each_tick_once() {
     let app = spawn_api_only().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let a = tend_scheduler::start(app.db.clone(), shutdown.clone())
+    let a = tend_scheduler::start(app.relay().await, shutdown.clone())
         .await
         .unwrap();
-    let b = tend_scheduler::start(app.db.clone(), shutdown.clone())
+    let b = tend_scheduler::start(app.relay().await, shutdown.clone())
         .await
         .unwrap();
     shutdown.cancel();
@@ -208,7 +207,9 @@ async fn finished_deliveries_are_vacuumed_from_the_transport() {
     let app = spawn_app().await;
     let (_, job_id, token) = register(&app).await;
     app.wait_for_job(&job_id, &token, &["done"]).await;
-    let transport = Transport::connect(&app.settings).await.unwrap();
+    let transport = tend_shared::queue::Transport::connect(&app.settings)
+        .await
+        .unwrap();
     // apalis records the delivery as done a moment after the handler returns.
     let removed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     eventually(

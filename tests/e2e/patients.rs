@@ -5,9 +5,10 @@
 use serde_json::{Value, json};
 use tend_shared::{
     db,
-    jobs::{self, Cleanup, JobOrigin},
+    jobs::{JobOrigin, JobState},
 };
 use tend_tests::{TestApp, eventually, fake_openai, problem, spawn_app, spawn_app_with_env};
+use tend_worker::jobs::cleanup::Cleanup;
 
 async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
     app.send(reqwest::Method::POST, path, Some(token), Some(&body))
@@ -403,21 +404,18 @@ async fn the_cleanup_job_removes_what_an_abandoned_upload_left() {
         .unwrap();
     db::sessions::begin_upload(&app.db, fresh).await.unwrap();
 
-    let mut tx = app.db.begin().await.unwrap();
-    let job = jobs::enqueue(
-        &mut tx,
-        &Cleanup { scheduled_for: 1 },
-        &JobOrigin::default(),
-    )
-    .await
-    .unwrap();
+    let mut tx = app.job_tx().await;
+    let job = tx
+        .enqueue(&Cleanup { scheduled_for: 1 }, &JobOrigin::default())
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     eventually(
         "the cleanup job",
         std::time::Duration::from_secs(20),
         || async {
             let job = db::jobs::find(&app.db, &job.id).await?.unwrap();
-            Ok(job.state == "done")
+            Ok(job.state == JobState::Done)
         },
     )
     .await

@@ -1,18 +1,28 @@
-//! Tend's workers: they take job ids off the queue, claim the job in the ledger, run its
-//! handler, and record the outcome (done, retry with backoff, or dead).
+//! Tend's workers: they take job ids off the queue, claim the jobs in the ledger, run their
+//! handlers, and record the outcomes (done, retry with backoff, or dead).
 //!
 //! Layout:
-//! - [`runtime`]: starts one apalis worker per queue, the outbox relay, and drains on shutdown.
-//! - [`runner`]: the life of one delivery: claim, lease renewal, timeout, panic capture,
-//!   outcome. Shared by every job kind.
-//! - [`jobs`]: one module per job kind, each a plain async function of its payload.
+//! - [`registry`]: the one list of job kinds; [`job`]: the trait each kind implements;
+//!   [`jobs`]: one file per kind (payload, policy and handler together).
+//! - [`runtime`]: starts one apalis worker per served queue, the outbox relay, the lease keeper,
+//!   and drains on shutdown.
+//! - [`runner`]: the life of one delivery: claim, slot, timeout, panic capture, outcome. Shared
+//!   by every job kind. [`lease`] renews the leases of every running job in one statement;
+//!   [`outcomes`] records finished jobs in groups.
+//! - [`env`]: what handlers may use (database, store, mailer, provider, the relay for
+//!   follow-up jobs).
 //! - [`mailer`] and [`templates`]: outgoing mail (SMTP, or `.eml` files in embedded mode).
 //! - [`provider`]: the OpenAI-compatible transcription and chat client, and how its failures
 //!   are sorted into transient and permanent.
 
+pub mod env;
+pub mod job;
 pub mod jobs;
+pub mod lease;
 pub mod mailer;
+pub mod outcomes;
 pub mod provider;
+pub mod registry;
 pub mod runner;
 pub mod runtime;
 pub mod templates;

@@ -1,11 +1,14 @@
 //! The life of one delivery, the same for every job kind:
 //!
-//! 1. claim the ledger row (a stale or duplicate delivery claims nothing and is dropped);
-//! 2. keep the claim's lease alive while the handler runs, so a worker that dies (SIGKILL)
-//!    lets the lease lapse and the relay hands the job to another worker;
-//! 3. run the handler under the kind's timeout, catching panics (a panic must not kill the
-//!    apalis worker, see NOTES-apalis-1.0.md);
-//! 4. record the outcome: done, failed with a retry at `now + backoff`, or dead.
+//! 1. claim the delivered ledger rows in one statement (stale or duplicate deliveries claim
+//!    nothing and are dropped);
+//! 2. hold each claimed job's lease in the process-wide [`Leases`], renewed together, so a
+//!    worker that dies (SIGKILL) lets the leases lapse and the relay hands the jobs on;
+//! 3. run each job when its queue has a free slot, under the kind's timeout, catching panics
+//!    (a panic must not kill the apalis worker, see NOTES-apalis-1.0.md), and stopping it if
+//!    its lease is lost;
+//! 4. record the outcome: done (grouped with other jobs' by [`DoneWriter`]), failed with a
+//!    retry at `now + backoff`, or dead, after the kind's hook ran.
 //!
 //! apalis always sees success: retries and dead jobs are the ledger's, on every backend alike.
 
@@ -13,74 +16,81 @@ use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::FutureExt;
 use tend_shared::{
-    Settings,
-    db::{self, Db, jobs::Outcome},
-    jobs::JobError,
-    queue::Transport,
-    storage::ObjectStore,
+    db::{
+        self,
+        jobs::{JobRow, Outcome},
+    },
+    jobs::{JobError, Queue},
 };
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::{jobs, mailer::Mailer, provider::Provider, templates::Templates};
+use crate::{env::JobEnv, job::JobCtx, lease::Leases, outcomes::DoneWriter, registry};
 
-/// What every job handler may use, built once per worker process.
-pub struct JobEnv {
-    /// The data and the ledger.
-    pub db: Db,
-    /// All settings.
-    pub settings: Settings,
-    /// Outgoing mail.
-    pub mailer: Mailer,
-    /// Email bodies.
-    pub templates: Templates,
-    /// The queue transport (maintenance vacuums it).
-    pub transport: Transport,
-    /// This process's worker name, written on the jobs it claims.
-    pub worker_name: String,
-    /// Uploaded audio.
-    pub store: ObjectStore,
-    /// The transcription and extraction provider.
-    pub provider: Provider,
+/// What the runner shares across deliveries of one process.
+pub struct Runner {
+    /// What handlers use.
+    pub env: Arc<JobEnv>,
+    /// Leases of the jobs this process holds.
+    pub leases: Arc<Leases>,
+    /// Records finished jobs in groups.
+    pub done: DoneWriter,
 }
 
-impl JobEnv {
-    /// Builds the environment (fails at start if SMTP_URL or a template is wrong).
-    pub fn new(
-        settings: &Settings,
-        db: Db,
-        transport: Transport,
-        store: ObjectStore,
-        worker_name: String,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
-            db,
-            transport,
-            settings: settings.clone(),
-            mailer: Mailer::from_settings(settings)?,
-            templates: Templates::load()?,
-            store,
-            provider: Provider::new(&settings.provider)?,
-            worker_name,
-        })
-    }
+/// One queue's slots: at most `WORKER_CONCURRENCY(_<QUEUE>)` of its jobs run at once.
+pub struct QueueSlots {
+    /// The queue.
+    pub queue: Queue,
+    /// Free slots.
+    pub slots: Semaphore,
 }
 
-/// Runs one delivery to its recorded outcome. Never fails: errors are written to the ledger
-/// (or, if the ledger itself is unreachable, left to the lease to recover).
-pub async fn run_delivery(env: Arc<JobEnv>, job_id: String) {
-    let lease = env.settings.job_lease;
-    let lease_ms = lease.as_millis() as i64;
-    let job = match db::jobs::claim(&env.db, &job_id, &env.worker_name, lease_ms).await {
-        Ok(Some(job)) => job,
-        Ok(None) => {
-            tracing::debug!(%job_id, "stale delivery ignored (job already taken or finished)");
-            return;
-        }
+/// Runs one delivery's jobs to their recorded outcomes. Never fails: errors are written to the
+/// ledger (or, if the ledger itself is unreachable, left to the lease to recover).
+pub async fn run_delivery(runner: Arc<Runner>, queue: Arc<QueueSlots>, job_ids: Vec<String>) {
+    let env = &runner.env;
+    let lease_ms = env.settings.job_lease.as_millis() as i64;
+    let claimed = match db::jobs::claim(&env.db, &job_ids, &env.worker_name, lease_ms).await {
+        Ok(claimed) => claimed,
         Err(err) => {
-            tracing::error!(%job_id, error = %err, "could not claim job; it stays queued");
+            tracing::error!(jobs = job_ids.len(), error = %err, "could not claim jobs; offering them again");
+            if let Err(err) = db::jobs::undispatch(&env.db, &job_ids).await {
+                tracing::warn!(error = %err, "jobs stay dispatched; the stale check re-offers them");
+            }
             return;
         }
     };
+    if claimed.len() < job_ids.len() {
+        tracing::debug!(
+            stale = job_ids.len() - claimed.len(),
+            "stale deliveries ignored (jobs already taken or finished)"
+        );
+    }
+    let runs = claimed.into_iter().map(|job| {
+        let runner = runner.clone();
+        let queue = queue.clone();
+        // Held from the claim, so renewals cover a job that waits for a slot.
+        let cancel = runner.leases.hold(&job.id);
+        async move {
+            let Ok(_slot) = queue.slots.acquire().await else {
+                return;
+            };
+            let id = job.id.clone();
+            tokio::select! {
+                _ = run_job(&runner, job) => {}
+                _ = cancel.cancelled() => {
+                    tracing::warn!(job_id = %id, "attempt stopped: its lease was lost");
+                }
+            }
+            runner.leases.release(&id);
+        }
+    });
+    futures::future::join_all(runs).await;
+}
+
+/// Runs one claimed job and records its outcome.
+async fn run_job(runner: &Runner, job: JobRow) {
+    let env = &runner.env;
     let span = tracing::info_span!(
         "job",
         job_id = %job.id,
@@ -89,23 +99,26 @@ pub async fn run_delivery(env: Arc<JobEnv>, job_id: String) {
         request_id = job.request_id.as_deref(),
     );
     async move {
-        if job.attempts > job.max_attempts {
-            let error = "attempts used up (the job's workers kept dying)";
-            jobs::on_failure(&env, &job, error, true).await;
-            record(&env, &job.id, Outcome::Dead { error }).await;
-            return;
-        }
-        let Some(policy) = jobs::policy(&job.kind) else {
+        let ctx = JobCtx { env, job: &job };
+        let Some(kind) = registry::find(&job.kind) else {
             let error = format!("unknown job kind {:?}", job.kind);
-            record(&env, &job.id, Outcome::Dead { error: &error }).await;
+            tracing::error!(%error, "job dead");
+            record(env, &job.id, Outcome::Dead { error: &error }).await;
             return;
         };
+        if job.attempts > job.max_attempts {
+            // Every attempt was lost with its worker; this claim only buries it.
+            let error = "attempts used up: the job's workers were lost while running it";
+            tracing::error!(error, "job dead");
+            kind.on_failure(&ctx, error, true).await;
+            record(env, &job.id, Outcome::Lost { error }).await;
+            return;
+        }
         tracing::info!("job started");
         let started = std::time::Instant::now();
-
-        let renewer = tokio::spawn(renew_lease(env.clone(), job.id.clone(), lease));
-        let handler = AssertUnwindSafe(jobs::handle(&env, &job)).catch_unwind();
-        let result = match tokio::time::timeout(policy.timeout, handler).await {
+        let policy = kind.policy;
+        let attempt = AssertUnwindSafe(kind.run(&ctx)).catch_unwind();
+        let result = match tokio::time::timeout(policy.timeout, attempt).await {
             Ok(Ok(result)) => result,
             Ok(Err(panic)) => Err(JobError::Transient(format!(
                 "the handler panicked: {}",
@@ -116,13 +129,15 @@ pub async fn run_delivery(env: Arc<JobEnv>, job_id: String) {
                 policy.timeout.as_secs()
             ))),
         };
-        renewer.abort();
 
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let (error, delay) = match result {
             Ok(()) => {
-                tracing::info!(elapsed_ms, "job done");
-                record(&env, &job.id, Outcome::Done).await;
+                if runner.done.done(job.id.clone()).await {
+                    tracing::info!(elapsed_ms, "job done");
+                } else {
+                    tracing::warn!(elapsed_ms, "job done, but the outcome was not recorded: this worker no longer holds it");
+                }
                 return;
             }
             Err(JobError::Permanent(error)) => {
@@ -147,35 +162,17 @@ pub async fn run_delivery(env: Arc<JobEnv>, job_id: String) {
             Some(delay) => {
                 let run_at = db::now_ms() + delay.as_millis() as i64;
                 tracing::warn!(elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-                jobs::on_failure(&env, &job, &error, false).await;
-                record(&env, &job.id, Outcome::RetryAt { error: &error, run_at }).await;
+                kind.on_failure(&ctx, &error, false).await;
+                record(env, &job.id, Outcome::RetryAt { error: &error, run_at }).await;
             }
             None => {
-                jobs::on_failure(&env, &job, &error, true).await;
-                record(&env, &job.id, Outcome::Dead { error: &error }).await;
+                kind.on_failure(&ctx, &error, true).await;
+                record(env, &job.id, Outcome::Dead { error: &error }).await;
             }
         }
     }
     .instrument(span)
     .await
-}
-
-/// Keeps the lease alive: renews it every third of its length while the handler runs.
-async fn renew_lease(env: Arc<JobEnv>, job_id: String, lease: Duration) {
-    let lease_ms = lease.as_millis() as i64;
-    let mut tick = tokio::time::interval(lease / 3);
-    tick.tick().await; // the claim itself took the first lease
-    loop {
-        tick.tick().await;
-        match db::jobs::renew_lease(&env.db, &job_id, &env.worker_name, lease_ms).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!("lease lost (the job was killed or taken over)");
-                return;
-            }
-            Err(err) => tracing::warn!(error = %err, "lease renewal failed; retrying"),
-        }
-    }
 }
 
 async fn record(env: &JobEnv, job_id: &str, outcome: Outcome<'_>) {

@@ -1,50 +1,86 @@
-//! Starts the worker side of a process: one apalis worker per queue (each with its own
-//! concurrency) on the configured transport, plus the outbox relay. Stops gracefully: on
-//! shutdown no new job is taken and running jobs get `SHUTDOWN_GRACE_SECS` to finish.
+//! Starts the worker side of a process: one apalis worker per served queue (`WORKER_QUEUES`),
+//! each with its own concurrency, on the configured transport; the outbox relay; the lease
+//! keeper; the wake-up listener. Stops gracefully: on shutdown no new job is taken and running
+//! jobs get `SHUTDOWN_GRACE_SECS` to finish.
 
 use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::*;
+use apalis_core::backend::ext::poll_strategy::Strategy;
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use tend_shared::{
     Settings,
     db::Db,
     jobs::Queue,
-    queue::{Delivery, Relay, Transport},
+    queue::{Backend, Delivery, Relay, Transport},
     storage::ObjectStore,
 };
-use tokio::task::JoinHandle;
+use tokio::{sync::Semaphore, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{self, JobEnv};
+use crate::{
+    env::JobEnv,
+    lease::Leases,
+    outcomes::DoneWriter,
+    runner::{self, QueueSlots, Runner},
+};
 
-/// How often a worker asks its queue for work. apalis backends otherwise only look on their
-/// heartbeat (seconds). Each poll takes up to `WORKER_CONCURRENCY` deliveries (more would let
-/// one replica hoard slow jobs while others idle), so this also
-/// caps throughput per process and queue (16 / 20 ms = 800 jobs/s); an idle poll costs about
-/// 80 µs of Redis CPU (NOTES-apalis-1.0.md).
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often a worker asks its queue for work when no wake-up came. Pushes wake the workers
+/// at once (in-process, or through Redis pub/sub), so this only bounds the delay after a lost
+/// wake-up; an idle poll costs about 80 µs of Redis CPU (NOTES-apalis-1.0.md).
+const POLL_FALLBACK: Duration = Duration::from_millis(200);
 
 /// A running worker side; [`WorkerHandle::wait`] returns once it has drained.
 pub struct WorkerHandle {
     monitor: JoinHandle<()>,
-    relay: JoinHandle<()>,
-    /// This process's worker name prefix (unique per process).
+    /// Stops the lease keeper once the monitor has drained.
+    drained: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+    leases: Arc<Leases>,
+    /// This process's worker name (unique per process), written on the jobs it claims.
     pub instance: String,
 }
 
 impl WorkerHandle {
-    /// Waits for running jobs to finish (bounded by the grace period) and the relay to stop.
+    /// Waits for running jobs to finish (bounded by the grace period) and the relay to stop,
+    /// then says how it went: an operator rolling a deploy reads this line.
     pub async fn wait(self) {
         let _ = self.monitor.await;
-        let _ = self.relay.await;
+        self.drained.cancel();
+        for task in self.background {
+            let _ = task.await;
+        }
+        match self.leases.count() {
+            0 => {
+                tracing::info!(instance = %self.instance, "workers stopped; every running job finished")
+            }
+            left => tracing::warn!(
+                instance = %self.instance,
+                left,
+                "workers stopped with jobs still running; their leases will lapse and other workers take them over"
+            ),
+        }
     }
 }
 
-/// The apalis handler: every queue delivers job ids to the same runner.
-async fn on_delivery(delivery: Delivery, env: Data<Arc<JobEnv>>) -> Result<(), BoxDynError> {
-    runner::run_delivery(Arc::clone(&env), delivery.job_id).await;
+/// What the apalis handler of one queue needs.
+struct QueueWorker {
+    runner: Arc<Runner>,
+    slots: Arc<QueueSlots>,
+}
+
+/// The apalis handler: every queue's deliveries go to the same runner.
+async fn on_delivery(
+    delivery: Delivery,
+    worker: Data<Arc<QueueWorker>>,
+) -> Result<(), BoxDynError> {
+    runner::run_delivery(
+        worker.runner.clone(),
+        worker.slots.clone(),
+        delivery.into_ids(),
+    )
+    .await;
     Ok(())
 }
 
@@ -60,7 +96,18 @@ fn instance_name() -> String {
     format!("{host}-{}-{nonce}", std::process::id())
 }
 
-/// Starts workers for every queue and the relay; they run until `shutdown` is cancelled.
+/// Deliveries one apalis worker of `queue` takes at once: enough to keep every slot busy.
+/// Single-job deliveries map one to one to slots; batches need one more in hand while the
+/// last one's jobs finish.
+fn deliveries_at_once(queue: Queue, slots: usize) -> usize {
+    match queue.delivery_batch() {
+        1 => slots,
+        batch => slots.div_ceil(batch) + 1,
+    }
+}
+
+/// Starts workers for the served queues, the relay and the lease keeper; they run until
+/// `shutdown` is cancelled.
 pub async fn start(
     settings: &Settings,
     db: Db,
@@ -76,41 +123,64 @@ pub async fn start(
         store,
         instance.clone(),
     )?);
-    let concurrency = settings.worker_concurrency;
+    let leases = Arc::new(Leases::default());
+    let runner = Arc::new(Runner {
+        done: DoneWriter::start(db.clone(), instance.clone(), env.relay.clone()),
+        leases: leases.clone(),
+        env,
+    });
 
     let mut monitor = Monitor::new()
         .shutdown_timeout(settings.shutdown_grace)
         // A worker whose backend failed (queue unreachable) is started again.
         .should_restart(|_, _| true);
-    for queue in Queue::ALL {
-        let env = env.clone();
-        let transport_c = transport.clone();
-        let prefix = format!("{}-{instance}", queue.as_str());
-        monitor = match &transport {
-            Transport::Redis { conn, .. } => {
+    let mut served = Vec::new();
+    for &queue in &settings.worker_queues {
+        let slots = settings.concurrency(queue);
+        let at_once = deliveries_at_once(queue, slots);
+        served.push(format!("{queue}={slots}"));
+        let worker = Arc::new(QueueWorker {
+            runner: runner.clone(),
+            slots: Arc::new(QueueSlots {
+                queue,
+                slots: Semaphore::new(slots),
+            }),
+        });
+        let prefix = format!("{queue}-{instance}");
+        // Woken at once when work is pushed; polled as a fallback.
+        let wakers = transport.clone();
+        let strategy = move || {
+            Strategy::new()
+                .stream(wakers.wakers().subscribe(queue))
+                .interval(POLL_FALLBACK)
+        };
+        monitor = match &transport.backend {
+            Backend::Redis { conn, .. } => {
                 let conn = conn.clone();
+                let config = transport.redis_config(queue).batch_size(at_once);
                 monitor.register(move |restarts| {
                     let backend = RedisStorage::<Delivery>::new(conn.clone())
-                        .with_config(transport_c.redis_config(queue).batch_size(concurrency))
-                        .poll_with_interval(POLL_INTERVAL);
+                        .with_config(config.clone())
+                        .poll_with_strategy(strategy());
                     WorkerBuilder::new(format!("{prefix}-{restarts}"))
                         .backend(backend)
-                        .data(env.clone())
-                        .concurrency(concurrency)
+                        .data(worker.clone())
+                        .concurrency(at_once)
                         .parallelize(tokio::spawn)
                         .build(on_delivery)
                 })
             }
-            Transport::Sqlite { pool, .. } => {
+            Backend::Sqlite { pool } => {
                 let pool = pool.clone();
+                let config = transport.sqlite_config(queue).batch_size(at_once);
                 monitor.register(move |restarts| {
                     let backend = SqliteStorage::<Delivery>::new(&pool)
-                        .with_config(transport_c.sqlite_config(queue).batch_size(concurrency))
-                        .poll_with_interval(POLL_INTERVAL);
+                        .with_config(config.clone())
+                        .poll_with_strategy(strategy());
                     WorkerBuilder::new(format!("{prefix}-{restarts}"))
                         .backend(backend)
-                        .data(env.clone())
-                        .concurrency(concurrency)
+                        .data(worker.clone())
+                        .concurrency(at_once)
                         .parallelize(tokio::spawn)
                         .build(on_delivery)
                 })
@@ -128,12 +198,25 @@ pub async fn start(
             tracing::error!(error = %err, "worker monitor stopped with an error");
         }
     });
-    let relay = Relay::new(db, transport, settings.queue_max_in_flight);
-    let relay = tokio::spawn(relay.run(shutdown));
-    tracing::info!(%instance, concurrency, "workers started");
+    let relay = Relay::new(db.clone(), transport.clone(), settings.queue_max_in_flight);
+    // Renewals go on until the monitor has drained: jobs still run during the grace period.
+    let drained = CancellationToken::new();
+    let background = vec![
+        tokio::spawn(relay.run(shutdown.clone())),
+        tokio::spawn(transport.listen_for_wakes(shutdown.clone())),
+        tokio::spawn(leases.clone().keep_alive(
+            db,
+            instance.clone(),
+            settings.job_lease,
+            drained.clone(),
+        )),
+    ];
+    tracing::info!(%instance, queues = %served.join(","), "workers started");
     Ok(WorkerHandle {
         monitor,
-        relay,
+        drained,
+        background,
+        leases,
         instance,
     })
 }

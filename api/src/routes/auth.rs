@@ -18,9 +18,10 @@ use tend_shared::{
         users::User,
     },
     domain::{Email, FieldError, Password, Role, parse_display_name},
-    jobs::{self, EmailTemplate, SendEmail},
+    jobs::{self, JobTx},
     ratelimit::Decision,
 };
+use tend_worker::jobs::email::{EmailTemplate, SendEmail};
 use uuid::Uuid;
 
 use super::ApiTags;
@@ -191,7 +192,7 @@ impl AuthApi {
         };
 
         let hash = password::hash(password.expose().to_owned()).await?;
-        let mut tx = state.db.begin().await?;
+        let mut tx = state.begin().await?;
         let user =
             match db::users::insert(&mut tx, &email, &hash, role, display_name.as_deref()).await {
                 Ok(user) => user,
@@ -213,7 +214,6 @@ impl AuthApi {
         .await?;
         let job = send_email(&mut tx, &user, EmailTemplate::VerifyEmail, &meta).await?;
         tx.commit().await?;
-        state.dispatch(std::slice::from_ref(&job)).await;
         tracing::info!(user_id = %user.id, "account registered");
         Ok(RegisterResponse::Created(Json(Registered {
             user: UserView::from(&user),
@@ -423,10 +423,9 @@ impl AuthApi {
         if let Some(user) = db::users::find_by_email(&state.db, &email).await?
             && user.email_verified_at.is_none()
         {
-            let mut tx = state.db.begin().await?;
-            let job = send_email(&mut tx, &user, EmailTemplate::VerifyEmail, &meta).await?;
+            let mut tx = state.begin().await?;
+            send_email(&mut tx, &user, EmailTemplate::VerifyEmail, &meta).await?;
             tx.commit().await?;
-            state.dispatch(&[job]).await;
         }
         Ok(AcceptedResponse::Accepted(Json(Accepted {
             message:
@@ -450,8 +449,8 @@ impl AuthApi {
         let email = parse_email_field(&body.email)?;
         limit_mail(&state, &meta, &email, "forgot").await?;
         if let Some(user) = db::users::find_by_email(&state.db, &email).await? {
-            let mut tx = state.db.begin().await?;
-            let job = send_email(&mut tx, &user, EmailTemplate::PasswordReset, &meta).await?;
+            let mut tx = state.begin().await?;
+            send_email(&mut tx, &user, EmailTemplate::PasswordReset, &meta).await?;
             audit::record(
                 &mut tx,
                 AuditAction::PasswordResetRequested,
@@ -461,7 +460,6 @@ impl AuthApi {
             )
             .await?;
             tx.commit().await?;
-            state.dispatch(&[job]).await;
         }
         Ok(AcceptedResponse::Accepted(Json(Accepted {
             message: "If this address has an account, a password-reset email is on its way.".into(),
@@ -487,7 +485,7 @@ impl AuthApi {
             .map_err(|m| ApiError::validation(vec![FieldError::new("new_password", m)]))?;
         let hash = password::hash(password.expose().to_owned()).await?;
         let token_hash = opaque::digest(&body.token);
-        let mut tx = state.db.begin().await?;
+        let mut tx = state.begin().await?;
         let Some(user_id) =
             db::tokens::consume_email_token(&mut tx, EmailPurpose::ResetPassword, &token_hash)
                 .await?
@@ -507,8 +505,7 @@ impl AuthApi {
             Some(serde_json::json!({"sessions_revoked": revoked})),
         )
         .await?;
-        let notice = jobs::enqueue(
-            &mut tx,
+        tx.enqueue(
             &SendEmail {
                 user_id: parse_uuid(&user_id)?,
                 template: EmailTemplate::PasswordChanged,
@@ -517,7 +514,6 @@ impl AuthApi {
         )
         .await?;
         tx.commit().await?;
-        state.dispatch(&[notice]).await;
         Ok(NoContent::Done)
     }
 }
@@ -553,7 +549,7 @@ async fn issue_session(
 
 /// Enqueues a templated mail to `user` inside the caller's transaction.
 pub(crate) async fn send_email(
-    conn: &mut sqlx::AnyConnection,
+    tx: &mut JobTx,
     user: &User,
     template: EmailTemplate,
     meta: &RequestMeta,
@@ -562,7 +558,9 @@ pub(crate) async fn send_email(
         user_id: parse_uuid(&user.id)?,
         template,
     };
-    Ok(jobs::enqueue(conn, &payload, &meta.job_origin(Some(&user.id))).await?)
+    Ok(tx
+        .enqueue(&payload, &meta.job_origin(Some(&user.id)))
+        .await?)
 }
 
 fn parse_uuid(id: &str) -> ApiResult<Uuid> {

@@ -6,6 +6,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi, param::Path, payload::Jso
 use tend_shared::{
     db::{self, jobs::JobRow},
     domain::Role,
+    jobs,
 };
 
 use super::ApiTags;
@@ -32,14 +33,14 @@ pub enum JobState {
     Dead,
 }
 
-impl JobState {
-    fn parse(raw: &str) -> Self {
-        match raw {
-            "running" => JobState::Running,
-            "done" => JobState::Done,
-            "failed" => JobState::Failed,
-            "dead" => JobState::Dead,
-            _ => JobState::Pending,
+impl From<jobs::JobState> for JobState {
+    fn from(state: jobs::JobState) -> Self {
+        match state {
+            jobs::JobState::Pending => JobState::Pending,
+            jobs::JobState::Running => JobState::Running,
+            jobs::JobState::Done => JobState::Done,
+            jobs::JobState::Failed => JobState::Failed,
+            jobs::JobState::Dead => JobState::Dead,
         }
     }
 }
@@ -74,7 +75,7 @@ pub struct JobView {
 impl From<JobRow> for JobView {
     fn from(row: JobRow) -> Self {
         Self {
-            state: JobState::parse(&row.state),
+            state: row.state.into(),
             id: row.id,
             kind: row.kind,
             queue: row.queue,

@@ -9,8 +9,9 @@ use tend_shared::{
         audit::{self, AuditAction},
     },
     domain::{FieldError, Password, parse_display_name},
-    jobs::EmailTemplate,
 };
+
+use tend_worker::jobs::email::EmailTemplate;
 
 use super::{ApiTags, auth::send_email};
 use crate::{
@@ -106,7 +107,7 @@ impl UsersApi {
         }
         if let Some(pw) = new_password {
             let hash = password::hash(pw.expose().to_owned()).await?;
-            let mut tx = state.db.begin().await?;
+            let mut tx = state.begin().await?;
             db::users::set_password(&mut tx, &user.id, &hash, false).await?;
             db::tokens::revoke_all_for_user(&mut tx, &user.id).await?;
             audit::record(
@@ -117,9 +118,8 @@ impl UsersApi {
                 None,
             )
             .await?;
-            let notice = send_email(&mut tx, &user, EmailTemplate::PasswordChanged, &meta).await?;
+            send_email(&mut tx, &user, EmailTemplate::PasswordChanged, &meta).await?;
             tx.commit().await?;
-            state.dispatch(&[notice]).await;
         }
         let user = db::users::find(&state.db, &user.id)
             .await?

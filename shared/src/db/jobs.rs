@@ -9,15 +9,17 @@
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, now_ms};
+use crate::jobs::JobState;
 
-/// A ledger row.
+/// A ledger row (see the `jobs` table's comments for each column).
 #[derive(Debug, Clone, FromRow)]
 pub struct JobRow {
     pub id: String,
     pub kind: String,
     pub queue: String,
     pub payload: String,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: JobState,
     pub attempts: i64,
     pub max_attempts: i64,
     pub run_at: i64,
@@ -105,6 +107,16 @@ pub async fn in_flight(db: &Db, queue: &str) -> sqlx::Result<i64> {
     .await
 }
 
+/// Jobs in the transport per queue, in one query (the relay's pass over every queue).
+pub async fn in_flight_by_queue(db: &Db) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT queue, COUNT(*) FROM jobs WHERE state IN ('pending', 'failed') \
+         AND dispatched_at IS NOT NULL GROUP BY queue",
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Marks up to `limit` due, undispatched jobs of `queue` as dispatched and returns their ids.
 /// The guard on `dispatched_at IS NULL` makes concurrent relays split the work, not repeat it.
 pub async fn take_for_dispatch(db: &Db, queue: &str, limit: i64) -> sqlx::Result<Vec<String>> {
@@ -122,64 +134,90 @@ pub async fn take_for_dispatch(db: &Db, queue: &str, limit: i64) -> sqlx::Result
     .await
 }
 
-/// Takes one specific job for dispatch (the fast path right after the request commits).
-pub async fn take_one_for_dispatch(db: &Db, id: &str) -> sqlx::Result<bool> {
+/// Takes the listed just-committed jobs of `queue` for dispatch, unless the queue already has
+/// `max_in_flight` jobs in the transport (then they wait for the relay). One statement: the
+/// fast path of every request that starts jobs.
+pub async fn take_listed_for_dispatch(
+    db: &Db,
+    queue: &str,
+    ids: &[String],
+    max_in_flight: i64,
+) -> sqlx::Result<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_ms();
-    let done = sqlx::query(
-        "UPDATE jobs SET dispatched_at = $2, updated_at = $2 WHERE id = $1 \
-         AND state IN ('pending', 'failed') AND dispatched_at IS NULL AND run_at <= $2",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let sql = format!(
+        "UPDATE jobs SET dispatched_at = $1, updated_at = $1 WHERE id IN ({}) \
+         AND state IN ('pending', 'failed') AND dispatched_at IS NULL AND run_at <= $1 \
+         AND (SELECT COUNT(*) FROM jobs WHERE queue = $2 AND state IN ('pending', 'failed') \
+              AND dispatched_at IS NOT NULL) < $3 RETURNING id",
+        id_list(4, ids.len())
+    );
+    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(queue)
+        .bind(max_in_flight);
+    bind_ids(query, ids).fetch_all(db).await
 }
 
-/// Undoes a dispatch whose push to the queue failed, so the relay tries again.
-pub async fn undispatch(db: &Db, id: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET dispatched_at = NULL WHERE id = $1 AND state IN ('pending', 'failed')",
-    )
-    .bind(id)
-    .execute(db)
-    .await?;
+/// Undoes dispatches whose push to the queue failed, so the relay tries again.
+pub async fn undispatch(db: &Db, ids: &[String]) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE jobs SET dispatched_at = NULL WHERE id IN ({}) AND state IN ('pending', 'failed')",
+        id_list(1, ids.len())
+    );
+    bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)), ids)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
-/// Claims a delivered job for `worker`: counts the attempt and takes a lease. `None` means the
-/// delivery is stale (already running elsewhere, finished, killed, or not yet due).
-pub async fn claim(db: &Db, id: &str, worker: &str, lease_ms: i64) -> sqlx::Result<Option<JobRow>> {
+/// Claims the delivered jobs for `worker` in one statement: counts each attempt and takes a
+/// lease. Jobs missing from the answer were stale deliveries (already running elsewhere,
+/// finished, killed, or not yet due).
+pub async fn claim(
+    db: &Db,
+    ids: &[String],
+    worker: &str,
+    lease_ms: i64,
+) -> sqlx::Result<Vec<JobRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_ms();
-    sqlx::query_as::<_, JobRow>(concat!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $2, \
-         lease_until = $3, started_at = $4, finished_at = NULL, updated_at = $4 \
-         WHERE id = $1 AND state IN ('pending', 'failed') AND run_at <= $4 RETURNING ",
-        job_columns!(),
-        ""
-    ))
-    .bind(id)
-    .bind(worker)
-    .bind(now + lease_ms)
-    .bind(now)
-    .fetch_optional(db)
-    .await
+    let sql = format!(
+        concat!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $1, \
+             lease_until = $2, started_at = $3, finished_at = NULL, updated_at = $3 \
+             WHERE id IN ({}) AND state IN ('pending', 'failed') AND run_at <= $3 RETURNING ",
+            job_columns!()
+        ),
+        id_list(4, ids.len())
+    );
+    let query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind(now);
+    bind_ids(query, ids).fetch_all(db).await
 }
 
-/// Extends the lease of a job this worker still holds; `false` if it no longer holds it.
-pub async fn renew_lease(db: &Db, id: &str, worker: &str, lease_ms: i64) -> sqlx::Result<bool> {
+/// Extends the leases of every job `worker` holds, in one statement, and returns their ids: a
+/// job the worker runs but that is missing here was killed or taken over.
+pub async fn renew_leases(db: &Db, worker: &str, lease_ms: i64) -> sqlx::Result<Vec<String>> {
     let now = now_ms();
-    let done = sqlx::query(
-        "UPDATE jobs SET lease_until = $3, updated_at = $4 \
-         WHERE id = $1 AND worker = $2 AND state = 'running'",
+    sqlx::query_scalar(
+        "UPDATE jobs SET lease_until = $2, updated_at = $3 \
+         WHERE state = 'running' AND worker = $1 RETURNING id",
     )
-    .bind(id)
     .bind(worker)
     .bind(now + lease_ms)
     .bind(now)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_all(db)
+    .await
 }
 
 /// How an attempt ended, as the ledger records it.
@@ -191,19 +229,18 @@ pub enum Outcome<'a> {
     RetryAt { error: &'a str, run_at: i64 },
     /// Failed for good.
     Dead { error: &'a str },
+    /// Its workers kept dying until no attempt was left: dead, counting only the attempts
+    /// that really ran (the claim that found this counted one more).
+    Lost { error: &'a str },
 }
 
 /// Records the end of an attempt, if `worker` still holds the job.
 pub async fn finish(db: &Db, id: &str, worker: &str, outcome: Outcome<'_>) -> sqlx::Result<bool> {
     let now = now_ms();
     let query = match outcome {
-        Outcome::Done => sqlx::query(
-            "UPDATE jobs SET state = 'done', finished_at = $3, updated_at = $3, \
-             lease_until = NULL WHERE id = $1 AND worker = $2 AND state = 'running'",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(now),
+        Outcome::Done => {
+            return Ok(finish_done(db, &[id.to_owned()], worker).await?.len() == 1);
+        }
         Outcome::RetryAt { error, run_at } => sqlx::query(
             "UPDATE jobs SET state = 'failed', finished_at = $3, updated_at = $3, \
              lease_until = NULL, dispatched_at = NULL, last_error = $4, run_at = $5 \
@@ -223,22 +260,41 @@ pub async fn finish(db: &Db, id: &str, worker: &str, outcome: Outcome<'_>) -> sq
         .bind(worker)
         .bind(now)
         .bind(error),
+        Outcome::Lost { error } => sqlx::query(
+            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
+             lease_until = NULL, last_error = $4, attempts = max_attempts \
+             WHERE id = $1 AND worker = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(now)
+        .bind(error),
     };
     Ok(query.execute(db).await?.rows_affected() == 1)
 }
 
-/// Gives running jobs whose lease lapsed (their worker died) back to the queue. A job that
-/// already used all its attempts this way goes dead instead of looping forever.
+/// Records many finished jobs at once (the worker's outcome writer groups them) and returns
+/// the ids recorded; the others were no longer held by `worker`.
+pub async fn finish_done(db: &Db, ids: &[String], worker: &str) -> sqlx::Result<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE jobs SET state = 'done', finished_at = $2, updated_at = $2, lease_until = NULL \
+         WHERE id IN ({}) AND worker = $1 AND state = 'running' RETURNING id",
+        id_list(3, ids.len())
+    );
+    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(worker)
+        .bind(now_ms());
+    bind_ids(query, ids).fetch_all(db).await
+}
+
+/// Gives running jobs whose lease lapsed (their worker died) back to the queue. A job whose
+/// attempts are used up goes back too: the worker that claims it sees that and runs the kind's
+/// dead hook before recording it dead, so every road to `dead` runs that hook.
 pub async fn recover_expired_leases(db: &Db) -> sqlx::Result<u64> {
     let now = now_ms();
-    let dead = sqlx::query(
-        "UPDATE jobs SET state = 'dead', lease_until = NULL, finished_at = $1, updated_at = $1, \
-         last_error = 'worker lost while running the last attempt' \
-         WHERE state = 'running' AND lease_until < $1 AND attempts >= max_attempts",
-    )
-    .bind(now)
-    .execute(db)
-    .await?;
     let requeued = sqlx::query(
         "UPDATE jobs SET state = 'pending', lease_until = NULL, dispatched_at = NULL, \
          updated_at = $1, last_error = 'worker lost while running; handed to another worker' \
@@ -247,7 +303,51 @@ pub async fn recover_expired_leases(db: &Db) -> sqlx::Result<u64> {
     .bind(now)
     .execute(db)
     .await?;
-    Ok(dead.rows_affected() + requeued.rows_affected())
+    Ok(requeued.rows_affected())
+}
+
+/// `$first, $first+1, …` for a list of `n` ids, padded to the next power of two so that a
+/// handful of statement texts (and prepared statements) serve every batch size.
+fn id_list(first: usize, n: usize) -> String {
+    (0..n.next_power_of_two())
+        .map(|i| format!("${}", first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Binds `ids` padded like [`id_list`] (repeating the last id, which changes nothing).
+fn bind_ids<'q, Q: BindId<'q>>(mut query: Q, ids: &'q [String]) -> Q {
+    let last = ids.last().expect("callers check for an empty list");
+    for id in ids {
+        query = query.bind_id(id);
+    }
+    for _ in ids.len()..ids.len().next_power_of_two() {
+        query = query.bind_id(last);
+    }
+    query
+}
+
+/// The three sqlx query types share no bind trait; this lets [`bind_ids`] serve them all.
+trait BindId<'q>: Sized {
+    fn bind_id(self, id: &'q str) -> Self;
+}
+
+impl<'q> BindId<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    fn bind_id(self, id: &'q str) -> Self {
+        self.bind(id)
+    }
+}
+
+impl<'q, O> BindId<'q> for sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+    fn bind_id(self, id: &'q str) -> Self {
+        self.bind(id)
+    }
+}
+
+impl<'q, O> BindId<'q> for sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+    fn bind_id(self, id: &'q str) -> Self {
+        self.bind(id)
+    }
 }
 
 /// Re-offers jobs dispatched long ago and never claimed (their queue message was lost, e.g.

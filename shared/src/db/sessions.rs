@@ -204,7 +204,10 @@ pub async fn find_by_idempotency_key(
 }
 
 /// The session `id`, unscoped (workers).
-pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<SessionRow>> {
+pub async fn find<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    id: &str,
+) -> sqlx::Result<Option<SessionRow>> {
     sqlx::query_as::<_, SessionRow>(concat!(
         "SELECT ",
         session_columns!(),

@@ -1,13 +1,19 @@
-//! Typed jobs: each kind's payload (ids only) and its retry policy, one file per kind, and the
-//! one function that puts a job in the ledger.
+//! What every job kind declares ([`JobPayload`]: its name, queue and policy) and the one way to
+//! start jobs ([`JobTx`]).
 //!
-//! A job is enqueued inside the transaction of the request that starts it, so either both the
-//! change and the job are stored or neither is (the transactional outbox). The relay in
-//! [`crate::queue`] then hands it to the transport.
+//! The kinds themselves (payload, policy and handler in one file each) live in `tend-worker`'s
+//! `jobs` folder and are listed once in its registry.
+//!
+//! A job is enqueued inside the transaction of the request (or job) that starts it, so either
+//! both the change and the job are stored or neither is (the transactional outbox). When that
+//! transaction commits, [`JobTx::commit`] hands the new jobs to the transport at once; the relay
+//! in [`crate::queue`] catches up on anything that could not be handed over then.
 
-pub mod email;
-pub mod maintenance;
-pub mod sessions;
+mod state;
+mod tx;
+
+pub use state::{JobState, UnknownJobState};
+pub use tx::JobTx;
 
 use std::time::Duration;
 
@@ -16,10 +22,6 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::AnyConnection;
 
 use crate::db::{self, jobs::NewJob, now_ms};
-
-pub use email::{EmailTemplate, SendEmail};
-pub use maintenance::Cleanup;
-pub use sessions::{ExtractNotes, TranscribeSession};
 
 /// The queues, each with its own worker pool. Adding a job kind may add a queue here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,6 +58,22 @@ impl Queue {
     /// Looks a queue up by name.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|q| q.as_str() == name)
+    }
+
+    /// Most jobs one delivery on the transport carries. Short jobs travel in batches, so a
+    /// burst costs one transport message, one claim and one outcome write per batch instead of
+    /// per job; slow jobs travel alone, so one replica never holds work another could start.
+    pub fn delivery_batch(self) -> usize {
+        match self {
+            Queue::Email => 32,
+            Queue::Maintenance | Queue::Transcription | Queue::Extraction => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -138,8 +156,9 @@ pub struct Enqueued {
     pub queue: Queue,
 }
 
-/// Stores a job in the ledger, inside the caller's transaction.
-pub async fn enqueue<J: JobPayload>(
+/// Stores a job in the ledger, inside the caller's transaction. Callers start jobs through
+/// [`JobTx`], which also hands them over once the transaction commits.
+pub(crate) async fn enqueue<J: JobPayload>(
     conn: &mut AnyConnection,
     payload: &J,
     origin: &JobOrigin,
@@ -153,7 +172,7 @@ pub async fn enqueue<J: JobPayload>(
 }
 
 /// Stores a job unless one with `dedup_key` exists (scheduler ticks); `None` if it did.
-pub async fn enqueue_once<J: JobPayload>(
+pub(crate) async fn enqueue_once<J: JobPayload>(
     conn: &mut AnyConnection,
     payload: &J,
     dedup_key: &str,

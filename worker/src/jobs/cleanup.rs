@@ -2,38 +2,69 @@
 //! finished deliveries, and what abandoned uploads left in the object store (patient audio
 //! must not outlive its session). Idempotent: a second run finds nothing left to delete.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use tend_shared::{
     db,
-    jobs::{Cleanup, JobError, maintenance},
+    jobs::{JobError, JobPayload, Queue, RetryPolicy},
 };
 
-use crate::runner::JobEnv;
+use crate::{
+    env::JobEnv,
+    job::{Job, JobCtx},
+};
+
+/// Housekeeping for one scheduled run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cleanup {
+    /// The schedule tick (ms since the epoch) this run belongs to.
+    pub scheduled_for: i64,
+}
+
+impl JobPayload for Cleanup {
+    const KIND: &'static str = "cleanup";
+    const QUEUE: Queue = Queue::Maintenance;
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        timeout: Duration::from_secs(10 * 60),
+        backoff_base: Duration::from_secs(60),
+        backoff_max: Duration::from_secs(15 * 60),
+    };
+}
+
+/// Done jobs are kept this long for `GET /jobs/{id}` and admins, then deleted.
+pub const KEEP_DONE_JOBS: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Spent and expired tokens are kept this long (for the reuse check), then deleted.
+pub const KEEP_DEAD_TOKENS: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Finished deliveries stay in the transport this long (for apalis' own tools), then go.
+pub const KEEP_DELIVERIES: Duration = Duration::from_secs(3600);
+/// An upload still pending after this long was abandoned (a 500 MiB upload takes a day only
+/// below 6 KB/s); whatever it stored is removed.
+pub const ABANDONED_UPLOAD_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+impl Job for Cleanup {
+    async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+        run(ctx.env).await
+    }
+}
 
 /// Runs one cleanup.
-pub async fn run(env: &JobEnv, _job: Cleanup) -> Result<(), JobError> {
+async fn run(env: &JobEnv) -> Result<(), JobError> {
     let now = db::now_ms();
-    let tokens = db::tokens::delete_expired(
-        &env.db,
-        now - maintenance::KEEP_DEAD_TOKENS.as_millis() as i64,
-    )
-    .await
-    .map_err(|e| JobError::transient("deleting expired tokens", e))?;
-    let jobs = db::jobs::prune_done(
-        &env.db,
-        now - maintenance::KEEP_DONE_JOBS.as_millis() as i64,
-    )
-    .await
-    .map_err(|e| JobError::transient("pruning finished jobs", e))?;
+    let tokens = db::tokens::delete_expired(&env.db, now - KEEP_DEAD_TOKENS.as_millis() as i64)
+        .await
+        .map_err(|e| JobError::transient("deleting expired tokens", e))?;
+    let jobs = db::jobs::prune_done(&env.db, now - KEEP_DONE_JOBS.as_millis() as i64)
+        .await
+        .map_err(|e| JobError::transient("pruning finished jobs", e))?;
     let deliveries = env
-        .transport
-        .vacuum(maintenance::KEEP_DELIVERIES)
+        .transport()
+        .vacuum(KEEP_DELIVERIES)
         .await
         .map_err(|e| JobError::transient("vacuuming the queue", e))?;
-    let uploads = discard_abandoned_uploads(
-        env,
-        now - maintenance::ABANDONED_UPLOAD_AFTER.as_millis() as i64,
-    )
-    .await?;
+    let uploads =
+        discard_abandoned_uploads(env, now - ABANDONED_UPLOAD_AFTER.as_millis() as i64).await?;
     tracing::info!(tokens, jobs, deliveries, uploads, "cleanup finished");
     Ok(())
 }

@@ -1,5 +1,8 @@
-//! Sends one templated mail to a user. Tokens for links are minted here, at send time, so
-//! the payload holds no secret.
+//! The email job: renders a template for a user and sends it.
+//!
+//! The payload names the user and the template only. Links that need a secret token (verify,
+//! reset) get a fresh token minted here, at send time, so no secret ever sits in a job payload
+//! or in the queue.
 
 use std::time::Duration;
 
@@ -7,19 +10,64 @@ use lettre::{
     Message,
     message::{Mailbox, MultiPart},
 };
+use serde::{Deserialize, Serialize};
 use tend_shared::{
     auth::opaque,
     db::{self, tokens::EmailPurpose},
-    jobs::{EmailTemplate, JobError, SendEmail},
+    jobs::{JobError, JobPayload, Queue, RetryPolicy},
 };
+use uuid::Uuid;
 
-use crate::{runner::JobEnv, templates::EmailContext};
+use crate::{
+    env::JobEnv,
+    job::{Job, JobCtx},
+    templates::EmailContext,
+};
 
 const VERIFY_TTL: Duration = Duration::from_secs(24 * 3600);
 const RESET_TTL: Duration = Duration::from_secs(3600);
 
+/// Which mail to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTemplate {
+    /// "Confirm your address", with a 24 h single-use link.
+    VerifyEmail,
+    /// "Reset your password", with a 1 h single-use link.
+    PasswordReset,
+    /// "Your password was changed": tells the owner when it was not them.
+    PasswordChanged,
+}
+
+/// Send `template` to the user `user_id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendEmail {
+    /// The recipient's account (its address is read at send time, never stored here).
+    pub user_id: Uuid,
+    /// What to send.
+    pub template: EmailTemplate,
+}
+
+impl JobPayload for SendEmail {
+    const KIND: &'static str = "send_email";
+    const QUEUE: Queue = Queue::Email;
+    /// An SMTP outage of a few hours is survivable: 10 attempts span about 1.5 hours.
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 10,
+        timeout: Duration::from_secs(60),
+        backoff_base: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(30 * 60),
+    };
+}
+
+impl Job for SendEmail {
+    async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+        send(ctx.env, self).await
+    }
+}
+
 /// Renders and sends the mail.
-pub async fn send(env: &JobEnv, job: SendEmail) -> Result<(), JobError> {
+async fn send(env: &JobEnv, job: &SendEmail) -> Result<(), JobError> {
     let user_id = job.user_id.to_string();
     let user = db::users::find(&env.db, &user_id)
         .await

@@ -4,6 +4,9 @@
 //! A transcript over `EXTRACTION_CONTEXT_TOKENS` is cut into parts at line boundaries, each
 //! part extracted, and the partial notes combined by one more call: nothing is truncated.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tend_shared::{
     db::{
@@ -11,12 +14,52 @@ use tend_shared::{
         jobs::JobRow,
         sessions::{MetricsRow, SessionRow, UsageRow},
     },
-    jobs::{ExtractNotes, JobError},
+    jobs::{JobError, JobPayload, Queue, RetryPolicy},
     sessions::{Notes, Segment, Stage},
 };
+use uuid::Uuid;
 
-use super::{begin_session_stage, record_usage};
-use crate::{provider::ChatAnswer, runner::JobEnv};
+use super::{begin_session_stage, record_usage, session_attempt_failed};
+use crate::{
+    env::JobEnv,
+    job::{Job, JobCtx},
+    provider::ChatAnswer,
+};
+
+/// Extract structured notes from the session's transcript.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtractNotes {
+    /// The session.
+    pub session_id: Uuid,
+}
+
+impl JobPayload for ExtractNotes {
+    const KIND: &'static str = "extract_notes";
+    const QUEUE: Queue = Queue::Extraction;
+    /// As transcription; long transcripts are several requests.
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 6,
+        timeout: Duration::from_secs(30 * 60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(20 * 60),
+    };
+}
+
+impl Job for ExtractNotes {
+    async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+        run(ctx.env, ctx.job, self).await
+    }
+
+    async fn on_retry(&self, ctx: &JobCtx<'_>, error: &str) {
+        let stage = Stage::Extraction;
+        session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, false).await;
+    }
+
+    async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
+        let stage = Stage::Extraction;
+        session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, true).await;
+    }
+}
 
 const SYSTEM_PROMPT: &str = "You are a clinical documentation assistant for a licensed \
 practitioner (therapist or coach). You read the transcript of one session and write structured \
@@ -41,7 +84,7 @@ its trajectory over the whole session; keep every risk flag.";
 const RESERVED_TOKENS: usize = 3_000;
 
 /// Runs the extraction stage of one session.
-pub async fn run(env: &JobEnv, job: &JobRow, payload: ExtractNotes) -> Result<(), JobError> {
+async fn run(env: &JobEnv, job: &JobRow, payload: &ExtractNotes) -> Result<(), JobError> {
     let session_id = payload.session_id.to_string();
     let db_err = |e: sqlx::Error| JobError::transient("database", e);
     let Some(session) = begin_session_stage(env, job, &session_id, Stage::Extraction).await? else {

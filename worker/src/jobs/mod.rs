@@ -1,6 +1,10 @@
-//! One module per job kind. Each handler is a plain async function of its payload that returns
-//! `Ok(())` or a [`JobError`] saying whether a retry can help. Handlers are idempotent: a job
-//! delivered twice leaves the same result.
+//! One file per job kind: its payload (ids only), its declaration ([`JobPayload`]: name, queue,
+//! attempts, timeout, backoff) and its handler ([`crate::job::Job`]), listed once in
+//! [`crate::registry`]. Handlers are idempotent: a job delivered twice leaves the same result.
+//!
+//! This module also holds what the two session stages share.
+//!
+//! [`JobPayload`]: tend_shared::jobs::JobPayload
 
 pub mod cleanup;
 pub mod email;
@@ -13,61 +17,11 @@ use tend_shared::{
         jobs::JobRow,
         sessions::{SessionRow, UsageRow},
     },
-    jobs::{
-        Cleanup, ExtractNotes, JobError, JobPayload, RetryPolicy, SendEmail, TranscribeSession,
-    },
+    jobs::JobError,
     sessions::Stage,
 };
 
-use crate::runner::JobEnv;
-
-/// The retry policy of a kind, `None` for a kind this build does not know.
-pub fn policy(kind: &str) -> Option<RetryPolicy> {
-    match kind {
-        SendEmail::KIND => Some(SendEmail::POLICY),
-        Cleanup::KIND => Some(Cleanup::POLICY),
-        TranscribeSession::KIND => Some(TranscribeSession::POLICY),
-        ExtractNotes::KIND => Some(ExtractNotes::POLICY),
-        _ => None,
-    }
-}
-
-/// Decodes the payload of the job and runs its handler.
-pub async fn handle(env: &JobEnv, job: &JobRow) -> Result<(), JobError> {
-    let payload = job.payload.as_str();
-    match job.kind.as_str() {
-        SendEmail::KIND => email::send(env, decode(payload)?).await,
-        Cleanup::KIND => cleanup::run(env, decode(payload)?).await,
-        TranscribeSession::KIND => transcribe::run(env, job, decode(payload)?).await,
-        ExtractNotes::KIND => extract::run(env, job, decode(payload)?).await,
-        other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
-    }
-}
-
-/// Tells the job's subject that an attempt failed: sessions show the error, and say `failed`
-/// (with the stage) once the job is dead. Best effort: the ledger keeps the truth anyway.
-pub async fn on_failure(env: &JobEnv, job: &JobRow, error: &str, dead: bool) {
-    let (session_id, stage) = match job.kind.as_str() {
-        TranscribeSession::KIND => match decode::<TranscribeSession>(&job.payload) {
-            Ok(p) => (p.session_id, Stage::Transcription),
-            Err(_) => return,
-        },
-        ExtractNotes::KIND => match decode::<ExtractNotes>(&job.payload) {
-            Ok(p) => (p.session_id, Stage::Extraction),
-            Err(_) => return,
-        },
-        _ => return,
-    };
-    let id = session_id.to_string();
-    let result = if dead {
-        db::sessions::fail(&env.db, &id, &job.id, stage, error).await
-    } else {
-        db::sessions::note_attempt_error(&env.db, &id, &job.id, error).await
-    };
-    if let Err(err) = result {
-        tracing::warn!(error = %err, "could not record the failure on the session");
-    }
-}
+use crate::env::JobEnv;
 
 /// Moves the session into `stage` for this job and reads it; `None` when the session is gone
 /// or past the stage (a duplicate or stale delivery: nothing to do).
@@ -95,14 +49,31 @@ async fn begin_session_stage(
         .map(Some)
 }
 
+/// Tells the session that an attempt of its `stage` failed: it shows the error, and says
+/// `failed` (with the stage) once the job is dead. Best effort: the ledger keeps the truth.
+async fn session_attempt_failed(
+    env: &JobEnv,
+    job: &JobRow,
+    session_id: &uuid::Uuid,
+    stage: Stage,
+    error: &str,
+    dead: bool,
+) {
+    let id = session_id.to_string();
+    let result = if dead {
+        db::sessions::fail(&env.db, &id, &job.id, stage, error).await
+    } else {
+        db::sessions::note_attempt_error(&env.db, &id, &job.id, error).await
+    };
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "could not record the failure on the session");
+    }
+}
+
 /// Records one paid provider call on the session (best effort: a lost row must not fail or
 /// repeat a call that was already paid for).
 async fn record_usage(env: &JobEnv, job: &JobRow, session_id: &str, usage: UsageRow) {
     if let Err(err) = db::sessions::insert_usage(&env.db, session_id, &job.id, &usage).await {
         tracing::warn!(error = %err, "could not record provider usage");
     }
-}
-
-fn decode<J: JobPayload>(payload: &str) -> Result<J, JobError> {
-    serde_json::from_str(payload).map_err(|e| JobError::permanent("malformed payload", e))
 }

@@ -5,24 +5,68 @@
 //! chunks it lacks. On success the transcript is stored and the extraction job enqueued in
 //! the same transaction.
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use tend_shared::{
     db::{
         self,
         jobs::JobRow,
         sessions::{ChunkRow, SessionRow, UsageRow},
     },
-    jobs::{self, ExtractNotes, JobError, JobOrigin, TranscribeSession},
+    jobs::{JobError, JobOrigin, JobPayload, JobTx, Queue, RetryPolicy},
     sessions::{Segment, Stage, media::audio_extension, transcript::Transcript},
 };
+use uuid::Uuid;
 
 use tend_audio::{self as audio, AudioError, ChunkFile};
 
-use super::{begin_session_stage, record_usage};
-use crate::{provider::TranscriptionAnswer, runner::JobEnv};
+use super::{begin_session_stage, extract::ExtractNotes, record_usage, session_attempt_failed};
+use crate::{
+    env::JobEnv,
+    job::{Job, JobCtx},
+    provider::TranscriptionAnswer,
+};
+
+/// Transcribe the session's audio (chunked when over the provider's upload limit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TranscribeSession {
+    /// The session.
+    pub session_id: Uuid,
+}
+
+impl JobPayload for TranscribeSession {
+    const KIND: &'static str = "transcribe_session";
+    const QUEUE: Queue = Queue::Transcription;
+    /// A provider outage of about an hour is survivable; one attempt may take long (a
+    /// two-hour recording is a dozen chunk requests).
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 6,
+        timeout: Duration::from_secs(60 * 60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(20 * 60),
+    };
+}
+
+impl Job for TranscribeSession {
+    async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+        run(ctx.env, ctx.job, self).await
+    }
+
+    async fn on_retry(&self, ctx: &JobCtx<'_>, error: &str) {
+        let stage = Stage::Transcription;
+        session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, false).await;
+    }
+
+    async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
+        let stage = Stage::Transcription;
+        session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, true).await;
+    }
+}
 
 /// Runs the transcription stage of one session.
-pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Result<(), JobError> {
+async fn run(env: &JobEnv, job: &JobRow, payload: &TranscribeSession) -> Result<(), JobError> {
     let session_id = payload.session_id.to_string();
     let db_err = |e: sqlx::Error| JobError::transient("database", e);
     let Some(session) = begin_session_stage(env, job, &session_id, Stage::Transcription).await?
@@ -56,19 +100,19 @@ pub async fn run(env: &JobEnv, job: &JobRow, payload: TranscribeSession) -> Resu
 
     let segments_json = serde_json::to_string(&transcript.segments)
         .map_err(|e| JobError::permanent("encoding segments", e))?;
-    let mut tx = env.db.begin().await.map_err(db_err)?;
-    let next = jobs::enqueue(
-        &mut tx,
-        &ExtractNotes {
-            session_id: payload.session_id,
-        },
-        &JobOrigin {
-            created_by: job.created_by.clone(),
-            request_id: job.request_id.clone(),
-        },
-    )
-    .await
-    .map_err(db_err)?;
+    let mut tx = JobTx::begin(&env.relay).await.map_err(db_err)?;
+    let next = tx
+        .enqueue(
+            &ExtractNotes {
+                session_id: payload.session_id,
+            },
+            &JobOrigin {
+                created_by: job.created_by.clone(),
+                request_id: job.request_id.clone(),
+            },
+        )
+        .await
+        .map_err(db_err)?;
     let stored = db::sessions::finish_transcription(
         &mut tx,
         &session_id,

@@ -21,9 +21,9 @@ use tend_shared::{
         users::User,
     },
     domain::{FieldError, Role},
-    jobs::{self, ExtractNotes, TranscribeSession},
     sessions::{Notes, Segment, SessionStatus, Stage, recording_key},
 };
+use tend_worker::jobs::{extract::ExtractNotes, transcribe::TranscribeSession};
 use uuid::Uuid;
 
 use self::{
@@ -517,11 +517,14 @@ async fn create_session(
 
     let id = session_id.to_string();
     let origin = meta.job_origin(Some(&user.id));
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     // Audio is transcribed first; a transcript goes straight to extraction.
     let job = match transcript {
-        None => jobs::enqueue(&mut tx, &TranscribeSession { session_id }, &origin).await?,
-        Some(_) => jobs::enqueue(&mut tx, &ExtractNotes { session_id }, &origin).await?,
+        None => {
+            tx.enqueue(&TranscribeSession { session_id }, &origin)
+                .await?
+        }
+        Some(_) => tx.enqueue(&ExtractNotes { session_id }, &origin).await?,
     };
     let new = NewSession {
         id: &id,
@@ -550,13 +553,12 @@ async fn create_session(
         return Err(err.into());
     }
     db::sessions::end_upload(&mut *tx, &recording_key(&session_id)).await?;
-    tx.commit().await?;
-    // Read back before the job is handed over, so the answer shows the session as stored
-    // (a worker may move it on at once).
-    let row = db::sessions::find(&state.db, &id)
+    // Read back before the commit hands the job over, so the answer shows the session as
+    // stored (a worker may move it on at once).
+    let row = db::sessions::find(&mut *tx, &id)
         .await?
         .ok_or_else(|| ApiError::internal("the new session vanished"))?;
-    state.dispatch(std::slice::from_ref(&job)).await;
+    tx.commit().await?;
     tracing::info!(session_id = %id, source = new.source, size_bytes = new.size_bytes, "session uploaded");
     Ok(Created::New(SessionView::new(row, None)))
 }
@@ -572,12 +574,13 @@ async fn requeue(
     let session_id = Uuid::parse_str(&row.id)
         .map_err(|e| ApiError::internal(format!("stored session id is not a UUID: {e}")))?;
     let origin = meta.job_origin(Some(&user.id));
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.begin().await?;
     let job = match stage {
         Stage::Transcription => {
-            jobs::enqueue(&mut tx, &TranscribeSession { session_id }, &origin).await?
+            tx.enqueue(&TranscribeSession { session_id }, &origin)
+                .await?
         }
-        Stage::Extraction => jobs::enqueue(&mut tx, &ExtractNotes { session_id }, &origin).await?,
+        Stage::Extraction => tx.enqueue(&ExtractNotes { session_id }, &origin).await?,
     };
     if !db::sessions::requeue_stage(&mut tx, &row.id, stage, &job.id).await? {
         return Err(ApiError::conflict(
@@ -586,7 +589,6 @@ async fn requeue(
         ));
     }
     tx.commit().await?;
-    state.dispatch(std::slice::from_ref(&job)).await;
     tracing::info!(session_id = %row.id, stage = stage.as_str(), "stage queued again");
     Ok(StageQueued {
         session_id: row.id.clone(),

@@ -1,0 +1,89 @@
+//! The job's state in the ledger, parsed in this one place.
+
+use std::{fmt, str::FromStr};
+
+/// Where a job is in its life. Stored as text in `jobs.state` (the table's CHECK lists the same
+/// five words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Waiting to run at `run_at` (new, or handed back after its worker was lost).
+    Pending,
+    /// A worker holds its lease and runs it.
+    Running,
+    /// Finished successfully.
+    Done,
+    /// An attempt failed; a retry is due at `run_at`.
+    Failed,
+    /// Will not run again: a permanent error, attempts used up, or killed.
+    Dead,
+}
+
+impl JobState {
+    /// Every state, in the order of a job's life.
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Dead,
+    ];
+
+    /// The word stored in the ledger and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    /// True once the job will not run again by itself.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Done | JobState::Dead)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A state word the ledger does not know: a bug or a newer schema, never silently mapped.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown job state {0:?}")]
+pub struct UnknownJobState(pub String);
+
+impl FromStr for JobState {
+    type Err = UnknownJobState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownJobState(s.to_owned()))
+    }
+}
+
+impl TryFrom<String> for JobState {
+    type Error = UnknownJobState;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_and_unknown_words_are_refused() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>().unwrap(), state);
+        }
+        assert!("queued".parse::<JobState>().is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! What every job handler may use, built once per worker process and shared by all jobs.
+
+use tend_shared::{
+    Settings,
+    db::Db,
+    queue::{Relay, Transport},
+    storage::ObjectStore,
+};
+
+use crate::{mailer::Mailer, provider::Provider, templates::Templates};
+
+/// The handlers' environment: connections and clients, never per-job state.
+pub struct JobEnv {
+    /// The data and the ledger.
+    pub db: Db,
+    /// All settings.
+    pub settings: Settings,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+    /// Email bodies.
+    pub templates: Templates,
+    /// Starts follow-up jobs ([`tend_shared::jobs::JobTx`]) and hands them over at once.
+    pub relay: Relay,
+    /// This process's worker name, written on the jobs it claims.
+    pub worker_name: String,
+    /// Uploaded audio.
+    pub store: ObjectStore,
+    /// The transcription and extraction provider.
+    pub provider: Provider,
+}
+
+impl JobEnv {
+    /// Builds the environment (fails at start if SMTP_URL or a template is wrong).
+    pub fn new(
+        settings: &Settings,
+        db: Db,
+        transport: Transport,
+        store: ObjectStore,
+        worker_name: String,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            relay: Relay::new(db.clone(), transport, settings.queue_max_in_flight),
+            db,
+            settings: settings.clone(),
+            mailer: Mailer::from_settings(settings)?,
+            templates: Templates::load()?,
+            store,
+            provider: Provider::new(&settings.provider)?,
+            worker_name,
+        })
+    }
+
+    /// The queue transport (maintenance vacuums it).
+    pub fn transport(&self) -> &Transport {
+        self.relay.transport()
+    }
+}

@@ -1,0 +1,40 @@
+//! What a job kind implements: one attempt's work, and what happens to the kind's subject when
+//! an attempt fails or the job dies. Everything else (claim, lease, timeout, panics, retries,
+//! outcome) is the runner's, the same for every kind.
+
+use std::future::Future;
+
+use tend_shared::{
+    db::jobs::JobRow,
+    jobs::{JobError, JobPayload},
+};
+
+use crate::env::JobEnv;
+
+/// The handler side of a job kind. The kind's declaration ([`JobPayload`]: name, queue, policy)
+/// and this impl live together in one file under `jobs/`, listed once in [`crate::registry`].
+pub trait Job: JobPayload {
+    /// Runs one attempt. Must be idempotent: delivery is at least once.
+    fn run(&self, ctx: &JobCtx<'_>) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// After a failed attempt that will be retried (a session shows the latest error).
+    fn on_retry(&self, _ctx: &JobCtx<'_>, _error: &str) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Once the job is dead, whichever way it died: a permanent error, its last attempt
+    /// failing, timing out or panicking, its workers lost on every attempt, or a kill. Kinds
+    /// that own state (a session's stage) mark it failed here. Best effort: the ledger keeps
+    /// the truth whatever happens here.
+    fn on_dead(&self, _ctx: &JobCtx<'_>, _error: &str) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// What one attempt may see: the environment and its own ledger row.
+pub struct JobCtx<'a> {
+    /// Connections and clients.
+    pub env: &'a JobEnv,
+    /// The job being run (its id, attempt count, origin).
+    pub job: &'a JobRow,
+}

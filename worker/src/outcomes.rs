@@ -1,0 +1,65 @@
+//! Records finished jobs in groups: while one write is in flight, the jobs that finish meanwhile
+//! queue up and go in the next single statement (a group commit). Under load a write covers
+//! dozens of jobs; when idle, a job is written alone at once, so nothing waits on a timer.
+
+use std::collections::HashSet;
+
+use tend_shared::{
+    db::{self, Db},
+    queue::Relay,
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most jobs in one write.
+const MAX_GROUP: usize = 256;
+
+type Request = (String, oneshot::Sender<bool>);
+
+/// The handle runners use; the writer task stops once every handle is dropped.
+#[derive(Clone)]
+pub struct DoneWriter {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl DoneWriter {
+    /// Starts the writer for `worker`'s jobs; each write nudges the relay, since the transport
+    /// has room again.
+    pub fn start(db: Db, worker: String, relay: Relay) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_groups(rx, db, worker, relay));
+        Self { tx }
+    }
+
+    /// Records the job done; `false` when this worker no longer held it or the write failed
+    /// (then its lease lapses and it runs again: at least once).
+    pub async fn done(&self, job_id: String) -> bool {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send((job_id, reply)).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
+    }
+}
+
+async fn write_groups(
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    db: Db,
+    worker: String,
+    relay: Relay,
+) {
+    let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let ids: Vec<String> = group.iter().map(|(id, _)| id.clone()).collect();
+        let recorded = match db::jobs::finish_done(&db, &ids, &worker).await {
+            Ok(recorded) => recorded.into_iter().collect::<HashSet<_>>(),
+            Err(err) => {
+                tracing::error!(error = %err, jobs = ids.len(), "outcomes not recorded; the leases will lapse and the jobs run again");
+                HashSet::new()
+            }
+        };
+        for (id, reply) in group.drain(..) {
+            let _ = reply.send(recorded.contains(&id));
+        }
+        relay.nudge();
+    }
+}

@@ -1,0 +1,104 @@
+//! The one list of job kinds. The runner finds a kind's policy and handler here, and nothing
+//! else lists kinds. Adding a kind: write `jobs/<kind>.rs` (payload, `JobPayload`, `Job`) and add
+//! one line to [`KINDS`].
+
+use futures::future::BoxFuture;
+use tend_shared::jobs::{JobError, JobPayload, Queue, RetryPolicy};
+
+use crate::{
+    job::{Job, JobCtx},
+    jobs::{
+        cleanup::Cleanup, email::SendEmail, extract::ExtractNotes, transcribe::TranscribeSession,
+    },
+};
+
+/// Every job kind this build runs.
+pub static KINDS: &[Kind] = &[
+    Kind::of::<SendEmail>(),
+    Kind::of::<Cleanup>(),
+    Kind::of::<TranscribeSession>(),
+    Kind::of::<ExtractNotes>(),
+];
+
+/// A job kind with its type erased, as the runner uses it.
+pub struct Kind {
+    /// Its name in the ledger.
+    pub name: &'static str,
+    /// The queue it runs on.
+    pub queue: Queue,
+    /// Attempts, timeout and backoff.
+    pub policy: RetryPolicy,
+    run: for<'a> fn(&'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>>,
+    on_failure: for<'a> fn(&'a JobCtx<'a>, &'a str, bool) -> BoxFuture<'a, ()>,
+}
+
+impl Kind {
+    /// The entry of kind `J`.
+    pub const fn of<J: Job>() -> Self {
+        Self {
+            name: J::KIND,
+            queue: J::QUEUE,
+            policy: J::POLICY,
+            run: run::<J>,
+            on_failure: on_failure::<J>,
+        }
+    }
+
+    /// Decodes the payload and runs one attempt.
+    pub fn run<'a>(&self, ctx: &'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>> {
+        (self.run)(ctx)
+    }
+
+    /// Runs the kind's hook for a failed attempt: `on_dead` when `dead`, else `on_retry`.
+    pub fn on_failure<'a>(
+        &self,
+        ctx: &'a JobCtx<'a>,
+        error: &'a str,
+        dead: bool,
+    ) -> BoxFuture<'a, ()> {
+        (self.on_failure)(ctx, error, dead)
+    }
+}
+
+/// The kind named `name`, if this build knows it.
+pub fn find(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|kind| kind.name == name)
+}
+
+fn run<'a, J: Job>(ctx: &'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>> {
+    Box::pin(async move { decode::<J>(&ctx.job.payload)?.run(ctx).await })
+}
+
+fn on_failure<'a, J: Job>(ctx: &'a JobCtx<'a>, error: &'a str, dead: bool) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        // A payload that does not decode has no subject to tell.
+        let Ok(payload) = decode::<J>(&ctx.job.payload) else {
+            return;
+        };
+        if dead {
+            payload.on_dead(ctx, error).await;
+        } else {
+            payload.on_retry(ctx, error).await;
+        }
+    })
+}
+
+fn decode<J: JobPayload>(payload: &str) -> Result<J, JobError> {
+    serde_json::from_str(payload).map_err(|e| JobError::permanent("malformed payload", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_unique() {
+        for (i, kind) in KINDS.iter().enumerate() {
+            assert!(
+                KINDS[i + 1..].iter().all(|other| other.name != kind.name),
+                "{} is listed twice",
+                kind.name
+            );
+        }
+    }
+}
