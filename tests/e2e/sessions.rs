@@ -927,3 +927,72 @@ async fn a_retried_transcription_sends_only_the_chunks_it_lacks() {
     assert!(ends.windows(2).all(|w| w[0] <= w[1]), "{ends:?}");
     assert_eq!(*ends.last().unwrap(), 12_000);
 }
+
+#[tokio::test]
+async fn a_session_whose_last_attempt_is_lost_with_its_worker_says_failed_and_can_be_retried() {
+    let fake = FakeOpenAi::start().await;
+    // The first worker's transcription hangs until that worker dies.
+    fake.on_transcription([Reply::Slow(Duration::from_secs(3600))]);
+    let app = tend_tests::spawn_app_with(tend_tests::AppOptions {
+        api_only: true,
+        env: fake.env(),
+    })
+    .await;
+    let doomed = app.spawn_worker(&[]);
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let accepted = upload_ok(
+        &app,
+        token,
+        &patient,
+        fake_openai::wav(5.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
+    let id = accepted["id"].as_str().unwrap();
+    let job_id = accepted["job_id"].as_str().unwrap();
+    tend_tests::eventually(
+        "the provider to receive the audio",
+        PIPELINE_TIMEOUT,
+        || async { Ok(fake.transcriptions().len() == 1) },
+    )
+    .await
+    .unwrap();
+    // This attempt is the job's last one.
+    sqlx::query("UPDATE jobs SET max_attempts = attempts WHERE id = $1")
+        .bind(job_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    doomed.kill();
+    let survivor = app.spawn_worker(&[]);
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
+    assert_eq!(session["status"], "failed", "{session}");
+    assert_eq!(session["failed_stage"], "transcription");
+    let error = session["error"].as_str().unwrap();
+    assert!(error.contains("workers were lost"), "{error}");
+    let job = app.wait_for_job(job_id, token, &["dead"]).await;
+    assert_eq!(
+        job["attempts"], 1,
+        "only the attempt that ran counts: {job}"
+    );
+    assert_eq!(
+        fake.transcriptions().len(),
+        1,
+        "the lost job was not run again"
+    );
+
+    // The practitioner can retry it, and it goes through.
+    let resp = app
+        .post_empty(&format!("/api/v1/sessions/{id}/retry"), token)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed", "processed"], PIPELINE_TIMEOUT)
+        .await;
+    assert_eq!(session["status"], "processed", "{session}");
+    survivor.terminate().await;
+}
