@@ -131,7 +131,14 @@ impl Transport {
                     .get_connection_manager_with_config(config)
                     .await
                     .context("connecting to QUEUE_URL (Redis)")?;
-                Ok(Self::new(Backend::Redis { conn, client }, namespace))
+                let transport = Self::new(Backend::Redis { conn, client }, namespace);
+                // Marks the transport as seen before anything is pushed, so that a later
+                // missing marker means the deliveries were lost (see `was_emptied`).
+                transport
+                    .was_emptied()
+                    .await
+                    .context("marking the Redis queue")?;
+                Ok(transport)
             }
             QueueBackend::Sqlite(url) => {
                 db::prepare_sqlite_path(url)?;
@@ -306,6 +313,28 @@ impl Transport {
         Ok(removed)
     }
 
+    /// True when this call found the transport emptied since it was last seen (a Redis
+    /// `FLUSHALL`, or a restart without persistence): every delivery it held is gone, and the
+    /// jobs they carried must be offered again now rather than after the stale-delivery delay.
+    /// A marker key tells: every process writes it when it connects, before it pushes
+    /// anything, so finding it missing later means it was lost with the deliveries; the first
+    /// caller to find it missing writes it back and answers `true`. The SQLite queue is never
+    /// emptied behind our back: always `false`.
+    pub async fn was_emptied(&self) -> anyhow::Result<bool> {
+        let Backend::Redis { conn, .. } = &self.backend else {
+            return Ok(false);
+        };
+        let mut conn = conn.clone();
+        let created: bool = redis::cmd("SET")
+            .arg(format!("{}:transport-epoch", self.namespace))
+            .arg(crate::db::now_ms())
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await?
+            .is_some();
+        Ok(created)
+    }
+
     /// Checks that the transport answers (`GET /ready`).
     pub async fn ping(&self) -> anyhow::Result<()> {
         match &self.backend {
@@ -345,6 +374,8 @@ pub struct Relay {
 const HAND_OVER_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the relay loop looks for due jobs when nothing wakes it.
 const RELAY_INTERVAL: Duration = Duration::from_millis(250);
+/// Shortest gap between two passes, however often the relay is nudged.
+const MIN_PASS_GAP: Duration = Duration::from_millis(5);
 /// How often lapsed leases are looked for: a lease lapses on a scale of seconds.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// How often stale deliveries are looked for.
@@ -407,9 +438,10 @@ impl Relay {
 
     /// Hands one batch over; `false` when the transport had no room for it.
     async fn hand_over_batch(&self, queue: Queue, ids: &[String]) -> anyhow::Result<bool> {
+        // Room for the whole batch, so the bound holds.
+        let bound = self.max_in_flight - ids.len() as i64 + 1;
         let taken =
-            db::jobs::take_listed_for_dispatch(&self.db, queue.as_str(), ids, self.max_in_flight)
-                .await?;
+            db::jobs::take_listed_for_dispatch(&self.db, queue.as_str(), ids, bound).await?;
         if taken.is_empty() {
             return Ok(false);
         }
@@ -435,6 +467,15 @@ impl Relay {
                     "jobs whose worker stopped renewing its lease handed back",
                     db::jobs::recover_expired_leases(&self.db).await,
                 );
+                match self.transport.was_emptied().await {
+                    // Everything dispatched until now was in the lost deliveries.
+                    Ok(true) => report(
+                        "jobs offered again after the queue was emptied",
+                        db::jobs::redispatch_stale(&self.db, db::now_ms() + 1).await,
+                    ),
+                    Ok(false) => {}
+                    Err(err) => tracing::debug!(error = %err, "queue unreachable"),
+                }
             }
             if due(&mut last_stale_check, STALE_CHECK_INTERVAL) {
                 let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;
@@ -453,6 +494,9 @@ impl Relay {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(RELAY_INTERVAL) => {}
             }
+            // Nudges come with every group of finished jobs: passes closer than this would
+            // only count the same rows again.
+            tokio::time::sleep(MIN_PASS_GAP).await;
         }
     }
 

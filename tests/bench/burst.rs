@@ -22,11 +22,12 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let max_in_flight = 1000;
+    let concurrency = std::env::var("BURST_CONCURRENCY").unwrap_or_else(|_| "16".into());
     let app = spawn_app_with(AppOptions {
         api_only: true,
         env: vec![
             ("QUEUE_MAX_IN_FLIGHT".into(), max_in_flight.to_string()),
-            ("WORKER_CONCURRENCY".into(), "16".into()),
+            ("WORKER_CONCURRENCY".into(), concurrency.clone()),
             ("RUST_LOG".into(), "warn".into()),
         ],
     })
@@ -42,13 +43,18 @@ async fn main() {
         };
         tx.enqueue(&payload, &JobOrigin::default()).await.unwrap();
     }
+    let inserted = started.elapsed();
     tx.commit().await.unwrap();
     let enqueue = started.elapsed();
+    eprintln!(
+        "inserted in {inserted:?}, committed and handed over in {:?}",
+        enqueue - inserted
+    );
 
     let started = Instant::now();
     let worker = app.spawn_worker(&[
         ("QUEUE_MAX_IN_FLIGHT", &max_in_flight.to_string()),
-        ("WORKER_CONCURRENCY", "16"),
+        ("WORKER_CONCURRENCY", &concurrency),
     ]);
     let mut peak_in_flight = 0;
     loop {
@@ -70,7 +76,7 @@ async fn main() {
     let drain = started.elapsed();
     worker.terminate().await;
 
-    println!("burst of {total} jobs on {backend}, one worker process, concurrency 16");
+    println!("burst of {total} jobs on {backend}, one worker process, concurrency {concurrency}");
     println!(
         "  enqueue (one transaction): {:.2} s, {:.0} jobs/s",
         enqueue.as_secs_f64(),

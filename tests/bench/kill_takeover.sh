@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Measures how long a job whose worker is SIGKILLed takes to finish on another replica, with
-# the real binaries on PostgreSQL + Redis + SMTP and the default lease (JOB_LEASE_SECS=15).
-# Worker A talks to an SMTP server that never answers, so it is busy when killed.
+# the real release binaries on PostgreSQL + Redis + SMTP and the default lease
+# (JOB_LEASE_SECS=6). Worker A talks to an SMTP server that never answers, so it is busy when
+# killed. Also prints worker B's resident memory while it idles (before the takeover).
 # Usage: tests/bench/kill_takeover.sh [runs]   (prints one line per run, then the summary)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
 eval "$(.ci/services)"
-cargo build -q --bins
-bin=target/debug
+cargo build -q --release --bins
+bin=target/release
 port=18080
 tmp=$(mktemp -d)
 pids=()
@@ -47,7 +48,9 @@ for run in $(seq "$runs"); do
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["verification_email_job_id"])')
   until [ "$(sql "SELECT state FROM jobs WHERE id='$job'")" = running ]; do sleep 0.05; done
   "$bin/tend-worker" >"$tmp/b$run.log" 2>&1 & b=$!; pids+=($b)
-  sleep 1
+  sleep 2
+  idle_kib=$(awk '/^VmRSS/ {print $2}' "/proc/$b/status")
+  printf 'run %d: idle worker RSS %.1f MiB\n' "$run" "$(echo "$idle_kib / 1024" | bc -l)"
   start=$(date +%s.%N)
   kill -9 "$a"
   until [ "$(sql "SELECT state FROM jobs WHERE id='$job'")" = done ]; do sleep 0.1; done
@@ -57,5 +60,5 @@ for run in $(seq "$runs"); do
   total=$(echo "$total + $secs" | bc)
   kill -TERM "$b"; wait "$b" 2>/dev/null || true
 done
-printf 'mean over %d runs: %.1f s (JOB_LEASE_SECS=15: the lease, renewed every 5 s, lapses 10-15 s after the kill; the relay looks each second)\n' \
+printf 'mean over %d runs: %.1f s (JOB_LEASE_SECS=6: the lease, renewed every 1.5 s, lapses 4.5-6 s after the kill; the relay looks each second)\n' \
   "$runs" "$(echo "$total / $runs" | bc -l)"

@@ -33,14 +33,13 @@ impl JobEnv {
     /// Builds the environment (fails at start if SMTP_URL or a template is wrong).
     pub fn new(
         settings: &Settings,
-        db: Db,
-        transport: Transport,
+        relay: Relay,
         store: ObjectStore,
         worker_name: String,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            relay: Relay::new(db.clone(), transport, settings.queue_max_in_flight),
-            db,
+            db: relay.db().clone(),
+            relay,
             settings: settings.clone(),
             mailer: Mailer::from_settings(settings)?,
             templates: Templates::load()?,

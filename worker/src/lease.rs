@@ -1,5 +1,6 @@
 //! The leases of every job this process runs, renewed together: one statement per renewal
-//! for the whole process, however many jobs it runs.
+//! for the whole process, however many jobs it runs. Only jobs held here are renewed: a job
+//! whose outcome could not be recorded lets its lease lapse, and runs again elsewhere.
 //!
 //! A job missing from a renewal's answer is no longer ours (an admin killed it, or its lease
 //! lapsed and another worker took it over): its handler is cancelled. When renewals keep
@@ -47,6 +48,16 @@ impl Leases {
         self.held.lock().expect("leases lock").remove(job_id);
     }
 
+    /// The ids of the jobs held now.
+    fn ids(&self) -> Vec<String> {
+        self.held
+            .lock()
+            .expect("leases lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// How many jobs the process holds now.
     pub fn count(&self) -> usize {
         self.held.lock().expect("leases lock").len()
@@ -68,12 +79,13 @@ impl Leases {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            if self.count() == 0 {
-                last_renewed = Instant::now();
+            let started = Instant::now();
+            let ids = self.ids();
+            if ids.is_empty() {
+                last_renewed = started;
                 continue;
             }
-            let started = Instant::now();
-            match db::jobs::renew_leases(&db, &worker, lease_ms).await {
+            match db::jobs::renew_leases(&db, &worker, &ids, lease_ms).await {
                 Ok(ids) => {
                     last_renewed = started;
                     self.cancel_lost(&ids, started);

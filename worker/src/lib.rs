@@ -8,7 +8,8 @@
 //!   and drains on shutdown.
 //! - [`runner`]: the life of one delivery: claim, slot, timeout, panic capture, outcome. Shared
 //!   by every job kind. [`lease`] renews the leases of every running job in one statement;
-//!   [`outcomes`] records finished jobs in groups.
+//!   [`outcomes`] records finished jobs in groups; [`retry`] carries ledger writes over a
+//!   database blip.
 //! - [`env`]: what handlers may use (database, store, mailer, provider, the relay for
 //!   follow-up jobs).
 //! - [`mailer`] and [`templates`]: outgoing mail (SMTP, or `.eml` files in embedded mode).
@@ -23,6 +24,7 @@ pub mod mailer;
 pub mod outcomes;
 pub mod provider;
 pub mod registry;
+pub mod retry;
 pub mod runner;
 pub mod runtime;
 pub mod templates;

@@ -10,6 +10,8 @@ use tend_shared::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::retry::db_retry;
+
 /// Most jobs in one write.
 const MAX_GROUP: usize = 256;
 
@@ -50,7 +52,8 @@ async fn write_groups(
     let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
         let ids: Vec<String> = group.iter().map(|(id, _)| id.clone()).collect();
-        let recorded = match db::jobs::finish_done(&db, &ids, &worker).await {
+        let write = || db::jobs::finish_done(&db, &ids, &worker);
+        let recorded = match db_retry("recording finished jobs", write).await {
             Ok(recorded) => recorded.into_iter().collect::<HashSet<_>>(),
             Err(err) => {
                 tracing::error!(error = %err, jobs = ids.len(), "outcomes not recorded; the leases will lapse and the jobs run again");

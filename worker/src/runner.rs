@@ -25,7 +25,9 @@ use tend_shared::{
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::{env::JobEnv, job::JobCtx, lease::Leases, outcomes::DoneWriter, registry};
+use crate::{
+    env::JobEnv, job::JobCtx, lease::Leases, outcomes::DoneWriter, registry, retry::db_retry,
+};
 
 /// What the runner shares across deliveries of one process.
 pub struct Runner {
@@ -50,7 +52,8 @@ pub struct QueueSlots {
 pub async fn run_delivery(runner: Arc<Runner>, queue: Arc<QueueSlots>, job_ids: Vec<String>) {
     let env = &runner.env;
     let lease_ms = env.settings.job_lease.as_millis() as i64;
-    let claimed = match db::jobs::claim(&env.db, &job_ids, &env.worker_name, lease_ms).await {
+    let claim = || db::jobs::claim(&env.db, &job_ids, &env.worker_name, lease_ms);
+    let claimed = match db_retry("claiming jobs", claim).await {
         Ok(claimed) => claimed,
         Err(err) => {
             tracing::error!(jobs = job_ids.len(), error = %err, "could not claim jobs; offering them again");
@@ -77,12 +80,13 @@ pub async fn run_delivery(runner: Arc<Runner>, queue: Arc<QueueSlots>, job_ids: 
             };
             let id = job.id.clone();
             tokio::select! {
+                biased;
                 _ = run_job(&runner, job) => {}
                 _ = cancel.cancelled() => {
                     tracing::warn!(job_id = %id, "attempt stopped: its lease was lost");
+                    runner.leases.release(&id);
                 }
             }
-            runner.leases.release(&id);
         }
     });
     futures::future::join_all(runs).await;
@@ -101,6 +105,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
     async move {
         let ctx = JobCtx { env, job: &job };
         let Some(kind) = registry::find(&job.kind) else {
+            runner.leases.release(&job.id);
             let error = format!("unknown job kind {:?}", job.kind);
             tracing::error!(%error, "job dead");
             record(env, &job.id, Outcome::Dead { error: &error }).await;
@@ -110,6 +115,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
             // Every attempt was lost with its worker; this claim only buries it.
             let error = "attempts used up: the job's workers were lost while running it";
             tracing::error!(error, "job dead");
+            runner.leases.release(&job.id);
             kind.on_failure(&ctx, error, true).await;
             record(env, &job.id, Outcome::Lost { error }).await;
             return;
@@ -131,6 +137,9 @@ async fn run_job(runner: &Runner, job: JobRow) {
         };
 
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        // The attempt is over: from here only its outcome is written, so the lease keeper
+        // must not take the job's leaving the `running` state for a loss.
+        runner.leases.release(&job.id);
         let (error, delay) = match result {
             Ok(()) => {
                 if runner.done.done(job.id.clone()).await {
@@ -176,7 +185,8 @@ async fn run_job(runner: &Runner, job: JobRow) {
 }
 
 async fn record(env: &JobEnv, job_id: &str, outcome: Outcome<'_>) {
-    match db::jobs::finish(&env.db, job_id, &env.worker_name, outcome).await {
+    let finish = || db::jobs::finish(&env.db, job_id, &env.worker_name, outcome.clone());
+    match db_retry("recording an outcome", finish).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!("outcome not recorded: this worker no longer holds the job"),
         Err(err) => {

@@ -116,10 +116,12 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<WorkerHandle> {
     let instance = instance_name();
+    // One relay per process: the loop below runs it, and handlers and the outcome writer use
+    // it to hand over follow-up jobs and to ask for a refill as jobs finish.
+    let relay = Relay::new(db.clone(), transport.clone(), settings.queue_max_in_flight);
     let env = Arc::new(JobEnv::new(
         settings,
-        db.clone(),
-        transport.clone(),
+        relay.clone(),
         store,
         instance.clone(),
     )?);
@@ -198,7 +200,6 @@ pub async fn start(
             tracing::error!(error = %err, "worker monitor stopped with an error");
         }
     });
-    let relay = Relay::new(db.clone(), transport.clone(), settings.queue_max_in_flight);
     // Renewals go on until the monitor has drained: jobs still run during the grace period.
     let drained = CancellationToken::new();
     let background = vec![

@@ -108,6 +108,15 @@ pub fn is_unique_violation(err: &sqlx::Error, index: &str, table_column: &str) -
     }
 }
 
+/// True when the pool is PostgreSQL (a few statements lock rows in ways SQLite has no words
+/// for, and needs none of).
+pub fn is_postgres(db: &Db) -> bool {
+    db.connect_options()
+        .database_url
+        .scheme()
+        .starts_with("postgres")
+}
+
 /// A new time-ordered id.
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()

@@ -4,8 +4,9 @@
 //! rarely split; each chunk's offset is exact (counted in samples), so merged segment times
 //! match the recording.
 //!
-//! Runs on the blocking pool. Memory is bounded by one chunk of samples (10 minutes of 16 kHz
-//! audio is 19 MB), whatever the recording's length; chunks are written to files.
+//! Runs on the blocking pool. Samples stream from the decoder through the resampler into the
+//! chunk's WAV file; only the last seconds of the chunk being filled stay in memory (where the
+//! cut may fall), so memory stays well under a megabyte whatever the recording's length.
 
 use std::{
     fs::File,
@@ -168,12 +169,21 @@ struct Chunker<'a> {
     resampled: Vec<f32>,
     /// Output samples of the resampler still to skip (its delay).
     delay_left: usize,
-    /// 16 kHz samples of the chunk being filled.
-    current: Vec<i16>,
-    /// Samples already written to earlier chunks.
+    /// The WAV file of the chunk being filled, once it has samples on disk.
+    file: Option<WavFile>,
+    /// Samples of the chunk being filled already in its file.
+    in_file: usize,
+    /// The chunk's latest samples, not yet in its file: the cut may fall among them.
+    tail: Vec<i16>,
+    /// Samples in earlier chunks.
     written: usize,
     chunks: Vec<ChunkFile>,
 }
+
+type WavFile = hound::WavWriter<std::io::BufWriter<File>>;
+
+/// How many samples at the end of a full chunk the quiet cut searches.
+const CUT_SEARCH_SAMPLES: usize = CUT_SEARCH_MS * TARGET_RATE as usize / 1000;
 
 impl<'a> Chunker<'a> {
     fn new(out_dir: &'a Path, max_samples: usize) -> Self {
@@ -184,7 +194,9 @@ impl<'a> Chunker<'a> {
             pending: Vec::new(),
             resampled: Vec::new(),
             delay_left: 0,
-            current: Vec::new(),
+            file: None,
+            in_file: 0,
+            tail: Vec::with_capacity(2 * CUT_SEARCH_SAMPLES),
             written: 0,
             chunks: Vec::new(),
         }
@@ -268,57 +280,77 @@ impl<'a> Chunker<'a> {
 
     fn accept(&mut self, samples: &[f32]) -> Result<(), AudioError> {
         for &s in samples {
-            self.current
+            self.tail
                 .push((s.clamp(-1.0, 1.0) * i16::MAX as f32) as i16);
-            if self.current.len() >= self.max_samples {
-                let cut = quiet_cut(&self.current);
-                let rest = self.current.split_off(cut);
-                self.write_current()?;
-                self.current = rest;
+            let chunk_len = self.in_file + self.tail.len();
+            if chunk_len >= self.max_samples {
+                // The quietest moment of the chunk's last seconds (at most half the chunk),
+                // which the tail always holds.
+                let search = CUT_SEARCH_SAMPLES.min(chunk_len / 2);
+                let cut = quiet_cut(&self.tail, search);
+                self.spill(cut)?;
+                self.end_chunk()?;
+            } else if self.tail.len() >= 2 * CUT_SEARCH_SAMPLES {
+                // Only the last seconds can hold the cut: the rest goes to the file.
+                self.spill(self.tail.len() - CUT_SEARCH_SAMPLES)?;
             }
         }
         Ok(())
     }
 
-    fn write_current(&mut self) -> Result<(), AudioError> {
-        if self.current.is_empty() {
+    /// Moves the first `count` tail samples into the chunk's file.
+    fn spill(&mut self, count: usize) -> Result<(), AudioError> {
+        if count == 0 {
             return Ok(());
         }
-        let path = self
-            .out_dir
-            .join(format!("chunk-{:04}.wav", self.chunks.len()));
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: TARGET_RATE,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let path = self.chunk_path(self.chunks.len());
+                let spec = hound::WavSpec {
+                    channels: 1,
+                    sample_rate: TARGET_RATE,
+                    bits_per_sample: 16,
+                    sample_format: hound::SampleFormat::Int,
+                };
+                self.file
+                    .insert(hound::WavWriter::create(&path, spec).map_err(wav_error)?)
+            }
         };
-        let io = |e: hound::Error| match e {
-            hound::Error::IoError(e) => AudioError::Io(e),
-            other => AudioError::Io(std::io::Error::other(other)),
-        };
-        let mut writer = hound::WavWriter::create(&path, spec).map_err(io)?;
-        let mut samples = writer.get_i16_writer(self.current.len() as u32);
-        for &s in &self.current {
-            samples.write_sample(s);
+        for &s in &self.tail[..count] {
+            file.write_sample(s).map_err(wav_error)?;
         }
-        samples.flush().map_err(io)?;
-        writer.finalize().map_err(io)?;
-        self.chunks.push(ChunkFile {
-            path,
-            offset_ms: samples_to_ms(self.written),
-            duration_ms: samples_to_ms(self.current.len()),
-        });
-        self.written += self.current.len();
-        self.current.clear();
+        self.tail.drain(..count);
+        self.in_file += count;
         Ok(())
+    }
+
+    /// Closes the chunk's file (what is in it makes the chunk) and starts the next one.
+    fn end_chunk(&mut self) -> Result<(), AudioError> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        file.finalize().map_err(wav_error)?;
+        self.chunks.push(ChunkFile {
+            path: self.chunk_path(self.chunks.len()),
+            offset_ms: samples_to_ms(self.written),
+            duration_ms: samples_to_ms(self.in_file),
+        });
+        self.written += self.in_file;
+        self.in_file = 0;
+        Ok(())
+    }
+
+    fn chunk_path(&self, index: usize) -> PathBuf {
+        self.out_dir.join(format!("chunk-{index:04}.wav"))
     }
 
     fn finish(mut self) -> Result<Split, AudioError> {
         if self.resampler.is_some() {
             self.drain_pending(true)?;
         }
-        self.write_current()?;
+        self.spill(self.tail.len())?;
+        self.end_chunk()?;
         if self.chunks.is_empty() {
             return Err(AudioError::Undecodable("the recording is empty".into()));
         }
@@ -329,15 +361,22 @@ impl<'a> Chunker<'a> {
     }
 }
 
+fn wav_error(e: hound::Error) -> AudioError {
+    match e {
+        hound::Error::IoError(e) => AudioError::Io(e),
+        other => AudioError::Io(std::io::Error::other(other)),
+    }
+}
+
 fn samples_to_ms(samples: usize) -> i64 {
     (samples as i64 * 1000) / TARGET_RATE as i64
 }
 
-/// Where to end a full chunk: the start of the quietest 20 ms window in its last 5 seconds.
-fn quiet_cut(samples: &[i16]) -> usize {
+/// Where to end a full chunk whose latest samples are `samples`: the middle of the quietest
+/// 20 ms window among the last `search` of them (an index into `samples`).
+fn quiet_cut(samples: &[i16], search: usize) -> usize {
     let window = CUT_WINDOW_MS * TARGET_RATE as usize / 1000;
-    let search = (CUT_SEARCH_MS * TARGET_RATE as usize / 1000).min(samples.len() / 2);
-    let from = samples.len() - search;
+    let from = samples.len() - search.min(samples.len());
     let mut best = (u64::MAX, samples.len());
     let mut start = from;
     while start + window <= samples.len() {
