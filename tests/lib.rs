@@ -43,6 +43,8 @@ pub struct TestApp {
     pub db: Db,
     /// The raw settings map, to start more processes on the same backends.
     pub env: HashMap<String, String>,
+    /// The app's own transport (in embedded mode, pushes through it wake the app's workers).
+    transport: Transport,
     running: Option<Running>,
     data_dir: PathBuf,
 }
@@ -147,6 +149,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     tend_shared::telemetry::init_for_tests();
     let components = Components::connect(&settings).await.expect("components");
     let db = components.db.clone();
+    let transport = components.transport.clone();
     let roles = if options.api_only {
         Roles::ApiOnly
     } else {
@@ -166,6 +169,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         settings,
         db,
         env,
+        transport,
         running: Some(running),
         data_dir,
     }
@@ -484,12 +488,11 @@ impl TestApp {
         found.into_iter().map(|(_, m)| m).collect()
     }
 
-    /// A relay of its own on the app's ledger and transport (as another process has).
+    /// A relay on the app's ledger and transport, as the app's request handlers use.
     pub async fn relay(&self) -> tend_shared::queue::Relay {
-        let transport = Transport::connect(&self.settings).await.unwrap();
         tend_shared::queue::Relay::new(
             self.db.clone(),
-            transport,
+            self.transport.clone(),
             self.settings.queue_max_in_flight,
         )
     }

@@ -5,17 +5,19 @@
 //!   sessions).
 //! - [`error`]: the one error type, rendered as `application/problem+json`.
 //! - [`middleware`]: request id, tracing span, access log, security headers.
-//! - [`extract`]: request metadata and the bearer security scheme.
+//! - [`extract`]: request metadata and the bearer security scheme; [`guards`]: who may call
+//!   an operation (signed in, practitioner, admin), as extractors.
 //! - [`pagination`]: `limit` and `cursor` of the list operations.
 //! - [`state`]: what handlers share (pools, keys, relay, limiter).
 //! - [`startup`]: builds the app; runs it alone or with workers and scheduler (embedded).
-//! - [`admin`]: operator commands (`create-admin`).
+//! - [`commands`]: operator commands run from the shell (`create-admin`), apart from the HTTP routes.
 //!
 //! Handlers parse, authorise, call `tend-shared`, and answer; they hold no business state.
 
-pub mod admin;
+pub mod commands;
 pub mod error;
 pub mod extract;
+pub mod guards;
 pub mod middleware;
 pub mod pagination;
 pub mod routes;

@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let db = db::connect(&settings).await?;
             db::migrate(&db).await?;
-            let id = tend_api::admin::create_admin(&db, &email, &password).await?;
+            let id = tend_api::commands::create_admin(&db, &email, &password).await?;
             println!("admin ready: {id}");
         }
         command @ (Command::All | Command::Serve) => {

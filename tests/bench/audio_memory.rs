@@ -4,8 +4,10 @@
 //! peak RSS must not grow with the recording. Prints the worker's RSS before, its peak (VmHWM),
 //! the chunks sent and the time taken.
 //!
-//! `cargo bench -p tend-tests --bench audio_memory` (embedded backends; with `.ci/services`'
-//! variables exported, PostgreSQL + Redis + S3). `AUDIO_HOURS` sets the length (8).
+//! `cargo build --release -p tend-worker && cargo bench -p tend-tests --bench audio_memory`
+//! (embedded backends; with `.ci/services`' variables exported, PostgreSQL + Redis + S3).
+//! `AUDIO_HOURS` sets the length (8). The worker binary is built first because `cargo bench`
+//! holds the build directory while the bench runs.
 
 use std::{
     path::PathBuf,
@@ -84,27 +86,19 @@ async fn main() {
     );
 }
 
-/// Builds the release worker binary and returns its path.
+/// The release worker binary, built beforehand.
 fn build_worker() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "tend-worker",
-            "--bin",
-            "tend-worker",
-        ])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "building tend-worker failed");
     let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
         |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
         PathBuf::from,
     );
-    target.join("release/tend-worker")
+    let bin = target.join("release/tend-worker");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release -p tend-worker` first",
+        bin.display()
+    );
+    bin
 }
 
 fn spawn_worker(bin: &PathBuf, env: &std::collections::HashMap<String, String>) -> Child {

@@ -8,6 +8,7 @@
 //!
 //! The jobs are `send_email` for an account that does not exist: the handler looks the account
 //! up, finds nothing to send and succeeds, so the figures measure the engine, not SMTP.
+//! The process's RSS (API, worker and the bench together) is printed before and after.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,7 @@ async fn main() {
     .await;
     let backend = tend_tests::backends();
 
+    let rss_before = status_kib("VmRSS");
     let started = Instant::now();
     let mut tx = app.job_tx().await;
     for _ in 0..total {
@@ -88,4 +90,27 @@ async fn main() {
         total as f64 / drain.as_secs_f64()
     );
     println!("  peak jobs in the transport at once: {peak_in_flight} (bound {max_in_flight})");
+    println!(
+        "  RSS of the process (API, worker and this bench): {:.1} MiB before the enqueue, \
+         {:.1} MiB after the drain, {:.1} MiB peak",
+        rss_before as f64 / 1024.0,
+        status_kib("VmRSS") as f64 / 1024.0,
+        status_kib("VmHWM") as f64 / 1024.0
+    );
+}
+
+/// A `VmRSS`/`VmHWM` figure of this process, in KiB.
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(field)?
+                .trim_start_matches(':')
+                .trim()
+                .trim_end_matches(" kB")
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }

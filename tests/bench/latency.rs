@@ -5,7 +5,8 @@
 //!
 //! `cargo bench -p tend-tests --bench latency` on the embedded backends;
 //! `eval "$(.ci/services)"` first for PostgreSQL + Redis. `LATENCY_JOBS` (2,000) and
-//! `LATENCY_RATE` (200 jobs/s) set the load. One API process and one worker process.
+//! `LATENCY_RATE` (200 jobs/s) set the load. On Redis: one API process and one worker
+//! process; embedded: the all-in-one process.
 
 use std::{
     collections::HashMap,
@@ -95,12 +96,15 @@ async fn main() {
         )
         .init();
 
+    // On Redis, a worker process of its own (woken through Redis); embedded, the one process
+    // that runs everything, as `cargo run` does.
+    let server_backends = std::env::var("TEST_REDIS_URL").is_ok();
     let app = spawn_app_with(AppOptions {
-        api_only: true,
+        api_only: server_backends,
         env: vec![("RUST_LOG".into(), "warn".into())],
     })
     .await;
-    let worker = app.spawn_worker(&[]);
+    let worker = server_backends.then(|| app.spawn_worker(&[]));
     let relay = app.relay().await;
     tokio::time::sleep(Duration::from_secs(1)).await; // workers registered
 
@@ -122,9 +126,22 @@ async fn main() {
     while starts.lock().unwrap().len() < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    worker.terminate().await;
+    if let Some(worker) = worker {
+        worker.terminate().await;
+    }
 
-    let starts = starts.lock().unwrap();
+    let starts = starts.lock().unwrap().clone();
+    let never: Vec<&String> = committed
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| !starts.contains_key(*id))
+        .collect();
+    if !never.is_empty() {
+        let first = tend_shared::db::jobs::find(&app.db, never[0])
+            .await
+            .unwrap();
+        eprintln!("{} jobs never started, e.g. {first:?}", never.len());
+    }
     let mut waits: Vec<Duration> = committed
         .iter()
         .filter_map(|(id, at)| starts.get(id).map(|s| s.saturating_duration_since(*at)))

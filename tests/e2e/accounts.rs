@@ -319,7 +319,7 @@ async fn users_update_their_name_and_password_and_delete_their_account() {
 async fn create_admin_makes_an_admin_who_sees_any_job() {
     let app = spawn_app().await;
     let email = unique_email();
-    tend_api::admin::create_admin(&app.db, &email, PASSWORD)
+    tend_api::commands::create_admin(&app.db, &email, PASSWORD)
         .await
         .unwrap();
     let login: Value = app.login(&email, PASSWORD).await.json().await.unwrap();

@@ -402,7 +402,7 @@ async fn the_cleanup_job_removes_what_an_abandoned_upload_left() {
         .execute(&app.db)
         .await
         .unwrap();
-    db::sessions::begin_upload(&app.db, fresh).await.unwrap();
+    db::uploads::begin_upload(&app.db, fresh).await.unwrap();
 
     let mut tx = app.job_tx().await;
     let job = tx

@@ -159,7 +159,7 @@ async fn a_recorded_session_goes_from_upload_to_notes() {
     }
 
     // The metrics row for analytics.
-    let metrics = db::sessions::metrics(&app.db, id)
+    let metrics = db::metrics::find(&app.db, id)
         .await
         .unwrap()
         .expect("metrics row");
@@ -327,7 +327,7 @@ async fn an_uploaded_transcript_skips_transcription() {
         "Therapist: How was your week?"
     );
     assert_eq!(transcript["segments"][1]["end_ms"], 9000);
-    let metrics = db::sessions::metrics(&app.db, id).await.unwrap().unwrap();
+    let metrics = db::metrics::find(&app.db, id).await.unwrap().unwrap();
     assert_eq!(
         metrics.session_date,
         chrono::DateTime::parse_from_rfc3339("2026-11-20T13:00:00Z")
@@ -785,7 +785,7 @@ async fn notes_can_be_extracted_again_and_replace_the_metrics() {
     let id = accepted["id"].as_str().unwrap();
     app.wait_for_session(id, token, &["processed"], PIPELINE_TIMEOUT)
         .await;
-    let first = db::sessions::metrics(&app.db, id).await.unwrap().unwrap();
+    let first = db::metrics::find(&app.db, id).await.unwrap().unwrap();
 
     let resp = app
         .post_empty(&format!("/api/v1/sessions/{id}/extract-notes"), token)
@@ -806,7 +806,7 @@ async fn notes_can_be_extracted_again_and_replace_the_metrics() {
         .map(|c| c["stage"].as_str().unwrap())
         .collect();
     assert_eq!(stages, ["extraction", "extraction"]);
-    let second = db::sessions::metrics(&app.db, id).await.unwrap().unwrap();
+    let second = db::metrics::find(&app.db, id).await.unwrap().unwrap();
     assert_eq!(second.mood_score, first.mood_score);
     let rows: Vec<(i64,)> =
         sqlx::query_as("SELECT COUNT(*) FROM session_metrics WHERE session_id = $1")

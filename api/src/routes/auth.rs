@@ -63,7 +63,7 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// A signed-in session.
+/// A sign-in: the token pair a login or refresh answers.
 #[derive(Debug, Object)]
 pub struct TokenPair {
     /// Send as `Authorization: Bearer <access_token>`.
@@ -125,7 +125,7 @@ enum RegisterResponse {
 }
 
 #[derive(ApiResponse)]
-enum SessionResponse {
+enum SignInResponse {
     /// Signed in.
     #[oai(status = 200)]
     Ok(Json<TokenPair>),
@@ -231,7 +231,7 @@ impl AuthApi {
         state: Data<&AppState>,
         meta: RequestMeta,
         body: Json<LoginRequest>,
-    ) -> ApiResult<SessionResponse> {
+    ) -> ApiResult<SignInResponse> {
         let limit = state.settings.login_rate_limit_per_minute;
         let email = Email::parse(&body.email).ok();
         let account_key = email
@@ -287,7 +287,7 @@ impl AuthApi {
                 "The email address or password is wrong.",
             ));
         };
-        let pair = issue_session(&state, &mut tx, user, &Uuid::now_v7().to_string()).await?;
+        let pair = issue_tokens(&state, &mut tx, user, &Uuid::now_v7().to_string()).await?;
         audit::record(
             &mut tx,
             AuditAction::LoginSucceeded,
@@ -297,7 +297,7 @@ impl AuthApi {
         )
         .await?;
         tx.commit().await?;
-        Ok(SessionResponse::Ok(Json(pair)))
+        Ok(SignInResponse::Ok(Json(pair)))
     }
 
     /// Exchange a refresh token for a new token pair.
@@ -310,7 +310,7 @@ impl AuthApi {
         state: Data<&AppState>,
         meta: RequestMeta,
         body: Json<RefreshRequest>,
-    ) -> ApiResult<SessionResponse> {
+    ) -> ApiResult<SignInResponse> {
         let hash = opaque::digest(&body.refresh_token);
         let mut tx = state.db.begin().await?;
         match db::tokens::rotate_refresh(&mut tx, &hash).await? {
@@ -321,9 +321,9 @@ impl AuthApi {
                         "The account no longer exists.",
                     ));
                 };
-                let pair = issue_session(&state, &mut tx, &user, &family_id).await?;
+                let pair = issue_tokens(&state, &mut tx, &user, &family_id).await?;
                 tx.commit().await?;
-                Ok(SessionResponse::Ok(Json(pair)))
+                Ok(SignInResponse::Ok(Json(pair)))
             }
             Rotation::Reused { user_id, family_id } => {
                 audit::record(
@@ -338,7 +338,7 @@ impl AuthApi {
                 tracing::warn!(%user_id, "refresh token reused; its family is revoked");
                 Err(ApiError::unauthorized(
                     "refresh-token-reused",
-                    "This refresh token was already used. Every session started from the same sign-in is now revoked; sign in again.",
+                    "This refresh token was already used. Every token issued from the same sign-in is now revoked; sign in again.",
                 ))
             }
             Rotation::Invalid => Err(ApiError::unauthorized(
@@ -502,7 +502,7 @@ impl AuthApi {
             AuditAction::PasswordReset,
             Some(&user_id),
             &meta.origin(),
-            Some(serde_json::json!({"sessions_revoked": revoked})),
+            Some(serde_json::json!({"sign_ins_revoked": revoked})),
         )
         .await?;
         tx.enqueue(
@@ -519,7 +519,7 @@ impl AuthApi {
 }
 
 /// Issues an access token and a new refresh token in `family_id`.
-async fn issue_session(
+async fn issue_tokens(
     state: &AppState,
     conn: &mut sqlx::AnyConnection,
     user: &User,

@@ -12,7 +12,7 @@ use tend_shared::{
 use super::ApiTags;
 use crate::{
     error::{ApiError, ApiResult},
-    extract::BearerAuth,
+    guards::SignedIn,
     state::AppState,
     views::ms_to_datetime,
 };
@@ -107,10 +107,9 @@ impl JobsApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        SignedIn(user): SignedIn,
         id: Path<String>,
     ) -> ApiResult<JobResponse> {
-        let user = state.authenticate(&auth.0.token).await?;
         let job = db::jobs::find(&state.db, &id.0)
             .await?
             .filter(|job| user.role() == Role::Admin || job.created_by.as_deref() == Some(&user.id))

@@ -21,7 +21,7 @@ use tend_shared::{
 use super::ApiTags;
 use crate::{
     error::{ApiError, ApiResult},
-    extract::BearerAuth,
+    guards::Practitioner,
     pagination::PageRequest,
     state::AppState,
     views::ms_to_datetime,
@@ -128,10 +128,9 @@ impl PatientsApi {
     async fn create(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         body: Json<CreatePatientRequest>,
     ) -> ApiResult<PatientCreated> {
-        let user = practitioner(&state, &auth).await?;
         let mut errors = Vec::new();
         let name = field(
             &mut errors,
@@ -168,7 +167,7 @@ impl PatientsApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         /// Case-insensitive text to find in the name or reference.
         q: Query<Option<String>>,
         /// Page size, 1 to 100 (default 20).
@@ -176,7 +175,6 @@ impl PatientsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> ApiResult<PatientList> {
-        let user = practitioner(&state, &auth).await?;
         let page = PageRequest::parse(limit.0, cursor.0)?;
         let search = q.0.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let rows = db::patients::list(
@@ -199,10 +197,9 @@ impl PatientsApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         id: Path<String>,
     ) -> ApiResult<PatientResponse> {
-        let user = practitioner(&state, &auth).await?;
         let patient = owned(&state, &id.0, &user).await?;
         Ok(PatientResponse::Ok(Json(patient.into())))
     }
@@ -212,11 +209,10 @@ impl PatientsApi {
     async fn update(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         id: Path<String>,
         body: Json<UpdatePatientRequest>,
     ) -> ApiResult<PatientResponse> {
-        let user = practitioner(&state, &auth).await?;
         let current = owned(&state, &id.0, &user).await?;
         let mut errors = Vec::new();
         let name = match &body.display_name {
@@ -257,10 +253,9 @@ impl PatientsApi {
     async fn delete(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         id: Path<String>,
     ) -> ApiResult<PatientDeleted> {
-        let user = practitioner(&state, &auth).await?;
         let patient = owned(&state, &id.0, &user).await?;
         let keys = db::sessions::object_keys_of_patient(&state.db, &patient.id).await?;
         state.delete_objects(&keys).await?;
@@ -268,17 +263,6 @@ impl PatientsApi {
         tracing::info!(patient_id = %patient.id, objects = keys.len(), "patient deleted");
         Ok(PatientDeleted::Done)
     }
-}
-
-/// The signed-in practitioner (403 for other roles: the role, not the id, is refused).
-pub(crate) async fn practitioner(state: &AppState, auth: &BearerAuth) -> ApiResult<User> {
-    let user = state.authenticate(&auth.0.token).await?;
-    if user.role() != Role::Practitioner {
-        return Err(ApiError::forbidden(
-            "Only practitioner accounts manage patients and sessions.",
-        ));
-    }
-    Ok(user)
 }
 
 /// The caller's patient `id`, or 404.

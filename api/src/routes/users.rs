@@ -16,7 +16,8 @@ use tend_worker::jobs::email::EmailTemplate;
 use super::{ApiTags, auth::send_email};
 use crate::{
     error::{ApiError, ApiResult},
-    extract::{BearerAuth, RequestMeta},
+    extract::RequestMeta,
+    guards::SignedIn,
     state::AppState,
     views::UserView,
 };
@@ -53,8 +54,7 @@ pub struct UsersApi;
 impl UsersApi {
     /// The signed-in account.
     #[oai(path = "/me", method = "get", operation_id = "getMe")]
-    async fn me(&self, state: Data<&AppState>, auth: BearerAuth) -> ApiResult<MeResponse> {
-        let user = state.authenticate(&auth.0.token).await?;
+    async fn me(&self, SignedIn(user): SignedIn) -> ApiResult<MeResponse> {
         Ok(MeResponse::Ok(Json(UserView::from(&user))))
     }
 
@@ -66,11 +66,10 @@ impl UsersApi {
     async fn update_me(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        SignedIn(user): SignedIn,
         meta: RequestMeta,
         body: Json<UpdateMeRequest>,
     ) -> ApiResult<MeResponse> {
-        let user = state.authenticate(&auth.0.token).await?;
         let mut errors = Vec::new();
         let display_name = match body.display_name.as_deref().map(parse_display_name) {
             Some(Ok(name)) => Some(name),
@@ -132,10 +131,9 @@ impl UsersApi {
     async fn delete_me(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        SignedIn(user): SignedIn,
         meta: RequestMeta,
     ) -> ApiResult<Deleted> {
-        let user = state.authenticate(&auth.0.token).await?;
         // A practitioner's sessions go with the account, their audio first.
         let keys = db::sessions::object_keys_of_practitioner(&state.db, &user.id).await?;
         state.delete_objects(&keys).await?;

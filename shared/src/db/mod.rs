@@ -5,10 +5,14 @@
 //! give for two back-ends at once.
 
 pub mod audit;
+pub mod chunks;
 pub mod jobs;
+pub mod metrics;
 pub mod patients;
 pub mod sessions;
 pub mod tokens;
+pub mod uploads;
+pub mod usage;
 pub mod users;
 
 use std::time::Duration;

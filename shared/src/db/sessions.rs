@@ -1,12 +1,12 @@
-//! The `sessions`, `provider_usage` and `session_metrics` tables.
+//! The `sessions` table: recorded sessions and their stages.
 //!
 //! Reads are scoped: a practitioner sees the sessions they own, a patient account the sessions
 //! of the patient records linked to it. Stage changes are guarded updates (`WHERE status IN
 //! ...`), so a job delivered twice, or a session deleted mid-job, changes nothing.
 
-use sqlx::{AnyConnection, AnyExecutor, FromRow};
+use sqlx::{AnyConnection, FromRow};
 
-use super::{Db, new_id, now_ms};
+use super::{Db, now_ms};
 use crate::sessions::{SessionStatus, Stage};
 
 /// A session row, without the large text columns (transcript, segments, notes).
@@ -113,39 +113,6 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> sqlx::Res
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Notes that an upload is about to stream into `object_key` (before its session exists).
-pub async fn begin_upload(db: &Db, object_key: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO pending_uploads (object_key, created_at) VALUES ($1, $2)")
-        .bind(object_key)
-        .bind(now_ms())
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
-/// Forgets a pending upload: its session now owns the object (inside that transaction), or
-/// the object was removed.
-pub async fn end_upload(db: impl AnyExecutor<'_>, object_key: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM pending_uploads WHERE object_key = $1")
-        .bind(object_key)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
-/// Pending uploads started before `before`: abandoned, their objects to remove.
-pub async fn abandoned_uploads(db: &Db, before: i64, limit: i64) -> sqlx::Result<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT object_key FROM pending_uploads WHERE created_at < $1 \
-         ORDER BY created_at LIMIT $2",
-    )
-    .bind(before)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|(k,)| k).collect())
 }
 
 /// Who is reading.
@@ -364,68 +331,6 @@ pub async fn finish_transcription(
     Ok(done.rows_affected() == 1)
 }
 
-/// A chunk of a long recording transcribed by an earlier attempt.
-#[derive(Debug, Clone, FromRow)]
-pub struct ChunkRow {
-    pub offset_ms: i64,
-    pub duration_ms: i64,
-    /// JSON array of segments on the recording's time line.
-    pub segments: String,
-}
-
-/// Chunk `index` of the session, if an earlier attempt transcribed it.
-pub async fn transcribed_chunk(
-    db: &Db,
-    session_id: &str,
-    index: i64,
-) -> sqlx::Result<Option<ChunkRow>> {
-    sqlx::query_as::<_, ChunkRow>(
-        "SELECT offset_ms, duration_ms, segments FROM transcription_chunks \
-         WHERE session_id = $1 AND chunk_index = $2",
-    )
-    .bind(session_id)
-    .bind(index)
-    .fetch_optional(db)
-    .await
-}
-
-/// Keeps a transcribed chunk for later attempts (replacing one cut differently).
-pub async fn save_chunk(
-    db: &Db,
-    session_id: &str,
-    index: i64,
-    chunk: &ChunkRow,
-) -> sqlx::Result<()> {
-    let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM transcription_chunks WHERE session_id = $1 AND chunk_index = $2")
-        .bind(session_id)
-        .bind(index)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO transcription_chunks (session_id, chunk_index, offset_ms, duration_ms, \
-         segments, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(session_id)
-    .bind(index)
-    .bind(chunk.offset_ms)
-    .bind(chunk.duration_ms)
-    .bind(&chunk.segments)
-    .bind(now_ms())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
-}
-
-/// Drops the kept chunks (their text now lives in the transcript).
-pub async fn clear_chunks(conn: &mut AnyConnection, session_id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM transcription_chunks WHERE session_id = $1")
-        .bind(session_id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Stores the notes and marks the session processed.
 pub async fn finish_extraction(
     conn: &mut AnyConnection,
@@ -502,111 +407,4 @@ pub async fn requeue_stage(
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// One paid provider call.
-#[derive(Debug, Clone, FromRow)]
-pub struct UsageRow {
-    pub stage: String,
-    pub model: String,
-    pub audio_ms: i64,
-    pub prompt_tokens: i64,
-    pub completion_tokens: i64,
-    pub cost_micro_usd: i64,
-    pub created_at: i64,
-}
-
-/// Records one paid call.
-pub async fn insert_usage(
-    db: &Db,
-    session_id: &str,
-    job_id: &str,
-    usage: &UsageRow,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO provider_usage (id, session_id, job_id, stage, model, audio_ms, \
-         prompt_tokens, completion_tokens, cost_micro_usd, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(new_id().to_string())
-    .bind(session_id)
-    .bind(job_id)
-    .bind(&usage.stage)
-    .bind(&usage.model)
-    .bind(usage.audio_ms)
-    .bind(usage.prompt_tokens)
-    .bind(usage.completion_tokens)
-    .bind(usage.cost_micro_usd)
-    .bind(usage.created_at)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Every paid call of a session, oldest first.
-pub async fn usage(db: &Db, session_id: &str) -> sqlx::Result<Vec<UsageRow>> {
-    sqlx::query_as::<_, UsageRow>(
-        "SELECT stage, model, audio_ms, prompt_tokens, completion_tokens, cost_micro_usd, \
-         created_at FROM provider_usage WHERE session_id = $1 ORDER BY created_at, id",
-    )
-    .bind(session_id)
-    .fetch_all(db)
-    .await
-}
-
-/// The analytics row of a processed session.
-#[derive(Debug, Clone, FromRow)]
-pub struct MetricsRow {
-    pub session_id: String,
-    pub practitioner_id: String,
-    pub patient_id: String,
-    pub session_date: i64,
-    pub duration_ms: Option<i64>,
-    pub mood_score: i64,
-    pub mood_trajectory: String,
-    /// JSON array.
-    pub topics: String,
-    pub strategy_count: i64,
-    pub action_item_count: i64,
-    pub risk_flag_count: i64,
-}
-
-/// Writes (or rewrites, after a re-extraction) the metrics row.
-pub async fn upsert_metrics(conn: &mut AnyConnection, m: &MetricsRow) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM session_metrics WHERE session_id = $1")
-        .bind(&m.session_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO session_metrics (session_id, practitioner_id, patient_id, session_date, \
-         duration_ms, mood_score, mood_trajectory, topics, strategy_count, action_item_count, \
-         risk_flag_count, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&m.session_id)
-    .bind(&m.practitioner_id)
-    .bind(&m.patient_id)
-    .bind(m.session_date)
-    .bind(m.duration_ms)
-    .bind(m.mood_score)
-    .bind(&m.mood_trajectory)
-    .bind(&m.topics)
-    .bind(m.strategy_count)
-    .bind(m.action_item_count)
-    .bind(m.risk_flag_count)
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The metrics row of a session (tests, later analytics).
-pub async fn metrics(db: &Db, session_id: &str) -> sqlx::Result<Option<MetricsRow>> {
-    sqlx::query_as::<_, MetricsRow>(
-        "SELECT session_id, practitioner_id, patient_id, session_date, duration_ms, mood_score, \
-         mood_trajectory, topics, strategy_count, action_item_count, risk_flag_count \
-         FROM session_metrics WHERE session_id = $1",
-    )
-    .bind(session_id)
-    .fetch_optional(db)
-    .await
 }

@@ -73,7 +73,7 @@ async fn run(env: &JobEnv) -> Result<(), JobError> {
 async fn discard_abandoned_uploads(env: &JobEnv, before: i64) -> Result<u64, JobError> {
     let mut removed = 0;
     loop {
-        let keys = db::sessions::abandoned_uploads(&env.db, before, 100)
+        let keys = db::uploads::abandoned_uploads(&env.db, before, 100)
             .await
             .map_err(|e| JobError::transient("listing abandoned uploads", e))?;
         if keys.is_empty() {
@@ -84,7 +84,7 @@ async fn discard_abandoned_uploads(env: &JobEnv, before: i64) -> Result<u64, Job
                 .discard(&key)
                 .await
                 .map_err(|e| JobError::Transient(format!("removing an abandoned upload: {e:#}")))?;
-            db::sessions::end_upload(&env.db, &key)
+            db::uploads::end_upload(&env.db, &key)
                 .await
                 .map_err(|e| JobError::transient("forgetting an abandoned upload", e))?;
             removed += 1;

@@ -9,11 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tend_shared::{
-    db::{
-        self,
-        jobs::JobRow,
-        sessions::{MetricsRow, SessionRow, UsageRow},
-    },
+    db::{self, jobs::JobRow, metrics::MetricsRow, sessions::SessionRow, usage::UsageRow},
     jobs::{JobError, JobPayload, Queue, RetryPolicy},
     sessions::{Notes, Segment, Stage},
 };
@@ -153,7 +149,7 @@ async fn run(env: &JobEnv, job: &JobRow, payload: &ExtractNotes) -> Result<(), J
         tracing::info!("session changed during extraction; result dropped");
         return Ok(());
     }
-    db::sessions::upsert_metrics(&mut tx, &metrics)
+    db::metrics::upsert(&mut tx, &metrics)
         .await
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;

@@ -12,11 +12,7 @@ pub mod extract;
 pub mod transcribe;
 
 use tend_shared::{
-    db::{
-        self,
-        jobs::JobRow,
-        sessions::{SessionRow, UsageRow},
-    },
+    db::{self, jobs::JobRow, sessions::SessionRow, usage::UsageRow},
     jobs::JobError,
     sessions::Stage,
 };
@@ -73,7 +69,7 @@ async fn session_attempt_failed(
 /// Records one paid provider call on the session (best effort: a lost row must not fail or
 /// repeat a call that was already paid for).
 async fn record_usage(env: &JobEnv, job: &JobRow, session_id: &str, usage: UsageRow) {
-    if let Err(err) = db::sessions::insert_usage(&env.db, session_id, &job.id, &usage).await {
+    if let Err(err) = db::usage::insert(&env.db, &job.id, Some(session_id), &usage).await {
         tracing::warn!(error = %err, "could not record provider usage");
     }
 }

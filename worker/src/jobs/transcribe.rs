@@ -10,11 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tend_shared::{
-    db::{
-        self,
-        jobs::JobRow,
-        sessions::{ChunkRow, SessionRow, UsageRow},
-    },
+    db::{self, chunks::ChunkRow, jobs::JobRow, sessions::SessionRow, usage::UsageRow},
     jobs::{JobError, JobOrigin, JobPayload, JobTx, Queue, RetryPolicy},
     sessions::{Segment, Stage, media::audio_extension, transcript::Transcript},
 };
@@ -128,7 +124,7 @@ async fn run(env: &JobEnv, job: &JobRow, payload: &TranscribeSession) -> Result<
         tracing::info!("session changed during transcription; result dropped");
         return Ok(());
     }
-    db::sessions::clear_chunks(&mut tx, &session_id)
+    db::chunks::clear_chunks(&mut tx, &session_id)
         .await
         .map_err(db_err)?;
     tx.commit().await.map_err(db_err)?;
@@ -204,7 +200,7 @@ async fn transcribe_chunk(
     index: i64,
     chunk: &ChunkFile,
 ) -> Result<Vec<Segment>, JobError> {
-    let kept = db::sessions::transcribed_chunk(&env.db, &session.id, index)
+    let kept = db::chunks::transcribed_chunk(&env.db, &session.id, index)
         .await
         .map_err(|e| JobError::transient("database", e))?;
     if let Some(kept) = kept
@@ -240,7 +236,7 @@ async fn transcribe_chunk(
         segments: serde_json::to_string(&segments)
             .map_err(|e| JobError::permanent("encoding segments", e))?,
     };
-    if let Err(err) = db::sessions::save_chunk(&env.db, &session.id, index, &row).await {
+    if let Err(err) = db::chunks::save_chunk(&env.db, &session.id, index, &row).await {
         tracing::warn!(error = %err, "could not keep a transcribed chunk");
     }
     Ok(segments)

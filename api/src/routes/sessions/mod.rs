@@ -33,13 +33,11 @@ use self::{
         UsageSummary,
     },
 };
-use super::{
-    ApiTags,
-    patients::{owned, practitioner},
-};
+use super::{ApiTags, patients::owned};
 use crate::{
     error::{ApiError, ApiResult},
-    extract::{BearerAuth, RequestMeta},
+    extract::RequestMeta,
+    guards::{Practitioner, SignedIn},
     pagination::PageRequest,
     state::AppState,
 };
@@ -111,7 +109,7 @@ impl SessionsApi {
     async fn upload(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         meta: RequestMeta,
         /// Any unique string (a UUID, say), up to 255 characters. Sending the same upload
         /// again with the same key (after a timeout, say) answers `200` with the session the
@@ -120,7 +118,6 @@ impl SessionsApi {
         idempotency_key: Header<Option<String>>,
         body: SessionUpload,
     ) -> ApiResult<SessionAccepted> {
-        let user = practitioner(&state, &auth).await?;
         let idempotency_key = parse_idempotency_key(idempotency_key.0)?;
         if let Some(existing) = replayed(&state, &user, idempotency_key.as_deref()).await? {
             return Ok(existing);
@@ -128,7 +125,7 @@ impl SessionsApi {
         let session_id = db::new_id();
         let key = recording_key(&session_id);
         // Recorded first, so the cleanup job removes what a crash mid-upload leaves behind.
-        db::sessions::begin_upload(&state.db, &key).await?;
+        db::uploads::begin_upload(&state.db, &key).await?;
         let mut form = UploadForm {
             idempotency_key,
             ..UploadForm::default()
@@ -161,7 +158,7 @@ impl SessionsApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        SignedIn(user): SignedIn,
         /// Only this patient's sessions.
         patient_id: Query<Option<String>>,
         /// Only sessions in this status.
@@ -171,7 +168,6 @@ impl SessionsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> ApiResult<SessionList> {
-        let user = state.authenticate(&auth.0.token).await?;
         let reader = reader(&user)?;
         let page = PageRequest::parse(limit.0, cursor.0)?;
         let filter = SessionFilter {
@@ -196,15 +192,14 @@ impl SessionsApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        SignedIn(user): SignedIn,
         id: Path<String>,
     ) -> ApiResult<SessionResponse> {
-        let user = state.authenticate(&auth.0.token).await?;
         let reader = reader(&user)?;
         let row = find(&state, &id.0, reader).await?;
         let view = match reader {
             Reader::Practitioner(_) => {
-                let usage = db::sessions::usage(&state.db, &row.id).await?;
+                let usage = db::usage::of_session(&state.db, &row.id).await?;
                 SessionView::new(row, Some(UsageSummary::new(usage)))
             }
             Reader::Patient(_) => SessionView::for_patient(row),
@@ -221,10 +216,9 @@ impl SessionsApi {
     async fn transcript(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         id: Path<String>,
     ) -> ApiResult<TranscriptResponse> {
-        let user = practitioner(&state, &auth).await?;
         let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
         let texts = db::sessions::texts(&state.db, &row.id)
             .await?
@@ -250,10 +244,9 @@ impl SessionsApi {
     async fn notes(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        SignedIn(user): SignedIn,
         id: Path<String>,
     ) -> ApiResult<NotesResponse> {
-        let user = state.authenticate(&auth.0.token).await?;
         let reader = reader(&user)?;
         let row = find(&state, &id.0, reader).await?;
         let texts = db::sessions::texts(&state.db, &row.id)
@@ -281,11 +274,10 @@ impl SessionsApi {
     async fn extract_notes(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         meta: RequestMeta,
         id: Path<String>,
     ) -> ApiResult<StageResponse> {
-        let user = practitioner(&state, &auth).await?;
         let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
         let status = row.status();
         let has_transcript = row.transcription_finished_at.is_some();
@@ -310,11 +302,10 @@ impl SessionsApi {
     async fn retry(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         meta: RequestMeta,
         id: Path<String>,
     ) -> ApiResult<StageResponse> {
-        let user = practitioner(&state, &auth).await?;
         let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
         let stage = match (row.status(), row.failed_stage()) {
             (SessionStatus::Failed, Some(stage)) => stage,
@@ -337,10 +328,9 @@ impl SessionsApi {
     async fn delete(
         &self,
         state: Data<&AppState>,
-        auth: BearerAuth,
+        Practitioner(user): Practitioner,
         id: Path<String>,
     ) -> ApiResult<SessionDeleted> {
-        let user = practitioner(&state, &auth).await?;
         let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
         state.delete_objects(row.object_key.as_slice()).await?;
         db::sessions::delete(&state.db, &row.id, &user.id).await?;
@@ -356,7 +346,7 @@ async fn discard_upload(state: &AppState, key: &str, stored: bool) {
         tracing::warn!(error = %format!("{err:#}"), "could not remove a refused upload; cleanup will");
         return;
     }
-    if let Err(err) = db::sessions::end_upload(&state.db, key).await {
+    if let Err(err) = db::uploads::end_upload(&state.db, key).await {
         tracing::warn!(error = %err, "could not forget a refused upload; cleanup will");
     }
 }
@@ -552,7 +542,7 @@ async fn create_session(
         }
         return Err(err.into());
     }
-    db::sessions::end_upload(&mut *tx, &recording_key(&session_id)).await?;
+    db::uploads::end_upload(&mut *tx, &recording_key(&session_id)).await?;
     // Read back before the commit hands the job over, so the answer shows the session as
     // stored (a worker may move it on at once).
     let row = db::sessions::find(&mut *tx, &id)

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use tend_shared::{
-    db::sessions::{SessionRow, UsageRow},
+    db::{sessions::SessionRow, usage::UsageRow},
     sessions::{MoodTrajectory, Notes, Segment, SessionMood, SessionStatus, Stage},
 };
 
