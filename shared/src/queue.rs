@@ -378,6 +378,11 @@ const RELAY_INTERVAL: Duration = Duration::from_millis(250);
 const MIN_PASS_GAP: Duration = Duration::from_millis(5);
 /// How often lapsed leases are looked for: a lease lapses on a scale of seconds.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often lost deliveries are looked for among the jobs that later ones overtook.
+const OVERTAKEN_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How far a later delivery must have overtaken an unclaimed one before that one counts as
+/// lost: several workers and batches reorder deliveries by a little, never by this much.
+const OVERTAKEN_BY: Duration = Duration::from_secs(20);
 /// How often stale deliveries are looked for.
 const STALE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// A job dispatched this long ago and never claimed is offered again.
@@ -461,6 +466,7 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut last_recovery = tokio::time::Instant::now();
         let mut last_stale_check = tokio::time::Instant::now();
+        let mut last_overtaken_check = tokio::time::Instant::now();
         loop {
             if due(&mut last_recovery, RECOVERY_INTERVAL) {
                 report(
@@ -476,6 +482,12 @@ impl Relay {
                     Ok(false) => {}
                     Err(err) => tracing::debug!(error = %err, "queue unreachable"),
                 }
+            }
+            if due(&mut last_overtaken_check, OVERTAKEN_CHECK_INTERVAL) {
+                report(
+                    "lost deliveries offered again (later ones were already claimed)",
+                    self.redispatch_overtaken().await,
+                );
             }
             if due(&mut last_stale_check, STALE_CHECK_INTERVAL) {
                 let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;
@@ -498,6 +510,21 @@ impl Relay {
             // only count the same rows again.
             tokio::time::sleep(MIN_PASS_GAP).await;
         }
+    }
+
+    /// Re-offers, per queue, the unclaimed jobs dispatched well before the latest one a worker
+    /// claimed: the transport delivers in order, so their deliveries were lost.
+    async fn redispatch_overtaken(&self) -> sqlx::Result<u64> {
+        let mut offered = 0;
+        for queue in Queue::ALL {
+            if let Some(latest) =
+                db::jobs::latest_claimed_dispatch(&self.db, queue.as_str()).await?
+            {
+                let before = latest - OVERTAKEN_BY.as_millis() as i64;
+                offered += db::jobs::redispatch_overtaken(&self.db, queue.as_str(), before).await?;
+            }
+        }
+        Ok(offered)
     }
 
     /// One pass over every queue; returns how many jobs it handed over.

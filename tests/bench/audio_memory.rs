@@ -31,6 +31,10 @@ async fn main() {
         env: fake.env(),
     })
     .await;
+    // The worker process runs every job, the sign-up mail included.
+    let mut worker = spawn_worker(&worker_bin, &app.env);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_kib = status_kib(worker.id(), "VmRSS");
     let user = app.signed_in_user().await;
     let patient = app.create_patient(&user.access_token, "Bench").await;
     let audio = fake_openai::silent_mp3(hours * 3600.0);
@@ -42,9 +46,6 @@ async fn main() {
     let session: Value = resp.json().await.unwrap();
     let id = session["id"].as_str().unwrap().to_owned();
 
-    let mut worker = spawn_worker(&worker_bin, &app.env);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let idle_kib = status_kib(worker.id(), "VmRSS");
     let started = Instant::now();
     let mut sampled_peak = idle_kib;
     let status = loop {

@@ -45,13 +45,8 @@ async fn main() {
         };
         tx.enqueue(&payload, &JobOrigin::default()).await.unwrap();
     }
-    let inserted = started.elapsed();
     tx.commit().await.unwrap();
     let enqueue = started.elapsed();
-    eprintln!(
-        "inserted in {inserted:?}, committed and handed over in {:?}",
-        enqueue - inserted
-    );
 
     let started = Instant::now();
     let worker = app.spawn_worker(&[

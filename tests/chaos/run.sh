@@ -8,6 +8,8 @@
 # (the longest time no job finished while some were left).
 #
 # Everything runs on loopback, on servers of its own (ports 574xx), so it disturbs nothing.
+# The SMTP sink takes 50 ms per message, so each worker process (4 email jobs at a time) has
+# jobs in the middle of sending whenever it is killed.
 # Usage: tests/chaos/run.sh [jobs]   (3,000 by default, enqueued over 30 s)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +22,7 @@ eval "$(.ci/services)" >/dev/null   # installs PostgreSQL, Redis and aiosmtpd wh
 cargo build -q --release -p tend-worker
 bin=target/release/tend-worker
 tmp=$(mktemp -d /tmp/tend-chaos.XXXXXX)
-chmod 755 "$tmp"
+chmod 777 "$tmp"   # PostgreSQL (its own user) writes its log and socket here
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 pg_port=57432 redis_port=57379 smtp_port=57525
 pids=()
@@ -45,8 +47,22 @@ pg_ctl() { su postgres -c "$pg_bin/pg_ctl -D $tmp/pg -l $tmp/pg.log -w $* -o '-p
 pg_ctl start
 start_redis
 mkdir -p "$tmp/maildir/new" "$tmp/maildir/cur" "$tmp/maildir/tmp"
-python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$tmp/maildir" \
-  >"$tmp/smtp.log" 2>&1 & pids+=($!)
+# A sink that takes 50 ms per message, as a real server does, so kills land mid-send.
+cat >"$tmp/sink.py" <<'PY'
+import asyncio, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+
+class SlowMailbox(Mailbox):
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(0.05)
+        return await super().handle_DATA(server, session, envelope)
+
+controller = Controller(SlowMailbox(sys.argv[2]), hostname="127.0.0.1", port=int(sys.argv[1]))
+controller.start()
+asyncio.get_event_loop().run_forever()
+PY
+python3 "$tmp/sink.py" "$smtp_port" "$tmp/maildir" >"$tmp/smtp.log" 2>&1 & pids+=($!)
 sleep 1
 
 db=postgres://postgres@127.0.0.1:$pg_port/postgres

@@ -435,6 +435,44 @@ pub async fn redispatch_stale(db: &Db, dispatched_before: i64) -> sqlx::Result<u
     Ok(done.rows_affected())
 }
 
+/// The latest dispatch time of a job of `queue` that a worker has already claimed (running or
+/// finished): deliveries travel in order, so a job dispatched well before it and still
+/// unclaimed lost its delivery (a worker killed between taking it and claiming, a relay killed
+/// between marking and pushing).
+pub async fn latest_claimed_dispatch(db: &Db, queue: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT MAX(dispatched_at) FROM jobs WHERE queue = $1 AND state IN ('running', 'done')",
+    )
+    .bind(queue)
+    .fetch_one(db)
+    .await
+}
+
+/// Re-offers the unclaimed jobs of `queue` dispatched before `dispatched_before` (see
+/// [`latest_claimed_dispatch`]).
+pub async fn redispatch_overtaken(
+    db: &Db,
+    queue: &str,
+    dispatched_before: i64,
+) -> sqlx::Result<u64> {
+    let sql = format!(
+        "UPDATE jobs SET dispatched_at = NULL WHERE {} \
+         AND dispatched_at IS NOT NULL AND dispatched_at < $2",
+        picked(
+            db,
+            "SELECT id FROM jobs WHERE queue = $1 AND state IN ('pending', 'failed') \
+             AND dispatched_at IS NOT NULL AND dispatched_at < $2",
+            Lock::InOrder
+        )
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(queue)
+        .bind(dispatched_before)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Deletes finished jobs older than the cut-off (done only; dead jobs stay for admins).
 pub async fn prune_done(db: &Db, finished_before: i64) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND finished_at < $1")

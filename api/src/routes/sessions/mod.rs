@@ -5,6 +5,7 @@
 //! records linked to it, with the patient summary as the only part of the notes; everything
 //! else answers 404 for it. Another practitioner's session is 404, never 403.
 
+mod create;
 pub mod upload;
 pub mod views;
 
@@ -17,23 +18,23 @@ use poem_openapi::{
 use tend_shared::{
     db::{
         self,
-        sessions::{NewSession, Reader, SessionFilter, SessionRow},
+        sessions::{Reader, SessionFilter, SessionRow},
         users::User,
     },
-    domain::{FieldError, Role},
-    sessions::{Notes, Segment, SessionStatus, Stage, recording_key},
+    domain::Role,
+    sessions::{Notes, Segment, SessionStatus, Stage},
 };
 use tend_worker::jobs::{extract::ExtractNotes, transcribe::TranscribeSession};
 use uuid::Uuid;
 
 use self::{
-    upload::{SessionUpload, StoredFile, store_file, text_field},
+    upload::SessionUpload,
     views::{
         NotesView, SessionPage, SessionStatusView, SessionView, StageQueued, TranscriptView,
         UsageSummary,
     },
 };
-use super::{ApiTags, patients::owned};
+use super::ApiTags;
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
@@ -118,39 +119,7 @@ impl SessionsApi {
         idempotency_key: Header<Option<String>>,
         body: SessionUpload,
     ) -> ApiResult<SessionAccepted> {
-        let idempotency_key = parse_idempotency_key(idempotency_key.0)?;
-        if let Some(existing) = replayed(&state, &user, idempotency_key.as_deref()).await? {
-            return Ok(existing);
-        }
-        let session_id = db::new_id();
-        let key = recording_key(&session_id);
-        // Recorded first, so the cleanup job removes what a crash mid-upload leaves behind.
-        db::uploads::begin_upload(&state.db, &key).await?;
-        let mut form = UploadForm {
-            idempotency_key,
-            ..UploadForm::default()
-        };
-        let read = form.read(&state, body.0, &key).await;
-        let stored_audio = matches!(form.file, Some(StoredFile::Audio { .. }));
-        let created = match read {
-            Ok(()) => create_session(&state, &user, &meta, session_id, form).await,
-            Err(err) => Err(err),
-        };
-        match created {
-            Ok(Created::New(view)) => {
-                let location = format!("/api/v1/sessions/{}", view.id);
-                Ok(SessionAccepted::Accepted(Json(view), location))
-            }
-            Ok(Created::Replayed(answer)) => {
-                // A twin with the same key won the race: keep its session, drop this copy.
-                discard_upload(&state, &key, stored_audio).await;
-                Ok(answer)
-            }
-            Err(err) => {
-                discard_upload(&state, &key, stored_audio).await;
-                Err(err)
-            }
-        }
+        create::accept(&state, &user, &meta, idempotency_key.0, body).await
     }
 
     /// Sessions you may see, newest first, optionally of one patient or in one status.
@@ -337,220 +306,6 @@ impl SessionsApi {
         tracing::info!(session_id = %row.id, "session deleted");
         Ok(SessionDeleted::Done)
     }
-}
-
-/// Removes a refused upload's object, then forgets it (if removal fails, the pending row
-/// stays and the cleanup job tries again later).
-async fn discard_upload(state: &AppState, key: &str, stored: bool) {
-    if stored && let Err(err) = state.store.discard(key).await {
-        tracing::warn!(error = %format!("{err:#}"), "could not remove a refused upload; cleanup will");
-        return;
-    }
-    if let Err(err) = db::uploads::end_upload(&state.db, key).await {
-        tracing::warn!(error = %err, "could not forget a refused upload; cleanup will");
-    }
-}
-
-/// What the multipart body of an upload held, and its `Idempotency-Key`.
-#[derive(Default)]
-struct UploadForm {
-    patient_id: Option<String>,
-    recorded_at: Option<String>,
-    file: Option<StoredFile>,
-    idempotency_key: Option<String>,
-}
-
-impl UploadForm {
-    /// Walks the fields in whatever order they come, streaming the file to `key`.
-    async fn read(
-        &mut self,
-        state: &AppState,
-        mut multipart: poem::web::Multipart,
-        key: &str,
-    ) -> ApiResult<()> {
-        while let Some(field) = multipart.next_field().await.map_err(upload::body_error)? {
-            match field.name() {
-                Some("patient_id") => {
-                    self.patient_id = Some(text_field(field, "patient_id").await?)
-                }
-                Some("recorded_at") => {
-                    self.recorded_at = Some(text_field(field, "recorded_at").await?)
-                }
-                Some("file") if self.file.is_some() => {
-                    return Err(ApiError::invalid_field("file", "send one file per session"));
-                }
-                Some("file") => self.file = Some(store_file(state, field, key).await?),
-                // Unknown fields are skipped, as form handlers usually do.
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-/// How an upload ended.
-enum Created {
-    /// A new session.
-    New(SessionView),
-    /// The session an earlier upload with the same `Idempotency-Key` created.
-    Replayed(SessionAccepted),
-}
-
-/// Checks `Idempotency-Key`: 1 to 255 visible ASCII characters.
-fn parse_idempotency_key(raw: Option<String>) -> ApiResult<Option<String>> {
-    match raw {
-        None => Ok(None),
-        Some(key)
-            if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            Ok(Some(key))
-        }
-        Some(_) => Err(ApiError::invalid_field(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters",
-        )),
-    }
-}
-
-/// The answer to replay when an upload with this key already created a session.
-async fn replayed(
-    state: &AppState,
-    user: &User,
-    key: Option<&str>,
-) -> ApiResult<Option<SessionAccepted>> {
-    let Some(key) = key else {
-        return Ok(None);
-    };
-    Ok(
-        db::sessions::find_by_idempotency_key(&state.db, &user.id, key)
-            .await?
-            .map(|row| {
-                let location = format!("/api/v1/sessions/{}", row.id);
-                SessionAccepted::Replayed(Json(SessionView::new(row, None)), location)
-            }),
-    )
-}
-
-/// Checks the fields and stores the session with its first job.
-async fn create_session(
-    state: &AppState,
-    user: &User,
-    meta: &RequestMeta,
-    session_id: Uuid,
-    form: UploadForm,
-) -> ApiResult<Created> {
-    let UploadForm {
-        patient_id,
-        recorded_at,
-        file,
-        idempotency_key,
-    } = form;
-    let mut errors = Vec::new();
-    if patient_id.as_deref().is_none_or(|p| p.trim().is_empty()) {
-        errors.push(FieldError::new("patient_id", "is required"));
-    }
-    let recorded_at = match recorded_at
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => None,
-        Some(raw) => match chrono::DateTime::parse_from_rfc3339(raw) {
-            Ok(at) => Some(at.timestamp_millis()),
-            Err(_) => {
-                errors.push(FieldError::new(
-                    "recorded_at",
-                    "must be an RFC 3339 date-time, e.g. 2026-11-20T14:00:00Z",
-                ));
-                None
-            }
-        },
-    };
-    if file.is_none() {
-        errors.push(FieldError::new("file", "is required"));
-    }
-    let (Some(patient_id), Some(file), true) = (patient_id, file, errors.is_empty()) else {
-        return Err(ApiError::validation(errors));
-    };
-    let patient = owned(state, patient_id.trim(), user).await?;
-
-    let (status, source, media_type, object_key, size, transcript) = match &file {
-        StoredFile::Audio {
-            key,
-            media_type,
-            size,
-        } => (
-            SessionStatus::Uploaded,
-            "audio",
-            *media_type,
-            Some(key.as_str()),
-            *size,
-            None,
-        ),
-        StoredFile::Transcript {
-            format,
-            transcript,
-            size,
-        } => (
-            SessionStatus::Transcribed,
-            "transcript",
-            format.media_type(),
-            None,
-            *size,
-            Some(transcript),
-        ),
-    };
-    let segments_json = transcript
-        .map(|t| serde_json::to_string(&t.segments))
-        .transpose()
-        .map_err(|e| ApiError::internal(format!("encoding segments: {e}")))?;
-
-    let id = session_id.to_string();
-    let origin = meta.job_origin(Some(&user.id));
-    let mut tx = state.begin().await?;
-    // Audio is transcribed first; a transcript goes straight to extraction.
-    let job = match transcript {
-        None => {
-            tx.enqueue(&TranscribeSession { session_id }, &origin)
-                .await?
-        }
-        Some(_) => tx.enqueue(&ExtractNotes { session_id }, &origin).await?,
-    };
-    let new = NewSession {
-        id: &id,
-        practitioner_id: &user.id,
-        patient_id: &patient.id,
-        status,
-        source,
-        media_type,
-        object_key,
-        size_bytes: size as i64,
-        recorded_at,
-        duration_ms: transcript.and_then(|t| t.duration_ms),
-        transcript: transcript.map(|t| t.text.as_str()),
-        segments: segments_json.as_deref(),
-        job_id: &job.id,
-        idempotency_key: idempotency_key.as_deref(),
-    };
-    if let Err(err) = db::sessions::insert(&mut tx, &new).await {
-        if db::is_unique_violation(&err, "sessions_idempotency_key", "sessions.practitioner_id") {
-            drop(tx);
-            return replayed(state, user, new.idempotency_key)
-                .await?
-                .map(Created::Replayed)
-                .ok_or_else(|| ApiError::internal("an idempotency key clashed with no session"));
-        }
-        return Err(err.into());
-    }
-    db::uploads::end_upload(&mut *tx, &recording_key(&session_id)).await?;
-    // Read back before the commit hands the job over, so the answer shows the session as
-    // stored (a worker may move it on at once).
-    let row = db::sessions::find(&mut *tx, &id)
-        .await?
-        .ok_or_else(|| ApiError::internal("the new session vanished"))?;
-    tx.commit().await?;
-    tracing::info!(session_id = %id, source = new.source, size_bytes = new.size_bytes, "session uploaded");
-    Ok(Created::New(SessionView::new(row, None)))
 }
 
 /// Queues `stage` again and answers with the new job.
