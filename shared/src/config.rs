@@ -490,6 +490,42 @@ mod tests {
     }
 
     #[test]
+    fn queues_and_their_concurrency_come_from_the_environment() {
+        let data = std::env::temp_dir().join(format!("tend-cfg-{}", uuid::Uuid::new_v4()));
+        let data = data.to_str().unwrap();
+        let all = settings(&[("DATA_DIR", data), ("JWT_SECRET", "x")]).unwrap();
+        assert_eq!(all.worker_queues, Queue::ALL.to_vec());
+        assert_eq!(all.concurrency(Queue::Email), 4);
+
+        let some = settings(&[
+            ("DATA_DIR", data),
+            ("JWT_SECRET", "x"),
+            ("WORKER_QUEUES", "transcription, extraction,transcription"),
+            ("WORKER_CONCURRENCY", "3"),
+            ("WORKER_CONCURRENCY_TRANSCRIPTION", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            some.worker_queues,
+            [Queue::Transcription, Queue::Extraction]
+        );
+        assert_eq!(some.concurrency(Queue::Transcription), 1);
+        assert_eq!(some.concurrency(Queue::Extraction), 3);
+
+        let unknown = settings(&[("DATA_DIR", data), ("WORKER_QUEUES", "emails")]).unwrap_err();
+        assert!(
+            unknown.to_string().contains("unknown queue \"emails\""),
+            "{unknown}"
+        );
+        let zero = settings(&[("DATA_DIR", data), ("WORKER_CONCURRENCY_EMAIL", "0")]).unwrap_err();
+        assert!(
+            zero.to_string().contains("WORKER_CONCURRENCY_EMAIL"),
+            "{zero}"
+        );
+        std::fs::remove_dir_all(data).ok();
+    }
+
+    #[test]
     fn production_refuses_a_missing_secret() {
         let err = settings(&[("TEND_ENV", "production")]).unwrap_err();
         assert!(err.to_string().contains("JWT_SECRET is required"));

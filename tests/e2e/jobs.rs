@@ -296,3 +296,27 @@ async fn a_job_accepted_while_redis_is_down_runs_once_it_is_back() {
     let job = app.wait_for_job(&job_id, &token, &["done"]).await;
     assert_eq!(job["attempts"], 1);
 }
+
+#[tokio::test]
+async fn a_worker_serves_only_the_queues_it_is_given() {
+    let app = spawn_api_only().await;
+    let maintenance_only = app.spawn_worker(&[("WORKER_QUEUES", "maintenance")]);
+    let (_, job_id, _) = register(&app).await;
+    // The mail waits: this replica does not serve the email queue.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(job_state(&app, &job_id).await.state, JobState::Pending);
+    let mailer = app.spawn_worker(&[("WORKER_QUEUES", "email")]);
+    eventually(
+        "the email replica to send it",
+        Duration::from_secs(20),
+        || async { Ok(job_state(&app, &job_id).await.state == JobState::Done) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        job_state(&app, &job_id).await.worker.as_deref(),
+        Some(mailer.instance.as_str())
+    );
+    maintenance_only.terminate().await;
+    mailer.terminate().await;
+}
