@@ -16,7 +16,7 @@ use std::{
 };
 
 use serde_json::Value;
-use tend_tests::{AppOptions, fake_openai, fake_openai::FakeOpenAi, spawn_app_with};
+use tend_tests::{AppOptions, fake_openai, fake_openai::FakeOpenAi, spawn_app_with, status_kib};
 
 #[tokio::main]
 async fn main() {
@@ -34,7 +34,7 @@ async fn main() {
     // The worker process runs every job, the sign-up mail included.
     let mut worker = spawn_worker(&worker_bin, &app.env);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_kib = status_kib(worker.id(), "VmRSS");
+    let idle_kib = status_kib(Some(worker.id()), "VmRSS");
     let user = app.signed_in_user().await;
     let patient = app.create_patient(&user.access_token, "Bench").await;
     let audio = fake_openai::silent_mp3(hours * 3600.0);
@@ -49,7 +49,7 @@ async fn main() {
     let started = Instant::now();
     let mut sampled_peak = idle_kib;
     let status = loop {
-        sampled_peak = sampled_peak.max(status_kib(worker.id(), "VmRSS"));
+        sampled_peak = sampled_peak.max(status_kib(Some(worker.id()), "VmRSS"));
         let resp = app
             .get(&format!("/api/v1/sessions/{id}"), Some(&user.access_token))
             .await;
@@ -64,7 +64,7 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let hwm_kib = status_kib(worker.id(), "VmHWM");
+    let hwm_kib = status_kib(Some(worker.id()), "VmHWM");
     let _ = worker.kill();
     let _ = worker.wait();
     assert_eq!(status["status"], "processed", "{status}");
@@ -111,20 +111,4 @@ fn spawn_worker(bin: &PathBuf, env: &std::collections::HashMap<String, String>) 
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start tend-worker")
-}
-
-/// A `VmRSS`/`VmHWM` figure of a process, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(field)?
-                .trim_start_matches(':')
-                .trim()
-                .trim_end_matches(" kB")
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
 }

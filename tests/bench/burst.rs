@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use tend_shared::{db, jobs::JobOrigin};
-use tend_tests::{AppOptions, spawn_app_with};
+use tend_tests::{AppOptions, spawn_app_with, status_kib};
 use tend_worker::jobs::email::{EmailTemplate, SendEmail};
 
 #[tokio::main]
@@ -35,7 +35,7 @@ async fn main() {
     .await;
     let backend = tend_tests::backends();
 
-    let rss_before = status_kib("VmRSS");
+    let rss_before = status_kib(None, "VmRSS");
     let started = Instant::now();
     let mut tx = app.job_tx().await;
     for _ in 0..total {
@@ -89,23 +89,7 @@ async fn main() {
         "  RSS of the process (API, worker and this bench): {:.1} MiB before the enqueue, \
          {:.1} MiB after the drain, {:.1} MiB peak",
         rss_before as f64 / 1024.0,
-        status_kib("VmRSS") as f64 / 1024.0,
-        status_kib("VmHWM") as f64 / 1024.0
+        status_kib(None, "VmRSS") as f64 / 1024.0,
+        status_kib(None, "VmHWM") as f64 / 1024.0
     );
-}
-
-/// A `VmRSS`/`VmHWM` figure of this process, in KiB.
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(field)?
-                .trim_start_matches(':')
-                .trim()
-                .trim_end_matches(" kB")
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
 }
