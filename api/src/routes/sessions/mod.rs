@@ -193,7 +193,7 @@ impl SessionsApi {
             .await?
             .ok_or_else(|| ApiError::not_found("session"))?;
         let Some(text) = texts.transcript else {
-            return Err(not_ready(&row, "transcript"));
+            return Err(not_ready(&row, "The transcript is"));
         };
         let segments: Vec<Segment> = match texts.segments.as_deref() {
             Some(raw) => serde_json::from_str(raw)
@@ -222,7 +222,7 @@ impl SessionsApi {
             .await?
             .ok_or_else(|| ApiError::not_found("session"))?;
         let Some(raw) = texts.notes else {
-            return Err(not_ready(&row, "notes"));
+            return Err(not_ready(&row, "The notes are"));
         };
         let notes: Notes = serde_json::from_str(&raw)
             .map_err(|e| ApiError::internal(format!("stored notes unreadable: {e}")))?;
@@ -359,11 +359,13 @@ async fn find(state: &AppState, id: &str, reader: Reader<'_>) -> ApiResult<Sessi
         .ok_or_else(|| ApiError::not_found("session"))
 }
 
+/// 409 for a part of the session not there yet; `what` is its subject and verb ("The notes
+/// are").
 fn not_ready(row: &SessionRow, what: &str) -> ApiError {
     ApiError::conflict(
         "not-ready",
         format!(
-            "The {what} is not ready; the session is {}.",
+            "{what} not ready yet; the session is {}.",
             row.status().as_str()
         ),
     )
