@@ -151,6 +151,9 @@ pub struct UsageSummary {
 impl UsageSummary {
     /// Sums the calls.
     pub fn new(rows: Vec<UsageRow>) -> Self {
+        // Summed as integers: a float sum of nothing is -0.0, which a client would print.
+        let audio_ms: i64 = rows.iter().map(|u| u.audio_ms).sum();
+        let cost_micro_usd: i64 = rows.iter().map(|u| u.cost_micro_usd).sum();
         let calls: Vec<UsageItem> = rows
             .into_iter()
             .map(|u| UsageItem {
@@ -164,10 +167,10 @@ impl UsageSummary {
             })
             .collect();
         Self {
-            audio_seconds: calls.iter().map(|c| c.audio_seconds).sum(),
+            audio_seconds: audio_ms as f64 / 1000.0,
             prompt_tokens: calls.iter().map(|c| c.prompt_tokens).sum(),
             completion_tokens: calls.iter().map(|c| c.completion_tokens).sum(),
-            estimated_cost_usd: (calls.iter().map(|c| c.cost_usd).sum::<f64>() * 1e6).round() / 1e6,
+            estimated_cost_usd: cost_micro_usd as f64 / 1e6,
             calls,
         }
     }
@@ -409,4 +412,16 @@ pub struct StageQueued {
     pub status: SessionStatusView,
     /// The queued job: `GET /api/v1/jobs/{job_id}`.
     pub job_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_without_paid_calls_costs_zero_not_minus_zero() {
+        let usage = UsageSummary::new(Vec::new());
+        let json = serde_json::to_string(&(usage.audio_seconds, usage.estimated_cost_usd)).unwrap();
+        assert_eq!(json, "[0.0,0.0]");
+    }
 }
