@@ -489,7 +489,7 @@ impl TestApp {
     }
 
     /// A relay on the app's ledger and transport, as the app's request handlers use.
-    pub async fn relay(&self) -> tend_shared::queue::Relay {
+    pub fn relay(&self) -> tend_shared::queue::Relay {
         tend_shared::queue::Relay::new(
             self.db.clone(),
             self.transport.clone(),
@@ -499,7 +499,7 @@ impl TestApp {
 
     /// Begins a transaction that starts jobs the way requests do (handed over on commit).
     pub async fn job_tx(&self) -> tend_shared::jobs::JobTx {
-        tend_shared::jobs::JobTx::begin(&self.relay().await)
+        tend_shared::jobs::JobTx::begin(&self.relay())
             .await
             .unwrap()
     }

@@ -105,7 +105,7 @@ async fn main() {
     })
     .await;
     let worker = server_backends.then(|| app.spawn_worker(&[]));
-    let relay = app.relay().await;
+    let relay = app.relay();
     tokio::time::sleep(Duration::from_secs(1)).await; // workers registered
 
     let mut committed: Vec<(String, Instant)> = Vec::with_capacity(total);

@@ -159,7 +159,7 @@ async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
     }
     tx.commit().await.unwrap();
     // The commit handed over what fits; the rest waits in the ledger.
-    let relay = app.relay().await;
+    let relay = app.relay();
     assert_eq!(
         relay.pass().await.unwrap(),
         0,
@@ -187,10 +187,10 @@ async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
 async fn two_schedulers_enqueue_each_tick_once() {
     let app = spawn_api_only().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let a = tend_scheduler::start(app.relay().await, shutdown.clone())
+    let a = tend_scheduler::start(app.relay(), shutdown.clone())
         .await
         .unwrap();
-    let b = tend_scheduler::start(app.relay().await, shutdown.clone())
+    let b = tend_scheduler::start(app.relay(), shutdown.clone())
         .await
         .unwrap();
     shutdown.cancel();

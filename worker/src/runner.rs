@@ -20,7 +20,7 @@ use tend_shared::{
         self,
         jobs::{JobRow, Outcome},
     },
-    jobs::{JobError, Queue},
+    jobs::JobError,
 };
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -39,17 +39,10 @@ pub struct Runner {
     pub done: DoneWriter,
 }
 
-/// One queue's slots: at most `WORKER_CONCURRENCY(_<QUEUE>)` of its jobs run at once.
-pub struct QueueSlots {
-    /// The queue.
-    pub queue: Queue,
-    /// Free slots.
-    pub slots: Semaphore,
-}
-
 /// Runs one delivery's jobs to their recorded outcomes. Never fails: errors are written to the
 /// ledger (or, if the ledger itself is unreachable, left to the lease to recover).
-pub async fn run_delivery(runner: Arc<Runner>, queue: Arc<QueueSlots>, job_ids: Vec<String>) {
+/// `slots` are the queue's: at most `WORKER_CONCURRENCY(_<QUEUE>)` of its jobs run at once.
+pub async fn run_delivery(runner: Arc<Runner>, slots: Arc<Semaphore>, job_ids: Vec<String>) {
     let env = &runner.env;
     let lease_ms = env.settings.job_lease.as_millis() as i64;
     let claim = || db::jobs::claim(&env.db, &job_ids, &env.worker_name, lease_ms);
@@ -71,11 +64,11 @@ pub async fn run_delivery(runner: Arc<Runner>, queue: Arc<QueueSlots>, job_ids: 
     }
     let runs = claimed.into_iter().map(|job| {
         let runner = runner.clone();
-        let queue = queue.clone();
+        let slots = slots.clone();
         // Held from the claim, so renewals cover a job that waits for a slot.
         let cancel = runner.leases.hold(&job.id);
         async move {
-            let Ok(_slot) = queue.slots.acquire().await else {
+            let Ok(_slot) = slots.acquire().await else {
                 return;
             };
             let id = job.id.clone();

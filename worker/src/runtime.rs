@@ -23,7 +23,7 @@ use crate::{
     env::JobEnv,
     lease::Leases,
     outcomes::DoneWriter,
-    runner::{self, QueueSlots, Runner},
+    runner::{self, Runner},
 };
 
 /// How often a worker asks its queue for work when no wake-up came. Pushes wake the workers
@@ -67,7 +67,8 @@ impl WorkerHandle {
 /// What the apalis handler of one queue needs.
 struct QueueWorker {
     runner: Arc<Runner>,
-    slots: Arc<QueueSlots>,
+    /// The queue's slots: at most its concurrency of its jobs run at once.
+    slots: Arc<Semaphore>,
 }
 
 /// The apalis handler: every queue's deliveries go to the same runner.
@@ -143,10 +144,7 @@ pub async fn start(
         served.push(format!("{queue}={slots}"));
         let worker = Arc::new(QueueWorker {
             runner: runner.clone(),
-            slots: Arc::new(QueueSlots {
-                queue,
-                slots: Semaphore::new(slots),
-            }),
+            slots: Arc::new(Semaphore::new(slots)),
         });
         let prefix = format!("{queue}-{instance}");
         // Woken at once when work is pushed; polled as a fallback.

@@ -237,11 +237,10 @@ pub async fn renew_leases(
     bind_ids(query, ids).fetch_all(db).await
 }
 
-/// How an attempt ended, as the ledger records it.
+/// How a failed attempt ended, as the ledger records it (finished jobs go through
+/// [`finish_done`], in groups).
 #[derive(Debug, Clone)]
 pub enum Outcome<'a> {
-    /// Finished.
-    Done,
     /// Failed; run again at this instant.
     RetryAt { error: &'a str, run_at: i64 },
     /// Failed for good.
@@ -251,13 +250,10 @@ pub enum Outcome<'a> {
     Lost { error: &'a str },
 }
 
-/// Records the end of an attempt, if `worker` still holds the job.
+/// Records the end of a failed attempt, if `worker` still holds the job.
 pub async fn finish(db: &Db, id: &str, worker: &str, outcome: Outcome<'_>) -> sqlx::Result<bool> {
     let now = now_ms();
     let query = match outcome {
-        Outcome::Done => {
-            return Ok(finish_done(db, &[id.to_owned()], worker).await?.len() == 1);
-        }
         Outcome::RetryAt { error, run_at } => sqlx::query(
             "UPDATE jobs SET state = 'failed', finished_at = $3, updated_at = $3, \
              lease_until = NULL, dispatched_at = NULL, last_error = $4, run_at = $5 \

@@ -54,14 +54,3 @@ pub async fn of_session(db: &Db, session_id: &str) -> sqlx::Result<Vec<UsageRow>
     .fetch_all(db)
     .await
 }
-
-/// Every paid call of a job, oldest first (what a job cost, whatever it was for).
-pub async fn of_job(db: &Db, job_id: &str) -> sqlx::Result<Vec<UsageRow>> {
-    sqlx::query_as::<_, UsageRow>(
-        "SELECT stage, model, audio_ms, prompt_tokens, completion_tokens, cost_micro_usd, \
-         created_at FROM provider_usage WHERE job_id = $1 ORDER BY created_at, id",
-    )
-    .bind(job_id)
-    .fetch_all(db)
-    .await
-}

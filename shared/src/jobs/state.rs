@@ -38,11 +38,6 @@ impl JobState {
             JobState::Dead => "dead",
         }
     }
-
-    /// True once the job will not run again by itself.
-    pub fn is_final(self) -> bool {
-        matches!(self, JobState::Done | JobState::Dead)
-    }
 }
 
 impl fmt::Display for JobState {
