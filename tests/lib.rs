@@ -120,6 +120,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     env.insert("QUEUE_NAMESPACE".into(), format!("test-{test_id}"));
     env.insert("JOB_LEASE_SECS".into(), "3".into());
     env.insert("SHUTDOWN_GRACE_SECS".into(), "10".into());
+    // Every test registers its users from 127.0.0.1; the tests of the limit set it back.
+    env.insert("REGISTER_RATE_LIMIT_PER_HOUR".into(), "10000".into());
     if let Ok(base) = std::env::var("TEST_DATABASE_URL") {
         env.insert(
             "DATABASE_URL".into(),
@@ -264,6 +266,45 @@ impl TestApp {
     pub async fn delete_auth(&self, path: &str, token: &str) -> reqwest::Response {
         self.send(reqwest::Method::DELETE, path, Some(token), None)
             .await
+    }
+
+    /// Deletes the signed-in account (which needs its password).
+    pub async fn delete_me(&self, user: &TestUser) -> reqwest::Response {
+        self.send(
+            reqwest::Method::DELETE,
+            "/api/v1/users/me",
+            Some(&user.access_token),
+            Some(&json!({"password": user.password})),
+        )
+        .await
+    }
+
+    /// Invites `patient`'s address to the practitioner's record `patient_id` and accepts the
+    /// mailed invitation from the patient's account: the consent that links the two.
+    pub async fn invite_and_accept(
+        &self,
+        practitioner_token: &str,
+        patient_id: &str,
+        patient: &TestUser,
+    ) {
+        let resp = self
+            .patch_auth(
+                &format!("/api/v1/patients/{patient_id}"),
+                practitioner_token,
+                &json!({"account_email": patient.email}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "invite: {}", resp.text().await.unwrap());
+        let mail = self.wait_for_mail(&patient.email, "invitation").await;
+        let resp = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/invitations/accept",
+                Some(&patient.access_token),
+                Some(&json!({"token": mail.link_token()})),
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "accept: {}", resp.text().await.unwrap());
     }
 
     /// `GET` with an optional bearer token.

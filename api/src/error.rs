@@ -85,9 +85,10 @@ pub enum ApiError {
     /// Our fault; the request id in `X-Request-Id` finds it in the logs.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
-    /// A dependency (database, queue) is down; nothing was changed.
+    /// A dependency (database, queue) is down, or the server is at capacity; nothing was
+    /// changed. `Retry-After`, when present, says when to try again.
     #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>),
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] Option<u64>),
 }
 
 impl ApiError {
@@ -205,12 +206,28 @@ impl ApiError {
 
     /// 503: a dependency is down and nothing was changed.
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        ApiError::Unavailable(Json(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "Service unavailable",
-            detail,
-        )))
+        ApiError::Unavailable(
+            Json(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                detail,
+            )),
+            None,
+        )
+    }
+
+    /// 503 with `Retry-After`: a bounded resource (password hashing) is at capacity.
+    pub fn busy(retry_after_secs: u64) -> Self {
+        ApiError::Unavailable(
+            Json(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "Server busy",
+                format!("The server is at capacity. Try again in {retry_after_secs} seconds."),
+            )),
+            Some(retry_after_secs),
+        )
     }
 
     /// 500: logs the cause (inside the request's span) and answers without it.
@@ -236,6 +253,16 @@ impl From<sqlx::Error> for ApiError {
             return ApiError::unavailable("The database is unavailable; nothing was changed.");
         }
         ApiError::internal(err)
+    }
+}
+
+impl From<tend_shared::auth::password::HashError> for ApiError {
+    fn from(err: tend_shared::auth::password::HashError) -> Self {
+        use tend_shared::auth::password::HashError;
+        match err {
+            HashError::Busy => ApiError::busy(1),
+            HashError::Failed(err) => err.into(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use poem::{IntoResponse, Request, RequestBody};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, registry::Registry};
-use tend_shared::{db::users::User, domain::Role};
+use tend_shared::{auth::jwt::Claims, db::users::User, domain::Role};
 
 use crate::{
     error::{ApiError, ApiResult},
@@ -19,6 +19,15 @@ use crate::{
 /// Any signed-in account.
 pub struct SignedIn(pub User);
 
+/// Any signed-in account, with the sign-in its token belongs to (`None` for tokens issued
+/// before tokens named it), for operations on the caller's own sign-ins.
+pub struct SignedInWith {
+    /// The account.
+    pub user: User,
+    /// The refresh-token family of the caller's sign-in.
+    pub sign_in: Option<String>,
+}
+
 /// A signed-in practitioner.
 pub struct Practitioner(pub User);
 
@@ -27,7 +36,7 @@ pub struct Admin(pub User);
 
 /// Checks the bearer token of `req` and returns its live user (a missing token is refused
 /// as the security scheme refuses it).
-async fn signed_in(req: &Request, body: &mut RequestBody) -> poem::Result<User> {
+async fn signed_in(req: &Request, body: &mut RequestBody) -> poem::Result<(User, Claims)> {
     let auth = <BearerAuth as ApiExtractor>::from_request(req, body, Default::default()).await?;
     let state = req
         .data::<AppState>()
@@ -42,6 +51,9 @@ fn refused(err: ApiError) -> poem::Error {
 
 macro_rules! guard {
     ($name:ident, $check:expr) => {
+        guard!($name, $check, |user, _| $name(user));
+    };
+    ($name:ident, $check:expr, $build:expr) => {
         impl<'a> ApiExtractor<'a> for $name {
             const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
             type ParamType = ();
@@ -60,16 +72,21 @@ macro_rules! guard {
                 body: &mut RequestBody,
                 _: ExtractParamOptions<Self::ParamType>,
             ) -> poem::Result<Self> {
-                let user = signed_in(req, body).await?;
+                let (user, claims) = signed_in(req, body).await?;
                 let check: fn(&User) -> ApiResult<()> = $check;
                 check(&user).map_err(refused)?;
-                Ok($name(user))
+                let build: fn(User, Claims) -> Self = $build;
+                Ok(build(user, claims))
             }
         }
     };
 }
 
 guard!(SignedIn, |_| Ok(()));
+guard!(SignedInWith, |_| Ok(()), |user, claims| SignedInWith {
+    user,
+    sign_in: claims.sid,
+});
 guard!(Practitioner, |user| match user.role() {
     Role::Practitioner => Ok(()),
     _ => Err(ApiError::forbidden(

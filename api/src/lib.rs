@@ -5,6 +5,8 @@
 //!   sessions).
 //! - [`error`]: the one error type, rendered as `application/problem+json`.
 //! - [`middleware`]: request id, tracing span, access log, security headers.
+//! - [`listener`]: connection cap and header, idle and keep-alive deadlines on every socket.
+//! - [`body`]: JSON request bodies, checked against their schema (422 naming each field).
 //! - [`extract`]: request metadata and the bearer security scheme; [`guards`]: who may call
 //!   an operation (signed in, practitioner, admin), as extractors.
 //! - [`pagination`]: `limit` and `cursor` of the list operations.
@@ -14,10 +16,12 @@
 //!
 //! Handlers parse, authorise, call `tend-shared`, and answer; they hold no business state.
 
+pub mod body;
 pub mod commands;
 pub mod error;
 pub mod extract;
 pub mod guards;
+pub mod listener;
 pub mod middleware;
 pub mod pagination;
 pub mod routes;

@@ -21,6 +21,7 @@ use tend_shared::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    listener::{GuardedAcceptor, connection_cap},
     middleware::{limit_body, request_context},
     routes,
     state::AppState,
@@ -54,13 +55,14 @@ impl Components {
 
 /// The HTTP server, bound and ready to serve.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: GuardedAcceptor<TcpAcceptor>,
     port: u16,
     state: AppState,
 }
 
 impl Application {
-    /// Binds `BIND_ADDR` (port 0 picks a free port).
+    /// Binds `BIND_ADDR` (port 0 picks a free port), with the connection limits of
+    /// [`crate::listener`].
     pub async fn build(settings: Arc<Settings>, components: &Components) -> anyhow::Result<Self> {
         let acceptor = TcpListener::bind(settings.bind_addr.to_string())
             .into_acceptor()
@@ -71,12 +73,14 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().map(|s| s.port()))
             .context("the listener has no TCP address")?;
+        let cap = connection_cap(&settings.http);
+        let acceptor = GuardedAcceptor::new(acceptor, settings.http, cap);
         let state = AppState::new(
             settings,
             components.db.clone(),
             components.transport.clone(),
             components.store.clone(),
-        );
+        )?;
         Ok(Self {
             acceptor,
             port,

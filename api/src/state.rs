@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use tend_shared::{
     Settings,
-    auth::jwt::{TokenError, TokenKeys},
+    auth::{
+        jwt::{Claims, TokenError, TokenKeys},
+        password::Hasher,
+    },
     db::{self, Db, users::User},
     jobs::JobTx,
     queue::{Relay, Transport},
@@ -29,11 +32,18 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Uploaded audio.
     pub store: ObjectStore,
+    /// Password hashing, bounded (threads and queue), so bursts have a memory ceiling.
+    pub hasher: Hasher,
 }
 
 impl AppState {
-    /// Builds the state over connected components.
-    pub fn new(settings: Arc<Settings>, db: Db, transport: Transport, store: ObjectStore) -> Self {
+    /// Builds the state over connected components (and starts the hashing threads).
+    pub fn new(
+        settings: Arc<Settings>,
+        db: Db,
+        transport: Transport,
+        store: ObjectStore,
+    ) -> anyhow::Result<Self> {
         let limiter = match transport.redis() {
             Some(conn) => RateLimiter::Redis {
                 conn,
@@ -41,14 +51,15 @@ impl AppState {
             },
             None => RateLimiter::in_memory(),
         };
-        Self {
+        Ok(Self {
+            hasher: Hasher::start(settings.password_hashing)?,
             keys: TokenKeys::new(&settings),
             relay: Relay::new(db.clone(), transport, settings.queue_max_in_flight),
             limiter,
             store,
             db,
             settings,
-        }
+        })
     }
 
     /// The transport (for readiness checks).
@@ -73,9 +84,10 @@ impl AppState {
         Ok(())
     }
 
-    /// Resolves a bearer token to its live user: checks the token, that the account still
-    /// exists, and that the token was not issued before a password reset.
-    pub async fn authenticate(&self, token: &str) -> ApiResult<User> {
+    /// Resolves a bearer token to its live user and the token's claims: checks the token,
+    /// that the account still exists, and that the token was not issued before a password
+    /// reset (to the millisecond).
+    pub async fn authenticate(&self, token: &str) -> ApiResult<(User, Claims)> {
         let claims = self.keys.verify(token).map_err(|err| {
             let detail = match err {
                 TokenError::Expired => "The access token has expired.",
@@ -88,12 +100,12 @@ impl AppState {
             .ok_or_else(|| {
                 ApiError::unauthorized("invalid-token", "The account no longer exists.")
             })?;
-        if claims.iat < user.tokens_valid_after.div_euclid(1000) {
+        if TokenKeys::issued_at_ms(&claims) < user.tokens_valid_after {
             return Err(ApiError::unauthorized(
                 "invalid-token",
                 "The access token was revoked; sign in again.",
             ));
         }
-        Ok(user)
+        Ok((user, claims))
     }
 }

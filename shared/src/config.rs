@@ -31,6 +31,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// How much password hashing one API process does at once. Argon2 holds 19 MiB per hash, so
+/// these two numbers set the memory ceiling of an unauthenticated burst.
+#[derive(Debug, Clone, Copy)]
+pub struct HashingLimits {
+    /// Hashes computed at once (one thread each).
+    pub threads: usize,
+    /// Hashes allowed to wait for a thread; beyond them the request answers 503 with
+    /// `Retry-After`.
+    pub queue: usize,
+}
+
+/// What the HTTP server allows a connection, so slow or idle clients cannot hold descriptors.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// `HTTP_HEADER_TIMEOUT_SECS` (10): time from a request's first byte (or the connection's
+    /// opening) to the end of its headers.
+    pub header_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECS` (60): longest pause of a request body or response in flight;
+    /// a slow upload that keeps moving is never cut.
+    pub idle_timeout: Duration,
+    /// `HTTP_KEEP_ALIVE_SECS` (15): how long a kept-alive connection may wait for its next
+    /// request.
+    pub keep_alive: Duration,
+    /// `HTTP_MAX_CONNECTIONS` (10,000, lowered to what the descriptor limit allows): open
+    /// connections beyond it are answered 503 and closed.
+    pub max_connections: usize,
+}
+
 /// Where jobs travel between the outbox relay and the workers.
 #[derive(Debug, Clone)]
 pub enum QueueBackend {
@@ -143,6 +171,13 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `LOGIN_RATE_LIMIT_PER_MINUTE`: login attempts per IP and per account.
     pub login_rate_limit_per_minute: u32,
+    /// `REGISTER_RATE_LIMIT_PER_HOUR`: registrations per client IP and hour (3).
+    pub register_rate_limit_per_hour: u32,
+    /// `PASSWORD_HASH_THREADS` and `PASSWORD_HASH_QUEUE`: how much password hashing may run
+    /// and wait at once (each hash holds 19 MiB).
+    pub password_hashing: HashingLimits,
+    /// The HTTP server's defences against slow, idle and too many connections.
+    pub http: HttpLimits,
     /// `TRUST_PROXY_HEADERS`: take the client IP from `X-Forwarded-For` (behind a proxy only).
     pub trust_proxy_headers: bool,
     /// `WORKER_CONCURRENCY`: jobs one worker process runs at once, per queue, unless
@@ -260,6 +295,17 @@ impl Settings {
                 .unwrap_or_default(),
             max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", "1048576")?,
             login_rate_limit_per_minute: parse(&lookup, "LOGIN_RATE_LIMIT_PER_MINUTE", "5")?,
+            register_rate_limit_per_hour: parse(&lookup, "REGISTER_RATE_LIMIT_PER_HOUR", "3")?,
+            password_hashing: HashingLimits {
+                threads: parse(&lookup, "PASSWORD_HASH_THREADS", "2")?,
+                queue: parse(&lookup, "PASSWORD_HASH_QUEUE", "64")?,
+            },
+            http: HttpLimits {
+                header_timeout: secs(&lookup, "HTTP_HEADER_TIMEOUT_SECS", "10")?,
+                idle_timeout: secs(&lookup, "HTTP_IDLE_TIMEOUT_SECS", "60")?,
+                keep_alive: secs(&lookup, "HTTP_KEEP_ALIVE_SECS", "15")?,
+                max_connections: parse(&lookup, "HTTP_MAX_CONNECTIONS", "10000")?,
+            },
             trust_proxy_headers: parse(&lookup, "TRUST_PROXY_HEADERS", "false")?,
             worker_concurrency: parse(&lookup, "WORKER_CONCURRENCY", "4")?,
             queue_concurrency: queue_concurrency(&lookup)?,
@@ -279,6 +325,12 @@ impl Settings {
         }
         if settings.job_lease < Duration::from_secs(2) {
             bail!("JOB_LEASE_SECS must be at least 2");
+        }
+        if settings.password_hashing.threads == 0 {
+            bail!("PASSWORD_HASH_THREADS must be at least 1");
+        }
+        if settings.http.max_connections == 0 {
+            bail!("HTTP_MAX_CONNECTIONS must be at least 1");
         }
         if settings.worker_concurrency == 0 {
             bail!("WORKER_CONCURRENCY must be at least 1");
@@ -427,6 +479,18 @@ fn provider_settings(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result
 
 /// Fragments of secrets copied from examples; refused in production.
 const WEAK_SECRETS: &[&str] = &["changeme", "change-me", "secret", "example", "xxxxxxxx"];
+
+/// Parses a whole number of seconds, more than zero.
+fn secs(
+    lookup: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: &str,
+) -> anyhow::Result<Duration> {
+    match parse::<u64>(lookup, key, default)? {
+        0 => bail!("{key} must be at least 1"),
+        n => Ok(Duration::from_secs(n)),
+    }
+}
 
 /// Parses `key` (or its default) and names the variable when the value is wrong.
 fn parse<T>(lookup: &impl Fn(&str) -> Option<String>, key: &str, default: &str) -> anyhow::Result<T>

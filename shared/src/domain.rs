@@ -29,7 +29,11 @@ impl FieldError {
 pub struct Email(String);
 
 impl Email {
-    /// Checks the shape (one `@`, a dotted domain, no spaces, at most 254 characters).
+    /// Accepts a plain address only: `local@domain`, at most 254 characters, the local part
+    /// a dot-atom (letters, digits and ``!#$%&'*+/=?^_`{|}~-``, dots between them), the
+    /// domain dotted labels of letters, digits and inner hyphens. Everything else that mail
+    /// parsers take (a display name, angle brackets, a quoted local part, comments, a list,
+    /// an IP literal) is refused: any of them would let one mailbox hold several accounts.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let value = raw.trim().to_lowercase();
         if value.is_empty() {
@@ -38,18 +42,30 @@ impl Email {
         if value.len() > 254 {
             return Err("must be at most 254 characters".into());
         }
+        let not_plain = || "must be a plain address such as name@example.org".to_owned();
         let Some((local, domain)) = value.split_once('@') else {
-            return Err("is not an email address".into());
+            return Err(not_plain());
         };
-        let valid = !local.is_empty()
+        let atom_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+        let local_ok = !local.is_empty()
             && local.len() <= 64
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !domain.contains('@')
-            && !value.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !valid {
-            return Err("is not an email address".into());
+            && local
+                .split('.')
+                .all(|atom| !atom.is_empty() && atom.chars().all(atom_char));
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+            && labels
+                .last()
+                .is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
+        if !(local_ok && domain_ok) {
+            return Err(not_plain());
         }
         Ok(Self(value))
     }
@@ -136,7 +152,7 @@ impl Role {
     }
 }
 
-/// A display name: trimmed, 1 to 100 characters.
+/// A display name: trimmed, 1 to 100 characters, printable (see [`check_printable`]).
 pub fn parse_display_name(raw: &str) -> Result<String, String> {
     let value = raw.trim();
     if value.is_empty() {
@@ -145,7 +161,22 @@ pub fn parse_display_name(raw: &str) -> Result<String, String> {
     if value.chars().count() > 100 {
         return Err("must be at most 100 characters".into());
     }
+    check_printable(value)?;
     Ok(value.to_owned())
+}
+
+/// Refuses characters that have no place in a name or a short label: control characters
+/// (NUL, line breaks, escapes) and the invisible bidirectional controls that make a name
+/// read differently from what it is (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C).
+pub fn check_printable(value: &str) -> Result<(), String> {
+    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+    match value.chars().find(|&c| c.is_control() || bidi(c)) {
+        Some(c) => Err(format!(
+            "must not contain control or text-direction characters (found U+{:04X})",
+            c as u32
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +199,58 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn only_plain_addresses_are_accounts() {
+        // Forms a mail parser takes (RFC 5322 name-addr, quoted strings, comments, groups,
+        // lists, IP literals) that would deliver to some other, existing address.
+        for bad in [
+            "Ada <ada@example.org>",
+            "<ada@example.org>",
+            "\"ada\"@example.org",
+            "\"ada@example.org\"@evil.org",
+            "ada@example.org, eve@example.org",
+            "ada@example.org;eve@example.org",
+            "ada@example.org (Ada)",
+            "(comment)ada@example.org",
+            "ada@[127.0.0.1]",
+            "group: ada@example.org;",
+            "ada..lovelace@example.org",
+            ".ada@example.org",
+            "ada.@example.org",
+            "ada@-example.org",
+            "ada@example..org",
+            "ada@example.org.",
+            "ada\\@example.org",
+            "ada@exa_mple.org",
+            "ada@127.0.0.1",
+            "ådа@example.org",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "ada.lovelace+tend@mail.example.co.uk",
+            "o'brien@example.ie",
+            "x@a1.io",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn names_refuse_control_and_direction_characters() {
+        for bad in [
+            "Ada\0",
+            "Ada\nLovelace",
+            "\u{202E}ecilA",
+            "Ada\u{2066}x",
+            "A\u{7}",
+        ] {
+            assert!(parse_display_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_display_name(" Åsa Öberg ").unwrap(), "Åsa Öberg");
+        assert!(parse_display_name("Zoë 李").is_ok());
     }
 
     #[test]

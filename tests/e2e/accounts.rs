@@ -257,6 +257,16 @@ async fn forgot_password_and_resend_answer_alike_for_unknown_addresses() {
 async fn users_update_their_name_and_password_and_delete_their_account() {
     let app = spawn_app().await;
     let user = app.signed_in_user().await;
+    let other_device: Value = app
+        .login(&user.email, &user.password)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other_device = tend_tests::TestUser {
+        refresh_token: other_device["refresh_token"].as_str().unwrap().to_owned(),
+        ..user.clone()
+    };
     let resp = app
         .patch_auth(
             "/api/v1/users/me",
@@ -287,8 +297,14 @@ async fn users_update_their_name_and_password_and_delete_their_account() {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    // Other sessions are signed out.
-    problem(app.refresh(&user.refresh_token).await, 401).await;
+    // Other devices are signed out; this one stays signed in.
+    problem(app.refresh(&other_device.refresh_token).await, 401).await;
+    let resp = app.refresh(&user.refresh_token).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "the device that changed it keeps its sign-in"
+    );
     assert_eq!(
         app.login(&user.email, "another long passphrase")
             .await
@@ -296,9 +312,25 @@ async fn users_update_their_name_and_password_and_delete_their_account() {
         200
     );
 
-    let resp = app
-        .delete_auth("/api/v1/users/me", &user.access_token)
-        .await;
+    // Deleting the account asks for its password.
+    let user = tend_tests::TestUser {
+        password: "another long passphrase".into(),
+        ..user
+    };
+    let wrong = tend_tests::TestUser {
+        password: "not the password at all".into(),
+        ..user.clone()
+    };
+    let body = problem(app.delete_me(&wrong).await, 422).await;
+    assert_eq!(body["errors"][0]["field"], "password");
+    // Without a body at all: refused too (no Content-Type).
+    problem(
+        app.delete_auth("/api/v1/users/me", &user.access_token)
+            .await,
+        415,
+    )
+    .await;
+    let resp = app.delete_me(&user).await;
     assert_eq!(resp.status(), 204);
     problem(
         app.get("/api/v1/users/me", Some(&user.access_token)).await,

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod conventions;
+mod hardening;
 mod jobs;
 mod patients;
 mod sessions;

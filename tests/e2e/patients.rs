@@ -112,19 +112,16 @@ async fn patients_are_paginated_searched_and_private() {
 }
 
 #[tokio::test]
-async fn a_patient_record_links_to_a_patient_account_and_validates_its_fields() {
+async fn a_patient_record_validates_its_fields() {
     let app = spawn_app().await;
     let user = app.signed_in_user().await;
     let token = &user.access_token;
-    let patient_user = app.signed_in_as("patient").await;
-    let colleague = app.signed_in_user().await;
-
     let bad = problem(
         post(
             &app,
             token,
             "/api/v1/patients",
-            json!({"display_name": " ", "reference": "r".repeat(101), "account_email": colleague.email}),
+            json!({"display_name": " ", "reference": "r\u{202e}".repeat(3), "account_email": "Sam <sam@example.org>"}),
         )
         .await,
         422,
@@ -141,10 +138,34 @@ async fn a_patient_record_links_to_a_patient_account_and_validates_its_fields() 
         ["display_name", "reference", "account_email"],
         "{bad}"
     );
+    // A number where the schema says string, and a missing required field: 422, named.
+    let bad = problem(
+        post(&app, token, "/api/v1/patients", json!({"reference": 42})).await,
+        422,
+    )
+    .await;
+    let errors = bad["errors"].to_string();
+    assert!(
+        errors.contains("display_name") && errors.contains("is required"),
+        "{bad}"
+    );
+    assert!(
+        errors.contains("reference") && errors.contains("must be a string"),
+        "{bad}"
+    );
+}
+
+#[tokio::test]
+async fn a_patient_account_is_linked_only_when_its_owner_accepts_the_invitation() {
+    let app = spawn_app().await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    let patient_user = app.signed_in_as("patient").await;
+    let stranger = app.signed_in_as("patient").await;
 
     let id = app.create_patient(token, "Sam").await;
     let path = format!("/api/v1/patients/{id}");
-    let linked: Value = app
+    let invited: Value = app
         .patch_auth(
             &path,
             token,
@@ -154,24 +175,102 @@ async fn a_patient_record_links_to_a_patient_account_and_validates_its_fields() 
         .json()
         .await
         .unwrap();
-    assert_eq!(linked["linked_user_id"], patient_user.id.as_str());
-    assert_eq!(linked["reference"], "S-1");
-    assert_eq!(linked["display_name"], "Sam", "absent fields stay");
+    assert_eq!(invited["link_status"], "invited", "{invited}");
+    assert!(invited["linked_user_id"].is_null(), "nothing linked yet");
+    assert_eq!(invited["invited_email"], patient_user.email.as_str());
+    assert_eq!(invited["reference"], "S-1");
+    assert_eq!(invited["display_name"], "Sam", "absent fields stay");
 
-    // The same account on a second record of the same practitioner: conflict.
-    let second = app.create_patient(token, "Sam again").await;
-    problem(
-        app.patch_auth(
-            &format!("/api/v1/patients/{second}"),
+    // An address without an account gets exactly the same answer: nothing leaks.
+    let other = app.create_patient(token, "Nobody").await;
+    let resp = app
+        .patch_auth(
+            &format!("/api/v1/patients/{other}"),
             token,
-            &json!({"account_email": patient_user.email}),
+            &json!({"account_email": tend_tests::unique_email()}),
         )
-        .await,
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["link_status"],
+        "invited"
+    );
+
+    // The invitation arrives at the address; another account cannot use it, nor can the
+    // practitioner, and a made-up token is refused.
+    let mail = app.wait_for_mail(&patient_user.email, "invitation").await;
+    assert!(mail.text.contains("invites you"), "{}", mail.text);
+    assert!(
+        !mail.text.contains("Sam"),
+        "the mail names nothing the practitioner typed"
+    );
+    let accept = |who: &str, token: String| {
+        let who = who.to_owned();
+        let app = &app;
+        async move {
+            app.send(
+                reqwest::Method::POST,
+                "/api/v1/invitations/accept",
+                Some(&who),
+                Some(&json!({ "token": token })),
+            )
+            .await
+        }
+    };
+    problem(accept(&stranger.access_token, mail.link_token()).await, 403).await;
+    problem(accept(token, mail.link_token()).await, 403).await;
+    problem(
+        accept(&patient_user.access_token, "made-up".into()).await,
+        400,
+    )
+    .await;
+
+    let resp = accept(&patient_user.access_token, mail.link_token()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["patient_id"],
+        id.as_str()
+    );
+    let linked: Value = app.get(&path, Some(token)).await.json().await.unwrap();
+    assert_eq!(linked["link_status"], "linked");
+    assert_eq!(linked["linked_user_id"], patient_user.id.as_str());
+    assert!(linked["invited_email"].is_null());
+    // Single use.
+    problem(
+        accept(&patient_user.access_token, mail.link_token()).await,
+        400,
+    )
+    .await;
+
+    // The same account accepting for a second record of the same practitioner: conflict.
+    let second = app.create_patient(token, "Sam again").await;
+    app.patch_auth(
+        &format!("/api/v1/patients/{second}"),
+        token,
+        &json!({"account_email": patient_user.email}),
+    )
+    .await;
+    let invitations = || {
+        app.mails_to(&patient_user.email)
+            .into_iter()
+            .filter(|m| m.subject.contains("invitation"))
+            .count()
+    };
+    eventually(
+        "the second invitation",
+        std::time::Duration::from_secs(20),
+        || async { Ok(invitations() >= 2) },
+    )
+    .await
+    .unwrap();
+    let second_mail = app.wait_for_mail(&patient_user.email, "invitation").await;
+    problem(
+        accept(&patient_user.access_token, second_mail.link_token()).await,
         409,
     )
     .await;
 
-    // null clears.
+    // null unlinks.
     let cleared: Value = app
         .patch_auth(
             &path,
@@ -186,6 +285,43 @@ async fn a_patient_record_links_to_a_patient_account_and_validates_its_fields() 
         cleared["linked_user_id"].is_null() && cleared["reference"].is_null(),
         "{cleared}"
     );
+    assert_eq!(cleared["link_status"], "none");
+}
+
+#[tokio::test]
+async fn an_unverified_practitioner_cannot_invite() {
+    let app = spawn_app().await;
+    let email = tend_tests::unique_email();
+    assert_eq!(
+        app.register(&email, tend_tests::PASSWORD, "practitioner")
+            .await
+            .status(),
+        201
+    );
+    let login: Value = app
+        .login(&email, tend_tests::PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap();
+    let resp = post(
+        &app,
+        token,
+        "/api/v1/patients",
+        json!({"display_name": "Sam", "account_email": tend_tests::unique_email()}),
+    )
+    .await;
+    problem(resp, 403).await;
+    // Without an invitation, an unverified practitioner still keeps records.
+    let resp = post(
+        &app,
+        token,
+        "/api/v1/patients",
+        json!({"display_name": "Sam"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
 }
 
 #[tokio::test]
@@ -373,10 +509,7 @@ async fn deleting_a_session_or_a_patient_removes_the_stored_audio() {
         .await;
     assert_eq!(resp.status(), 202);
     assert_eq!(store.list("sessions/").await.unwrap().len(), 1);
-    assert_eq!(
-        app.delete_auth("/api/v1/users/me", token).await.status(),
-        204
-    );
+    assert_eq!(app.delete_me(&user).await.status(), 204);
     assert!(store.list("sessions/").await.unwrap().is_empty());
 }
 

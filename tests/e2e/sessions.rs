@@ -343,19 +343,9 @@ async fn a_patient_account_reads_only_the_summaries_of_its_own_sessions() {
     let (practitioner, _) = practitioner_with_patient(&app).await;
     let token = &practitioner.access_token;
     let patient_user = app.signed_in_as("patient").await;
-    // The practitioner links the patient's account to a patient record.
-    let resp = app
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/patients",
-            Some(token),
-            Some(&serde_json::json!({"display_name": "Sam", "account_email": patient_user.email})),
-        )
-        .await;
-    assert_eq!(resp.status(), 201);
-    let linked: Value = resp.json().await.unwrap();
-    assert_eq!(linked["linked_user_id"], patient_user.id.as_str());
-    let sam = linked["id"].as_str().unwrap();
+    // The practitioner invites the patient's account to a patient record; the patient accepts.
+    let sam = &app.create_patient(token, "Sam").await;
+    app.invite_and_accept(token, sam, &patient_user).await;
     let other = app.create_patient(token, "Someone Else").await;
 
     let mine = upload_ok(&app, token, sam, VTT.as_bytes().to_vec(), "t.vtt").await;

@@ -8,13 +8,16 @@ use tend_shared::jobs::{JobError, JobPayload, Queue, RetryPolicy};
 use crate::{
     job::{Job, JobCtx},
     jobs::{
-        cleanup::Cleanup, email::SendEmail, extract::ExtractNotes, transcribe::TranscribeSession,
+        account_mail::AnswerMailRequest, cleanup::Cleanup, email::SendEmail, extract::ExtractNotes,
+        invitation::SendInvitation, transcribe::TranscribeSession,
     },
 };
 
 /// Every job kind this build runs.
 pub static KINDS: &[Kind] = &[
     Kind::of::<SendEmail>(),
+    Kind::of::<SendInvitation>(),
+    Kind::of::<AnswerMailRequest>(),
     Kind::of::<Cleanup>(),
     Kind::of::<TranscribeSession>(),
     Kind::of::<ExtractNotes>(),

@@ -19,6 +19,8 @@ pub struct EmailContext {
     pub link: String,
     /// The raw token, for apps that take a code.
     pub token: String,
+    /// Who invites (the practitioner's display name), for invitations.
+    pub inviter: Option<String>,
 }
 
 /// A rendered mail.
@@ -57,6 +59,14 @@ impl Templates {
                 "password_changed.html",
                 include_str!("../templates/password_changed.html"),
             ),
+            (
+                "patient_invitation.txt",
+                include_str!("../templates/patient_invitation.txt"),
+            ),
+            (
+                "patient_invitation.html",
+                include_str!("../templates/patient_invitation.html"),
+            ),
         ] {
             env.add_template(name, source)?;
         }
@@ -69,6 +79,10 @@ impl Templates {
             EmailTemplate::VerifyEmail => ("verify_email", "Confirm your email address"),
             EmailTemplate::PasswordReset => ("password_reset", "Reset your password"),
             EmailTemplate::PasswordChanged => ("password_changed", "Your password was changed"),
+            EmailTemplate::PatientInvitation => (
+                "patient_invitation",
+                "An invitation to link your Tend account",
+            ),
         };
         let text = self.env.get_template(&format!("{base}.txt"))?.render(ctx)?;
         let html = self
@@ -97,6 +111,7 @@ mod tests {
                     name: Some("<script>x</script>".into()),
                     link: "https://app/verify-email?token=abc".into(),
                     token: "abc".into(),
+                    inviter: None,
                 },
             )
             .unwrap();
@@ -112,6 +127,7 @@ mod tests {
             ("verify_email", EmailTemplate::VerifyEmail),
             ("password_reset", EmailTemplate::PasswordReset),
             ("password_changed", EmailTemplate::PasswordChanged),
+            ("patient_invitation", EmailTemplate::PatientInvitation),
         ] {
             let rendered = templates
                 .render(
@@ -120,6 +136,7 @@ mod tests {
                         name: Some("Ada".into()),
                         link: format!("https://app.example.org/{name}?token=TOKEN"),
                         token: "TOKEN".into(),
+                        inviter: Some("Dr Åsa Öberg".into()),
                     },
                 )
                 .unwrap();

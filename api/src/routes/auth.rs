@@ -3,17 +3,18 @@
 //! Access tokens are short-lived JWTs; refresh tokens are opaque, stored hashed, rotated on
 //! every use, and a replayed one revokes its whole family (someone copied it). Answers that
 //! could tell whether an address has an account (forgot-password, resend-verification) are
-//! the same either way.
+//! the same either way, and so is their timing: a job does the look-up.
 
 use std::time::Duration;
 
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use tend_shared::{
-    auth::{opaque, password},
+    auth::opaque,
     db::{
         self,
         audit::{self, AuditAction},
+        mail_requests::MailPurpose,
         tokens::{EmailPurpose, Rotation},
         users::User,
     },
@@ -21,11 +22,15 @@ use tend_shared::{
     jobs::{self, JobTx},
     ratelimit::Decision,
 };
-use tend_worker::jobs::email::{EmailTemplate, SendEmail};
+use tend_worker::jobs::{
+    account_mail::AnswerMailRequest,
+    email::{EmailTemplate, SendEmail},
+};
 use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
+    body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
     state::AppState,
@@ -145,8 +150,11 @@ enum NoContent {
     Done,
 }
 
-/// Login and email-sending limits are counted per this window.
+/// Login, reset and email-sending limits are counted per this window.
 const LIMIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Registrations are counted per this window.
+const REGISTER_WINDOW: Duration = Duration::from_secs(3600);
 
 /// The auth operations.
 pub struct AuthApi;
@@ -155,14 +163,23 @@ pub struct AuthApi;
 impl AuthApi {
     /// Register a practitioner or patient account.
     ///
-    /// Sends a verification email (a job). Answers 409 if the address is taken.
+    /// Sends a verification email (a job). Answers 409 if the address is taken. Limited per
+    /// client IP (`REGISTER_RATE_LIMIT_PER_HOUR`, default 3): beyond it, 429 with
+    /// `Retry-After`.
     #[oai(path = "/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
         state: Data<&AppState>,
         meta: RequestMeta,
-        body: Json<RegisterRequest>,
+        body: JsonBody<RegisterRequest>,
     ) -> ApiResult<RegisterResponse> {
+        check_limit(
+            &state,
+            &format!("register:ip:{}", meta.client_key()),
+            state.settings.register_rate_limit_per_hour,
+            REGISTER_WINDOW,
+        )
+        .await?;
         let mut errors = Vec::new();
         let email = Email::parse(&body.email)
             .map_err(|m| errors.push(FieldError::new("email", m)))
@@ -191,7 +208,7 @@ impl AuthApi {
             return Err(ApiError::validation(errors));
         };
 
-        let hash = password::hash(password.expose().to_owned()).await?;
+        let hash = state.hasher.hash(password.expose().to_owned()).await?;
         let mut tx = state.begin().await?;
         let user =
             match db::users::insert(&mut tx, &email, &hash, role, display_name.as_deref()).await {
@@ -230,7 +247,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         meta: RequestMeta,
-        body: Json<LoginRequest>,
+        body: JsonBody<LoginRequest>,
     ) -> ApiResult<SignInResponse> {
         let limit = state.settings.login_rate_limit_per_minute;
         let email = Email::parse(&body.email).ok();
@@ -264,10 +281,13 @@ impl AuthApi {
         };
         let verified = match &user {
             Some(user) => {
-                password::verify(body.password.clone(), user.password_hash.clone()).await?
+                state
+                    .hasher
+                    .verify(body.password.clone(), user.password_hash.clone())
+                    .await?
             }
             None => {
-                password::verify_dummy(body.password.clone()).await;
+                state.hasher.verify_dummy(body.password.clone()).await?;
                 false
             }
         };
@@ -309,7 +329,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         meta: RequestMeta,
-        body: Json<RefreshRequest>,
+        body: JsonBody<RefreshRequest>,
     ) -> ApiResult<SignInResponse> {
         let hash = opaque::digest(&body.refresh_token);
         let mut tx = state.db.begin().await?;
@@ -356,7 +376,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         meta: RequestMeta,
-        body: Json<RefreshRequest>,
+        body: JsonBody<RefreshRequest>,
     ) -> ApiResult<NoContent> {
         let hash = opaque::digest(&body.refresh_token);
         if let Some((user_id, family_id)) = db::tokens::family_of(&state.db, &hash).await? {
@@ -381,7 +401,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         meta: RequestMeta,
-        body: Json<TokenRequest>,
+        body: JsonBody<TokenRequest>,
     ) -> ApiResult<NoContent> {
         let hash = opaque::digest(&body.token);
         let mut tx = state.db.begin().await?;
@@ -416,17 +436,11 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         meta: RequestMeta,
-        body: Json<EmailRequest>,
+        body: JsonBody<EmailRequest>,
     ) -> ApiResult<AcceptedResponse> {
         let email = parse_email_field(&body.email)?;
         limit_mail(&state, &meta, &email, "resend").await?;
-        if let Some(user) = db::users::find_by_email(&state.db, &email).await?
-            && user.email_verified_at.is_none()
-        {
-            let mut tx = state.begin().await?;
-            send_email(&mut tx, &user, EmailTemplate::VerifyEmail, &meta).await?;
-            tx.commit().await?;
-        }
+        request_mail(&state, &meta, MailPurpose::VerifyEmail, &email).await?;
         Ok(AcceptedResponse::Accepted(Json(Accepted {
             message:
                 "If this address has an unverified account, a new verification email is on its way."
@@ -444,29 +458,19 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         meta: RequestMeta,
-        body: Json<EmailRequest>,
+        body: JsonBody<EmailRequest>,
     ) -> ApiResult<AcceptedResponse> {
         let email = parse_email_field(&body.email)?;
         limit_mail(&state, &meta, &email, "forgot").await?;
-        if let Some(user) = db::users::find_by_email(&state.db, &email).await? {
-            let mut tx = state.begin().await?;
-            send_email(&mut tx, &user, EmailTemplate::PasswordReset, &meta).await?;
-            audit::record(
-                &mut tx,
-                AuditAction::PasswordResetRequested,
-                Some(&user.id),
-                &meta.origin(),
-                None,
-            )
-            .await?;
-            tx.commit().await?;
-        }
+        request_mail(&state, &meta, MailPurpose::PasswordReset, &email).await?;
         Ok(AcceptedResponse::Accepted(Json(Accepted {
             message: "If this address has an account, a password-reset email is on its way.".into(),
         })))
     }
 
     /// Set a new password with the token from the reset mail.
+    ///
+    /// Limited per client IP like login (`LOGIN_RATE_LIMIT_PER_MINUTE`).
     ///
     /// Signs the account out everywhere: every refresh token is revoked and access tokens
     /// issued before now are refused.
@@ -479,21 +483,39 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         meta: RequestMeta,
-        body: Json<ResetPasswordRequest>,
+        body: JsonBody<ResetPasswordRequest>,
     ) -> ApiResult<NoContent> {
+        check_limit(
+            &state,
+            &format!("reset:ip:{}", meta.client_key()),
+            state.settings.login_rate_limit_per_minute,
+            LIMIT_WINDOW,
+        )
+        .await?;
         let password = Password::parse(&body.new_password)
             .map_err(|m| ApiError::validation(vec![FieldError::new("new_password", m)]))?;
-        let hash = password::hash(password.expose().to_owned()).await?;
         let token_hash = opaque::digest(&body.token);
+        let invalid = || {
+            ApiError::bad_request(
+                "invalid-token",
+                "The reset link is invalid, already used or expired. Ask for a new one.",
+            )
+        };
+        // The token first: a made-up token must not cost a password hash.
+        if !db::tokens::email_token_is_live(&state.db, EmailPurpose::ResetPassword, &token_hash)
+            .await?
+        {
+            return Err(invalid());
+        }
+        let hash = state.hasher.hash(password.expose().to_owned()).await?;
         let mut tx = state.begin().await?;
+        // Spent here, in the transaction that changes the password (a racing reset with the
+        // same token finds it spent).
         let Some(user_id) =
             db::tokens::consume_email_token(&mut tx, EmailPurpose::ResetPassword, &token_hash)
                 .await?
         else {
-            return Err(ApiError::bad_request(
-                "invalid-token",
-                "The reset link is invalid, already used or expired. Ask for a new one.",
-            ));
+            return Err(invalid());
         };
         db::users::set_password(&mut tx, &user_id, &hash, true).await?;
         let revoked = db::tokens::revoke_all_for_user(&mut tx, &user_id).await?;
@@ -525,7 +547,7 @@ async fn issue_tokens(
     user: &User,
     family_id: &str,
 ) -> ApiResult<TokenPair> {
-    let access_token = state.keys.issue(&user.id, user.role())?;
+    let access_token = state.keys.issue(&user.id, user.role(), family_id)?;
     let refresh_token = opaque::generate();
     let refresh_ttl = state.settings.refresh_token_ttl;
     let expires_at = db::now_ms() + refresh_ttl.as_millis() as i64;
@@ -572,6 +594,25 @@ fn parse_email_field(raw: &str) -> ApiResult<Email> {
     Email::parse(raw).map_err(|m| ApiError::validation(vec![FieldError::new("email", m)]))
 }
 
+/// Stores an account-mail request and starts the job that answers it: the same work for
+/// every address, so neither the answer nor its timing says whether the address has an
+/// account (the job looks it up).
+async fn request_mail(
+    state: &AppState,
+    meta: &RequestMeta,
+    purpose: MailPurpose,
+    email: &Email,
+) -> ApiResult<()> {
+    let mut tx = state.begin().await?;
+    let id = db::mail_requests::insert(&mut tx, purpose, email, &meta.origin()).await?;
+    let request_id = Uuid::parse_str(&id)
+        .map_err(|e| ApiError::internal(format!("new request id is not a UUID: {e}")))?;
+    tx.enqueue(&AnswerMailRequest { request_id }, &meta.job_origin(None))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Mail-sending endpoints are limited per client and per address, so nobody can flood an inbox.
 async fn limit_mail(
     state: &AppState,
@@ -585,11 +626,20 @@ async fn limit_mail(
         format!("{what}:account:{}", opaque::digest(email.as_str())),
     ];
     for key in keys {
-        if let Decision::Limited { retry_after } =
-            state.limiter.hit(&key, limit, LIMIT_WINDOW).await
-        {
-            return Err(ApiError::rate_limited(retry_after));
-        }
+        check_limit(state, &key, limit, LIMIT_WINDOW).await?;
     }
     Ok(())
+}
+
+/// Counts one attempt against `key`: 429 with `Retry-After` past `limit` per `window`.
+pub(crate) async fn check_limit(
+    state: &AppState,
+    key: &str,
+    limit: u32,
+    window: Duration,
+) -> ApiResult<()> {
+    match state.limiter.hit(key, limit, window).await {
+        Decision::Limited { retry_after } => Err(ApiError::rate_limited(retry_after)),
+        Decision::Allowed => Ok(()),
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod health;
+pub mod invitations;
 pub mod jobs;
 pub mod patients;
 pub mod sessions;
@@ -22,6 +23,8 @@ pub enum ApiTags {
     Jobs,
     /// A practitioner's patients.
     Patients,
+    /// Patients accepting a practitioner's invitation to link their account.
+    Invitations,
     /// Recorded sessions: upload, transcription, notes.
     Sessions,
 }
@@ -33,6 +36,7 @@ pub type Api = (
     users::UsersApi,
     jobs::JobsApi,
     patients::PatientsApi,
+    invitations::InvitationsApi,
     sessions::SessionsApi,
 );
 
@@ -45,6 +49,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             users::UsersApi,
             jobs::JobsApi,
             patients::PatientsApi,
+            invitations::InvitationsApi,
             sessions::SessionsApi,
         ),
         "Tend API",

@@ -1,5 +1,10 @@
 //! `/patients`: a practitioner's patients. Every operation is scoped to the caller, and
 //! another practitioner's patient answers 404 (never 403), so ids do not leak.
+//!
+//! A patient account is linked to a record only with its owner's consent: `account_email`
+//! opens an invitation (a mail with a single-use link, accepted at
+//! `POST /invitations/accept` from the patient's own account). The answer is the same whether
+//! or not the address has an account, and only verified practitioners may invite.
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
@@ -15,12 +20,16 @@ use tend_shared::{
         patients::{Patient, PatientFields},
         users::User,
     },
-    domain::{Email, FieldError, Role, parse_display_name},
+    domain::{Email, FieldError, check_printable, parse_display_name},
+    jobs::JobTx,
 };
+use tend_worker::jobs::invitation::{INVITATION_TTL, SendInvitation};
 
 use super::ApiTags;
 use crate::{
+    body::JsonBody,
     error::{ApiError, ApiResult},
+    extract::RequestMeta,
     guards::Practitioner,
     pagination::PageRequest,
     state::AppState,
@@ -37,21 +46,47 @@ pub struct PatientView {
     /// The practitioner's own reference (file number, initials).
     pub reference: Option<String>,
     /// The linked `patient` account, which reads the patient summaries of this patient's
-    /// sessions.
+    /// sessions (set once the invitation is accepted).
     pub linked_user_id: Option<String>,
+    /// `none`, `invited` (an invitation is open) or `linked`.
+    pub link_status: LinkStatus,
+    /// The address of the open invitation.
+    pub invited_email: Option<String>,
+    /// When the open invitation lapses.
+    pub invitation_expires_at: Option<DateTime<Utc>>,
     /// When the record was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
 
+/// Whether a patient account reads this patient's summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum LinkStatus {
+    /// No account linked, no invitation open.
+    None,
+    /// An invitation was sent; nothing is linked until its addressee accepts.
+    Invited,
+    /// A patient account accepted the invitation.
+    Linked,
+}
+
 impl From<Patient> for PatientView {
     fn from(p: Patient) -> Self {
+        let link_status = match (&p.user_id, &p.invited_email) {
+            (Some(_), _) => LinkStatus::Linked,
+            (None, Some(_)) => LinkStatus::Invited,
+            (None, None) => LinkStatus::None,
+        };
         Self {
             id: p.id,
             display_name: p.display_name,
             reference: p.reference,
             linked_user_id: p.user_id,
+            link_status,
+            invited_email: p.invited_email,
+            invitation_expires_at: p.invitation_expires_at.map(ms_to_datetime),
             created_at: ms_to_datetime(p.created_at),
             updated_at: ms_to_datetime(p.updated_at),
         }
@@ -65,8 +100,9 @@ pub struct CreatePatientRequest {
     pub display_name: String,
     /// An optional reference of the practitioner's own (at most 100 characters).
     pub reference: Option<String>,
-    /// The address of an existing `patient` account to link, so that person can read the
-    /// patient summaries of their sessions.
+    /// Invite this address to link its `patient` account, so that person can read the
+    /// patient summaries of their sessions once they accept. The answer is the same whether
+    /// or not the address has an account. Needs a verified practitioner email.
     pub account_email: Option<String>,
 }
 
@@ -77,7 +113,8 @@ pub struct UpdatePatientRequest {
     pub display_name: Option<String>,
     /// A new reference, or `null` to clear it.
     pub reference: MaybeUndefined<String>,
-    /// Link another `patient` account, or `null` to unlink.
+    /// Invite another address (the current link, if any, ends), or `null` to unlink and
+    /// withdraw any open invitation.
     pub account_email: MaybeUndefined<String>,
 }
 
@@ -129,7 +166,8 @@ impl PatientsApi {
         &self,
         state: Data<&AppState>,
         Practitioner(user): Practitioner,
-        body: Json<CreatePatientRequest>,
+        meta: RequestMeta,
+        body: JsonBody<CreatePatientRequest>,
     ) -> ApiResult<PatientCreated> {
         let mut errors = Vec::new();
         let name = field(
@@ -142,23 +180,31 @@ impl PatientsApi {
             "reference",
             parse_reference(body.reference.as_deref()),
         );
-        let account = match &body.account_email {
-            Some(email) => field(
-                &mut errors,
-                "account_email",
-                resolve_account(&state, email).await?,
-            ),
+        let invite = match &body.account_email {
+            Some(raw) => field(&mut errors, "account_email", Email::parse(raw)).map(Some),
             None => Some(None),
         };
-        let (name, reference, account) = checked(errors, name, reference, account)?;
+        let (Some(name), Some(reference), Some(invite), true) =
+            (name, reference, invite, errors.is_empty())
+        else {
+            return Err(ApiError::validation(errors));
+        };
+        if invite.is_some() {
+            may_invite(&user)?;
+        }
         let fields = PatientFields {
             display_name: &name,
             reference: reference.as_deref(),
-            user_id: account.as_deref(),
         };
-        let patient = db::patients::insert(&state.db, &user.id, &fields)
-            .await
-            .map_err(link_conflict)?;
+        let mut tx = state.begin().await?;
+        let mut patient = db::patients::insert(&mut tx, &user.id, &fields).await?;
+        if let Some(email) = &invite {
+            open_invitation(&mut tx, &patient.id, email, &meta, &user).await?;
+            patient = db::patients::find_owned_in(&mut tx, &patient.id, &user.id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("patient"))?;
+        }
+        tx.commit().await?;
         Ok(PatientCreated::Created(Json(patient.into())))
     }
 
@@ -204,14 +250,15 @@ impl PatientsApi {
         Ok(PatientResponse::Ok(Json(patient.into())))
     }
 
-    /// Change a patient's name, reference or linked account.
+    /// Change a patient's name or reference, invite an account, or unlink it.
     #[oai(path = "/:id", method = "patch", operation_id = "updatePatient")]
     async fn update(
         &self,
         state: Data<&AppState>,
         Practitioner(user): Practitioner,
+        meta: RequestMeta,
         id: Path<String>,
-        body: Json<UpdatePatientRequest>,
+        body: JsonBody<UpdatePatientRequest>,
     ) -> ApiResult<PatientResponse> {
         let current = owned(&state, &id.0, &user).await?;
         let mut errors = Vec::new();
@@ -226,25 +273,37 @@ impl PatientsApi {
                 field(&mut errors, "reference", parse_reference(Some(raw)))
             }
         };
-        let account = match &body.account_email {
-            MaybeUndefined::Undefined => Some(current.user_id.clone()),
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(email) => field(
-                &mut errors,
-                "account_email",
-                resolve_account(&state, email).await?,
-            ),
+        let link = match &body.account_email {
+            MaybeUndefined::Undefined => Some(LinkChange::Keep),
+            MaybeUndefined::Null => Some(LinkChange::Unlink),
+            MaybeUndefined::Value(raw) => {
+                field(&mut errors, "account_email", Email::parse(raw)).map(LinkChange::Invite)
+            }
         };
-        let (name, reference, account) = checked(errors, name, reference, account)?;
+        let (Some(name), Some(reference), Some(link), true) =
+            (name, reference, link, errors.is_empty())
+        else {
+            return Err(ApiError::validation(errors));
+        };
+        if let LinkChange::Invite(_) = link {
+            may_invite(&user)?;
+        }
         let fields = PatientFields {
             display_name: &name,
             reference: reference.as_deref(),
-            user_id: account.as_deref(),
         };
-        let patient = db::patients::update(&state.db, &current.id, &user.id, &fields)
-            .await
-            .map_err(link_conflict)?
+        let mut tx = state.begin().await?;
+        match &link {
+            LinkChange::Keep => {}
+            LinkChange::Unlink => db::patients::unlink(&mut tx, &current.id).await?,
+            LinkChange::Invite(email) => {
+                open_invitation(&mut tx, &current.id, email, &meta, &user).await?
+            }
+        }
+        let patient = db::patients::update(&mut tx, &current.id, &user.id, &fields)
+            .await?
             .ok_or_else(|| ApiError::not_found("patient"))?;
+        tx.commit().await?;
         Ok(PatientResponse::Ok(Json(patient.into())))
     }
 
@@ -278,49 +337,50 @@ fn field<T>(errors: &mut Vec<FieldError>, name: &str, result: Result<T, String>)
         .ok()
 }
 
-/// The three checked fields, or a 422 naming every bad one.
-fn checked(
-    errors: Vec<FieldError>,
-    name: Option<String>,
-    reference: Option<Option<String>>,
-    account: Option<Option<String>>,
-) -> ApiResult<(String, Option<String>, Option<String>)> {
-    match (name, reference, account) {
-        (Some(name), Some(reference), Some(account)) => Ok((name, reference, account)),
-        _ => Err(ApiError::validation(errors)),
+/// What a PATCH does to the account link.
+enum LinkChange {
+    /// Leaves link and invitation as they are.
+    Keep,
+    /// Unlinks the account and withdraws any open invitation.
+    Unlink,
+    /// Invites this address (ending the current link).
+    Invite(Email),
+}
+
+/// Only practitioners who proved their address may send mail to others in Tend's name.
+fn may_invite(user: &User) -> ApiResult<()> {
+    if user.email_verified_at.is_none() {
+        return Err(ApiError::forbidden(
+            "Verify your email address before inviting patients.",
+        ));
     }
+    Ok(())
+}
+
+/// Opens an invitation on the record and starts the job that mails it.
+async fn open_invitation(
+    tx: &mut JobTx,
+    patient_id: &str,
+    email: &Email,
+    meta: &RequestMeta,
+    user: &User,
+) -> ApiResult<()> {
+    let expires_at = db::now_ms() + INVITATION_TTL.as_millis() as i64;
+    db::patients::invite(tx, patient_id, email, expires_at).await?;
+    let patient_id = uuid::Uuid::parse_str(patient_id)
+        .map_err(|e| ApiError::internal(format!("stored patient id is not a UUID: {e}")))?;
+    tx.enqueue(
+        &SendInvitation { patient_id },
+        &meta.job_origin(Some(&user.id)),
+    )
+    .await?;
+    Ok(())
 }
 
 fn parse_reference(raw: Option<&str>) -> Result<Option<String>, String> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
         Some(value) if value.chars().count() > 100 => Err("must be at most 100 characters".into()),
-        Some(value) => Ok(Some(value.to_owned())),
+        Some(value) => check_printable(value).map(|()| Some(value.to_owned())),
     }
-}
-
-/// The id of the `patient` account with this address (a field error if there is none).
-async fn resolve_account(state: &AppState, raw: &str) -> ApiResult<Result<Option<String>, String>> {
-    let email = match Email::parse(raw) {
-        Ok(email) => email,
-        Err(message) => return Ok(Err(message)),
-    };
-    Ok(match db::users::find_by_email(&state.db, &email).await? {
-        Some(user) if user.role() == Role::Patient => Ok(Some(user.id)),
-        _ => Err("no patient account has this address".into()),
-    })
-}
-
-fn link_conflict(err: sqlx::Error) -> ApiError {
-    if db::is_unique_violation(
-        &err,
-        "patients_practitioner_user_key",
-        "patients.practitioner_id",
-    ) {
-        return ApiError::conflict(
-            "account-already-linked",
-            "This account is already linked to another of your patients.",
-        );
-    }
-    err.into()
 }

@@ -3,7 +3,6 @@
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use tend_shared::{
-    auth::password,
     db::{
         self,
         audit::{self, AuditAction},
@@ -13,11 +12,15 @@ use tend_shared::{
 
 use tend_worker::jobs::email::EmailTemplate;
 
-use super::{ApiTags, auth::send_email};
+use super::{
+    ApiTags,
+    auth::{check_limit, send_email},
+};
 use crate::{
+    body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
-    guards::SignedIn,
+    guards::{SignedIn, SignedInWith},
     state::AppState,
     views::UserView,
 };
@@ -31,6 +34,13 @@ pub struct UpdateMeRequest {
     pub new_password: Option<String>,
     /// The current password, required to change it.
     pub current_password: Option<String>,
+}
+
+/// Proof that the caller knows the account's password.
+#[derive(Debug, Object)]
+pub struct DeleteMeRequest {
+    /// The account's current password.
+    pub password: String,
 }
 
 #[derive(ApiResponse)]
@@ -60,16 +70,19 @@ impl UsersApi {
 
     /// Change the display name and/or the password.
     ///
-    /// A password change signs out every other device (their refresh tokens are revoked)
-    /// and sends a notice to the account's address.
+    /// A password change signs out every other device (their refresh tokens are revoked;
+    /// their access tokens run out within `ACCESS_TOKEN_TTL_SECS`), keeps this one signed in,
+    /// and sends a notice to the account's address. Guesses of `current_password` are limited
+    /// like logins (`LOGIN_RATE_LIMIT_PER_MINUTE` per account): beyond it, 429.
     #[oai(path = "/me", method = "patch", operation_id = "updateMe")]
     async fn update_me(
         &self,
         state: Data<&AppState>,
-        SignedIn(user): SignedIn,
+        caller: SignedInWith,
         meta: RequestMeta,
-        body: Json<UpdateMeRequest>,
+        body: JsonBody<UpdateMeRequest>,
     ) -> ApiResult<MeResponse> {
+        let SignedInWith { user, sign_in } = caller;
         let mut errors = Vec::new();
         let display_name = match body.display_name.as_deref().map(parse_display_name) {
             Some(Ok(name)) => Some(name),
@@ -89,9 +102,7 @@ impl UsersApi {
         };
         if new_password.is_some() {
             let ok = match &body.current_password {
-                Some(current) => {
-                    password::verify(current.clone(), user.password_hash.clone()).await?
-                }
+                Some(current) => check_password(&state, &user, current).await?,
                 None => false,
             };
             if !ok {
@@ -105,10 +116,16 @@ impl UsersApi {
             db::users::set_display_name(&state.db, &user.id, Some(name)).await?;
         }
         if let Some(pw) = new_password {
-            let hash = password::hash(pw.expose().to_owned()).await?;
+            let hash = state.hasher.hash(pw.expose().to_owned()).await?;
             let mut tx = state.begin().await?;
             db::users::set_password(&mut tx, &user.id, &hash, false).await?;
-            db::tokens::revoke_all_for_user(&mut tx, &user.id).await?;
+            match &sign_in {
+                Some(family) => {
+                    db::tokens::revoke_others_for_user(&mut tx, &user.id, family).await?
+                }
+                // A token from before tokens named their sign-in: sign out everywhere.
+                None => db::tokens::revoke_all_for_user(&mut tx, &user.id).await?,
+            };
             audit::record(
                 &mut tx,
                 AuditAction::PasswordChanged,
@@ -126,14 +143,21 @@ impl UsersApi {
         Ok(MeResponse::Ok(Json(UserView::from(&user))))
     }
 
-    /// Delete the account and every session.
+    /// Delete the account and every session; needs the account's password (limited like
+    /// logins).
     #[oai(path = "/me", method = "delete", operation_id = "deleteMe")]
     async fn delete_me(
         &self,
         state: Data<&AppState>,
         SignedIn(user): SignedIn,
         meta: RequestMeta,
+        body: JsonBody<DeleteMeRequest>,
     ) -> ApiResult<Deleted> {
+        if !check_password(&state, &user, &body.password).await? {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "password", "is wrong",
+            )]));
+        }
         // A practitioner's sessions go with the account, their audio first.
         let keys = db::sessions::object_keys_of_practitioner(&state.db, &user.id).await?;
         state.delete_objects(&keys).await?;
@@ -151,4 +175,24 @@ impl UsersApi {
         tracing::info!(user_id = %user.id, "account deleted");
         Ok(Deleted::Done)
     }
+}
+
+/// Checks the account's current password, counting the attempt against the account's limit
+/// (so a stolen access token cannot be used to guess the password).
+async fn check_password(
+    state: &AppState,
+    user: &tend_shared::db::users::User,
+    password: &str,
+) -> ApiResult<bool> {
+    check_limit(
+        state,
+        &format!("password-check:account:{}", user.id),
+        state.settings.login_rate_limit_per_minute,
+        std::time::Duration::from_secs(60),
+    )
+    .await?;
+    Ok(state
+        .hasher
+        .verify(password.to_owned(), user.password_hash.clone())
+        .await?)
 }

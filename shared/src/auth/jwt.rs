@@ -1,5 +1,5 @@
 //! Access tokens: HS256 JWTs, short-lived, carrying `sub`, `role`, `jti`, `exp`, `iat`, `iss`
-//! and `aud`, all checked on every request. Only HS256 is accepted (so `alg: none` and
+//! and `aud`, all checked on every request, and `iat_ms` and `sid` (the sign-in). Only HS256 is accepted (so `alg: none` and
 //! algorithm confusion are refused).
 
 use std::time::Duration;
@@ -34,6 +34,14 @@ pub struct Claims {
     pub exp: i64,
     /// Issue time, seconds since the epoch.
     pub iat: i64,
+    /// Issue time in milliseconds: a password reset refuses tokens issued before it, also
+    /// those from earlier in the same second. (Absent in tokens issued before it existed.)
+    #[serde(default)]
+    pub iat_ms: Option<i64>,
+    /// The sign-in (refresh-token family) the token was issued for, so a password change
+    /// can keep the device that made it signed in.
+    #[serde(default)]
+    pub sid: Option<String>,
     /// Who issued it (`JWT_ISSUER`).
     pub iss: String,
     /// Who it is for (`JWT_AUDIENCE`).
@@ -75,14 +83,17 @@ impl TokenKeys {
         self.ttl
     }
 
-    /// Issues an access token for a user.
-    pub fn issue(&self, user_id: &str, role: Role) -> anyhow::Result<String> {
-        let now = chrono::Utc::now().timestamp();
+    /// Issues an access token for a user's sign-in `sid`.
+    pub fn issue(&self, user_id: &str, role: Role, sid: &str) -> anyhow::Result<String> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now = now_ms.div_euclid(1000);
         let claims = Claims {
             sub: user_id.to_owned(),
             role,
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
+            iat_ms: Some(now_ms),
+            sid: Some(sid.to_owned()),
             exp: now + self.ttl.as_secs() as i64,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -92,6 +103,12 @@ impl TokenKeys {
             &claims,
             &self.encoding,
         )?)
+    }
+
+    /// When the token was issued, in milliseconds (the start of its second for tokens that
+    /// carry no `iat_ms`, which errs on refusing them).
+    pub fn issued_at_ms(claims: &Claims) -> i64 {
+        claims.iat_ms.unwrap_or(claims.iat * 1000)
     }
 
     /// Checks signature, algorithm, expiry, issuer and audience.

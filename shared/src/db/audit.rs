@@ -19,6 +19,7 @@ pub enum AuditAction {
     PasswordChanged,
     RoleChanged,
     AccountDeleted,
+    InvitationAccepted,
 }
 
 impl AuditAction {
@@ -37,6 +38,7 @@ impl AuditAction {
             AuditAction::PasswordChanged => "password_changed",
             AuditAction::RoleChanged => "role_changed",
             AuditAction::AccountDeleted => "account_deleted",
+            AuditAction::InvitationAccepted => "invitation_accepted",
         }
     }
 }

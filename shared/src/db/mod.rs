@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod chunks;
 pub mod jobs;
+pub mod mail_requests;
 pub mod metrics;
 pub mod patients;
 pub mod sessions;

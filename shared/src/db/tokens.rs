@@ -124,6 +124,25 @@ pub async fn revoke_all_for_user(conn: &mut AnyConnection, user_id: &str) -> sql
     Ok(done.rows_affected())
 }
 
+/// Revokes every refresh token of a user but those of one sign-in (a password change signs
+/// out the other devices and keeps the one that made it).
+pub async fn revoke_others_for_user(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    keep_family_id: &str,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $3 \
+         WHERE user_id = $1 AND family_id <> $2 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(keep_family_id)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// What an email link is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmailPurpose {
@@ -163,6 +182,25 @@ pub async fn insert_email_token(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Whether an email-link token is live, without spending it: a reset checks its token before
+/// paying for a password hash, so a flood of made-up tokens costs no hashing.
+pub async fn email_token_is_live(
+    db: &Db,
+    purpose: EmailPurpose,
+    token_hash: &str,
+) -> sqlx::Result<bool> {
+    let found: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM email_tokens \
+         WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(token_hash)
+    .bind(purpose.as_str())
+    .bind(now_ms())
+    .fetch_one(db)
+    .await?;
+    Ok(found > 0)
 }
 
 /// Spends an email-link token: returns its user if it was live (single use, unexpired).

@@ -142,24 +142,35 @@ fn parse_cues(raw: &str, vtt: bool) -> Result<Vec<Segment>, String> {
     Ok(segments)
 }
 
-/// `hh:mm:ss.mmm`, `mm:ss.mmm` (WebVTT) or `hh:mm:ss,mmm` (SRT) to milliseconds.
+/// Most hours a timestamp may name: longer than any recording, small enough that no sum of
+/// timestamps overflows.
+const MAX_HOURS: i64 = 999;
+
+/// `hh:mm:ss.mmm`, `mm:ss.mmm` (WebVTT) or `hh:mm:ss,mmm` (SRT) to milliseconds. Every field
+/// is plain digits (no sign), minutes and seconds under 60, hours at most [`MAX_HOURS`], so a
+/// time is never negative and never overflows.
 fn timestamp_ms(raw: &str) -> Option<i64> {
     let raw = raw.replace(',', ".");
     let (clock, millis) = raw.split_once('.')?;
+    let digits = |part: &str, max_len: usize| -> Option<i64> {
+        let plain =
+            !part.is_empty() && part.len() <= max_len && part.bytes().all(|b| b.is_ascii_digit());
+        plain.then(|| part.parse().ok()).flatten()
+    };
     if millis.len() != 3 {
         return None;
     }
-    let millis: i64 = millis.parse().ok()?;
+    let millis = digits(millis, 3)?;
     let parts: Vec<i64> = clock
         .split(':')
-        .map(|p| p.parse().ok().filter(|_| !p.is_empty()))
+        .map(|p| digits(p, 3))
         .collect::<Option<_>>()?;
     let (h, m, s) = match parts.as_slice() {
         [m, s] => (0, *m, *s),
         [h, m, s] => (*h, *m, *s),
         _ => return None,
     };
-    if m >= 60 || s >= 60 {
+    if h > MAX_HOURS || m >= 60 || s >= 60 {
         return None;
     }
     Some(((h * 60 + m) * 60 + s) * 1000 + millis)
@@ -224,5 +235,28 @@ mod tests {
         let err = parse(TranscriptFormat::WebVtt, "WEBVTT\n\nno timing here\n").unwrap_err();
         assert!(err.contains("line 3"), "{err}");
         assert!(parse(TranscriptFormat::Plain, "  \n").is_err());
+    }
+
+    #[test]
+    fn negative_and_overflowing_times_are_refused_with_their_line() {
+        for timing in [
+            "-00:00:05.000 --> 00:00:02.000",
+            "00:00:01.000 --> -1:00:02.000",
+            "00:-1:00.000 --> 00:00:02.000",
+            "00:00:01.000 --> 9223372036854775807:00:00.000",
+            "00:00:01.000 --> 1000:00:00.000",
+            "+1:00:01.000 --> 2:00:00.000",
+            "00:00:01.-01 --> 00:00:02.000",
+        ] {
+            let vtt = format!("WEBVTT\n\n{timing}\nHi\n");
+            let err = parse(TranscriptFormat::WebVtt, &vtt).unwrap_err();
+            assert!(err.starts_with("line 3"), "{timing}: {err}");
+        }
+        let ok = parse(
+            TranscriptFormat::WebVtt,
+            "WEBVTT\n\n999:59:59.999 --> 999:59:59.999\nHi\n",
+        )
+        .unwrap();
+        assert!(ok.duration_ms.unwrap() > 0);
     }
 }

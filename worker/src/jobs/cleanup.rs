@@ -65,7 +65,19 @@ async fn run(env: &JobEnv) -> Result<(), JobError> {
         .map_err(|e| JobError::transient("vacuuming the queue", e))?;
     let uploads =
         discard_abandoned_uploads(env, now - ABANDONED_UPLOAD_AFTER.as_millis() as i64).await?;
-    tracing::info!(tokens, jobs, deliveries, uploads, "cleanup finished");
+    // A request whose job died holds an address nobody will use: kept as long as spent tokens.
+    let mail_requests =
+        db::mail_requests::delete_older_than(&env.db, now - KEEP_DEAD_TOKENS.as_millis() as i64)
+            .await
+            .map_err(|e| JobError::transient("deleting stale mail requests", e))?;
+    tracing::info!(
+        tokens,
+        jobs,
+        deliveries,
+        uploads,
+        mail_requests,
+        "cleanup finished"
+    );
     Ok(())
 }
 

@@ -37,6 +37,9 @@ pub enum EmailTemplate {
     PasswordReset,
     /// "Your password was changed": tells the owner when it was not them.
     PasswordChanged,
+    /// "An invitation to link your account", with a 7-day single-use link; sent to an
+    /// invited address by [`crate::jobs::invitation`], never to an account by [`SendEmail`].
+    PatientInvitation,
 }
 
 /// Send `template` to the user `user_id`.
@@ -102,18 +105,32 @@ async fn send(env: &JobEnv, job: &SendEmail) -> Result<(), JobError> {
             .await?,
         ),
         EmailTemplate::PasswordChanged => None,
+        EmailTemplate::PatientInvitation => {
+            return Err(JobError::Permanent(
+                "invitations go to an invited address: send_invitation sends them".into(),
+            ));
+        }
     };
     let (link, token) = link_token.unwrap_or_default();
+    let context = EmailContext {
+        name: user.display_name.clone(),
+        link,
+        token,
+        inviter: None,
+    };
+    deliver(env, &user.email, job.template, &context).await
+}
+
+/// Renders `template` and sends it to `to`.
+pub(crate) async fn deliver(
+    env: &JobEnv,
+    to: &str,
+    template: EmailTemplate,
+    context: &EmailContext,
+) -> Result<(), JobError> {
     let rendered = env
         .templates
-        .render(
-            job.template,
-            &EmailContext {
-                name: user.display_name.clone(),
-                link,
-                token,
-            },
-        )
+        .render(template, context)
         .map_err(|e| JobError::permanent("rendering the template", e))?;
 
     let from: Mailbox = env
@@ -121,8 +138,7 @@ async fn send(env: &JobEnv, job: &SendEmail) -> Result<(), JobError> {
         .email_from
         .parse()
         .map_err(|e| JobError::permanent("EMAIL_FROM is not a valid address", e))?;
-    let to: Mailbox = user
-        .email
+    let to: Mailbox = to
         .parse()
         .map_err(|e| JobError::permanent("the recipient address is not deliverable", e))?;
     let message = Message::builder()
@@ -156,8 +172,13 @@ async fn mint(
     )
     .await
     .map_err(|e| JobError::transient("storing the link token", e))?;
+    Ok((app_link(env, page, &token), token))
+}
+
+/// `APP_URL/<page>?token=<token>`: the link a mail carries.
+pub(crate) fn app_link(env: &JobEnv, page: &str, token: &str) -> String {
     let mut link = env.settings.app_url.clone();
     link.set_path(&format!("{}/{page}", link.path().trim_end_matches('/')));
-    link.query_pairs_mut().append_pair("token", &token);
-    Ok((link.to_string(), token))
+    link.query_pairs_mut().append_pair("token", token);
+    link.to_string()
 }

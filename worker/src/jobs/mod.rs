@@ -6,9 +6,11 @@
 //!
 //! [`JobPayload`]: tend_shared::jobs::JobPayload
 
+pub mod account_mail;
 pub mod cleanup;
 pub mod email;
 pub mod extract;
+pub mod invitation;
 pub mod transcribe;
 
 use tend_shared::{
