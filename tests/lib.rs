@@ -362,7 +362,7 @@ impl TestApp {
                 &json!({"token": mail.link_token()}),
             )
             .await;
-        assert_eq!(resp.status(), 204);
+        assert_eq!(resp.status(), 200);
         let resp = self.login(&email, PASSWORD).await;
         assert_eq!(resp.status(), 200);
         let body: Value = resp.json().await.unwrap();

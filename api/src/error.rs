@@ -274,6 +274,10 @@ impl From<anyhow::Error> for ApiError {
 
 /// Renders any error that escaped a handler (routing, body parsing, size limit) as a problem.
 pub fn render_error(err: poem::Error) -> Response {
+    // A query or path parameter of the wrong type is a validation error like any other.
+    if let Some(param) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return ApiError::invalid_field(param.name, param.reason.clone()).into_response();
+    }
     let status = err.status();
     let message = err.to_string();
     let response = err.into_response();

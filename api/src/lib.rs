@@ -9,6 +9,7 @@
 //! - [`body`]: JSON request bodies, checked against their schema (422 naming each field).
 //! - [`extract`]: request metadata and the bearer security scheme; [`guards`]: who may call
 //!   an operation (signed in, practitioner, admin), as extractors.
+//! - [`pages`]: the pages emailed links open when no client app is configured.
 //! - [`pagination`]: `limit` and `cursor` of the list operations.
 //! - [`state`]: what handlers share (pools, keys, relay, limiter).
 //! - [`startup`]: builds the app; runs it alone or with workers and scheduler (embedded).
@@ -23,6 +24,7 @@ pub mod extract;
 pub mod guards;
 pub mod listener;
 pub mod middleware;
+pub mod pages;
 pub mod pagination;
 pub mod routes;
 pub mod startup;

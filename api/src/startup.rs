@@ -121,7 +121,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
             .expose_header("x-request-id")
             .expose_header("retry-after")
     });
-    Route::new()
+    crate::pages::add(Route::new())
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", api)

@@ -59,7 +59,10 @@ pub fn last_tick(schedule: &cron::Schedule, now: DateTime<Utc>) -> Option<DateTi
 /// Starts the schedules; they run until `shutdown`.
 pub async fn start(relay: Relay, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
     let schedule = cron::Schedule::from_str(CLEANUP_SCHEDULE)?;
+    // Nothing was missed before the installation first started.
+    let installed_at = tend_shared::db::installation::first_started_at(relay.db()).await?;
     if let Some(missed) = last_tick(&schedule, Utc::now())
+        && missed.timestamp_millis() >= installed_at
         && enqueue_cleanup(&relay, missed.timestamp()).await?
     {
         tracing::info!(tick = %missed, "caught up a cleanup run missed while down");

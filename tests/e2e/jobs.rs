@@ -184,8 +184,30 @@ async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
 }
 
 #[tokio::test]
+async fn a_new_installation_has_no_missed_run_to_catch_up() {
+    let app = spawn_api_only().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let scheduler = tend_scheduler::start(app.relay(), shutdown.clone())
+        .await
+        .unwrap();
+    shutdown.cancel();
+    let _ = scheduler.await;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'cleanup'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "nothing was due before the installation started");
+}
+
+#[tokio::test]
 async fn two_schedulers_enqueue_each_tick_once() {
     let app = spawn_api_only().await;
+    // An installation that has run for a week, its scheduler down since the last tick.
+    sqlx::query("INSERT INTO installation (id, first_started_at) VALUES (1, $1)")
+        .bind(tend_shared::db::now_ms() - 7 * 24 * 3600 * 1000)
+        .execute(&app.db)
+        .await
+        .unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let a = tend_scheduler::start(app.relay(), shutdown.clone())
         .await
@@ -264,16 +286,14 @@ impl Drop for OwnRedis {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server: eval \"$(.ci/services)\", then cargo test -- --include-ignored"]
 async fn a_job_accepted_while_redis_is_down_runs_once_it_is_back() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let Some(redis) = OwnRedis::start(port) else {
-        eprintln!("skipped: redis-server is not installed (run `.ci/services` first)");
-        return;
-    };
+    let redis = OwnRedis::start(port).expect("redis-server: run `.ci/services` first");
     let app = spawn_app_with_env(&[("QUEUE_URL", &format!("redis://127.0.0.1:{port}"))]).await;
     drop(redis); // The queue goes down.
 

@@ -5,6 +5,7 @@ mod accounts;
 mod conventions;
 mod hardening;
 mod jobs;
+mod pages;
 mod patients;
 mod sessions;
 mod tokens;

@@ -88,6 +88,11 @@ async fn patients_are_paginated_searched_and_private() {
         .map(|e| e["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["limit", "cursor"]);
+    // Not a number at all: 422 naming the parameter too, not a 400.
+    let bad = app
+        .get_problem("/api/v1/patients?limit=many", token, 422)
+        .await;
+    assert_eq!(bad["errors"][0]["field"], "limit", "{bad}");
 
     // Another practitioner sees an empty list and 404s.
     let stranger = app.signed_in_user().await;

@@ -319,6 +319,12 @@ async fn an_uploaded_transcript_skips_transcription() {
     assert_eq!(session["status"], "processed", "{session}");
     assert!(fake.transcriptions().is_empty(), "no audio was transcribed");
     assert_eq!(session["duration_seconds"], 9.0);
+    // The transcription stage happened at upload: it has a start as well as an end.
+    let stage = &session["stages"]["transcription"];
+    assert!(
+        stage["started_at"].is_string() && stage["started_at"] == stage["finished_at"],
+        "{session}"
+    );
 
     let transcript = get_json(&app, &format!("/api/v1/sessions/{id}/transcript"), token).await;
     assert_eq!(transcript["segments"][0]["start_ms"], 1000);
@@ -985,4 +991,29 @@ async fn a_session_whose_last_attempt_is_lost_with_its_worker_says_failed_and_ca
         .await;
     assert_eq!(session["status"], "processed", "{session}");
     survivor.terminate().await;
+}
+
+/// The README's "Try it" uploads the files in `examples/`: both go through the pipeline.
+#[tokio::test]
+async fn the_sample_recording_and_transcript_in_examples_are_processed() {
+    let fake = FakeOpenAi::start().await;
+    let app = app_with(&fake, &[]).await;
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let token = &user.access_token;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for (file, source) in [("session.ogg", "audio"), ("session.vtt", "transcript")] {
+        let bytes = std::fs::read(examples.join(file)).unwrap();
+        let accepted = upload_ok(&app, token, &patient, bytes, file).await;
+        assert_eq!(accepted["source"], source, "{accepted}");
+        let id = accepted["id"].as_str().unwrap();
+        let (session, _) = app
+            .wait_for_session(id, token, &["processed", "failed"], PIPELINE_TIMEOUT)
+            .await;
+        assert_eq!(session["status"], "processed", "{file}: {session}");
+    }
+    assert_eq!(
+        fake.transcriptions().len(),
+        1,
+        "only the recording is transcribed"
+    );
 }

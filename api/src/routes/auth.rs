@@ -115,6 +115,22 @@ pub struct ResetPasswordRequest {
     pub new_password: String,
 }
 
+/// The outcome of an email verification.
+#[derive(Debug, Object)]
+pub struct Verified {
+    /// The account whose address is now verified.
+    pub user_id: String,
+    /// Always `true`.
+    pub email_verified: bool,
+}
+
+#[derive(ApiResponse)]
+enum VerifiedResponse {
+    /// The address is verified.
+    #[oai(status = 200)]
+    Ok(Json<Verified>),
+}
+
 /// A plain acknowledgement.
 #[derive(Debug, Object)]
 pub struct Accepted {
@@ -402,7 +418,7 @@ impl AuthApi {
         state: Data<&AppState>,
         meta: RequestMeta,
         body: JsonBody<TokenRequest>,
-    ) -> ApiResult<NoContent> {
+    ) -> ApiResult<VerifiedResponse> {
         let hash = opaque::digest(&body.token);
         let mut tx = state.db.begin().await?;
         let Some(user_id) =
@@ -423,7 +439,10 @@ impl AuthApi {
         )
         .await?;
         tx.commit().await?;
-        Ok(NoContent::Done)
+        Ok(VerifiedResponse::Ok(Json(Verified {
+            user_id,
+            email_verified: true,
+        })))
     }
 
     /// Send the verification email again (if the address has an unverified account).

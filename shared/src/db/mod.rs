@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod chunks;
+pub mod installation;
 pub mod jobs;
 pub mod mail_requests;
 pub mod metrics;

@@ -86,13 +86,15 @@ pub struct NewSession<'a> {
 /// Inserts a session (in the transaction that enqueues its first job).
 pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> sqlx::Result<()> {
     let now = now_ms();
-    // A transcript upload starts transcribed: its transcription "finished" at upload.
+    // A transcript upload starts transcribed: its transcription started and finished at
+    // upload (a stage with an end has a start).
     let transcribed_at = new.transcript.map(|_| now);
     sqlx::query(
         "INSERT INTO sessions (id, practitioner_id, patient_id, status, source, media_type, \
          object_key, size_bytes, recorded_at, duration_ms, transcript, segments, job_id, \
-         transcription_finished_at, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
+         transcription_started_at, transcription_finished_at, idempotency_key, created_at, \
+         updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, $16)",
     )
     .bind(new.id)
     .bind(new.practitioner_id)

@@ -1,3 +1,5 @@
+-- Hardening (issue 8) and first-start catch-up (issue 12).
+
 -- Linking a patient account to a practitioner's patient record needs the account owner's
 -- consent: the practitioner invites an address, a mail carries a single-use link, and the
 -- patient accepts it from their own account. Until then the record shows "invited".
@@ -29,3 +31,10 @@ CREATE TABLE account_mail_requests (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX account_mail_requests_created ON account_mail_requests (created_at);
+
+-- When this installation first started its scheduler (one row): catch-up on start considers
+-- only runs due after it, so a brand-new installation has nothing "missed".
+CREATE TABLE installation (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    first_started_at BIGINT NOT NULL
+);

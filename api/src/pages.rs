@@ -1,0 +1,78 @@
+//! The pages an emailed link opens when no client app is configured (`APP_URL` unset, so the
+//! links point at the API itself): confirm an address, choose a new password, accept an
+//! invitation. Each is a static page plus one script that calls the API, so a person can
+//! finish sign-up from the email alone. Everything is compiled into the binary.
+
+use poem::{
+    Response, Route, get, handler,
+    http::{HeaderValue, StatusCode, header},
+};
+
+/// What the pages may load and call: their own script and style, the API, nothing else.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .content_type(content_type)
+        .body(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    // The URL carries a token: never cache the page, never send it on as a referrer.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[handler]
+fn verify_email() -> Response {
+    asset(
+        include_str!("../pages/verify-email.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
+#[handler]
+fn reset_password() -> Response {
+    asset(
+        include_str!("../pages/reset-password.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
+#[handler]
+fn accept_invitation() -> Response {
+    asset(
+        include_str!("../pages/accept-invitation.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
+#[handler]
+fn script() -> Response {
+    asset(
+        include_str!("../pages/account.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+#[handler]
+fn style() -> Response {
+    asset(
+        include_str!("../pages/account.css"),
+        "text/css; charset=utf-8",
+    )
+}
+
+/// Adds the pages and their assets to `route`, at the paths the mails link to.
+pub fn add(route: Route) -> Route {
+    route
+        .at("/verify-email", get(verify_email))
+        .at("/reset-password", get(reset_password))
+        .at("/accept-invitation", get(accept_invitation))
+        .at("/assets/account.js", get(script))
+        .at("/assets/account.css", get(style))
+}
