@@ -22,8 +22,8 @@ pub async fn create_admin(db: &Db, email: &str, password: &str) -> anyhow::Resul
         if user.role() == Role::Admin {
             return Ok(user.id);
         }
-        db::users::set_role(db, &user.id, Role::Admin).await?;
         let mut conn = db.acquire().await?;
+        db::users::set_role(&mut conn, &user.id, Role::Admin).await?;
         audit::record(
             &mut conn,
             AuditAction::RoleChanged,

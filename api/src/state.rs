@@ -100,6 +100,12 @@ impl AppState {
             .ok_or_else(|| {
                 ApiError::unauthorized("invalid-token", "The account no longer exists.")
             })?;
+        if user.disabled_at.is_some() {
+            return Err(ApiError::unauthorized(
+                "account-disabled",
+                "This account is disabled by an admin.",
+            ));
+        }
         if TokenKeys::issued_at_ms(&claims) < user.tokens_valid_after {
             return Err(ApiError::unauthorized(
                 "invalid-token",

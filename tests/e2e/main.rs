@@ -2,6 +2,7 @@
 //! Backends are chosen by the environment (see `tests/lib.rs`).
 
 mod accounts;
+mod admin;
 mod conventions;
 mod hardening;
 mod jobs;

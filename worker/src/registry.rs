@@ -3,6 +3,7 @@
 //! one line to [`KINDS`].
 
 use futures::future::BoxFuture;
+use sqlx::AnyConnection;
 use tend_shared::jobs::{JobError, JobPayload, Queue, RetryPolicy};
 
 use crate::{
@@ -33,6 +34,8 @@ pub struct Kind {
     pub policy: RetryPolicy,
     run: for<'a> fn(&'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>>,
     on_failure: for<'a> fn(&'a JobCtx<'a>, &'a str, bool) -> BoxFuture<'a, ()>,
+    on_admin_retry:
+        for<'a> fn(&'a mut AnyConnection, &'a str, &'a str) -> BoxFuture<'a, Result<(), String>>,
 }
 
 impl Kind {
@@ -44,7 +47,19 @@ impl Kind {
             policy: J::POLICY,
             run: run::<J>,
             on_failure: on_failure::<J>,
+            on_admin_retry: on_admin_retry::<J>,
         }
+    }
+
+    /// Runs the kind's hook for an admin's retry of the dead job `job_id` with `payload`, in
+    /// the caller's transaction ([`Job::on_admin_retry`]).
+    pub fn on_admin_retry<'a>(
+        &self,
+        conn: &'a mut AnyConnection,
+        payload: &'a str,
+        job_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        (self.on_admin_retry)(conn, payload, job_id)
     }
 
     /// Decodes the payload and runs one attempt.
@@ -83,6 +98,17 @@ fn on_failure<'a, J: Job>(ctx: &'a JobCtx<'a>, error: &'a str, dead: bool) -> Bo
         } else {
             payload.on_retry(ctx, error).await;
         }
+    })
+}
+
+fn on_admin_retry<'a, J: Job>(
+    conn: &'a mut AnyConnection,
+    payload: &'a str,
+    job_id: &'a str,
+) -> BoxFuture<'a, Result<(), String>> {
+    Box::pin(async move {
+        let payload = decode::<J>(payload).map_err(|e| e.to_string())?;
+        payload.on_admin_retry(conn, job_id).await
     })
 }
 

@@ -71,13 +71,13 @@ pub async fn run_delivery(runner: Arc<Runner>, slots: Arc<Semaphore>, job_ids: V
             let Ok(_slot) = slots.acquire().await else {
                 return;
             };
-            let id = job.id.clone();
+            let stopped = job.clone();
             tokio::select! {
                 biased;
                 _ = run_job(&runner, job) => {}
                 _ = cancel.cancelled() => {
-                    tracing::warn!(job_id = %id, "attempt stopped: its lease was lost");
-                    runner.leases.release(&id);
+                    runner.leases.release(&stopped.id);
+                    bury_if_killed(&runner, &stopped).await;
                 }
             }
         }
@@ -104,6 +104,14 @@ async fn run_job(runner: &Runner, job: JobRow) {
             record(env, &job.id, Outcome::Dead { error: &error }).await;
             return;
         };
+        if job.killed_at.is_some() {
+            // Killed while it waited: buried without running.
+            runner.leases.release(&job.id);
+            tracing::warn!(error = KILLED, "job dead");
+            kind.on_failure(&ctx, KILLED, true).await;
+            record(env, &job.id, Outcome::Killed { error: KILLED, ran: false }).await;
+            return;
+        }
         if job.attempts > job.max_attempts {
             // Every attempt was lost with its worker; this claim only buries it.
             let error = "attempts used up: the job's workers were lost while running it";
@@ -175,6 +183,44 @@ async fn run_job(runner: &Runner, job: JobRow) {
     }
     .instrument(span)
     .await
+}
+
+/// The error a killed job is buried with.
+const KILLED: &str = "killed by an admin";
+
+/// After an attempt was stopped because its lease renewal missed it: if an admin killed it,
+/// runs the kind's dead hook and records it dead; otherwise (taken over, or the ledger out of
+/// reach) leaves it to whoever holds it now.
+async fn bury_if_killed(runner: &Runner, job: &JobRow) {
+    let env = &runner.env;
+    let current = match db::jobs::find(&env.db, &job.id).await {
+        Ok(current) => current,
+        Err(err) => {
+            tracing::warn!(job_id = %job.id, error = %err, "attempt stopped: its lease was lost");
+            return;
+        }
+    };
+    let killed = current.is_some_and(|c| {
+        c.killed_at.is_some() && c.worker.as_deref() == Some(env.worker_name.as_str())
+    });
+    if !killed {
+        tracing::warn!(job_id = %job.id, "attempt stopped: its lease was lost");
+        return;
+    }
+    tracing::warn!(job_id = %job.id, kind = %job.kind, "attempt stopped: killed by an admin");
+    let ctx = JobCtx { env, job };
+    if let Some(kind) = registry::find(&job.kind) {
+        kind.on_failure(&ctx, KILLED, true).await;
+    }
+    record(
+        env,
+        &job.id,
+        Outcome::Killed {
+            error: KILLED,
+            ran: true,
+        },
+    )
+    .await;
 }
 
 async fn record(env: &JobEnv, job_id: &str, outcome: Outcome<'_>) {

@@ -323,6 +323,9 @@ impl AuthApi {
                 "The email address or password is wrong.",
             ));
         };
+        if user.disabled_at.is_some() {
+            return Err(disabled());
+        }
         let pair = issue_tokens(&state, &mut tx, user, &Uuid::now_v7().to_string()).await?;
         audit::record(
             &mut tx,
@@ -357,6 +360,9 @@ impl AuthApi {
                         "The account no longer exists.",
                     ));
                 };
+                if user.disabled_at.is_some() {
+                    return Err(disabled());
+                }
                 let pair = issue_tokens(&state, &mut tx, &user, &family_id).await?;
                 tx.commit().await?;
                 Ok(SignInResponse::Ok(Json(pair)))
@@ -602,6 +608,12 @@ pub(crate) async fn send_email(
     Ok(tx
         .enqueue(&payload, &meta.job_origin(Some(&user.id)))
         .await?)
+}
+
+/// A disabled account's sign-in (only after the password or token was right, so it tells
+/// nothing to a guesser).
+fn disabled() -> ApiError {
+    ApiError::unauthorized("account-disabled", "This account is disabled by an admin.")
 }
 
 fn parse_uuid(id: &str) -> ApiResult<Uuid> {

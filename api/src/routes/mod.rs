@@ -1,5 +1,6 @@
 //! The operations, one API struct per tag; [`api`] combines them into one OpenAPI service.
 
+pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod invitations;
@@ -27,6 +28,8 @@ pub enum ApiTags {
     Invitations,
     /// Recorded sessions: upload, transcription, notes.
     Sessions,
+    /// Admins: queues, jobs, users and the audit log.
+    Admin,
 }
 
 /// The whole API as one OpenAPI service.
@@ -38,6 +41,9 @@ pub type Api = (
     patients::PatientsApi,
     invitations::InvitationsApi,
     sessions::SessionsApi,
+    admin::queues::AdminQueuesApi,
+    admin::jobs::AdminJobsApi,
+    admin::users::AdminUsersApi,
 );
 
 /// Builds the service (its spec is served at `/openapi.json` and shown at `/docs`).
@@ -51,6 +57,9 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             patients::PatientsApi,
             invitations::InvitationsApi,
             sessions::SessionsApi,
+            admin::queues::AdminQueuesApi,
+            admin::jobs::AdminJobsApi,
+            admin::users::AdminUsersApi,
         ),
         "Tend API",
         env!("CARGO_PKG_VERSION"),

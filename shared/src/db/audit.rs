@@ -20,6 +20,13 @@ pub enum AuditAction {
     RoleChanged,
     AccountDeleted,
     InvitationAccepted,
+    JobRetried,
+    JobKilled,
+    JobDeleted,
+    QueuePaused,
+    QueueResumed,
+    QueueDeadRetried,
+    UserUpdated,
 }
 
 impl AuditAction {
@@ -39,6 +46,13 @@ impl AuditAction {
             AuditAction::RoleChanged => "role_changed",
             AuditAction::AccountDeleted => "account_deleted",
             AuditAction::InvitationAccepted => "invitation_accepted",
+            AuditAction::JobRetried => "job_retried",
+            AuditAction::JobKilled => "job_killed",
+            AuditAction::JobDeleted => "job_deleted",
+            AuditAction::QueuePaused => "queue_paused",
+            AuditAction::QueueResumed => "queue_resumed",
+            AuditAction::QueueDeadRetried => "queue_dead_retried",
+            AuditAction::UserUpdated => "user_updated",
         }
     }
 }
@@ -99,6 +113,39 @@ pub async fn for_user(
     .bind(user_id)
     .bind(limit)
     .fetch_all(conn)
+    .await
+}
+
+/// What an audit-log page is filtered by.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter<'a> {
+    pub user_id: Option<&'a str>,
+    pub action: Option<&'a str>,
+    /// At or after (milliseconds).
+    pub since: Option<i64>,
+}
+
+/// One page of events, newest first (ids are time-ordered), after `cursor` (an id).
+pub async fn list(
+    db: &super::Db,
+    filter: &AuditFilter<'_>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditEntry>> {
+    sqlx::query_as::<_, AuditEntry>(
+        "SELECT id, at, user_id, action, ip, user_agent, detail FROM audit_logs \
+         WHERE (CAST($1 AS TEXT) IS NULL OR user_id = $1) \
+         AND (CAST($2 AS TEXT) IS NULL OR action = $2) \
+         AND (CAST($3 AS BIGINT) IS NULL OR at >= $3) \
+         AND (CAST($4 AS TEXT) IS NULL OR id < $4) \
+         ORDER BY id DESC LIMIT $5",
+    )
+    .bind(filter.user_id)
+    .bind(filter.action)
+    .bind(filter.since)
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(db)
     .await
 }
 

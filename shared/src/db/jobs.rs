@@ -34,6 +34,8 @@ pub struct JobRow {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub updated_at: i64,
+    /// When an admin asked to kill it.
+    pub killed_at: Option<i64>,
 }
 
 /// The column list of every full-row query.
@@ -41,9 +43,12 @@ macro_rules! job_columns {
     () => {
         "id, kind, queue, payload, state, attempts, max_attempts, run_at, \
     dispatched_at, lease_until, worker, last_error, created_by, request_id, dedup_key, \
-    created_at, started_at, finished_at, updated_at"
+    created_at, started_at, finished_at, updated_at, killed_at"
     };
 }
+
+/// The same list, for queries built at run time (the admin lists).
+pub(super) const COLUMNS: &str = job_columns!();
 
 /// What it takes to insert a job.
 #[derive(Debug, Clone)]
@@ -128,7 +133,9 @@ pub async fn take_for_dispatch(db: &Db, queue: &str, limit: i64) -> sqlx::Result
         picked(
             db,
             "SELECT id FROM jobs WHERE queue = $1 AND state IN ('pending', 'failed') \
-             AND dispatched_at IS NULL AND run_at <= $2 ORDER BY run_at LIMIT $3",
+             AND dispatched_at IS NULL AND run_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $1) \
+             ORDER BY run_at LIMIT $3",
             Lock::Skip
         )
     );
@@ -156,6 +163,7 @@ pub async fn take_listed_for_dispatch(
     let sql = format!(
         "UPDATE jobs SET dispatched_at = $1, updated_at = $1 WHERE {} \
          AND state IN ('pending', 'failed') AND dispatched_at IS NULL AND run_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $2) \
          AND (SELECT COUNT(*) FROM jobs WHERE queue = $2 AND state IN ('pending', 'failed') \
               AND dispatched_at IS NOT NULL) < $3 RETURNING id",
         listed(db, 4, ids.len(), Lock::Skip)
@@ -199,7 +207,8 @@ pub async fn claim(
         concat!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $1, \
              lease_until = $2, started_at = $3, finished_at = NULL, updated_at = $3 \
-             WHERE {} AND state IN ('pending', 'failed') AND run_at <= $3 RETURNING ",
+             WHERE {} AND state IN ('pending', 'failed') AND run_at <= $3 \
+             AND queue NOT IN (SELECT queue FROM queue_pauses) RETURNING ",
             job_columns!()
         ),
         listed(db, 4, ids.len(), Lock::InOrder)
@@ -227,7 +236,7 @@ pub async fn renew_leases(
     let now = now_ms();
     let sql = format!(
         "UPDATE jobs SET lease_until = $2, updated_at = $3 \
-         WHERE {} AND state = 'running' AND worker = $1 RETURNING id",
+         WHERE {} AND state = 'running' AND worker = $1 AND killed_at IS NULL RETURNING id",
         listed(db, 4, ids.len(), Lock::InOrder)
     );
     let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -248,11 +257,53 @@ pub enum Outcome<'a> {
     /// Its workers kept dying until no attempt was left: dead, counting only the attempts
     /// that really ran (the claim that found this counted one more).
     Lost { error: &'a str },
+    /// Killed by an admin: dead. `ran` says whether this attempt ran (stopped mid-way) or was
+    /// only claimed to be buried (then it is not counted).
+    Killed { error: &'a str, ran: bool },
 }
 
-/// Records the end of a failed attempt, if `worker` still holds the job.
+impl Outcome<'_> {
+    /// The name an attempt's history gives it.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::RetryAt { .. } => "failed",
+            Outcome::Dead { .. } | Outcome::Lost { .. } => "dead",
+            Outcome::Killed { .. } => "killed",
+        }
+    }
+
+    fn error(&self) -> &str {
+        match self {
+            Outcome::RetryAt { error, .. }
+            | Outcome::Dead { error }
+            | Outcome::Lost { error }
+            | Outcome::Killed { error, .. } => error,
+        }
+    }
+}
+
+/// Records the end of a failed attempt, if `worker` still holds the job, and the attempt in
+/// its history.
 pub async fn finish(db: &Db, id: &str, worker: &str, outcome: Outcome<'_>) -> sqlx::Result<bool> {
     let now = now_ms();
+    let mut tx = db.begin().await?;
+    // The attempt is written first, while the row still says who ran it since when.
+    let ran = !matches!(outcome, Outcome::Killed { ran: false, .. });
+    if ran {
+        sqlx::query(
+            "INSERT INTO job_attempts (job_id, started_at, attempt, worker, finished_at, outcome, \
+             error) SELECT id, started_at, attempts, worker, $3, $4, $5 FROM jobs \
+             WHERE id = $1 AND worker = $2 AND state = 'running' AND started_at IS NOT NULL \
+             ON CONFLICT (job_id, started_at) DO NOTHING",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(now)
+        .bind(outcome.name())
+        .bind(outcome.error())
+        .execute(&mut *tx)
+        .await?;
+    }
     let query = match outcome {
         Outcome::RetryAt { error, run_at } => sqlx::query(
             "UPDATE jobs SET state = 'failed', finished_at = $3, updated_at = $3, \
@@ -282,16 +333,43 @@ pub async fn finish(db: &Db, id: &str, worker: &str, outcome: Outcome<'_>) -> sq
         .bind(worker)
         .bind(now)
         .bind(error),
+        Outcome::Killed { error, ran } => sqlx::query(
+            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
+             lease_until = NULL, last_error = $4, attempts = attempts - $5 \
+             WHERE id = $1 AND worker = $2 AND state = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(now)
+        .bind(error)
+        .bind(i64::from(!ran)),
     };
-    Ok(query.execute(db).await?.rows_affected() == 1)
+    let recorded = query.execute(&mut *tx).await?.rows_affected() == 1;
+    tx.commit().await?;
+    Ok(recorded)
 }
 
-/// Records many finished jobs at once (the worker's outcome writer groups them) and returns
-/// the ids recorded; the others were no longer held by `worker`.
+/// Records many finished jobs at once (the worker's outcome writer groups them), with their
+/// attempts' history, and returns the ids recorded; the others were no longer held by
+/// `worker`.
 pub async fn finish_done(db: &Db, ids: &[String], worker: &str) -> sqlx::Result<Vec<String>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    let history = format!(
+        "INSERT INTO job_attempts (job_id, started_at, attempt, worker, finished_at, outcome) \
+         SELECT id, started_at, attempts, worker, $2, 'done' FROM jobs \
+         WHERE id IN ({}) AND worker = $1 AND state = 'running' AND started_at IS NOT NULL \
+         ON CONFLICT (job_id, started_at) DO NOTHING",
+        // A plain read: the update below takes the row locks, in id order.
+        id_list(3, ids.len())
+    );
+    let query = sqlx::query(sqlx::AssertSqlSafe(history))
+        .bind(worker)
+        .bind(now);
+    bind_ids(query, ids).execute(&mut *tx).await?;
     let sql = format!(
         "UPDATE jobs SET state = 'done', finished_at = $2, updated_at = $2, lease_until = NULL \
          WHERE {} AND worker = $1 AND state = 'running' RETURNING id",
@@ -299,8 +377,10 @@ pub async fn finish_done(db: &Db, ids: &[String], worker: &str) -> sqlx::Result<
     );
     let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(worker)
-        .bind(now_ms());
-    bind_ids(query, ids).fetch_all(db).await
+        .bind(now);
+    let done = bind_ids(query, ids).fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(done)
 }
 
 /// Gives running jobs whose lease lapsed (their worker died) back to the queue. A job whose

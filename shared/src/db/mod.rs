@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod chunks;
 pub mod installation;
+pub mod job_admin;
 pub mod jobs;
 pub mod mail_requests;
 pub mod metrics;
@@ -29,6 +30,8 @@ pub type Db = AnyPool;
 
 /// The migrations embedded at compile time, shared by every binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+pub(crate) use patients::escape_like;
 
 /// Milliseconds since the Unix epoch: the one time format stored in the database.
 pub fn now_ms() -> i64 {

@@ -248,7 +248,7 @@ pub async fn delete(db: &Db, id: &str, practitioner_id: &str) -> sqlx::Result<bo
 }
 
 /// `%`, `_` and `\` match themselves in a LIKE pattern built from user input.
-fn escape_like(raw: &str) -> String {
+pub(crate) fn escape_like(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -17,6 +17,8 @@ pub struct User {
     pub tokens_valid_after: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Set while an admin has disabled the account.
+    pub disabled_at: Option<i64>,
 }
 
 impl User {
@@ -30,7 +32,7 @@ impl User {
 macro_rules! user_columns {
     () => {
         "id, email, password_hash, role, display_name, email_verified_at, \
-                       tokens_valid_after, created_at, updated_at"
+                       tokens_valid_after, created_at, updated_at, disabled_at"
     };
 }
 
@@ -130,14 +132,57 @@ pub async fn set_display_name(db: &Db, id: &str, name: Option<&str>) -> sqlx::Re
     Ok(())
 }
 
-/// Changes the role (used by `create-admin`).
-pub async fn set_role(db: &Db, id: &str, role: Role) -> sqlx::Result<()> {
+/// Changes the role (`create-admin`, and admins).
+pub async fn set_role(conn: &mut AnyConnection, id: &str, role: Role) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET role = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(role.as_str())
         .bind(now_ms())
-        .execute(db)
+        .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// One page of users, newest first, after `cursor` (an id): those whose address contains
+/// `email` (lower-cased; LIKE wildcards in it match themselves) and who have `role`.
+pub async fn list(
+    db: &Db,
+    email: Option<&str>,
+    role: Option<Role>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<User>> {
+    let pattern = email.map(|e| format!("%{}%", super::escape_like(&e.to_lowercase())));
+    sqlx::query_as::<_, User>(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE (CAST($1 AS TEXT) IS NULL OR email LIKE $1 ESCAPE '\\') \
+         AND (CAST($2 AS TEXT) IS NULL OR role = $2) \
+         AND (CAST($3 AS TEXT) IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(pattern)
+    .bind(role.map(Role::as_str))
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Disables (`true`) or enables the account. Disabling refuses every access token issued
+/// before now; the caller revokes the refresh tokens in the same transaction.
+pub async fn set_disabled(conn: &mut AnyConnection, id: &str, disabled: bool) -> sqlx::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE users SET \
+         disabled_at = CASE WHEN $2 = 1 THEN COALESCE(disabled_at, $3) ELSE NULL END, \
+         tokens_valid_after = CASE WHEN $2 = 1 THEN $3 ELSE tokens_valid_after END, \
+         updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(i64::from(disabled))
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

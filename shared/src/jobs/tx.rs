@@ -52,6 +52,12 @@ impl JobTx {
         Ok(job)
     }
 
+    /// Hands over, with the new jobs, an existing job this transaction made due again (an
+    /// admin's retry or kill).
+    pub fn hand_over_too(&mut self, job: Enqueued) {
+        self.started.push(job);
+    }
+
     /// Commits, then hands the new jobs to the transport at once (best effort: what cannot be
     /// handed over now, the relay delivers later, so a committed job always runs).
     pub async fn commit(self) -> sqlx::Result<Vec<Enqueued>> {

@@ -55,6 +55,14 @@ impl Job for ExtractNotes {
         let stage = Stage::Extraction;
         session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, true).await;
     }
+
+    async fn on_admin_retry(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        job_id: &str,
+    ) -> Result<(), String> {
+        super::session_stage_retried(conn, &self.session_id, Stage::Extraction, job_id).await
+    }
 }
 
 const SYSTEM_PROMPT: &str = "You are a clinical documentation assistant for a licensed \

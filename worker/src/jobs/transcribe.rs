@@ -59,6 +59,14 @@ impl Job for TranscribeSession {
         let stage = Stage::Transcription;
         session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, true).await;
     }
+
+    async fn on_admin_retry(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        job_id: &str,
+    ) -> Result<(), String> {
+        super::session_stage_retried(conn, &self.session_id, Stage::Transcription, job_id).await
+    }
 }
 
 /// Runs the transcription stage of one session.

@@ -1,0 +1,411 @@
+//! `/admin/jobs`: every job, filtered and paginated; one job with every attempt, what it cost
+//! and what it belongs to; retry, kill and delete.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use tend_shared::{
+    db::{
+        self,
+        audit::AuditAction,
+        job_admin::{AttemptRow, JobFilter},
+        jobs::JobRow,
+    },
+    jobs::{Enqueued, JobState as LedgerState, JobTx, Queue},
+};
+
+use super::{audited, parse_since};
+use crate::{
+    error::{ApiError, ApiResult},
+    extract::RequestMeta,
+    guards::Admin,
+    pagination::PageRequest,
+    routes::{ApiTags, jobs::JobState},
+    state::AppState,
+    views::ms_to_datetime,
+};
+
+/// A job as admins see it.
+#[derive(Debug, Object)]
+pub struct AdminJobView {
+    /// The job id.
+    pub id: String,
+    /// What it does, e.g. `send_email`.
+    pub kind: String,
+    /// The queue it runs on.
+    pub queue: String,
+    /// Where it is.
+    pub state: JobState,
+    /// Attempts started (counted afresh after an admin's retry).
+    pub attempts: i64,
+    /// Attempts allowed in all.
+    pub max_attempts: i64,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// The worker that holds it, or held it last.
+    pub worker: Option<String>,
+    /// Whether an admin asked to kill it.
+    pub killed: bool,
+    /// The request that started it (its `X-Request-Id`: the API's log lines for it).
+    pub request_id: Option<String>,
+    /// The user whose request started it.
+    pub created_by: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it may run next.
+    pub run_at: DateTime<Utc>,
+    /// When the latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the latest attempt ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<&JobRow> for AdminJobView {
+    fn from(row: &JobRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            kind: row.kind.clone(),
+            queue: row.queue.clone(),
+            state: row.state.into(),
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            last_error: row.last_error.clone(),
+            worker: row.worker.clone(),
+            killed: row.killed_at.is_some(),
+            request_id: row.request_id.clone(),
+            created_by: row.created_by.clone(),
+            created_at: ms_to_datetime(row.created_at),
+            run_at: ms_to_datetime(row.run_at),
+            started_at: row.started_at.map(ms_to_datetime),
+            finished_at: row.finished_at.map(ms_to_datetime),
+        }
+    }
+}
+
+/// One finished attempt.
+#[derive(Debug, Object)]
+pub struct AttemptView {
+    /// Which attempt of the job's count it was.
+    pub attempt: i64,
+    /// The worker that ran it.
+    pub worker: Option<String>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// `done`, `failed` (retried), `dead` or `killed`.
+    pub outcome: String,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<AttemptRow> for AttemptView {
+    fn from(row: AttemptRow) -> Self {
+        Self {
+            attempt: row.attempt,
+            worker: row.worker,
+            started_at: ms_to_datetime(row.started_at),
+            finished_at: ms_to_datetime(row.finished_at),
+            outcome: row.outcome,
+            error: row.error,
+        }
+    }
+}
+
+/// What a job is for, read from its payload's ids.
+#[derive(Debug, Object)]
+pub struct JobSubject {
+    /// `session`, `patient`, `user` or `mail_request`.
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+}
+
+/// One job with its history.
+#[derive(Debug, Object)]
+pub struct AdminJobDetail {
+    /// The job.
+    pub job: AdminJobView,
+    /// Its payload: ids only, never patient text or secrets.
+    pub payload: serde_json::Value,
+    /// What it belongs to.
+    pub subject: Option<JobSubject>,
+    /// Every finished attempt, oldest first (the running one is the job itself).
+    pub attempts: Vec<AttemptView>,
+    /// The estimated cost of its paid provider calls, in US dollars.
+    pub cost_usd: f64,
+}
+
+/// One page of jobs.
+#[derive(Debug, Object)]
+pub struct AdminJobPage {
+    /// The jobs, newest first.
+    pub items: Vec<AdminJobView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum JobPageResponse {
+    /// A page of jobs.
+    #[oai(status = 200)]
+    Ok(Json<AdminJobPage>),
+}
+
+#[derive(ApiResponse)]
+enum JobDetailResponse {
+    /// The job.
+    #[oai(status = 200)]
+    Ok(Json<AdminJobDetail>),
+}
+
+#[derive(ApiResponse)]
+enum JobActionResponse {
+    /// Done: the job as it is now.
+    #[oai(status = 200)]
+    Ok(Json<AdminJobView>),
+    /// Asked: a running job stops at its worker's next lease renewal (within seconds), a
+    /// waiting one when a worker takes it; either way its kind's dead hook runs.
+    #[oai(status = 202)]
+    Accepted(Json<AdminJobView>),
+}
+
+#[derive(ApiResponse)]
+enum JobDeleted {
+    /// Deleted, with its history.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// The admin job operations.
+pub struct AdminJobsApi;
+
+#[OpenApi(prefix_path = "/api/v1/admin/jobs", tag = "ApiTags::Admin")]
+impl AdminJobsApi {
+    /// Every job, newest first, filtered by queue, kind, state and creation time.
+    #[oai(path = "/", method = "get", operation_id = "adminListJobs")]
+    #[allow(clippy::too_many_arguments)] // one per query parameter
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        _admin: Admin,
+        /// Only this queue's jobs.
+        queue: Query<Option<String>>,
+        /// Only this kind's jobs (e.g. `send_email`).
+        kind: Query<Option<String>>,
+        /// Only jobs in this state.
+        #[oai(name = "state")]
+        job_state: Query<Option<JobState>>,
+        /// Only jobs created at or after this time (RFC 3339).
+        since: Query<Option<String>>,
+        /// Page size, 1 to 100 (default 20).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<JobPageResponse> {
+        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let since = parse_since(since.0.as_deref())?;
+        if let Some(q) = queue.0.as_deref()
+            && Queue::parse(q).is_none()
+        {
+            return Err(ApiError::invalid_field("queue", "is not a queue"));
+        }
+        let filter = JobFilter {
+            queue: queue.0.as_deref(),
+            kind: kind.0.as_deref(),
+            state: job_state.0.map(ledger_state),
+            since,
+        };
+        let rows = db::job_admin::list(
+            &state.db,
+            &filter,
+            page.cursor.as_deref(),
+            page.fetch_limit(),
+        )
+        .await?;
+        let (rows, next_cursor) = page.finish(rows, |j| j.id.clone());
+        Ok(JobPageResponse::Ok(Json(AdminJobPage {
+            items: rows.iter().map(Into::into).collect(),
+            next_cursor,
+        })))
+    }
+
+    /// One job: every attempt, its payload's ids, what it belongs to and what it cost.
+    #[oai(path = "/:id", method = "get", operation_id = "adminGetJob")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        _admin: Admin,
+        id: Path<String>,
+    ) -> ApiResult<JobDetailResponse> {
+        let job = find(&state, &id.0).await?;
+        let attempts = db::job_admin::attempts(&state.db, &job.id).await?;
+        let cost = db::job_admin::cost_micro_usd(&state.db, &job.id).await?;
+        let payload: serde_json::Value =
+            serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null);
+        Ok(JobDetailResponse::Ok(Json(AdminJobDetail {
+            subject: subject_of(&payload),
+            payload,
+            attempts: attempts.into_iter().map(Into::into).collect(),
+            cost_usd: cost as f64 / 1e6,
+            job: (&job).into(),
+        })))
+    }
+
+    /// Retry a dead or failed job now, with its attempts counted afresh. 409 for a job in
+    /// another state, or whose subject moved on (a session retried meanwhile).
+    #[oai(path = "/:id/retry", method = "post", operation_id = "adminRetryJob")]
+    async fn retry(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<JobActionResponse> {
+        let job = find(&state, &id.0).await?;
+        let mut tx = state.begin().await?;
+        retry_in(&mut tx, &job).await?;
+        let detail = serde_json::json!({ "job_id": job.id, "kind": job.kind });
+        audited(&mut tx, AuditAction::JobRetried, &admin.id, &meta, detail).await?;
+        tx.commit().await?;
+        tracing::info!(job_id = %job.id, kind = %job.kind, "job retried by an admin");
+        Ok(JobActionResponse::Ok(Json(
+            (&find(&state, &job.id).await?).into(),
+        )))
+    }
+
+    /// Kill a waiting or running job: it will not run (again), and its kind's dead hook runs
+    /// (a session says `failed`). 409 for a finished job.
+    #[oai(path = "/:id/kill", method = "post", operation_id = "adminKillJob")]
+    async fn kill(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<JobActionResponse> {
+        let job = find(&state, &id.0).await?;
+        let mut tx = state.begin().await?;
+        if !db::job_admin::kill(&mut tx, &job.id).await? {
+            return Err(ApiError::conflict(
+                "job-not-killable",
+                format!(
+                    "Only a waiting or running job can be killed; this one is {}{}.",
+                    job.state,
+                    if job.killed_at.is_some() {
+                        " and already being killed"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        if job.state != LedgerState::Running {
+            // A worker must take it to bury it (and run its kind's hook).
+            tx.hand_over_too(enqueued(&job)?);
+        }
+        let detail = serde_json::json!({ "job_id": job.id, "kind": job.kind });
+        audited(&mut tx, AuditAction::JobKilled, &admin.id, &meta, detail).await?;
+        tx.commit().await?;
+        tracing::warn!(job_id = %job.id, kind = %job.kind, "job killed by an admin");
+        Ok(JobActionResponse::Accepted(Json(
+            (&find(&state, &job.id).await?).into(),
+        )))
+    }
+
+    /// Delete a finished (done or dead) job with its history. 409 for one that may still run.
+    #[oai(path = "/:id", method = "delete", operation_id = "adminDeleteJob")]
+    async fn delete(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<JobDeleted> {
+        let job = find(&state, &id.0).await?;
+        let mut tx = state.begin().await?;
+        if !db::job_admin::delete_finished(&mut tx, &job.id).await? {
+            return Err(ApiError::conflict(
+                "job-not-finished",
+                format!(
+                    "Only a done or dead job can be deleted; this one is {}.",
+                    job.state
+                ),
+            ));
+        }
+        let detail = serde_json::json!({ "job_id": job.id, "kind": job.kind });
+        audited(&mut tx, AuditAction::JobDeleted, &admin.id, &meta, detail).await?;
+        tx.commit().await?;
+        Ok(JobDeleted::Done)
+    }
+}
+
+async fn find(state: &AppState, id: &str) -> ApiResult<JobRow> {
+    db::jobs::find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))
+}
+
+fn enqueued(job: &JobRow) -> ApiResult<Enqueued> {
+    let queue = Queue::parse(&job.queue)
+        .ok_or_else(|| ApiError::internal(format!("job {} has an unknown queue", job.id)))?;
+    Ok(Enqueued {
+        id: job.id.clone(),
+        queue,
+    })
+}
+
+/// Makes `job` due again in `tx` (its kind's hook puts its subject back), to be handed over
+/// at commit. 409 when it is not dead or failed, or its subject moved on.
+pub(super) async fn retry_in(tx: &mut JobTx, job: &JobRow) -> ApiResult<()> {
+    if !db::job_admin::retry(tx, &job.id).await? {
+        return Err(ApiError::conflict(
+            "job-not-retryable",
+            format!(
+                "Only a dead or failed job can be retried; this one is {}.",
+                job.state
+            ),
+        ));
+    }
+    if job.state == LedgerState::Dead
+        && let Some(kind) = tend_worker::registry::find(&job.kind)
+        && let Err(reason) = kind.on_admin_retry(tx, &job.payload, &job.id).await
+    {
+        return Err(ApiError::conflict(
+            "job-subject-moved-on",
+            format!("The job cannot be retried: {reason}."),
+        ));
+    }
+    tx.hand_over_too(enqueued(job)?);
+    Ok(())
+}
+
+fn ledger_state(state: JobState) -> LedgerState {
+    match state {
+        JobState::Pending => LedgerState::Pending,
+        JobState::Running => LedgerState::Running,
+        JobState::Done => LedgerState::Done,
+        JobState::Failed => LedgerState::Failed,
+        JobState::Dead => LedgerState::Dead,
+    }
+}
+
+/// What the payload's ids say the job is for (the first of them that a payload names).
+fn subject_of(payload: &serde_json::Value) -> Option<JobSubject> {
+    ["session_id", "patient_id", "user_id", "request_id"]
+        .iter()
+        .find_map(|key| {
+            let id = payload.get(*key)?.as_str()?;
+            let kind = key
+                .trim_end_matches("_id")
+                .replace("request", "mail_request");
+            Some(JobSubject {
+                kind,
+                id: id.to_owned(),
+            })
+        })
+}

@@ -1,0 +1,263 @@
+//! `/admin/queues`: each queue's figures, and the actions on a whole queue.
+
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use tend_shared::{
+    db::{self, audit::AuditAction, job_admin::QueueCounts},
+    jobs::Queue,
+};
+
+use super::audited;
+use crate::{
+    error::{ApiError, ApiResult},
+    extract::RequestMeta,
+    guards::Admin,
+    routes::ApiTags,
+    state::AppState,
+};
+
+/// Finished jobs per minute, over three windows.
+#[derive(Debug, Object)]
+pub struct Throughput {
+    /// Over the last minute.
+    pub last_1m: f64,
+    /// Over the last 5 minutes.
+    pub last_5m: f64,
+    /// Over the last 15 minutes.
+    pub last_15m: f64,
+}
+
+/// How long jobs ran, over the latest finished ones.
+#[derive(Debug, Object)]
+pub struct RunTimes {
+    /// How many finished jobs the figures are taken from (at most 1,000, the latest).
+    pub sample: u32,
+    /// The median, in milliseconds.
+    pub p50_ms: i64,
+    /// The 95th percentile, in milliseconds.
+    pub p95_ms: i64,
+}
+
+/// One queue as admins watch it.
+#[derive(Debug, Object)]
+pub struct QueueView {
+    /// The queue's name.
+    pub name: String,
+    /// Paused: nothing is handed out; running jobs finish.
+    pub paused: bool,
+    /// Waiting and due now.
+    pub due: i64,
+    /// Waiting for a later time (retries in backoff).
+    pub scheduled: i64,
+    /// Held by a worker now.
+    pub running: i64,
+    /// Will not run again unless retried.
+    pub dead: i64,
+    /// Finished in the last hour.
+    pub done_last_hour: i64,
+    /// Finished jobs per minute.
+    pub throughput_per_minute: Throughput,
+    /// Seconds the longest-due job has waited since it became due.
+    pub oldest_due_age_seconds: Option<f64>,
+    /// Run times of the latest finished jobs (absent before any finished).
+    pub run_times: Option<RunTimes>,
+    /// Handed to the transport and not yet started.
+    pub in_transport: i64,
+}
+
+/// What retrying a queue's dead jobs did.
+#[derive(Debug, Object)]
+pub struct Retried {
+    /// Dead jobs made due again.
+    pub retried: u64,
+}
+
+#[derive(ApiResponse)]
+enum QueueList {
+    /// Every queue, in a fixed order.
+    #[oai(status = 200)]
+    Ok(Json<Vec<QueueView>>),
+}
+
+#[derive(ApiResponse)]
+enum QueueResponse {
+    /// The queue.
+    #[oai(status = 200)]
+    Ok(Json<QueueView>),
+}
+
+#[derive(ApiResponse)]
+enum RetriedResponse {
+    /// Done.
+    #[oai(status = 200)]
+    Ok(Json<Retried>),
+}
+
+/// The admin queue operations.
+pub struct AdminQueuesApi;
+
+#[OpenApi(prefix_path = "/api/v1/admin/queues", tag = "ApiTags::Admin")]
+impl AdminQueuesApi {
+    /// Every queue's figures: waiting, running, dead, throughput, oldest due job, run times.
+    #[oai(path = "/", method = "get", operation_id = "adminListQueues")]
+    async fn list(&self, state: Data<&AppState>, _admin: Admin) -> ApiResult<QueueList> {
+        let mut views = Vec::new();
+        for queue in Queue::ALL {
+            views.push(view(&state, queue).await?);
+        }
+        Ok(QueueList::Ok(Json(views)))
+    }
+
+    /// Pause a queue: nothing more is handed out; running jobs finish.
+    #[oai(
+        path = "/:queue/pause",
+        method = "post",
+        operation_id = "adminPauseQueue"
+    )]
+    async fn pause(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        queue: Path<String>,
+    ) -> ApiResult<QueueResponse> {
+        let queue = parse_queue(&queue.0)?;
+        let mut tx = state.begin().await?;
+        db::job_admin::pause(&mut tx, queue, &admin.id).await?;
+        let detail = serde_json::json!({ "queue": queue.as_str() });
+        audited(&mut tx, AuditAction::QueuePaused, &admin.id, &meta, detail).await?;
+        tx.commit().await?;
+        tracing::warn!(queue = queue.as_str(), "queue paused by an admin");
+        Ok(QueueResponse::Ok(Json(view(&state, queue).await?)))
+    }
+
+    /// Resume a paused queue: its waiting jobs are handed out again.
+    #[oai(
+        path = "/:queue/resume",
+        method = "post",
+        operation_id = "adminResumeQueue"
+    )]
+    async fn resume(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        queue: Path<String>,
+    ) -> ApiResult<QueueResponse> {
+        let queue = parse_queue(&queue.0)?;
+        let mut tx = state.begin().await?;
+        db::job_admin::resume(&mut tx, queue).await?;
+        let detail = serde_json::json!({ "queue": queue.as_str() });
+        audited(&mut tx, AuditAction::QueueResumed, &admin.id, &meta, detail).await?;
+        tx.commit().await?;
+        state.relay.nudge();
+        tracing::info!(queue = queue.as_str(), "queue resumed by an admin");
+        Ok(QueueResponse::Ok(Json(view(&state, queue).await?)))
+    }
+
+    /// Retry every dead job of a queue now (kinds with a subject, such as a session's stage,
+    /// put it back to waiting; jobs whose subject moved on stay dead).
+    #[oai(
+        path = "/:queue/retry-dead",
+        method = "post",
+        operation_id = "adminRetryDeadJobs"
+    )]
+    async fn retry_dead(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        queue: Path<String>,
+    ) -> ApiResult<RetriedResponse> {
+        let queue = parse_queue(&queue.0)?;
+        let dead = db::job_admin::list(
+            &state.db,
+            &db::job_admin::JobFilter {
+                queue: Some(queue.as_str()),
+                state: Some(tend_shared::jobs::JobState::Dead),
+                ..Default::default()
+            },
+            None,
+            10_000,
+        )
+        .await?;
+        let mut retried = 0;
+        for job in &dead {
+            let mut tx = state.begin().await?;
+            if super::jobs::retry_in(&mut tx, job).await.is_ok() {
+                tx.commit().await?;
+                retried += 1;
+            }
+        }
+        let mut tx = state.begin().await?;
+        let detail = serde_json::json!({ "queue": queue.as_str(), "retried": retried });
+        audited(
+            &mut tx,
+            AuditAction::QueueDeadRetried,
+            &admin.id,
+            &meta,
+            detail,
+        )
+        .await?;
+        tx.commit().await?;
+        state.relay.nudge();
+        Ok(RetriedResponse::Ok(Json(Retried { retried })))
+    }
+}
+
+fn parse_queue(raw: &str) -> ApiResult<Queue> {
+    Queue::parse(raw).ok_or_else(|| ApiError::not_found("queue"))
+}
+
+/// One queue's figures, now.
+async fn view(state: &AppState, queue: Queue) -> ApiResult<QueueView> {
+    let now = db::now_ms();
+    let counts = db::job_admin::queue_counts(&state.db, now)
+        .await?
+        .into_iter()
+        .find(|c| c.queue == queue.as_str())
+        .unwrap_or_default();
+    let paused = db::job_admin::paused_queues(&state.db)
+        .await?
+        .iter()
+        .any(|q| q == queue.as_str());
+    let mut times = db::job_admin::recent_run_times(&state.db, queue.as_str(), 1000).await?;
+    times.sort_unstable();
+    Ok(to_view(queue, counts, paused, &times, now))
+}
+
+fn to_view(
+    queue: Queue,
+    c: QueueCounts,
+    paused: bool,
+    sorted_times: &[i64],
+    now: i64,
+) -> QueueView {
+    let percentile = |p: f64| {
+        let rank = ((sorted_times.len() as f64 * p).ceil() as usize).max(1) - 1;
+        sorted_times[rank.min(sorted_times.len() - 1)]
+    };
+    QueueView {
+        name: queue.as_str().to_owned(),
+        paused,
+        due: c.due,
+        scheduled: c.scheduled,
+        running: c.running,
+        dead: c.dead,
+        done_last_hour: c.done_last_hour,
+        throughput_per_minute: Throughput {
+            last_1m: c.done_last_minute as f64,
+            last_5m: c.done_last_5_minutes as f64 / 5.0,
+            last_15m: c.done_last_15_minutes as f64 / 15.0,
+        },
+        oldest_due_age_seconds: c
+            .oldest_due_run_at
+            .map(|run_at| (now - run_at).max(0) as f64 / 1000.0),
+        run_times: (!sorted_times.is_empty()).then(|| RunTimes {
+            sample: sorted_times.len() as u32,
+            p50_ms: percentile(0.5),
+            p95_ms: percentile(0.95),
+        }),
+        in_transport: c.in_transport,
+    }
+}

@@ -1,0 +1,279 @@
+//! `/admin/users` and `/admin/audit-logs`: find accounts, change a role, disable an account
+//! (which signs it out everywhere), and read the audit trail.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use tend_shared::{
+    db::{
+        self,
+        audit::{AuditAction, AuditEntry, AuditFilter},
+        users::User,
+    },
+    domain::Role,
+};
+
+use super::{audited, parse_since};
+use crate::{
+    body::JsonBody,
+    error::{ApiError, ApiResult},
+    extract::RequestMeta,
+    guards::Admin,
+    pagination::PageRequest,
+    routes::ApiTags,
+    state::AppState,
+    views::{RoleView, ms_to_datetime},
+};
+
+/// An account as admins see it.
+#[derive(Debug, Object)]
+pub struct AdminUserView {
+    /// The user id.
+    pub id: String,
+    /// The (normalised) address.
+    pub email: String,
+    /// What the user may do.
+    pub role: RoleView,
+    /// The name shown to others.
+    pub display_name: Option<String>,
+    /// Whether the address was confirmed.
+    pub email_verified: bool,
+    /// Whether an admin disabled the account.
+    pub disabled: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&User> for AdminUserView {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            role: user.role().into(),
+            display_name: user.display_name.clone(),
+            email_verified: user.email_verified_at.is_some(),
+            disabled: user.disabled_at.is_some(),
+            created_at: ms_to_datetime(user.created_at),
+        }
+    }
+}
+
+/// One page of users.
+#[derive(Debug, Object)]
+pub struct AdminUserPage {
+    /// The users, newest first.
+    pub items: Vec<AdminUserView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Changes to an account; absent fields stay as they are.
+#[derive(Debug, Object)]
+pub struct AdminUserUpdate {
+    /// A new role.
+    pub role: Option<RoleView>,
+    /// `true` disables the account (signing it out everywhere), `false` enables it.
+    pub disabled: Option<bool>,
+}
+
+/// One audit-log event.
+#[derive(Debug, Object)]
+pub struct AuditView {
+    /// The event id.
+    pub id: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Whose account it concerns (or who acted, for admin actions).
+    pub user_id: Option<String>,
+    /// What happened, e.g. `login_failed`, `job_killed`.
+    pub action: String,
+    /// The client's IP address.
+    pub ip: Option<String>,
+    /// The client's user agent.
+    pub user_agent: Option<String>,
+    /// Ids and reasons (never a password, token or patient text).
+    pub detail: Option<serde_json::Value>,
+}
+
+impl From<AuditEntry> for AuditView {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            at: ms_to_datetime(e.at),
+            user_id: e.user_id,
+            action: e.action,
+            ip: e.ip,
+            user_agent: e.user_agent,
+            detail: e.detail.and_then(|d| serde_json::from_str(&d).ok()),
+        }
+    }
+}
+
+/// One page of audit-log events.
+#[derive(Debug, Object)]
+pub struct AuditPage {
+    /// The events, newest first.
+    pub items: Vec<AuditView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum UserPageResponse {
+    /// A page of users.
+    #[oai(status = 200)]
+    Ok(Json<AdminUserPage>),
+}
+
+#[derive(ApiResponse)]
+enum UserResponse {
+    /// The account as it is now.
+    #[oai(status = 200)]
+    Ok(Json<AdminUserView>),
+}
+
+#[derive(ApiResponse)]
+enum AuditPageResponse {
+    /// A page of events.
+    #[oai(status = 200)]
+    Ok(Json<AuditPage>),
+}
+
+/// The admin user and audit operations.
+pub struct AdminUsersApi;
+
+#[OpenApi(prefix_path = "/api/v1/admin", tag = "ApiTags::Admin")]
+impl AdminUsersApi {
+    /// Accounts, newest first; `email` finds addresses containing it, `role` filters.
+    #[oai(path = "/users", method = "get", operation_id = "adminListUsers")]
+    async fn list_users(
+        &self,
+        state: Data<&AppState>,
+        _admin: Admin,
+        /// Text to find in the address (case-insensitive).
+        email: Query<Option<String>>,
+        /// Only accounts with this role.
+        role: Query<Option<RoleView>>,
+        /// Page size, 1 to 100 (default 20).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<UserPageResponse> {
+        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let search = email.0.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let rows = db::users::list(
+            &state.db,
+            search,
+            role.0.map(role_of),
+            page.cursor.as_deref(),
+            page.fetch_limit(),
+        )
+        .await?;
+        let (rows, next_cursor) = page.finish(rows, |u| u.id.clone());
+        Ok(UserPageResponse::Ok(Json(AdminUserPage {
+            items: rows.iter().map(Into::into).collect(),
+            next_cursor,
+        })))
+    }
+
+    /// Change an account's role, or disable it (its tokens are revoked at once) or enable it.
+    /// An admin cannot demote or disable their own account (409).
+    #[oai(
+        path = "/users/:id",
+        method = "patch",
+        operation_id = "adminUpdateUser"
+    )]
+    async fn update_user(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        id: Path<String>,
+        body: JsonBody<AdminUserUpdate>,
+    ) -> ApiResult<UserResponse> {
+        let user = db::users::find(&state.db, &id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        let demotes_self = body.role.is_some_and(|r| role_of(r) != Role::Admin);
+        if user.id == admin.id && (demotes_self || body.disabled == Some(true)) {
+            return Err(ApiError::conflict(
+                "own-account",
+                "Admins cannot demote or disable their own account.",
+            ));
+        }
+        let mut tx = state.begin().await?;
+        if let Some(role) = body.role {
+            db::users::set_role(&mut tx, &user.id, role_of(role)).await?;
+        }
+        if let Some(disabled) = body.disabled {
+            db::users::set_disabled(&mut tx, &user.id, disabled).await?;
+            if disabled {
+                db::tokens::revoke_all_for_user(&mut tx, &user.id).await?;
+            }
+        }
+        let detail = serde_json::json!({
+            "user_id": user.id,
+            "role": body.role.map(|r| role_of(r).as_str()),
+            "disabled": body.disabled,
+        });
+        audited(&mut tx, AuditAction::UserUpdated, &admin.id, &meta, detail).await?;
+        tx.commit().await?;
+        let user = db::users::find(&state.db, &user.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        Ok(UserResponse::Ok(Json((&user).into())))
+    }
+
+    /// The audit log, newest first, filtered by account, action and time.
+    #[oai(
+        path = "/audit-logs",
+        method = "get",
+        operation_id = "adminListAuditLogs"
+    )]
+    async fn audit_logs(
+        &self,
+        state: Data<&AppState>,
+        _admin: Admin,
+        /// Only events of this account.
+        user_id: Query<Option<String>>,
+        /// Only this action, e.g. `login_failed`.
+        action: Query<Option<String>>,
+        /// Only events at or after this time (RFC 3339).
+        since: Query<Option<String>>,
+        /// Page size, 1 to 100 (default 20).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<AuditPageResponse> {
+        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let filter = AuditFilter {
+            user_id: user_id.0.as_deref(),
+            action: action.0.as_deref(),
+            since: parse_since(since.0.as_deref())?,
+        };
+        let rows = db::audit::list(
+            &state.db,
+            &filter,
+            page.cursor.as_deref(),
+            page.fetch_limit(),
+        )
+        .await?;
+        let (rows, next_cursor) = page.finish(rows, |e| e.id.clone());
+        Ok(AuditPageResponse::Ok(Json(AuditPage {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })))
+    }
+}
+
+fn role_of(role: RoleView) -> Role {
+    match role {
+        RoleView::Admin => Role::Admin,
+        RoleView::Practitioner => Role::Practitioner,
+        RoleView::Patient => Role::Patient,
+    }
+}

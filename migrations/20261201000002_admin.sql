@@ -1,0 +1,42 @@
+-- What admins watch and do (issue 11): each attempt's history, kills, paused queues and
+-- disabled accounts.
+
+-- One row per finished attempt of a job (the running attempt is the job row itself). Pruned
+-- with its job by the cleanup (ON DELETE CASCADE), so it stays as bounded as the ledger.
+CREATE TABLE job_attempts (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    -- When the attempt started: with the job id, names the attempt (a retried job counts its
+    -- attempts from 1 again, so the number alone is not unique).
+    started_at BIGINT NOT NULL,
+    -- Which attempt of the job's count it was.
+    attempt BIGINT NOT NULL,
+    worker TEXT,
+    finished_at BIGINT NOT NULL,
+    -- done | failed | dead | killed
+    outcome TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (job_id, started_at)
+);
+
+-- An admin asked to kill the job: a worker holding it stops it at its next lease renewal,
+-- one claiming it buries it without running it; either way the kind's dead hook runs.
+ALTER TABLE jobs ADD COLUMN killed_at BIGINT;
+
+-- Admin lists: newest first, filtered by queue, kind or state.
+CREATE INDEX jobs_queue_id ON jobs (queue, id);
+CREATE INDEX jobs_kind_id ON jobs (kind, id);
+CREATE INDEX jobs_state_id ON jobs (state, id);
+-- Run-time percentiles read the latest finished jobs of a queue.
+CREATE INDEX jobs_finished ON jobs (queue, state, finished_at);
+
+-- A paused queue hands out nothing: the relay dispatches none of its jobs and workers claim
+-- none (running ones finish). One row per paused queue.
+CREATE TABLE queue_pauses (
+    queue TEXT PRIMARY KEY,
+    paused_at BIGINT NOT NULL,
+    -- The admin who paused it.
+    paused_by TEXT
+);
+
+-- A disabled account cannot sign in, refresh or use a token issued before.
+ALTER TABLE users ADD COLUMN disabled_at BIGINT;

@@ -1,0 +1,239 @@
+//! The ledger as admins read and change it: per-queue figures, filtered lists, attempt
+//! history, and the actions (retry, kill, delete, pause). Workers' own state changes stay in
+//! [`super::jobs`]; these are the guarded `UPDATE`s an admin's request makes.
+
+use sqlx::{AnyConnection, FromRow};
+
+use super::{Db, jobs::JobRow, now_ms};
+use crate::jobs::{JobState, Queue};
+
+/// One queue's figures, counted in one pass over the ledger.
+#[derive(Debug, Clone, Default, FromRow)]
+pub struct QueueCounts {
+    pub queue: String,
+    /// Waiting and due now.
+    pub due: i64,
+    /// Waiting for a later `run_at` (retries in backoff).
+    pub scheduled: i64,
+    pub running: i64,
+    pub dead: i64,
+    pub done_last_minute: i64,
+    pub done_last_5_minutes: i64,
+    pub done_last_15_minutes: i64,
+    pub done_last_hour: i64,
+    /// The `run_at` of the job that has been due the longest.
+    pub oldest_due_run_at: Option<i64>,
+    /// Handed to the transport and not yet started.
+    pub in_transport: i64,
+}
+
+/// Every queue's figures at `now` (queues with no jobs are absent).
+pub async fn queue_counts(db: &Db, now: i64) -> sqlx::Result<Vec<QueueCounts>> {
+    let minute = 60_000;
+    sqlx::query_as::<_, QueueCounts>(
+        "SELECT queue, \
+         SUM(CASE WHEN state IN ('pending', 'failed') AND run_at <= $1 THEN 1 ELSE 0 END) AS due, \
+         SUM(CASE WHEN state IN ('pending', 'failed') AND run_at > $1 THEN 1 ELSE 0 END) \
+           AS scheduled, \
+         SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, \
+         SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead, \
+         SUM(CASE WHEN state = 'done' AND finished_at >= $2 THEN 1 ELSE 0 END) AS done_last_minute, \
+         SUM(CASE WHEN state = 'done' AND finished_at >= $3 THEN 1 ELSE 0 END) \
+           AS done_last_5_minutes, \
+         SUM(CASE WHEN state = 'done' AND finished_at >= $4 THEN 1 ELSE 0 END) \
+           AS done_last_15_minutes, \
+         SUM(CASE WHEN state = 'done' AND finished_at >= $5 THEN 1 ELSE 0 END) AS done_last_hour, \
+         MIN(CASE WHEN state IN ('pending', 'failed') AND run_at <= $1 THEN run_at END) \
+           AS oldest_due_run_at, \
+         SUM(CASE WHEN state IN ('pending', 'failed') AND dispatched_at IS NOT NULL \
+           THEN 1 ELSE 0 END) AS in_transport \
+         FROM jobs GROUP BY queue",
+    )
+    .bind(now)
+    .bind(now - minute)
+    .bind(now - 5 * minute)
+    .bind(now - 15 * minute)
+    .bind(now - 60 * minute)
+    .fetch_all(db)
+    .await
+}
+
+/// Run times (milliseconds) of the latest `n` jobs of `queue` that finished done.
+pub async fn recent_run_times(db: &Db, queue: &str, n: i64) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT finished_at - started_at FROM jobs \
+         WHERE queue = $1 AND state = 'done' AND started_at IS NOT NULL \
+         ORDER BY finished_at DESC LIMIT $2",
+    )
+    .bind(queue)
+    .bind(n)
+    .fetch_all(db)
+    .await
+}
+
+/// What a job list is filtered by.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter<'a> {
+    pub queue: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub state: Option<JobState>,
+    /// Created at or after (milliseconds).
+    pub since: Option<i64>,
+}
+
+/// One page of jobs, newest first, after `cursor` (an id).
+pub async fn list(
+    db: &Db,
+    filter: &JobFilter<'_>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<JobRow>> {
+    let sql = format!(
+        "SELECT {} FROM jobs WHERE (CAST($1 AS TEXT) IS NULL OR queue = $1) \
+         AND (CAST($2 AS TEXT) IS NULL OR kind = $2) \
+         AND (CAST($3 AS TEXT) IS NULL OR state = $3) \
+         AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4) \
+         AND (CAST($5 AS TEXT) IS NULL OR id < $5) \
+         ORDER BY id DESC LIMIT $6",
+        super::jobs::COLUMNS
+    );
+    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(filter.queue)
+        .bind(filter.kind)
+        .bind(filter.state.map(JobState::as_str))
+        .bind(filter.since)
+        .bind(cursor)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+/// One finished attempt.
+#[derive(Debug, Clone, FromRow)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub worker: Option<String>,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+}
+
+/// A job's finished attempts, oldest first.
+pub async fn attempts(db: &Db, job_id: &str) -> sqlx::Result<Vec<AttemptRow>> {
+    sqlx::query_as::<_, AttemptRow>(
+        "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts \
+         WHERE job_id = $1 ORDER BY started_at",
+    )
+    .bind(job_id)
+    .fetch_all(db)
+    .await
+}
+
+/// The estimated cost of a job's paid provider calls, in micro-dollars.
+pub async fn cost_micro_usd(db: &Db, job_id: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(cost_micro_usd), 0) AS BIGINT) FROM provider_usage \
+         WHERE job_id = $1",
+    )
+    .bind(job_id)
+    .fetch_one(db)
+    .await
+}
+
+/// Makes a dead or failed job due now, with its attempts counted afresh (its history stays
+/// in `job_attempts`). False if it is in another state.
+pub async fn retry(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'pending', attempts = 0, run_at = $2, dispatched_at = NULL, \
+         lease_until = NULL, worker = NULL, killed_at = NULL, finished_at = NULL, \
+         updated_at = $2 WHERE id = $1 AND state IN ('dead', 'failed')",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Retries every dead job of `queue`; returns how many.
+pub async fn retry_dead(conn: &mut AnyConnection, queue: Queue) -> sqlx::Result<u64> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'pending', attempts = 0, run_at = $2, dispatched_at = NULL, \
+         lease_until = NULL, worker = NULL, killed_at = NULL, finished_at = NULL, \
+         updated_at = $2 WHERE queue = $1 AND state = 'dead'",
+    )
+    .bind(queue.as_str())
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Asks for a waiting or running job to be killed. A waiting one is made due and offered at
+/// once, so a worker claims it and buries it (running the kind's dead hook); a running one is
+/// stopped by its worker at the next lease renewal, which leaves it out. False if it is
+/// finished or already being killed.
+pub async fn kill(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE jobs SET killed_at = $2, updated_at = $2, \
+         run_at = CASE WHEN state = 'running' THEN run_at ELSE $2 END, \
+         dispatched_at = CASE WHEN state = 'running' THEN dispatched_at ELSE NULL END \
+         WHERE id = $1 AND state IN ('pending', 'failed', 'running') AND killed_at IS NULL",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a finished (done or dead) job and its history. False if it is not finished.
+pub async fn delete_finished(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state IN ('done', 'dead')")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The paused queues' names.
+pub async fn paused_queues(db: &Db) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT queue FROM queue_pauses ORDER BY queue")
+        .fetch_all(db)
+        .await
+}
+
+/// Pauses `queue` (idempotent): nothing more is dispatched or claimed; running jobs finish.
+pub async fn pause(conn: &mut AnyConnection, queue: Queue, by: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO queue_pauses (queue, paused_at, paused_by) VALUES ($1, $2, $3) \
+         ON CONFLICT (queue) DO NOTHING",
+    )
+    .bind(queue.as_str())
+    .bind(now_ms())
+    .bind(by)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Resumes `queue`: its waiting jobs are offered again, including those whose deliveries
+/// were refused while it was paused.
+pub async fn resume(conn: &mut AnyConnection, queue: Queue) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM queue_pauses WHERE queue = $1")
+        .bind(queue.as_str())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE jobs SET dispatched_at = NULL WHERE queue = $1 \
+         AND state IN ('pending', 'failed') AND dispatched_at IS NOT NULL",
+    )
+    .bind(queue.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
