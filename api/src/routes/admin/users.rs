@@ -234,6 +234,7 @@ impl AdminUsersApi {
         method = "get",
         operation_id = "adminListAuditLogs"
     )]
+    #[allow(clippy::too_many_arguments)] // one per query parameter
     async fn audit_logs(
         &self,
         state: Data<&AppState>,
