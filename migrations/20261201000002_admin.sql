@@ -40,3 +40,22 @@ CREATE TABLE queue_pauses (
 
 -- A disabled account cannot sign in, refresh or use a token issued before.
 ALTER TABLE users ADD COLUMN disabled_at BIGINT;
+
+-- Worker processes, for admins: each registers on start, beats every few seconds with the
+-- number of jobs it runs, and says when it stopped. One silent past its heartbeat is gone.
+-- Rows of processes gone for a day are removed by the cleanup.
+CREATE TABLE workers (
+    -- The instance name, also written on the jobs it claims.
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    version TEXT NOT NULL,
+    -- The queues it serves with their concurrency, e.g. `email=4,extraction=2`.
+    queues TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    -- Jobs it held at its last heartbeat.
+    running BIGINT NOT NULL,
+    -- Set on a graceful stop.
+    stopped_at BIGINT
+);

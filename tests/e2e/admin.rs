@@ -455,3 +455,46 @@ async fn a_pruned_job_takes_its_attempt_history_with_it() {
         .unwrap();
     assert_eq!(left, 0, "a pruned job takes its attempts with it");
 }
+
+#[tokio::test]
+async fn admins_see_worker_processes_running_stopped_and_gone() {
+    let app = tend_tests::spawn_api_only().await;
+    let token = admin(&app).await;
+    let worker = app.spawn_worker(&[("WORKER_QUEUES", "email,extraction")]);
+    eventually("the worker registered", Duration::from_secs(30), || async {
+        let listed: Value = app
+            .get("/api/v1/admin/workers", Some(&token))
+            .await
+            .json()
+            .await?;
+        Ok(listed.as_array().is_some_and(|w| !w.is_empty()))
+    })
+    .await
+    .unwrap();
+    let listed = json_of(app.get("/api/v1/admin/workers", Some(&token)).await, 200).await;
+    let one = &listed[0];
+    assert_eq!(one["status"], "running", "{listed}");
+    let queues: Vec<&str> = one["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(queues, ["email", "extraction"]);
+    assert!(one["pid"].as_i64().unwrap() > 0);
+    let name = one["name"].as_str().unwrap().to_owned();
+
+    worker.terminate().await;
+    let listed = json_of(app.get("/api/v1/admin/workers", Some(&token)).await, 200).await;
+    assert_eq!(listed[0]["status"], "stopped", "{listed}");
+
+    // A process that fell silent (killed outright) shows as gone.
+    sqlx::query("UPDATE workers SET stopped_at = NULL, heartbeat_at = $2 WHERE name = $1")
+        .bind(&name)
+        .bind(tend_shared::db::now_ms() - 60_000)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let listed = json_of(app.get("/api/v1/admin/workers", Some(&token)).await, 200).await;
+    assert_eq!(listed[0]["status"], "gone", "{listed}");
+}

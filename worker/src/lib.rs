@@ -9,7 +9,7 @@
 //! - [`runner`]: the life of one delivery: claim, slot, timeout, panic capture, outcome. Shared
 //!   by every job kind. [`lease`] renews the leases of every running job in one statement;
 //!   [`outcomes`] records finished jobs in groups; [`retry`] carries ledger writes over a
-//!   database blip.
+//!   database blip; [`presence`] tells admins the process is alive (heartbeats).
 //! - [`env`]: what handlers may use (database, store, mailer, provider, the relay for
 //!   follow-up jobs).
 //! - [`mailer`] and [`templates`]: outgoing mail (SMTP, or `.eml` files in embedded mode).
@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod lease;
 pub mod mailer;
 pub mod outcomes;
+pub mod presence;
 pub mod provider;
 pub mod registry;
 pub mod retry;

@@ -11,7 +11,7 @@ use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use tend_shared::{
     Settings,
-    db::Db,
+    db::{Db, workers::WorkerRow},
     jobs::Queue,
     queue::{Backend, Delivery, Relay, Transport},
     storage::ObjectStore,
@@ -23,6 +23,7 @@ use crate::{
     env::JobEnv,
     lease::Leases,
     outcomes::DoneWriter,
+    presence,
     runner::{self, Runner},
 };
 
@@ -86,20 +87,20 @@ async fn on_delivery(
 }
 
 /// A name no other live process has: apalis refuses a second worker under the same name.
-fn instance_name() -> String {
-    let host = std::env::var("HOSTNAME")
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let nonce = &uuid::Uuid::new_v4().simple().to_string()[..6];
-    format!("{host}-{}-{nonce}", std::process::id())
+        .unwrap_or_else(|| "host".into())
 }
 
-/// Deliveries one apalis worker of `queue` takes at once: enough to keep every slot busy.
-/// Single-job deliveries map one to one to slots; batches need one more in hand while the
-/// last one's jobs finish.
+fn instance_name() -> String {
+    let nonce = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    format!("{}-{}-{nonce}", host_name(), std::process::id())
+}
+
 fn deliveries_at_once(queue: Queue, slots: usize) -> usize {
     match queue.delivery_batch() {
         1 => slots,
@@ -204,9 +205,25 @@ pub async fn start(
         tokio::spawn(relay.run(shutdown.clone())),
         tokio::spawn(transport.listen_for_wakes(shutdown.clone())),
         tokio::spawn(leases.clone().keep_alive(
-            db,
+            db.clone(),
             instance.clone(),
             settings.job_lease,
+            drained.clone(),
+        )),
+        tokio::spawn(presence::keep(
+            db,
+            WorkerRow {
+                name: instance.clone(),
+                host: host_name(),
+                pid: i64::from(std::process::id()),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                queues: served.join(","),
+                started_at: tend_shared::db::now_ms(),
+                heartbeat_at: 0,
+                running: 0,
+                stopped_at: None,
+            },
+            leases.clone(),
             drained.clone(),
         )),
     ];

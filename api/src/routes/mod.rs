@@ -44,6 +44,7 @@ pub type Api = (
     admin::queues::AdminQueuesApi,
     admin::jobs::AdminJobsApi,
     admin::users::AdminUsersApi,
+    admin::workers::AdminWorkersApi,
 );
 
 /// Builds the service (its spec is served at `/openapi.json` and shown at `/docs`).
@@ -60,6 +61,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             admin::queues::AdminQueuesApi,
             admin::jobs::AdminJobsApi,
             admin::users::AdminUsersApi,
+            admin::workers::AdminWorkersApi,
         ),
         "Tend API",
         env!("CARGO_PKG_VERSION"),

@@ -17,6 +17,7 @@ pub mod tokens;
 pub mod uploads;
 pub mod usage;
 pub mod users;
+pub mod workers;
 
 use std::time::Duration;
 

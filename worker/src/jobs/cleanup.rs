@@ -37,6 +37,8 @@ impl JobPayload for Cleanup {
 pub const KEEP_DONE_JOBS: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Spent and expired tokens are kept this long (for the reuse check), then deleted.
 pub const KEEP_DEAD_TOKENS: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Worker processes silent this long are no longer listed for admins.
+pub const KEEP_SILENT_WORKERS: Duration = Duration::from_secs(24 * 3600);
 /// Finished deliveries stay in the transport this long (for apalis' own tools), then go.
 pub const KEEP_DELIVERIES: Duration = Duration::from_secs(3600);
 /// An upload still pending after this long was abandoned (a 500 MiB upload takes a day only
@@ -70,7 +72,12 @@ async fn run(env: &JobEnv) -> Result<(), JobError> {
         db::mail_requests::delete_older_than(&env.db, now - KEEP_DEAD_TOKENS.as_millis() as i64)
             .await
             .map_err(|e| JobError::transient("deleting stale mail requests", e))?;
+    let workers =
+        db::workers::delete_silent_since(&env.db, now - KEEP_SILENT_WORKERS.as_millis() as i64)
+            .await
+            .map_err(|e| JobError::transient("forgetting silent workers", e))?;
     tracing::info!(
+        workers,
         tokens,
         jobs,
         deliveries,

@@ -1,11 +1,12 @@
 //! `/admin`: what admins watch and do. Queues (figures, pause, retry every dead job), jobs
-//! (lists, detail with every attempt, retry, kill, delete), users (search, role, disable) and
-//! the audit log. Admin accounts only (403 for others); every action is written to the audit
-//! log with who did it.
+//! (lists, detail with every attempt, retry, kill, delete), worker processes, users (search,
+//! role, disable) and the audit log. Admin accounts only (403 for others); every action is
+//! written to the audit log with who did it.
 
 pub mod jobs;
 pub mod queues;
 pub mod users;
+pub mod workers;
 
 use tend_shared::{
     db::audit::{self, AuditAction},

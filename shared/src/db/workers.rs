@@ -1,0 +1,82 @@
+//! The `workers` table: which worker processes are alive, for admins.
+
+use sqlx::FromRow;
+
+use super::{Db, now_ms};
+
+/// A worker process's row.
+#[derive(Debug, Clone, FromRow)]
+pub struct WorkerRow {
+    pub name: String,
+    pub host: String,
+    pub pid: i64,
+    pub version: String,
+    pub queues: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+    pub running: i64,
+    pub stopped_at: Option<i64>,
+}
+
+/// Registers a starting process (a restart under the same name starts afresh).
+pub async fn register(db: &Db, row: &WorkerRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO workers (name, host, pid, version, queues, started_at, heartbeat_at, \
+         running, stopped_at) VALUES ($1, $2, $3, $4, $5, $6, $6, 0, NULL) \
+         ON CONFLICT (name) DO UPDATE SET started_at = $6, heartbeat_at = $6, running = 0, \
+         stopped_at = NULL",
+    )
+    .bind(&row.name)
+    .bind(&row.host)
+    .bind(row.pid)
+    .bind(&row.version)
+    .bind(&row.queues)
+    .bind(row.started_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A heartbeat: still alive, running `running` jobs.
+pub async fn heartbeat(db: &Db, name: &str, running: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE workers SET heartbeat_at = $2, running = $3 WHERE name = $1")
+        .bind(name)
+        .bind(now_ms())
+        .bind(running)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A graceful stop, with the jobs it left running (their leases lapse).
+pub async fn stopped(db: &Db, name: &str, running: i64) -> sqlx::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE workers SET heartbeat_at = $2, stopped_at = $2, running = $3 WHERE name = $1",
+    )
+    .bind(name)
+    .bind(now)
+    .bind(running)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Every known process, the latest started first.
+pub async fn list(db: &Db) -> sqlx::Result<Vec<WorkerRow>> {
+    sqlx::query_as::<_, WorkerRow>(
+        "SELECT name, host, pid, version, queues, started_at, heartbeat_at, running, stopped_at \
+         FROM workers ORDER BY started_at DESC, name",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Forgets processes last heard of before `before`; returns how many.
+pub async fn delete_silent_since(db: &Db, before: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM workers WHERE heartbeat_at < $1")
+        .bind(before)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
