@@ -122,6 +122,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     env.insert("SHUTDOWN_GRACE_SECS".into(), "10".into());
     // Every test registers its users from 127.0.0.1; the tests of the limit set it back.
     env.insert("REGISTER_RATE_LIMIT_PER_HOUR".into(), "10000".into());
+    // Tests poll their sessions and jobs many times a second.
+    env.insert("API_RATE_LIMIT_PER_MINUTE".into(), "100000".into());
     if let Ok(base) = std::env::var("TEST_DATABASE_URL") {
         env.insert(
             "DATABASE_URL".into(),

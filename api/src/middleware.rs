@@ -1,15 +1,22 @@
 //! Cross-cutting HTTP behaviour: the request id and its tracing span, one access log line per
 //! request, problem+json for every error, and security headers.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
     http::{HeaderName, HeaderValue, header},
 };
+use tend_shared::ratelimit::Decision;
 use tracing::Instrument;
 
-use crate::error::render_error;
+use crate::{
+    error::{ApiError, render_error},
+    state::AppState,
+};
 
 /// The id of the current request: kept from `X-Request-Id` when the client sent a sane one,
 /// generated otherwise. Stored in the request's extensions and carried into the jobs it starts.
@@ -92,11 +99,52 @@ fn add_security_headers(headers: &mut poem::http::HeaderMap, path: &str) {
     }
 }
 
+/// Counts each request of a signed-in user against `API_RATE_LIMIT_PER_MINUTE` (shared by
+/// replicas through Redis): past it, 429 with `Retry-After`. The user is the `sub` of a valid
+/// bearer token (checked here only for its signature; the operation checks the rest). Uploads
+/// and requests without a token are not counted here (logins, registrations and mail
+/// requests have limits of their own).
+pub async fn limit_user_requests<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+) -> poem::Result<Response> {
+    let user = req
+        .data::<AppState>()
+        .filter(|_| !is_upload(&req) && !is_probe(&req))
+        .zip(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer ")),
+        )
+        .and_then(|(state, token)| Some((state, state.keys.verify(token).ok()?.sub)));
+    if let Some((state, user_id)) = user {
+        let limit = state.settings.api_rate_limit_per_minute;
+        if let Decision::Limited { retry_after } = state
+            .limiter
+            .hit(
+                &format!("api:user:{user_id}"),
+                limit,
+                Duration::from_secs(60),
+            )
+            .await
+        {
+            return Ok(ApiError::rate_limited(retry_after).into_response());
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
 /// The one route whose body is streamed (session uploads): it has its own, larger limit,
 /// enforced while streaming by the handler.
 fn is_upload(req: &Request) -> bool {
     req.method() == poem::http::Method::POST
         && req.uri().path().trim_end_matches('/') == "/api/v1/sessions"
+}
+
+/// Liveness and readiness probes: never limited.
+fn is_probe(req: &Request) -> bool {
+    matches!(req.uri().path(), "/health" | "/ready")
 }
 
 /// Multipart framing (boundaries, part headers, small fields) allowed on top of the upload

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     listener::{GuardedAcceptor, connection_cap},
-    middleware::{limit_body, request_context},
+    middleware::{limit_body, limit_user_requests, request_context},
     routes,
     state::AppState,
 };
@@ -125,6 +125,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", api)
+        .around(limit_user_requests)
         .around(move |ep, req| limit_body(ep, req, max_body, max_upload))
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .data(state)

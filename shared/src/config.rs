@@ -173,6 +173,9 @@ pub struct Settings {
     pub login_rate_limit_per_minute: u32,
     /// `REGISTER_RATE_LIMIT_PER_HOUR`: registrations per client IP and hour (3).
     pub register_rate_limit_per_hour: u32,
+    /// `API_RATE_LIMIT_PER_MINUTE`: requests per signed-in user and minute (100); uploads and
+    /// health probes are not counted.
+    pub api_rate_limit_per_minute: u32,
     /// `PASSWORD_HASH_THREADS` and `PASSWORD_HASH_QUEUE`: how much password hashing may run
     /// and wait at once (each hash holds 19 MiB).
     pub password_hashing: HashingLimits,
@@ -296,6 +299,7 @@ impl Settings {
             max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", "1048576")?,
             login_rate_limit_per_minute: parse(&lookup, "LOGIN_RATE_LIMIT_PER_MINUTE", "5")?,
             register_rate_limit_per_hour: parse(&lookup, "REGISTER_RATE_LIMIT_PER_HOUR", "3")?,
+            api_rate_limit_per_minute: parse(&lookup, "API_RATE_LIMIT_PER_MINUTE", "100")?,
             password_hashing: HashingLimits {
                 threads: parse(&lookup, "PASSWORD_HASH_THREADS", "2")?,
                 queue: parse(&lookup, "PASSWORD_HASH_QUEUE", "64")?,

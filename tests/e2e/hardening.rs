@@ -384,3 +384,31 @@ async fn a_transcript_with_a_negative_or_overflowing_time_is_refused_naming_the_
         assert!(body.to_string().contains("line 3"), "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_signed_in_user_is_limited_per_minute_but_probes_and_others_are_not() {
+    let app = spawn_app_with_env(&[("API_RATE_LIMIT_PER_MINUTE", "5")]).await;
+    let user = app.signed_in_user().await;
+    let other = app.signed_in_user().await;
+    for _ in 0..5 {
+        assert_eq!(
+            app.get("/api/v1/users/me", Some(&user.access_token))
+                .await
+                .status(),
+            200
+        );
+    }
+    let resp = app.get("/api/v1/users/me", Some(&user.access_token)).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    problem(resp, 429).await;
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&other.access_token))
+            .await
+            .status(),
+        200,
+        "another user has a budget of their own"
+    );
+    for _ in 0..10 {
+        assert_eq!(app.get("/health", None).await.status(), 200);
+    }
+}
