@@ -5,6 +5,7 @@
 //!   sessions).
 //! - [`error`]: the one error type, rendered as `application/problem+json`.
 //! - [`middleware`]: request id, tracing span, access log, security headers.
+//! - [`metrics`]: `/metrics` for Prometheus (token or admin), the ledger's gauges.
 //! - [`listener`]: connection cap and header, idle and keep-alive deadlines on every socket.
 //! - [`body`]: JSON request bodies, checked against their schema (422 naming each field).
 //! - [`extract`]: request metadata and the bearer security scheme; [`guards`]: who may call
@@ -23,6 +24,7 @@ pub mod error;
 pub mod extract;
 pub mod guards;
 pub mod listener;
+pub mod metrics;
 pub mod middleware;
 pub mod pages;
 pub mod pagination;

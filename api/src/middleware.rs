@@ -10,6 +10,7 @@ use poem::{
     Endpoint, IntoResponse, Request, Response,
     http::{HeaderName, HeaderValue, header},
 };
+use poem_openapi::OperationId;
 use tend_shared::ratelimit::Decision;
 use tracing::Instrument;
 
@@ -52,12 +53,39 @@ pub async fn request_context<E: Endpoint>(
     let span = tracing::info_span!("request", request_id = %id, %method, %path);
     async move {
         let started = Instant::now();
-        let mut response = match next.call(req).await {
-            Ok(resp) => resp.into_response(),
-            Err(err) => render_error(err),
+        let (mut response, operation) = match next.call(req).await {
+            Ok(resp) => {
+                let resp = resp.into_response();
+                let operation = resp.data::<OperationId>().map(|o| o.0);
+                (resp, operation)
+            }
+            Err(err) => {
+                let operation = err.data::<OperationId>().map(|o| o.0);
+                (render_error(err), operation)
+            }
         };
         let status = response.status().as_u16();
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        // By operation, never by path: ids in paths would make a series per resource.
+        let operation = operation.unwrap_or(if path.starts_with("/api/") {
+            "unmatched"
+        } else {
+            "other"
+        });
+        metrics::counter!(
+            "tend_http_requests_total",
+            "operation" => operation,
+            "method" => method.to_string(),
+            "status" => status.to_string()
+        )
+        .increment(1);
+        metrics::histogram!(
+            "tend_http_request_duration_seconds",
+            "operation" => operation,
+            "method" => method.to_string()
+        )
+        .record(elapsed.as_secs_f64());
         if status >= 500 {
             tracing::error!(status, latency_ms, "request failed");
         } else {

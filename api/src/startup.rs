@@ -122,6 +122,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
             .expose_header("retry-after")
     });
     crate::pages::add(Route::new())
+        .at("/metrics", poem::get(crate::metrics::scrape))
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", api)
@@ -170,6 +171,7 @@ pub async fn run(
     roles: Roles,
 ) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
+    tend_shared::metrics::install(settings.metrics_addr)?;
     let app = Application::build(settings.clone(), &components).await?;
     let port = app.port();
     let mut tasks = Vec::new();
@@ -191,6 +193,12 @@ pub async fn run(
             settings.queue_max_in_flight,
         );
         tasks.push(tend_scheduler::start(relay, shutdown.clone()).await?);
+    }
+    if settings.metrics_addr.is_some() {
+        tasks.push(tokio::spawn(crate::metrics::refresh_periodically(
+            components.db.clone(),
+            shutdown.clone(),
+        )));
     }
     let server_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(async move {

@@ -181,6 +181,12 @@ pub struct Settings {
     pub password_hashing: HashingLimits,
     /// The HTTP server's defences against slow, idle and too many connections.
     pub http: HttpLimits,
+    /// `METRICS_TOKEN`: the bearer token that reads the API's `/metrics` (admins' access
+    /// tokens do too).
+    pub metrics_token: Option<SecretString>,
+    /// `METRICS_ADDR`: serve `/metrics` on this address instead (workers: their only
+    /// listener), without a token; the API's own `/metrics` then answers 404.
+    pub metrics_addr: Option<SocketAddr>,
     /// `TRUST_PROXY_HEADERS`: take the client IP from `X-Forwarded-For` (behind a proxy only).
     pub trust_proxy_headers: bool,
     /// `WORKER_CONCURRENCY`: jobs one worker process runs at once, per queue, unless
@@ -310,6 +316,13 @@ impl Settings {
                 keep_alive: secs(&lookup, "HTTP_KEEP_ALIVE_SECS", "15")?,
                 max_connections: parse(&lookup, "HTTP_MAX_CONNECTIONS", "10000")?,
             },
+            metrics_token: lookup("METRICS_TOKEN").map(SecretString::from),
+            metrics_addr: lookup("METRICS_ADDR")
+                .map(|raw| {
+                    raw.parse()
+                        .map_err(|e| anyhow::anyhow!("METRICS_ADDR={raw:?} is not valid: {e}"))
+                })
+                .transpose()?,
             trust_proxy_headers: parse(&lookup, "TRUST_PROXY_HEADERS", "false")?,
             worker_concurrency: parse(&lookup, "WORKER_CONCURRENCY", "4")?,
             queue_concurrency: queue_concurrency(&lookup)?,

@@ -20,6 +20,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod jobs;
+pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
 pub mod sessions;

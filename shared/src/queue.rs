@@ -242,6 +242,8 @@ impl Transport {
 
     /// Puts one delivery (a batch of job ids) on a queue and wakes its workers.
     pub async fn push(&self, queue: Queue, job_ids: &[String]) -> anyhow::Result<()> {
+        metrics::counter!("tend_relay_handed_over_total", "queue" => queue.as_str())
+            .increment(job_ids.len() as u64);
         let delivery = Delivery {
             job_ids: job_ids.to_vec(),
             job_id: None,

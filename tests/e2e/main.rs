@@ -6,6 +6,7 @@ mod admin;
 mod conventions;
 mod hardening;
 mod jobs;
+mod metrics;
 mod pages;
 mod patients;
 mod sessions;

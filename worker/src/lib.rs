@@ -30,4 +30,4 @@ pub mod runner;
 pub mod runtime;
 pub mod templates;
 
-pub use runtime::{WorkerHandle, start};
+pub use runtime::{WorkerHandle, run_process, start};

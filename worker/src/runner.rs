@@ -110,6 +110,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
             tracing::warn!(error = KILLED, "job dead");
             kind.on_failure(&ctx, KILLED, true).await;
             record(env, &job.id, Outcome::Killed { error: KILLED, ran: false }).await;
+            count(&job.kind, "killed", None);
             return;
         }
         if job.attempts > job.max_attempts {
@@ -119,6 +120,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
             runner.leases.release(&job.id);
             kind.on_failure(&ctx, error, true).await;
             record(env, &job.id, Outcome::Lost { error }).await;
+            count(&job.kind, "dead", None);
             return;
         }
         tracing::info!("job started");
@@ -137,12 +139,14 @@ async fn run_job(runner: &Runner, job: JobRow) {
             ))),
         };
 
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
         // The attempt is over: from here only its outcome is written, so the lease keeper
         // must not take the job's leaving the `running` state for a loss.
         runner.leases.release(&job.id);
         let (error, delay) = match result {
             Ok(()) => {
+                count(&job.kind, "done", Some(elapsed));
                 if runner.done.done(job.id.clone()).await {
                     tracing::info!(elapsed_ms, "job done");
                 } else {
@@ -174,10 +178,12 @@ async fn run_job(runner: &Runner, job: JobRow) {
                 tracing::warn!(elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
                 kind.on_failure(&ctx, &error, false).await;
                 record(env, &job.id, Outcome::RetryAt { error: &error, run_at }).await;
+                count(&job.kind, "retry", Some(elapsed));
             }
             None => {
                 kind.on_failure(&ctx, &error, true).await;
                 record(env, &job.id, Outcome::Dead { error: &error }).await;
+                count(&job.kind, "dead", Some(elapsed));
             }
         }
     }
@@ -221,6 +227,16 @@ async fn bury_if_killed(runner: &Runner, job: &JobRow) {
         },
     )
     .await;
+}
+
+/// Counts a finished attempt (`outcome`: done, retry, dead, killed) and its run time.
+fn count(kind: &str, outcome: &'static str, elapsed: Option<std::time::Duration>) {
+    metrics::counter!("tend_jobs_finished_total", "kind" => kind.to_owned(), "outcome" => outcome)
+        .increment(1);
+    if let Some(elapsed) = elapsed {
+        metrics::histogram!("tend_job_run_duration_seconds", "kind" => kind.to_owned())
+            .record(elapsed.as_secs_f64());
+    }
 }
 
 async fn record(env: &JobEnv, job_id: &str, outcome: Outcome<'_>) {

@@ -117,6 +117,7 @@ pub async fn start(
     store: ObjectStore,
     shutdown: CancellationToken,
 ) -> anyhow::Result<WorkerHandle> {
+    tend_shared::metrics::install(settings.metrics_addr)?;
     let instance = instance_name();
     // One relay per process: the loop below runs it, and handlers and the outcome writer use
     // it to hand over follow-up jobs and to ask for a refill as jobs finish.
@@ -235,4 +236,25 @@ pub async fn start(
         leases,
         instance,
     })
+}
+
+/// The `tend-worker` process: settings from the environment, migrations, then workers until
+/// SIGTERM or Ctrl-C, draining running jobs. `migrate_only` stops after the migrations.
+pub async fn run_process(migrate_only: bool) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    tend_shared::telemetry::init(settings.log_format);
+    let db = tend_shared::db::connect(&settings).await?;
+    tend_shared::db::migrate(&db).await?;
+    if migrate_only {
+        return Ok(());
+    }
+    let transport = Transport::connect(&settings).await?;
+    let store = ObjectStore::connect(&settings).await?;
+    let shutdown = CancellationToken::new();
+    let handle = start(&settings, db, transport, store, shutdown.clone()).await?;
+    tend_shared::telemetry::shutdown_signal().await;
+    tracing::info!("shutting down: finishing running jobs");
+    shutdown.cancel();
+    handle.wait().await;
+    Ok(())
 }

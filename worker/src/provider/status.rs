@@ -104,7 +104,23 @@ impl tower::Service<HttpRequestFactory> for StatusCheck {
         let http = self.http.clone();
         Box::pin(async move {
             let request = factory.build().await?;
-            let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
+            // The endpoint (`audio/transcriptions`, `chat/completions`), not the full URL.
+            let endpoint = endpoint_of(request.url().path());
+            let started = std::time::Instant::now();
+            let sent = http.execute(request).await;
+            metrics::histogram!("tend_provider_request_duration_seconds", "endpoint" => endpoint)
+                .record(started.elapsed().as_secs_f64());
+            let status_label = match &sent {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(_) => "error".to_owned(),
+            };
+            metrics::counter!(
+                "tend_provider_requests_total",
+                "endpoint" => endpoint,
+                "status" => status_label
+            )
+            .increment(1);
+            let response = sent.map_err(OpenAIError::Reqwest)?;
             let status = response.status();
             if status.is_success() {
                 return Ok(response);
@@ -127,6 +143,17 @@ impl tower::Service<HttpRequestFactory> for StatusCheck {
                 message,
             ))))
         })
+    }
+}
+
+/// The provider endpoint a request path names (the path's last two segments).
+fn endpoint_of(path: &str) -> &'static str {
+    if path.ends_with("audio/transcriptions") {
+        "audio/transcriptions"
+    } else if path.ends_with("chat/completions") {
+        "chat/completions"
+    } else {
+        "other"
     }
 }
 
