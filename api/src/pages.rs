@@ -1,7 +1,11 @@
-//! The pages an emailed link opens when no client app is configured (`APP_URL` unset, so the
-//! links point at the API itself): confirm an address, choose a new password, accept an
-//! invitation. Each is a static page plus one script that calls the API, so a person can
-//! finish sign-up from the email alone. Everything is compiled into the binary.
+//! The web pages `tend-api` serves itself, everything compiled into the binary (the machines
+//! it runs on may have no internet):
+//! - what an emailed link opens when no client app is configured (`APP_URL` unset, so the
+//!   links point at the API itself): confirm an address, choose a new password, accept an
+//!   invitation; each a static page plus one script that calls the API, so a person can finish
+//!   sign-up from the email alone;
+//! - the admin dashboard at `/admin`: a client of `/api/v1/admin` (queues, jobs, workers,
+//!   users, audit log) that signs in with email and password and keeps its token in the tab.
 
 use poem::{
     Response, Route, get, handler,
@@ -52,6 +56,30 @@ fn accept_invitation() -> Response {
 }
 
 #[handler]
+fn dashboard() -> Response {
+    asset(
+        include_str!("../admin/index.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
+#[handler]
+fn dashboard_script() -> Response {
+    asset(
+        include_str!("../admin/admin.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+#[handler]
+fn dashboard_style() -> Response {
+    asset(
+        include_str!("../admin/admin.css"),
+        "text/css; charset=utf-8",
+    )
+}
+
+#[handler]
 fn script() -> Response {
     asset(
         include_str!("../pages/account.js"),
@@ -75,4 +103,7 @@ pub fn add(route: Route) -> Route {
         .at("/accept-invitation", get(accept_invitation))
         .at("/assets/account.js", get(script))
         .at("/assets/account.css", get(style))
+        .at("/admin", get(dashboard))
+        .at("/admin/admin.js", get(dashboard_script))
+        .at("/admin/admin.css", get(dashboard_style))
 }

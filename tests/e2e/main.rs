@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod conventions;
+mod dashboard;
 mod hardening;
 mod jobs;
 mod metrics;

@@ -58,6 +58,22 @@ pub async fn queue_counts(db: &Db, now: i64) -> sqlx::Result<Vec<QueueCounts>> {
     .await
 }
 
+/// Jobs finished done per minute over the last `minutes` minutes, per queue: `(queue,
+/// minute index since the epoch, count)`.
+pub async fn done_per_minute(
+    db: &Db,
+    now: i64,
+    minutes: i64,
+) -> sqlx::Result<Vec<(String, i64, i64)>> {
+    sqlx::query_as(
+        "SELECT queue, finished_at / 60000 AS minute, COUNT(*) FROM jobs \
+         WHERE state = 'done' AND finished_at >= $1 GROUP BY queue, finished_at / 60000",
+    )
+    .bind(now - minutes * 60_000)
+    .fetch_all(db)
+    .await
+}
+
 /// Run times (milliseconds) of the latest `n` jobs of `queue` that finished done.
 pub async fn recent_run_times(db: &Db, queue: &str, n: i64) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(

@@ -63,6 +63,9 @@ pub struct QueueView {
     pub run_times: Option<RunTimes>,
     /// Handed to the transport and not yet started.
     pub in_transport: i64,
+    /// Jobs finished in each of the last 60 minutes, oldest first (the last is the current,
+    /// partial minute): the throughput chart.
+    pub done_per_minute: Vec<i64>,
 }
 
 /// What retrying a queue's dead jobs did.
@@ -223,7 +226,17 @@ async fn view(state: &AppState, queue: Queue) -> ApiResult<QueueView> {
         .any(|q| q == queue.as_str());
     let mut times = db::job_admin::recent_run_times(&state.db, queue.as_str(), 1000).await?;
     times.sort_unstable();
-    Ok(to_view(queue, counts, paused, &times, now))
+    let mut view = to_view(queue, counts, paused, &times, now);
+    let this_minute = now / 60_000;
+    let mut per_minute = vec![0; 60];
+    for (q, minute, n) in db::job_admin::done_per_minute(&state.db, now, 60).await? {
+        let ago = this_minute - minute;
+        if q == queue.as_str() && (0..60).contains(&ago) {
+            per_minute[59 - ago as usize] = n;
+        }
+    }
+    view.done_per_minute = per_minute;
+    Ok(view)
 }
 
 fn to_view(
@@ -259,5 +272,6 @@ fn to_view(
             p95_ms: percentile(0.95),
         }),
         in_transport: c.in_transport,
+        done_per_minute: Vec::new(),
     }
 }
