@@ -107,13 +107,15 @@ impl Application {
     }
 }
 
-/// The full route tree: the OpenAPI operations, `/docs`, `/openapi.json`, middleware.
+/// The full route tree: the OpenAPI operations, `/docs` (Swagger UI), `/redoc`,
+/// `/openapi.json`, `/metrics`, the pages, middleware.
 pub fn routes(state: AppState) -> impl poem::Endpoint {
     let settings = state.settings.clone();
     let max_body = settings.max_body_bytes;
     let max_upload = settings.max_upload_bytes;
     let api = routes::api(settings.public_url.as_str().trim_end_matches('/'));
     let docs = api.swagger_ui();
+    let redoc = api.redoc();
     let spec = api.spec_endpoint();
     let cors = (!settings.cors_origins.is_empty()).then(|| {
         Cors::new()
@@ -124,6 +126,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     crate::pages::add(Route::new())
         .at("/metrics", poem::get(crate::metrics::scrape))
         .nest("/docs", docs)
+        .nest("/redoc", redoc)
         .at("/openapi.json", spec)
         .nest("/", api)
         .around(limit_user_requests)

@@ -49,6 +49,12 @@ async fn the_openapi_spec_and_swagger_ui_are_served() {
     let docs = app.get("/docs", None).await;
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));
+    // ReDoc too, with its script inside the binary (no CDN).
+    let redoc = app.get("/redoc", None).await;
+    assert_eq!(redoc.status(), 200);
+    let html = redoc.text().await.unwrap();
+    assert!(html.to_lowercase().contains("redoc"), "{html}");
+    assert!(!html.contains("cdn."), "nothing loaded from a CDN");
 }
 
 #[tokio::test]
