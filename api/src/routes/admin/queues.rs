@@ -124,14 +124,7 @@ impl AdminQueuesApi {
         meta: RequestMeta,
         queue: Path<String>,
     ) -> ApiResult<QueueResponse> {
-        let queue = parse_queue(&queue.0)?;
-        let mut tx = state.begin().await?;
-        db::job_admin::pause(&mut tx, queue, &admin.id).await?;
-        let detail = serde_json::json!({ "queue": queue.as_str() });
-        audited(&mut tx, AuditAction::QueuePaused, &admin.id, &meta, detail).await?;
-        tx.commit().await?;
-        tracing::warn!(queue = queue.as_str(), "queue paused by an admin");
-        Ok(QueueResponse::Ok(Json(view(&state, queue).await?)))
+        set_paused(&state, &admin.id, &meta, &queue.0, true).await
     }
 
     /// Resume a paused queue: its waiting jobs are handed out again.
@@ -147,19 +140,11 @@ impl AdminQueuesApi {
         meta: RequestMeta,
         queue: Path<String>,
     ) -> ApiResult<QueueResponse> {
-        let queue = parse_queue(&queue.0)?;
-        let mut tx = state.begin().await?;
-        db::job_admin::resume(&mut tx, queue).await?;
-        let detail = serde_json::json!({ "queue": queue.as_str() });
-        audited(&mut tx, AuditAction::QueueResumed, &admin.id, &meta, detail).await?;
-        tx.commit().await?;
-        state.relay.nudge();
-        tracing::info!(queue = queue.as_str(), "queue resumed by an admin");
-        Ok(QueueResponse::Ok(Json(view(&state, queue).await?)))
+        set_paused(&state, &admin.id, &meta, &queue.0, false).await
     }
 
-    /// Retry every dead job of a queue now (kinds with a subject, such as a session's stage,
-    /// put it back to waiting; jobs whose subject moved on stay dead).
+    /// Retry every dead job of a queue now, up to 10,000 a call (kinds with a subject, such as
+    /// a session's stage, put it back to waiting; jobs whose subject moved on stay dead).
     #[oai(
         path = "/:queue/retry-dead",
         method = "post",
@@ -206,6 +191,37 @@ impl AdminQueuesApi {
         state.relay.nudge();
         Ok(RetriedResponse::Ok(Json(Retried { retried })))
     }
+}
+
+/// Pauses or resumes the queue named `raw` (audited) and answers with its figures.
+async fn set_paused(
+    state: &AppState,
+    admin_id: &str,
+    meta: &RequestMeta,
+    raw: &str,
+    paused: bool,
+) -> ApiResult<QueueResponse> {
+    let queue = parse_queue(raw)?;
+    let mut tx = state.begin().await?;
+    let action = if paused {
+        db::job_admin::pause(&mut tx, queue, admin_id).await?;
+        AuditAction::QueuePaused
+    } else {
+        db::job_admin::resume(&mut tx, queue).await?;
+        AuditAction::QueueResumed
+    };
+    let detail = serde_json::json!({ "queue": queue.as_str() });
+    audited(&mut tx, action, admin_id, meta, detail).await?;
+    tx.commit().await?;
+    if !paused {
+        state.relay.nudge();
+    }
+    tracing::warn!(
+        queue = queue.as_str(),
+        paused,
+        "queue paused or resumed by an admin"
+    );
+    Ok(QueueResponse::Ok(Json(view(state, queue).await?)))
 }
 
 fn parse_queue(raw: &str) -> ApiResult<Queue> {

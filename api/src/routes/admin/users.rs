@@ -26,38 +26,24 @@ use crate::{
     pagination::PageRequest,
     routes::ApiTags,
     state::AppState,
-    views::{RoleView, ms_to_datetime},
+    views::{RoleView, UserView, ms_to_datetime},
 };
 
-/// An account as admins see it.
+/// An account as admins see it: as its owner does, and whether it is disabled.
 #[derive(Debug, Object)]
 pub struct AdminUserView {
-    /// The user id.
-    pub id: String,
-    /// The (normalised) address.
-    pub email: String,
-    /// What the user may do.
-    pub role: RoleView,
-    /// The name shown to others.
-    pub display_name: Option<String>,
-    /// Whether the address was confirmed.
-    pub email_verified: bool,
+    /// The account.
+    #[oai(flatten)]
+    pub user: UserView,
     /// Whether an admin disabled the account.
     pub disabled: bool,
-    /// When the account was created.
-    pub created_at: DateTime<Utc>,
 }
 
 impl From<&User> for AdminUserView {
     fn from(user: &User) -> Self {
         Self {
-            id: user.id.clone(),
-            email: user.email.clone(),
-            role: user.role().into(),
-            display_name: user.display_name.clone(),
-            email_verified: user.email_verified_at.is_some(),
+            user: UserView::from(user),
             disabled: user.disabled_at.is_some(),
-            created_at: ms_to_datetime(user.created_at),
         }
     }
 }
