@@ -13,6 +13,7 @@
 //! - [`pages`]: the pages emailed links open when no client app is configured.
 //! - [`pagination`]: `limit` and `cursor` of the list operations.
 //! - [`state`]: what handlers share (pools, keys, relay, limiter).
+//! - [`spec`]: the OpenAPI document as served, fixed for client generators.
 //! - [`startup`]: builds the app; runs it alone or with workers and scheduler (embedded).
 //! - [`commands`]: operator commands run from the shell (`create-admin`), apart from the HTTP routes.
 //!
@@ -29,6 +30,7 @@ pub mod middleware;
 pub mod pages;
 pub mod pagination;
 pub mod routes;
+pub mod spec;
 pub mod startup;
 pub mod state;
 pub mod views;

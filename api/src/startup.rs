@@ -114,9 +114,13 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let max_body = settings.max_body_bytes;
     let max_upload = settings.max_upload_bytes;
     let api = routes::api(settings.public_url.as_str().trim_end_matches('/'));
-    let docs = api.swagger_ui();
-    let redoc = api.redoc();
-    let spec = api.spec_endpoint();
+    // One document for clients, Swagger UI and ReDoc alike (see `crate::spec`).
+    let raw = api.spec();
+    let spec = crate::spec::for_clients(&raw);
+    let with_spec = |html: String| poem::web::Html(html.replace(&raw, &spec));
+    let docs = with_spec(api.swagger_ui_html());
+    let redoc = with_spec(api.redoc_html());
+    let spec_json = spec.clone();
     let cors = (!settings.cors_origins.is_empty()).then(|| {
         Cors::new()
             .allow_origins(settings.cors_origins.iter().map(String::as_str))
@@ -125,9 +129,22 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     });
     crate::pages::add(Route::new())
         .at("/metrics", poem::get(crate::metrics::scrape))
-        .nest("/docs", docs)
-        .nest("/redoc", redoc)
-        .at("/openapi.json", spec)
+        .at(
+            "/docs",
+            poem::get(poem::endpoint::make_sync(move |_| docs.clone())),
+        )
+        .at(
+            "/redoc",
+            poem::get(poem::endpoint::make_sync(move |_| redoc.clone())),
+        )
+        .at(
+            "/openapi.json",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json; charset=utf-8")
+                    .body(spec_json.clone())
+            })),
+        )
         .nest("/", api)
         .around(limit_user_requests)
         .around(move |ep, req| limit_body(ep, req, max_body, max_upload))

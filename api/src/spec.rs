@@ -1,0 +1,142 @@
+//! The OpenAPI document as clients get it. poem-openapi wraps a documented field that refers to
+//! another schema in `allOf: [{$ref}, {description}]`, so the field keeps its description.
+//! For a reference to an enum (a string schema) that is not valid input for generators:
+//! `openapi-python-client` refuses "allOf a non-object" and drops the schema and every schema
+//! that uses it (`UserView`, `TokenPair`, …). Here such wrappers become the plain reference;
+//! wrappers of object references, which generators take, stay.
+//!
+//! Also, an absent `Option` is sent as `null`, but poem-openapi's schema only leaves the
+//! property out of `required`: a generated client then fails on the `null` (`fromisoformat`
+//! of `None`). Every optional property is marked `nullable`, which is what the server sends and
+//! accepts; a bare optional reference becomes `oneOf: [$ref]` so it can carry the flag.
+//!
+//! `/openapi.json`, Swagger UI and ReDoc all serve the document this makes.
+
+use serde_json::{Map, Value};
+
+/// The document `raw` (poem-openapi's) with enum references unwrapped.
+pub fn for_clients(raw: &str) -> String {
+    let Ok(mut spec) = serde_json::from_str::<Value>(raw) else {
+        return raw.to_owned();
+    };
+    let schemas = spec["components"]["schemas"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    unwrap_enum_refs(&mut spec, &schemas);
+    if let Some(all) = spec["components"]["schemas"].as_object_mut() {
+        for schema in all.values_mut() {
+            mark_optional_nullable(schema);
+        }
+    }
+    serde_json::to_string(&spec).unwrap_or_else(|_| raw.to_owned())
+}
+
+/// Marks the properties an object schema does not require as `nullable`.
+fn mark_optional_nullable(schema: &mut Value) {
+    let required: Vec<String> = schema["required"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, property) in properties.iter_mut() {
+        if required.contains(name) {
+            continue;
+        }
+        let Some(object) = property.as_object_mut() else {
+            continue;
+        };
+        if let Some(reference) = object.remove("$ref") {
+            object.insert(
+                "oneOf".into(),
+                Value::Array(vec![serde_json::json!({ "$ref": reference })]),
+            );
+        }
+        object.insert("nullable".into(), Value::Bool(true));
+    }
+}
+
+/// Whether `#/components/schemas/<name>` is something other than an object.
+fn is_scalar(reference: &str, schemas: &Map<String, Value>) -> bool {
+    reference
+        .strip_prefix("#/components/schemas/")
+        .and_then(|name| schemas.get(name))
+        .is_some_and(|schema| schema["type"] != "object")
+}
+
+fn unwrap_enum_refs(value: &mut Value, schemas: &Map<String, Value>) {
+    match value {
+        Value::Object(object) => {
+            let target = object
+                .get("allOf")
+                .and_then(Value::as_array)
+                .and_then(|parts| {
+                    let reference = parts.first()?.get("$ref")?.as_str()?;
+                    let rest_is_description = parts[1..].iter().all(|p| {
+                        p.as_object()
+                            .is_some_and(|o| o.keys().all(|k| k == "description"))
+                    });
+                    (rest_is_description && is_scalar(reference, schemas))
+                        .then(|| reference.to_owned())
+                });
+            if let Some(reference) = target {
+                object.remove("allOf");
+                object.insert("$ref".into(), Value::String(reference));
+            }
+            for child in object.values_mut() {
+                unwrap_enum_refs(child, schemas);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                unwrap_enum_refs(item, schemas);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_references_are_unwrapped_and_object_references_kept() {
+        let raw = serde_json::json!({
+            "components": {"schemas": {
+                "Role": {"type": "string", "enum": ["a"]},
+                "User": {"type": "object", "properties": {
+                    "role": {"description": "d", "allOf": [{"$ref": "#/components/schemas/Role"}, {"description": "d"}]},
+                    "boss": {"description": "b", "allOf": [{"$ref": "#/components/schemas/User"}, {"description": "b"}]}
+                }}
+            }}
+        })
+        .to_string();
+        let fixed: Value = serde_json::from_str(&for_clients(&raw)).unwrap();
+        let props = &fixed["components"]["schemas"]["User"]["properties"];
+        assert_eq!(props["role"]["$ref"], "#/components/schemas/Role");
+        assert!(props["role"].get("allOf").is_none());
+        assert_eq!(
+            props["role"]["description"], "d",
+            "the description stays beside it"
+        );
+        assert!(
+            props["boss"]["allOf"].is_array(),
+            "object references keep their wrapper"
+        );
+        assert_eq!(
+            props["role"]["nullable"], true,
+            "optional, so null is allowed"
+        );
+        assert_eq!(
+            props["role"]["oneOf"][0]["$ref"],
+            "#/components/schemas/Role"
+        );
+    }
+}
