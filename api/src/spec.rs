@@ -111,9 +111,11 @@ mod tests {
         let raw = serde_json::json!({
             "components": {"schemas": {
                 "Role": {"type": "string", "enum": ["a"]},
-                "User": {"type": "object", "properties": {
+                "User": {"type": "object", "required": ["role", "boss"], "properties": {
                     "role": {"description": "d", "allOf": [{"$ref": "#/components/schemas/Role"}, {"description": "d"}]},
-                    "boss": {"description": "b", "allOf": [{"$ref": "#/components/schemas/User"}, {"description": "b"}]}
+                    "boss": {"description": "b", "allOf": [{"$ref": "#/components/schemas/User"}, {"description": "b"}]},
+                    "former_role": {"description": "f", "allOf": [{"$ref": "#/components/schemas/Role"}, {"description": "f"}]},
+                    "nickname": {"type": "string"}
                 }}
             }}
         })
@@ -130,12 +132,17 @@ mod tests {
             props["boss"]["allOf"].is_array(),
             "object references keep their wrapper"
         );
-        assert_eq!(
-            props["role"]["nullable"], true,
-            "optional, so null is allowed"
+        assert!(
+            props["role"].get("nullable").is_none(),
+            "required: never null"
         );
         assert_eq!(
-            props["role"]["oneOf"][0]["$ref"],
+            props["nickname"]["nullable"], true,
+            "optional, so null is allowed"
+        );
+        assert_eq!(props["former_role"]["nullable"], true);
+        assert_eq!(
+            props["former_role"]["oneOf"][0]["$ref"],
             "#/components/schemas/Role"
         );
     }
