@@ -28,43 +28,57 @@ const BUCKETS: &[f64] = &[
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process's recorder, serving `http://listen/metrics` too when `listen` is given
-/// (`METRICS_ADDR`). The first call installs; later ones (the roles of one process, or the
-/// apps of a test run) get the same handle. Call it within the tokio runtime.
+/// (`METRICS_ADDR`). The first call installs, once even when several roles or test apps call
+/// it at the same moment; later ones get the same handle. Call it within the tokio runtime.
 pub fn install(listen: Option<SocketAddr>) -> anyhow::Result<PrometheusHandle> {
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
+    let mut failed = None;
+    let handle = HANDLE.get_or_init(|| match build(listen) {
+        Ok(handle) => handle,
+        Err(err) => {
+            failed = Some(err);
+            // A handle that renders nothing: /metrics answers, empty, and the error says why.
+            PrometheusBuilder::new().build_recorder().handle()
+        }
+    });
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(handle.clone()),
     }
+}
+
+/// Builds the recorder, makes it the process's, and starts its upkeep (and listener).
+fn build(listen: Option<SocketAddr>) -> anyhow::Result<PrometheusHandle> {
     let builder = PrometheusBuilder::new().set_buckets(BUCKETS)?;
-    let handle = match listen {
+    let (recorder, exporter) = match listen {
         Some(addr) => {
             let (recorder, exporter) = builder.with_http_listener(addr).build()?;
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_ok() {
-                tokio::spawn(async move {
-                    if let Err(err) = exporter.await {
-                        tracing::error!(error = ?err, "the metrics listener stopped");
-                    }
-                });
-                tracing::info!(%addr, "metrics served at /metrics");
-            }
-            handle
+            tracing::info!(%addr, "metrics served at /metrics");
+            (recorder, Some(exporter))
         }
-        None => {
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_ok() {
-                // What the listener's exporter does for itself: drain the histograms'
-                // buffers now and then, so memory stays flat between scrapes.
-                let upkeep = handle.clone();
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                        upkeep.run_upkeep();
-                    }
-                });
-            }
-            handle
-        }
+        None => (builder.build_recorder(), None),
     };
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|_| anyhow::anyhow!("another metrics recorder is installed in this process"))?;
+    match exporter {
+        // The listener's exporter runs the upkeep itself.
+        Some(exporter) => {
+            tokio::spawn(async move {
+                if let Err(err) = exporter.await {
+                    tracing::error!(error = ?err, "the metrics listener stopped");
+                }
+            });
+        }
+        // Drain the histograms' buffers now and then, so memory stays flat between scrapes.
+        None => {
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    upkeep.run_upkeep();
+                }
+            });
+        }
+    }
+    Ok(handle)
 }
