@@ -184,8 +184,12 @@ impl<T> GuardedIo<T> {
         }
     }
 
-    /// The instant at which waiting for the peer stops.
-    fn deadline(&self) -> Instant {
+    /// The instant at which waiting for the peer stops. A write waits for the peer to read,
+    /// which the idle rule bounds whatever the phase (a long download to a slow client).
+    fn deadline(&self, writing: bool) -> Instant {
+        if writing {
+            return self.last_activity + self.limits.idle_timeout;
+        }
         match self.phase {
             Phase::Headers { deadline } => {
                 deadline.min(self.last_activity + self.limits.idle_timeout)
@@ -229,7 +233,9 @@ impl<T> GuardedIo<T> {
         let now = Instant::now();
         self.last_activity = now;
         let final_response = bytes.starts_with(b"HTTP/1.") && bytes.get(9) != Some(&b'1');
-        if final_response && self.phase == Phase::InFlight {
+        // The wait for the next request starts after the response's last byte.
+        let responding = matches!(self.phase, Phase::KeptAlive { .. });
+        if (final_response && self.phase == Phase::InFlight) || responding {
             self.phase = Phase::KeptAlive {
                 deadline: now + self.limits.keep_alive,
             };
@@ -237,8 +243,8 @@ impl<T> GuardedIo<T> {
     }
 
     /// Called when the peer is not ready: fails once the deadline has passed.
-    fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let deadline = self.deadline();
+    fn check_deadline(&mut self, cx: &mut Context<'_>, writing: bool) -> Poll<io::Error> {
+        let deadline = self.deadline(writing);
         if self.timer.deadline() != deadline {
             self.timer.as_mut().reset(deadline);
         }
@@ -274,7 +280,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.check_deadline(cx).map(Err),
+            Poll::Pending => this.check_deadline(cx, false).map(Err),
         }
     }
 }
@@ -294,14 +300,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            Poll::Pending => this.check_deadline(cx).map(Err),
+            Poll::Pending => this.check_deadline(cx, true).map(Err),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Pending => this.check_deadline(cx).map(Err),
+            Poll::Pending => this.check_deadline(cx, true).map(Err),
             ready => ready,
         }
     }
@@ -347,6 +353,29 @@ mod tests {
         assert!(matches!(io.phase, Phase::KeptAlive { .. }));
         io.on_read(b"GET");
         assert!(matches!(io.phase, Phase::Headers { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_long_response_keeps_the_keep_alive_wait_from_starting_and_writes_wait_idle() {
+        let mut io = io();
+        io.on_read(b"GET /export HTTP/1.1\r\n\r\n");
+        io.on_write(b"HTTP/1.1 200 OK\r\n\r\n");
+        let Phase::KeptAlive { deadline: first } = io.phase else {
+            panic!("waiting for the next request");
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        io.on_write(b"more of the body");
+        let Phase::KeptAlive { deadline: later } = io.phase else {
+            panic!("still after the response");
+        };
+        assert!(
+            later > first,
+            "the wait restarts after each byte of the response"
+        );
+        assert_eq!(
+            io.deadline(true),
+            io.last_activity + Duration::from_secs(60)
+        );
     }
 
     #[tokio::test]
