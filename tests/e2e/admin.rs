@@ -211,7 +211,9 @@ async fn killing_a_running_session_job_stops_it_and_the_session_says_failed() {
         200,
     )
     .await;
-    assert_eq!(retried["attempts"], 0);
+    // Counted afresh (a worker may have claimed it already: then it is on its first).
+    assert!(retried["attempts"].as_i64().unwrap() <= 1, "{retried}");
+    assert_ne!(retried["state"], "dead", "{retried}");
     let (session, _) = app
         .wait_for_session(
             session["id"].as_str().unwrap(),
