@@ -1,8 +1,10 @@
 -- What admins watch and do (issue 11): each attempt's history, kills, paused queues and
 -- disabled accounts.
 
--- One row per finished attempt of a job (the running attempt is the job row itself). Pruned
--- with its job by the cleanup (ON DELETE CASCADE), so it stays as bounded as the ledger.
+-- One row per attempt that failed (retried, dead or killed). The latest attempt of a running or
+-- done job is the job row itself, so the hot path of a job done at its first try writes no
+-- history (measured: a row per done job halved PostgreSQL's throughput). Pruned with its job
+-- by the cleanup (ON DELETE CASCADE), so it stays as bounded as the ledger.
 CREATE TABLE job_attempts (
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     -- When the attempt started: with the job id, names the attempt (a retried job counts its
@@ -12,7 +14,7 @@ CREATE TABLE job_attempts (
     attempt BIGINT NOT NULL,
     worker TEXT,
     finished_at BIGINT NOT NULL,
-    -- done | failed | dead | killed
+    -- failed | dead | killed
     outcome TEXT NOT NULL,
     error TEXT,
     PRIMARY KEY (job_id, started_at)

@@ -231,6 +231,20 @@ async fn killing_a_running_session_job_stops_it_and_the_session_says_failed() {
         .map(|a| a["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["killed", "done"], "{detail}");
+
+    // Deleted, the job takes its attempt history with it.
+    assert_eq!(
+        app.delete_auth(&format!("/api/v1/admin/jobs/{job_id}"), &token)
+            .await
+            .status(),
+        204
+    );
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_attempts WHERE job_id = $1")
+        .bind(&job_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "no history outlives its job");
     let audit = json_of(
         app.get("/api/v1/admin/audit-logs?action=job_killed", Some(&token))
             .await,
@@ -429,33 +443,6 @@ async fn admins_find_users_and_disable_them() {
     )
     .await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
-}
-
-#[tokio::test]
-async fn a_pruned_job_takes_its_attempt_history_with_it() {
-    let app = spawn_app().await;
-    let token = admin(&app).await;
-    let body: Value = json_of(
-        app.register(&unique_email(), PASSWORD, "patient").await,
-        201,
-    )
-    .await;
-    let id = body["verification_email_job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    wait_for_job_state(&app, &token, &id, "done").await;
-    sqlx::query("DELETE FROM jobs WHERE id = $1")
-        .bind(&id)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_attempts WHERE job_id = $1")
-        .bind(&id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(left, 0, "a pruned job takes its attempts with it");
 }
 
 #[tokio::test]

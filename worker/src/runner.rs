@@ -37,6 +37,56 @@ pub struct Runner {
     pub leases: Arc<Leases>,
     /// Records finished jobs in groups.
     pub done: DoneWriter,
+    /// Counts outcomes and run times.
+    pub metrics: JobMetrics,
+}
+
+/// The job series' handles, one per kind and outcome, made once at start: recording through
+/// them is an atomic add, where the `counter!` macro per job hashed its labels each time
+/// (about a tenth of the engine's throughput, measured with the burst bench).
+pub struct JobMetrics {
+    finished: std::collections::HashMap<(&'static str, &'static str), metrics::Counter>,
+    run_time: std::collections::HashMap<&'static str, metrics::Histogram>,
+}
+
+impl JobMetrics {
+    /// The outcomes an attempt is counted under.
+    const OUTCOMES: [&'static str; 4] = ["done", "retry", "dead", "killed"];
+
+    /// Handles for every kind of the registry (the recorder must be installed first).
+    pub fn new() -> Self {
+        let mut finished = std::collections::HashMap::new();
+        let mut run_time = std::collections::HashMap::new();
+        for kind in registry::KINDS {
+            for outcome in Self::OUTCOMES {
+                finished.insert(
+                    (kind.name, outcome),
+                    metrics::counter!("tend_jobs_finished_total", "kind" => kind.name, "outcome" => outcome),
+                );
+            }
+            run_time.insert(
+                kind.name,
+                metrics::histogram!("tend_job_run_duration_seconds", "kind" => kind.name),
+            );
+        }
+        Self { finished, run_time }
+    }
+
+    /// Counts a finished attempt (`outcome`: done, retry, dead, killed) and its run time.
+    fn count(&self, kind: &str, outcome: &'static str, elapsed: Option<Duration>) {
+        if let Some(counter) = self.finished.get(&(kind, outcome)) {
+            counter.increment(1);
+        }
+        if let (Some(elapsed), Some(histogram)) = (elapsed, self.run_time.get(kind)) {
+            histogram.record(elapsed.as_secs_f64());
+        }
+    }
+}
+
+impl Default for JobMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Runs one delivery's jobs to their recorded outcomes. Never fails: errors are written to the
@@ -110,7 +160,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
             tracing::warn!(error = KILLED, "job dead");
             kind.on_failure(&ctx, KILLED, true).await;
             record(env, &job.id, Outcome::Killed { error: KILLED, ran: false }).await;
-            count(&job.kind, "killed", None);
+            runner.metrics.count(&job.kind, "killed", None);
             return;
         }
         if job.attempts > job.max_attempts {
@@ -120,7 +170,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
             runner.leases.release(&job.id);
             kind.on_failure(&ctx, error, true).await;
             record(env, &job.id, Outcome::Lost { error }).await;
-            count(&job.kind, "dead", None);
+            runner.metrics.count(&job.kind, "dead", None);
             return;
         }
         tracing::info!("job started");
@@ -146,7 +196,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
         runner.leases.release(&job.id);
         let (error, delay) = match result {
             Ok(()) => {
-                count(&job.kind, "done", Some(elapsed));
+                runner.metrics.count(&job.kind, "done", Some(elapsed));
                 if runner.done.done(job.id.clone()).await {
                     tracing::info!(elapsed_ms, "job done");
                 } else {
@@ -178,12 +228,12 @@ async fn run_job(runner: &Runner, job: JobRow) {
                 tracing::warn!(elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
                 kind.on_failure(&ctx, &error, false).await;
                 record(env, &job.id, Outcome::RetryAt { error: &error, run_at }).await;
-                count(&job.kind, "retry", Some(elapsed));
+                runner.metrics.count(&job.kind, "retry", Some(elapsed));
             }
             None => {
                 kind.on_failure(&ctx, &error, true).await;
                 record(env, &job.id, Outcome::Dead { error: &error }).await;
-                count(&job.kind, "dead", Some(elapsed));
+                runner.metrics.count(&job.kind, "dead", Some(elapsed));
             }
         }
     }
@@ -227,16 +277,7 @@ async fn bury_if_killed(runner: &Runner, job: &JobRow) {
         },
     )
     .await;
-}
-
-/// Counts a finished attempt (`outcome`: done, retry, dead, killed) and its run time.
-fn count(kind: &str, outcome: &'static str, elapsed: Option<std::time::Duration>) {
-    metrics::counter!("tend_jobs_finished_total", "kind" => kind.to_owned(), "outcome" => outcome)
-        .increment(1);
-    if let Some(elapsed) = elapsed {
-        metrics::histogram!("tend_job_run_duration_seconds", "kind" => kind.to_owned())
-            .record(elapsed.as_secs_f64());
-    }
+    runner.metrics.count(&job.kind, "killed", None);
 }
 
 async fn record(env: &JobEnv, job_id: &str, outcome: Outcome<'_>) {

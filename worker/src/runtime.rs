@@ -132,6 +132,7 @@ pub async fn start(
     let runner = Arc::new(Runner {
         done: DoneWriter::start(db.clone(), instance.clone(), env.relay.clone()),
         leases: leases.clone(),
+        metrics: crate::runner::JobMetrics::new(),
         env,
     });
 

@@ -95,9 +95,9 @@ pub struct AttemptView {
     pub worker: Option<String>,
     /// When it started.
     pub started_at: DateTime<Utc>,
-    /// When it ended.
-    pub finished_at: DateTime<Utc>,
-    /// `done`, `failed` (retried), `dead` or `killed`.
+    /// When it ended (absent while it runs).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `running`, `done`, `failed` (retried), `dead` or `killed`.
     pub outcome: String,
     /// Why it failed.
     pub error: Option<String>,
@@ -109,7 +109,7 @@ impl From<AttemptRow> for AttemptView {
             attempt: row.attempt,
             worker: row.worker,
             started_at: ms_to_datetime(row.started_at),
-            finished_at: ms_to_datetime(row.finished_at),
+            finished_at: Some(ms_to_datetime(row.finished_at)),
             outcome: row.outcome,
             error: row.error,
         }
@@ -134,7 +134,7 @@ pub struct AdminJobDetail {
     pub payload: serde_json::Value,
     /// What it belongs to.
     pub subject: Option<JobSubject>,
-    /// Every finished attempt, oldest first (the running one is the job itself).
+    /// Every attempt, oldest first: those that failed, then the running or done one.
     pub attempts: Vec<AttemptView>,
     /// The estimated cost of its paid provider calls, in US dollars.
     pub cost_usd: f64,
@@ -243,14 +243,31 @@ impl AdminJobsApi {
         id: Path<String>,
     ) -> ApiResult<JobDetailResponse> {
         let job = find(&state, &id.0).await?;
-        let attempts = db::job_admin::attempts(&state.db, &job.id).await?;
+        let mut attempts: Vec<AttemptView> = db::job_admin::attempts(&state.db, &job.id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        // The latest attempt of a running or done job is the job row itself.
+        if let (LedgerState::Running | LedgerState::Done, Some(started)) =
+            (job.state, job.started_at)
+        {
+            attempts.push(AttemptView {
+                attempt: job.attempts,
+                worker: job.worker.clone(),
+                started_at: ms_to_datetime(started),
+                finished_at: job.finished_at.map(ms_to_datetime),
+                outcome: job.state.as_str().to_owned(),
+                error: None,
+            });
+        }
         let cost = db::job_admin::cost_micro_usd(&state.db, &job.id).await?;
         let payload: serde_json::Value =
             serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null);
         Ok(JobDetailResponse::Ok(Json(AdminJobDetail {
             subject: subject_of(&payload),
             payload,
-            attempts: attempts.into_iter().map(Into::into).collect(),
+            attempts,
             cost_usd: cost as f64 / 1e6,
             job: (&job).into(),
         })))
