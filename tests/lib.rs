@@ -202,6 +202,16 @@ pub struct Mail {
 }
 
 impl Mail {
+    /// The first link with a token in the text body.
+    pub fn link(&self) -> url::Url {
+        let link = self
+            .text
+            .split_whitespace()
+            .find(|w| w.contains("token="))
+            .expect("a link with a token");
+        url::Url::parse(link).expect("a URL")
+    }
+
     /// The `token` query parameter of the first link in the text body.
     pub fn link_token(&self) -> String {
         let start = self.text.find("token=").expect("a link with a token") + "token=".len();

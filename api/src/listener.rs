@@ -216,10 +216,14 @@ impl<T> GuardedIo<T> {
             };
         }
         if let Phase::Headers { .. } = self.phase {
-            let mut window = Vec::with_capacity(3 + bytes.len().min(64 * 1024));
-            window.extend_from_slice(&self.tail);
-            window.extend_from_slice(bytes);
-            if window.windows(4).any(|w| w == b"\r\n\r\n") {
+            // A blank line across the previous read's tail and this read's head, or inside
+            // this read: no copy of the bytes.
+            let head = &bytes[..bytes.len().min(3)];
+            let mut seam = [0u8; 6];
+            seam[..3].copy_from_slice(&self.tail);
+            seam[3..3 + head.len()].copy_from_slice(head);
+            let across = seam[..3 + head.len()].windows(4).any(|w| w == b"\r\n\r\n");
+            if across || bytes.windows(4).any(|w| w == b"\r\n\r\n") {
                 self.phase = Phase::InFlight;
             }
         }

@@ -15,13 +15,7 @@ async fn the_emailed_links_open_pages_that_finish_the_job() {
         201
     );
     let mail = app.wait_for_mail(&email, "Confirm").await;
-    let link = url::Url::parse(
-        mail.text
-            .split_whitespace()
-            .find(|w| w.contains("token="))
-            .unwrap(),
-    )
-    .unwrap();
+    let link = mail.link();
     assert_eq!(link.path(), "/verify-email");
 
     // The page at the link's path, with a policy that allows its own script only.
@@ -81,13 +75,7 @@ async fn the_emailed_links_open_pages_that_finish_the_job() {
     app.post("/api/v1/auth/forgot-password", &json!({"email": email}))
         .await;
     let mail = app.wait_for_mail(&email, "Reset your password").await;
-    let link = url::Url::parse(
-        mail.text
-            .split_whitespace()
-            .find(|w| w.contains("token="))
-            .unwrap(),
-    )
-    .unwrap();
+    let link = mail.link();
     assert_eq!(link.path(), "/reset-password");
     let html = app.get(link.path(), None).await.text().await.unwrap();
     assert!(html.contains(r#"data-page="reset-password""#) && html.contains(r#"type="password""#));

@@ -104,11 +104,7 @@ impl AdminQueuesApi {
     /// Every queue's figures: waiting, running, dead, throughput, oldest due job, run times.
     #[oai(path = "/", method = "get", operation_id = "adminListQueues")]
     async fn list(&self, state: Data<&AppState>, _admin: Admin) -> ApiResult<QueueList> {
-        let mut views = Vec::new();
-        for queue in Queue::ALL {
-            views.push(view(&state, queue).await?);
-        }
-        Ok(QueueList::Ok(Json(views)))
+        Ok(QueueList::Ok(Json(views(&state, &Queue::ALL).await?)))
     }
 
     /// Pause a queue: nothing more is handed out; running jobs finish.
@@ -228,31 +224,42 @@ fn parse_queue(raw: &str) -> ApiResult<Queue> {
     Queue::parse(raw).ok_or_else(|| ApiError::not_found("queue"))
 }
 
+/// The figures of `queues`, now. The ledger-wide reads (counts, pauses, the per-minute
+/// series) are made once for all of them; run times are read per queue.
+async fn views(state: &AppState, queues: &[Queue]) -> ApiResult<Vec<QueueView>> {
+    let now = db::now_ms();
+    let counts = db::job_admin::queue_counts(&state.db, now).await?;
+    let paused = db::job_admin::paused_queues(&state.db).await?;
+    let per_minute = db::job_admin::done_per_minute(&state.db, now, 60).await?;
+    let this_minute = now / 60_000;
+    let mut views = Vec::with_capacity(queues.len());
+    for &queue in queues {
+        let name = queue.as_str();
+        let c = counts
+            .iter()
+            .find(|c| c.queue == name)
+            .cloned()
+            .unwrap_or_default();
+        let mut times = db::job_admin::recent_run_times(&state.db, name, 1000).await?;
+        times.sort_unstable();
+        let mut done_per_minute = vec![0; 60];
+        for (q, minute, n) in &per_minute {
+            let ago = this_minute - minute;
+            if q == name && (0..60).contains(&ago) {
+                done_per_minute[59 - ago as usize] = *n;
+            }
+        }
+        let is_paused = paused.iter().any(|q| q == name);
+        views.push(to_view(queue, c, is_paused, &times, done_per_minute, now));
+    }
+    Ok(views)
+}
+
 /// One queue's figures, now.
 async fn view(state: &AppState, queue: Queue) -> ApiResult<QueueView> {
-    let now = db::now_ms();
-    let counts = db::job_admin::queue_counts(&state.db, now)
-        .await?
-        .into_iter()
-        .find(|c| c.queue == queue.as_str())
-        .unwrap_or_default();
-    let paused = db::job_admin::paused_queues(&state.db)
-        .await?
-        .iter()
-        .any(|q| q == queue.as_str());
-    let mut times = db::job_admin::recent_run_times(&state.db, queue.as_str(), 1000).await?;
-    times.sort_unstable();
-    let mut view = to_view(queue, counts, paused, &times, now);
-    let this_minute = now / 60_000;
-    let mut per_minute = vec![0; 60];
-    for (q, minute, n) in db::job_admin::done_per_minute(&state.db, now, 60).await? {
-        let ago = this_minute - minute;
-        if q == queue.as_str() && (0..60).contains(&ago) {
-            per_minute[59 - ago as usize] = n;
-        }
-    }
-    view.done_per_minute = per_minute;
-    Ok(view)
+    let mut one = views(state, &[queue]).await?;
+    one.pop()
+        .ok_or_else(|| ApiError::internal("no figures for a known queue"))
 }
 
 fn to_view(
@@ -260,6 +267,7 @@ fn to_view(
     c: QueueCounts,
     paused: bool,
     sorted_times: &[i64],
+    done_per_minute: Vec<i64>,
     now: i64,
 ) -> QueueView {
     let percentile = |p: f64| {
@@ -288,6 +296,6 @@ fn to_view(
             p95_ms: percentile(0.95),
         }),
         in_transport: c.in_transport,
-        done_per_minute: Vec::new(),
+        done_per_minute,
     }
 }
