@@ -7,7 +7,11 @@
 //! 422 whose `errors` name every field that is missing or of the wrong JSON type; malformed
 //! JSON stays a 400.
 
-use std::ops::Deref;
+use std::{
+    collections::HashMap,
+    ops::Deref,
+    sync::{LazyLock, Mutex},
+};
 
 use poem::{FromRequest, IntoResponse, Request, RequestBody, Result};
 use poem_openapi::{
@@ -17,10 +21,11 @@ use poem_openapi::{
     registry::{MetaSchema, MetaSchemaRef, Registry},
     types::{ParseFromJSON, Type},
 };
+use regex::Regex;
 use serde_json::Value;
 use tend_shared::domain::FieldError;
 
-use crate::error::ApiError;
+use crate::{error::ApiError, fields::pattern_message};
 
 /// A JSON request body of type `T`, refused with a 422 naming the fields that break `T`'s
 /// schema.
@@ -80,8 +85,10 @@ fn refuse(err: ApiError) -> poem::Error {
     poem::Error::from_response(err.into_response())
 }
 
-/// Every field of `value` that is missing (when required) or of another JSON type than
-/// `T`'s schema says.
+/// Every field of `value` that is missing (when required), of another JSON type than `T`'s
+/// schema says, or outside what the schema states for it: an enum's values, a string's
+/// lengths and pattern, a number's range. The domain parsers behind the handlers check the
+/// same rules again (and normalise); this check names every broken one at once.
 fn schema_errors<T: Type>(value: &Value) -> Vec<FieldError> {
     let mut registry = Registry::new();
     T::register(&mut registry);
@@ -104,19 +111,81 @@ fn schema_errors<T: Type>(value: &Value) -> Vec<FieldError> {
                 }
             }
             Some(field) => {
-                let Some(expected) = resolve(&registry, property).map(|s| s.ty) else {
+                let Some(expected) = resolve(&registry, property) else {
                     continue;
                 };
-                if !has_type(field, expected) {
+                if !has_type(field, expected.ty) {
                     errors.push(FieldError::new(
                         name,
-                        format!("must be {}", article(expected)),
+                        format!("must be {}", article(expected.ty)),
                     ));
+                } else if let Some(message) = broken_rule(expected, field) {
+                    errors.push(FieldError::new(name, message));
                 }
             }
         }
     }
     errors
+}
+
+/// What `value` (of the schema's JSON type) breaks of the rules `schema` states, if anything.
+fn broken_rule(schema: &MetaSchema, value: &Value) -> Option<String> {
+    if !schema.enum_items.is_empty() && !schema.enum_items.contains(value) {
+        let names: Vec<String> = schema
+            .enum_items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map_or_else(|| item.to_string(), str::to_owned)
+            })
+            .collect();
+        return Some(format!("must be one of: {}", names.join(", ")));
+    }
+    if let Some(text) = value.as_str() {
+        let chars = text.chars().count();
+        if let Some(min) = schema.min_length.filter(|&min| chars < min) {
+            return Some(if min == 1 {
+                "must not be empty".to_owned()
+            } else {
+                format!("must be at least {min} characters")
+            });
+        }
+        if let Some(max) = schema.max_length.filter(|&max| chars > max) {
+            return Some(format!("must be at most {max} characters"));
+        }
+        if let Some(pattern) = &schema.pattern
+            && !matches_pattern(pattern, text)
+        {
+            return Some(pattern_message(pattern).map_or_else(
+                || format!("must match the pattern {pattern}"),
+                str::to_owned,
+            ));
+        }
+    }
+    if let Some(number) = value.as_f64() {
+        if let Some(min) = schema.minimum.filter(|&min| number < min) {
+            return Some(format!("must be at least {min}"));
+        }
+        if let Some(max) = schema.maximum.filter(|&max| number > max) {
+            return Some(format!("must be at most {max}"));
+        }
+    }
+    None
+}
+
+/// Whether `text` matches the schema pattern `pattern` (compiled once per pattern).
+fn matches_pattern(pattern: &str, text: &str) -> bool {
+    static COMPILED: LazyLock<Mutex<HashMap<String, Option<Regex>>>> =
+        LazyLock::new(Default::default);
+    let mut compiled = COMPILED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let regex = compiled
+        .entry(pattern.to_owned())
+        .or_insert_with(|| Regex::new(pattern).ok());
+    // A pattern the regex engine cannot read is a bug of ours, not the client's: let it pass
+    // (the unit tests compile every published pattern).
+    regex.as_ref().is_none_or(|regex| regex.is_match(text))
 }
 
 /// The schema a reference points at (through a documented field's `allOf` wrapper).

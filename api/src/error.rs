@@ -142,6 +142,17 @@ impl ApiError {
         )))
     }
 
+    /// 403 for a password proof that is missing or wrong: the sign-in itself is fine (a 401
+    /// would tell clients to sign in again), and the body breaks no rule of its schema.
+    pub fn wrong_password(detail: impl Into<String>) -> Self {
+        ApiError::Forbidden(Json(Problem::new(
+            StatusCode::FORBIDDEN,
+            "wrong-password",
+            "Wrong password",
+            detail,
+        )))
+    }
+
     /// 404 for `what`.
     pub fn not_found(what: &str) -> Self {
         ApiError::NotFound(Json(Problem::new(
@@ -277,6 +288,10 @@ pub fn render_error(err: poem::Error) -> Response {
     // A query or path parameter of the wrong type is a validation error like any other.
     if let Some(param) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
         return ApiError::invalid_field(param.name, param.reason.clone()).into_response();
+    }
+    // A path segment outside what the spec lists (a queue name, say) names nothing: 404.
+    if let Some(param) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        return ApiError::not_found(param.name).into_response();
     }
     let status = err.status();
     let message = err.to_string();

@@ -23,6 +23,7 @@ pub mod body;
 pub mod commands;
 pub mod error;
 pub mod extract;
+pub mod fields;
 pub mod guards;
 pub mod listener;
 pub mod metrics;

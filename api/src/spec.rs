@@ -10,6 +10,8 @@
 //! of `None`). Every optional property is marked `nullable`, which is what the server sends and
 //! accepts; a bare optional reference becomes `oneOf: [$ref]` so it can carry the flag.
 //!
+//! A multipart form is marked closed, as the server treats it (see [`close_forms`]).
+//!
 //! `/openapi.json`, Swagger UI and ReDoc all serve the document this makes.
 
 use serde_json::{Map, Value};
@@ -24,12 +26,30 @@ pub fn for_clients(raw: &str) -> String {
         .cloned()
         .unwrap_or_default();
     unwrap_enum_refs(&mut spec, &schemas);
+    close_forms(&mut spec);
     if let Some(all) = spec["components"]["schemas"].as_object_mut() {
         for schema in all.values_mut() {
             mark_optional_nullable(schema);
         }
     }
     serde_json::to_string(&spec).unwrap_or_else(|_| raw.to_owned())
+}
+
+/// Marks every multipart form as closed (`additionalProperties: false`), which poem-openapi's
+/// `Multipart` derive cannot say: the upload handler refuses a field it does not know.
+fn close_forms(spec: &mut Value) {
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+        for op in operation.values_mut() {
+            // `pointer_mut`, not indexing: `IndexMut` would add the path to every operation.
+            let form = op.pointer_mut("/requestBody/content/multipart~1form-data/schema");
+            if let Some(form) = form.and_then(Value::as_object_mut) {
+                form.insert("additionalProperties".into(), Value::Bool(false));
+            }
+        }
+    }
 }
 
 /// Marks the properties an object schema does not require as `nullable`.

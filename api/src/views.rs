@@ -2,7 +2,32 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
-use tend_shared::{db::users::User, domain::Role};
+use tend_shared::{db::users::User, domain::Role, jobs::Queue};
+
+/// A queue's name, as the spec lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum QueueName {
+    /// Outgoing mail.
+    Email,
+    /// Scheduled housekeeping.
+    Maintenance,
+    /// Session audio to transcripts.
+    Transcription,
+    /// Transcripts to notes.
+    Extraction,
+}
+
+impl From<QueueName> for Queue {
+    fn from(name: QueueName) -> Self {
+        match name {
+            QueueName::Email => Queue::Email,
+            QueueName::Maintenance => Queue::Maintenance,
+            QueueName::Transcription => Queue::Transcription,
+            QueueName::Extraction => Queue::Extraction,
+        }
+    }
+}
 
 /// A user's role.
 #[derive(Debug, Clone, Copy, Enum)]
@@ -59,4 +84,29 @@ impl From<&User> for UserView {
 /// Converts stored milliseconds to a timestamp.
 pub fn ms_to_datetime(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::types::{ToJSON, Type};
+
+    use super::*;
+
+    /// The spec names the engine's queues, all of them and by their ledger names.
+    #[test]
+    fn queue_names_are_the_engines_queues() {
+        let mut registry = poem_openapi::registry::Registry::new();
+        QueueName::register(&mut registry);
+        let names: Vec<String> = registry.schemas[QueueName::name().as_ref()]
+            .enum_items
+            .iter()
+            .map(|item| item.as_str().unwrap().to_owned())
+            .collect();
+        let queues: Vec<&str> = Queue::ALL.iter().map(|q| q.as_str()).collect();
+        assert_eq!(names, queues);
+        for name in [QueueName::Email, QueueName::Extraction] {
+            let value = name.to_json().unwrap();
+            assert_eq!(value.as_str(), Some(Queue::from(name).as_str()));
+        }
+    }
 }

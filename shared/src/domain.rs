@@ -29,6 +29,16 @@ impl FieldError {
 pub struct Email(String);
 
 impl Email {
+    /// Longest accepted address, in characters.
+    pub const MAX_CHARS: usize = 254;
+    /// The rule of [`Email::parse`] as a regular expression (ECMA-262, as the OpenAPI spec
+    /// states it; surrounding spaces and upper case are also taken and normalised).
+    pub const PATTERN: &'static str = concat!(
+        r"^\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*",
+        r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+",
+        r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\s*$",
+    );
+
     /// Accepts a plain address only: `local@domain`, at most 254 characters, the local part
     /// a dot-atom (letters, digits and ``!#$%&'*+/=?^_`{|}~-``, dots between them), the
     /// domain dotted labels of letters, digits and inner hyphens. Everything else that mail
@@ -39,8 +49,8 @@ impl Email {
         if value.is_empty() {
             return Err("is required".into());
         }
-        if value.len() > 254 {
-            return Err("must be at most 254 characters".into());
+        if value.len() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
         let not_plain = || "must be a plain address such as name@example.org".to_owned();
         let Some((local, domain)) = value.split_once('@') else {
@@ -48,7 +58,6 @@ impl Email {
         };
         let atom_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
         let local_ok = !local.is_empty()
-            && local.len() <= 64
             && local
                 .split('.')
                 .all(|atom| !atom.is_empty() && atom.chars().all(atom_char));
@@ -87,6 +96,9 @@ impl fmt::Debug for Email {
 pub struct Password(String);
 
 impl Password {
+    /// "Not blank" as a regular expression: some character other than a space.
+    pub const PATTERN: &'static str = r"\S";
+
     /// Smallest accepted length, in characters.
     pub const MIN_CHARS: usize = 12;
     /// Largest accepted length; bounds the hashing work an attacker can ask for.
@@ -152,14 +164,38 @@ impl Role {
     }
 }
 
+/// Longest display name or reference, in characters.
+pub const NAME_MAX_CHARS: usize = 100;
+
+/// The characters [`check_printable`] refuses, as the body of a regular-expression class.
+macro_rules! unprintable_class {
+    () => {
+        r"\x00-\x1F\x7F-\x9F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069"
+    };
+}
+
+/// The rule of [`parse_display_name`] as a regular expression: printable, and not blank.
+pub const NAME_PATTERN: &str = concat!(
+    "^[^",
+    unprintable_class!(),
+    "]*[^\\s",
+    unprintable_class!(),
+    "][^",
+    unprintable_class!(),
+    "]*$"
+);
+
+/// The rule of [`check_printable`] as a regular expression (blank allowed).
+pub const PRINTABLE_PATTERN: &str = concat!("^[^", unprintable_class!(), "]*$");
+
 /// A display name: trimmed, 1 to 100 characters, printable (see [`check_printable`]).
 pub fn parse_display_name(raw: &str) -> Result<String, String> {
     let value = raw.trim();
     if value.is_empty() {
         return Err("must not be empty".into());
     }
-    if value.chars().count() > 100 {
-        return Err("must be at most 100 characters".into());
+    if value.chars().count() > NAME_MAX_CHARS {
+        return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
     }
     check_printable(value)?;
     Ok(value.to_owned())

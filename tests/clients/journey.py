@@ -22,6 +22,7 @@ from tend_api_client.models import (
     PatientView,
     RegisterRequest,
     Registered,
+    SignUpRole,
     SessionView,
     TokenPair,
     TokenRequest,
@@ -67,7 +68,7 @@ def main():
 
     registered = register.sync(
         client=anonymous,
-        body=RegisterRequest(email=address, password=password, role="practitioner"),
+        body=RegisterRequest(email=address, password=password, role=SignUpRole.PRACTITIONER),
     )
     expect(registered, Registered, "register")
     verified = verify_email.sync(

@@ -327,6 +327,7 @@ async fn a_paused_queue_hands_out_nothing_and_a_waiting_job_can_be_killed() {
         404,
     )
     .await;
+    // The spec lists the queues: another name names nothing.
     problem(
         app.post_empty("/api/v1/admin/queues/nope/pause", &token)
             .await,

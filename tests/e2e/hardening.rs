@@ -339,7 +339,7 @@ async fn guessing_the_current_password_with_a_stolen_token_is_limited() {
         async move { app.patch_auth("/api/v1/users/me", &token, &body).await }
     };
     for n in 0..3 {
-        problem(guess(n).await, 422).await;
+        problem(guess(n).await, 403).await;
     }
     problem(guess(3).await, 429).await;
     // The account's deletion shares the limit.

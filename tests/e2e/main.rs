@@ -6,6 +6,7 @@ mod admin;
 mod clients;
 mod conventions;
 mod dashboard;
+mod fuzz;
 mod hardening;
 mod jobs;
 mod metrics;

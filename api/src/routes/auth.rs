@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json};
 use tend_shared::{
     auth::opaque,
     db::{
@@ -33,6 +33,7 @@ use crate::{
     body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
+    fields::{DisplayName, EmailAddress, NewPassword},
     state::AppState,
     views::UserView,
 };
@@ -41,13 +42,32 @@ use crate::{
 #[derive(Debug, Object)]
 pub struct RegisterRequest {
     /// The email address; a verification link is sent to it.
-    pub email: String,
-    /// 12 to 128 characters.
-    pub password: String,
-    /// `practitioner` or `patient` (admins are made with `tend-api create-admin`).
-    pub role: String,
-    /// The name shown to others.
-    pub display_name: Option<String>,
+    pub email: EmailAddress,
+    /// 12 to 128 characters, not all spaces.
+    pub password: NewPassword,
+    /// The kind of account (admins are made with `tend-api create-admin`).
+    pub role: SignUpRole,
+    /// The name shown to others (1 to 100 characters, no control characters).
+    pub display_name: Option<DisplayName>,
+}
+
+/// The roles anyone may sign up for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum SignUpRole {
+    /// Owns patients and their sessions.
+    Practitioner,
+    /// Reads the summaries a practitioner shares.
+    Patient,
+}
+
+impl From<SignUpRole> for Role {
+    fn from(role: SignUpRole) -> Self {
+        match role {
+            SignUpRole::Practitioner => Role::Practitioner,
+            SignUpRole::Patient => Role::Patient,
+        }
+    }
 }
 
 /// The created account and the job that sends its verification email.
@@ -103,7 +123,7 @@ pub struct TokenRequest {
 #[derive(Debug, Object)]
 pub struct EmailRequest {
     /// The account's email address.
-    pub email: String,
+    pub email: EmailAddress,
 }
 
 /// A new password, proved by an emailed reset token.
@@ -111,8 +131,8 @@ pub struct EmailRequest {
 pub struct ResetPasswordRequest {
     /// The token from the reset mail.
     pub token: String,
-    /// 12 to 128 characters.
-    pub new_password: String,
+    /// 12 to 128 characters, not all spaces.
+    pub new_password: NewPassword,
 }
 
 /// The outcome of an email verification.
@@ -203,13 +223,7 @@ impl AuthApi {
         let password = Password::parse(&body.password)
             .map_err(|m| errors.push(FieldError::new("password", m)))
             .ok();
-        let role = match Role::parse(&body.role) {
-            Some(role @ (Role::Practitioner | Role::Patient)) => Some(role),
-            _ => {
-                errors.push(FieldError::new("role", "must be practitioner or patient"));
-                None
-            }
-        };
+        let role = Role::from(body.role);
         let display_name = match body.display_name.as_deref().map(parse_display_name) {
             Some(Err(m)) => {
                 errors.push(FieldError::new("display_name", m));
@@ -218,9 +232,7 @@ impl AuthApi {
             Some(Ok(name)) => Some(name),
             None => None,
         };
-        let (Some(email), Some(password), Some(role), true) =
-            (email, password, role, errors.is_empty())
-        else {
+        let (Some(email), Some(password), true) = (email, password, errors.is_empty()) else {
             return Err(ApiError::validation(errors));
         };
 

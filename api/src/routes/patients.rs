@@ -30,6 +30,7 @@ use crate::{
     body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
+    fields::{DisplayName, EmailAddress, Label, PageCursor},
     guards::Practitioner,
     pagination::PageRequest,
     state::AppState,
@@ -96,26 +97,26 @@ impl From<Patient> for PatientView {
 /// A new patient.
 #[derive(Debug, Object)]
 pub struct CreatePatientRequest {
-    /// The name the practitioner uses (1 to 100 characters).
-    pub display_name: String,
+    /// The name the practitioner uses (1 to 100 characters, no control characters).
+    pub display_name: DisplayName,
     /// An optional reference of the practitioner's own (at most 100 characters).
-    pub reference: Option<String>,
+    pub reference: Option<Label>,
     /// Invite this address to link its `patient` account, so that person can read the
     /// patient summaries of their sessions once they accept. The answer is the same whether
     /// or not the address has an account. Needs a verified practitioner email.
-    pub account_email: Option<String>,
+    pub account_email: Option<EmailAddress>,
 }
 
 /// Changes to a patient; absent fields stay as they are, `null` clears.
 #[derive(Debug, Object)]
 pub struct UpdatePatientRequest {
-    /// A new name.
-    pub display_name: Option<String>,
-    /// A new reference, or `null` to clear it.
-    pub reference: MaybeUndefined<String>,
+    /// A new name (1 to 100 characters, no control characters).
+    pub display_name: Option<DisplayName>,
+    /// A new reference (at most 100 characters), or `null` to clear it.
+    pub reference: MaybeUndefined<Label>,
     /// Invite another address (the current link, if any, ends), or `null` to unlink and
     /// withdraw any open invitation.
-    pub account_email: MaybeUndefined<String>,
+    pub account_email: MaybeUndefined<EmailAddress>,
 }
 
 /// One page of patients.
@@ -217,11 +218,12 @@ impl PatientsApi {
         /// Case-insensitive text to find in the name or reference.
         q: Query<Option<String>>,
         /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<PageCursor>>,
     ) -> ApiResult<PatientList> {
-        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let page = PageRequest::parse(limit.0, cursor.0.map(|c| c.0))?;
         let search = q.0.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let rows = db::patients::list(
             &state.db,
@@ -269,9 +271,11 @@ impl PatientsApi {
         let reference = match &body.reference {
             MaybeUndefined::Undefined => Some(current.reference.clone()),
             MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(raw) => {
-                field(&mut errors, "reference", parse_reference(Some(raw)))
-            }
+            MaybeUndefined::Value(raw) => field(
+                &mut errors,
+                "reference",
+                parse_reference(Some(raw.0.as_str())),
+            ),
         };
         let link = match &body.account_email {
             MaybeUndefined::Undefined => Some(LinkChange::Keep),

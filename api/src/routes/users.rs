@@ -20,6 +20,7 @@ use crate::{
     body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
+    fields::{DisplayName, NewPassword},
     guards::{SignedIn, SignedInWith},
     state::AppState,
     views::UserView,
@@ -28,10 +29,11 @@ use crate::{
 /// Changes to the account; absent fields stay as they are.
 #[derive(Debug, Object)]
 pub struct UpdateMeRequest {
-    /// A new display name (1 to 100 characters).
-    pub display_name: Option<String>,
-    /// A new password (12 to 128 characters); needs `current_password`.
-    pub new_password: Option<String>,
+    /// A new display name (1 to 100 characters, no control characters).
+    pub display_name: Option<DisplayName>,
+    /// A new password (12 to 128 characters, not all spaces); needs `current_password`
+    /// (403 `wrong-password` without it or when it is wrong).
+    pub new_password: Option<NewPassword>,
     /// The current password, required to change it.
     pub current_password: Option<String>,
 }
@@ -100,17 +102,20 @@ impl UsersApi {
             }
             None => None,
         };
+        if !errors.is_empty() {
+            return Err(ApiError::validation(errors));
+        }
         if new_password.is_some() {
             let ok = match &body.current_password {
                 Some(current) => check_password(&state, &user, current).await?,
                 None => false,
             };
             if !ok {
-                errors.push(FieldError::new("current_password", "is missing or wrong"));
+                return Err(ApiError::wrong_password(
+                    "Changing the password needs the account's current password in \
+                     `current_password`, and that is missing or wrong.",
+                ));
             }
-        }
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
         }
         if let Some(name) = &display_name {
             db::users::set_display_name(&state.db, &user.id, Some(name)).await?;
@@ -154,9 +159,7 @@ impl UsersApi {
         body: JsonBody<DeleteMeRequest>,
     ) -> ApiResult<Deleted> {
         if !check_password(&state, &user, &body.password).await? {
-            return Err(ApiError::validation(vec![FieldError::new(
-                "password", "is wrong",
-            )]));
+            return Err(ApiError::wrong_password("The password is wrong."));
         }
         // A practitioner's sessions go with the account, their audio first.
         let keys = db::sessions::object_keys_of_practitioner(&state.db, &user.id).await?;

@@ -22,11 +22,12 @@ use super::{audited, parse_since};
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
+    fields::{PageCursor, Timestamp},
     guards::Admin,
     pagination::PageRequest,
     routes::{ApiTags, jobs::JobState},
     state::AppState,
-    views::ms_to_datetime,
+    views::{QueueName, ms_to_datetime},
 };
 
 /// A job as admins see it.
@@ -194,28 +195,24 @@ impl AdminJobsApi {
         state: Data<&AppState>,
         _admin: Admin,
         /// Only this queue's jobs.
-        queue: Query<Option<String>>,
+        queue: Query<Option<QueueName>>,
         /// Only this kind's jobs (e.g. `send_email`).
         kind: Query<Option<String>>,
         /// Only jobs in this state.
         #[oai(name = "state")]
         job_state: Query<Option<JobState>>,
         /// Only jobs created at or after this time (RFC 3339).
-        since: Query<Option<String>>,
+        since: Query<Option<Timestamp>>,
         /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<PageCursor>>,
     ) -> ApiResult<JobPageResponse> {
-        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let page = PageRequest::parse(limit.0, cursor.0.map(|c| c.0))?;
         let since = parse_since(since.0.as_deref())?;
-        if let Some(q) = queue.0.as_deref()
-            && Queue::parse(q).is_none()
-        {
-            return Err(ApiError::invalid_field("queue", "is not a queue"));
-        }
         let filter = JobFilter {
-            queue: queue.0.as_deref(),
+            queue: queue.0.map(|q| Queue::from(q).as_str()),
             kind: kind.0.as_deref(),
             state: job_state.0.map(ledger_state),
             since,

@@ -14,6 +14,7 @@ use crate::{
     guards::Admin,
     routes::ApiTags,
     state::AppState,
+    views::QueueName,
 };
 
 /// Finished jobs per minute, over three windows.
@@ -118,9 +119,9 @@ impl AdminQueuesApi {
         state: Data<&AppState>,
         Admin(admin): Admin,
         meta: RequestMeta,
-        queue: Path<String>,
+        queue: Path<QueueName>,
     ) -> ApiResult<QueueResponse> {
-        set_paused(&state, &admin.id, &meta, &queue.0, true).await
+        set_paused(&state, &admin.id, &meta, queue.0.into(), true).await
     }
 
     /// Resume a paused queue: its waiting jobs are handed out again.
@@ -134,9 +135,9 @@ impl AdminQueuesApi {
         state: Data<&AppState>,
         Admin(admin): Admin,
         meta: RequestMeta,
-        queue: Path<String>,
+        queue: Path<QueueName>,
     ) -> ApiResult<QueueResponse> {
-        set_paused(&state, &admin.id, &meta, &queue.0, false).await
+        set_paused(&state, &admin.id, &meta, queue.0.into(), false).await
     }
 
     /// Retry every dead job of a queue now, up to 10,000 a call (kinds with a subject, such as
@@ -151,9 +152,9 @@ impl AdminQueuesApi {
         state: Data<&AppState>,
         Admin(admin): Admin,
         meta: RequestMeta,
-        queue: Path<String>,
+        queue: Path<QueueName>,
     ) -> ApiResult<RetriedResponse> {
-        let queue = parse_queue(&queue.0)?;
+        let queue = Queue::from(queue.0);
         let dead = db::job_admin::list(
             &state.db,
             &db::job_admin::JobFilter {
@@ -194,10 +195,9 @@ async fn set_paused(
     state: &AppState,
     admin_id: &str,
     meta: &RequestMeta,
-    raw: &str,
+    queue: Queue,
     paused: bool,
 ) -> ApiResult<QueueResponse> {
-    let queue = parse_queue(raw)?;
     let mut tx = state.begin().await?;
     let action = if paused {
         db::job_admin::pause(&mut tx, queue, admin_id).await?;
@@ -218,10 +218,6 @@ async fn set_paused(
         "queue paused or resumed by an admin"
     );
     Ok(QueueResponse::Ok(Json(view(state, queue).await?)))
-}
-
-fn parse_queue(raw: &str) -> ApiResult<Queue> {
-    Queue::parse(raw).ok_or_else(|| ApiError::not_found("queue"))
 }
 
 /// The figures of `queues`, now. The ledger-wide reads (counts, pauses, the per-minute

@@ -22,6 +22,7 @@ use crate::{
     body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
+    fields::{PageCursor, Timestamp},
     guards::Admin,
     pagination::PageRequest,
     routes::ApiTags,
@@ -145,11 +146,12 @@ impl AdminUsersApi {
         /// Only accounts with this role.
         role: Query<Option<RoleView>>,
         /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<PageCursor>>,
     ) -> ApiResult<UserPageResponse> {
-        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let page = PageRequest::parse(limit.0, cursor.0.map(|c| c.0))?;
         let search = email.0.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let rows = db::users::list(
             &state.db,
@@ -230,13 +232,14 @@ impl AdminUsersApi {
         /// Only this action, e.g. `login_failed`.
         action: Query<Option<String>>,
         /// Only events at or after this time (RFC 3339).
-        since: Query<Option<String>>,
+        since: Query<Option<Timestamp>>,
         /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<PageCursor>>,
     ) -> ApiResult<AuditPageResponse> {
-        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let page = PageRequest::parse(limit.0, cursor.0.map(|c| c.0))?;
         let filter = AuditFilter {
             user_id: user_id.0.as_deref(),
             action: action.0.as_deref(),

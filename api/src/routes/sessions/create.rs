@@ -113,8 +113,18 @@ impl UploadForm {
                     return Err(ApiError::invalid_field("file", "send one file per session"));
                 }
                 Some("file") => self.file = Some(store_file(state, field, key).await?),
-                // Unknown fields are skipped, as form handlers usually do.
-                _ => {}
+                // The spec says the form is closed: a misspelt field is named, not lost.
+                other => {
+                    let name = other
+                        .unwrap_or_default()
+                        .chars()
+                        .take(64)
+                        .collect::<String>();
+                    return Err(ApiError::validation(vec![FieldError::new(
+                        if name.is_empty() { "form" } else { &name },
+                        "is not a field of this form (patient_id, recorded_at, file)",
+                    )]));
+                }
             }
         }
         Ok(())

@@ -38,6 +38,7 @@ use super::ApiTags;
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
+    fields::{IdempotencyKey, PageCursor, RecordId},
     guards::{Practitioner, SignedIn},
     pagination::PageRequest,
     state::AppState,
@@ -116,10 +117,10 @@ impl SessionsApi {
         /// again with the same key (after a timeout, say) answers `200` with the session the
         /// first one created, and stores nothing new.
         #[oai(name = "Idempotency-Key")]
-        idempotency_key: Header<Option<String>>,
+        idempotency_key: Header<Option<IdempotencyKey>>,
         body: SessionUpload,
     ) -> ApiResult<SessionAccepted> {
-        create::accept(&state, &user, &meta, idempotency_key.0, body).await
+        create::accept(&state, &user, &meta, idempotency_key.0.map(|k| k.0), body).await
     }
 
     /// Sessions you may see, newest first, optionally of one patient or in one status.
@@ -129,16 +130,17 @@ impl SessionsApi {
         state: Data<&AppState>,
         SignedIn(user): SignedIn,
         /// Only this patient's sessions.
-        patient_id: Query<Option<String>>,
+        patient_id: Query<Option<RecordId>>,
         /// Only sessions in this status.
         status: Query<Option<SessionStatusView>>,
         /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
-        cursor: Query<Option<String>>,
+        cursor: Query<Option<PageCursor>>,
     ) -> ApiResult<SessionList> {
         let reader = reader(&user)?;
-        let page = PageRequest::parse(limit.0, cursor.0)?;
+        let page = PageRequest::parse(limit.0, cursor.0.map(|c| c.0))?;
         let filter = SessionFilter {
             patient_id: patient_id.0.as_deref(),
             status: status.0.map(Into::into),

@@ -5,6 +5,7 @@
 //! file's first bytes, and streams audio straight into the object store under its own size
 //! limit, so a 500 MB recording never sits in memory or in a temporary file.
 
+use crate::fields::{RecordId, Timestamp};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, stream};
 use poem::{FromRequest, Request, RequestBody, web::Field};
@@ -42,9 +43,9 @@ const READ_CHUNK: usize = 64 * 1024;
 #[allow(dead_code)]
 pub struct SessionUploadForm {
     /// The patient the session belongs to (one of yours).
-    patient_id: String,
+    patient_id: RecordId,
     /// When the session took place (RFC 3339), if known.
-    recorded_at: Option<String>,
+    recorded_at: Option<Timestamp>,
     /// The recording (mp3, m4a/mp4, wav, ogg/opus, webm, flac) or a transcript (plain
     /// UTF-8 text, WebVTT or SRT), recognised by content, not by name or declared type.
     file: Upload,
@@ -152,7 +153,9 @@ pub async fn store_file(state: &AppState, field: Field, key: &str) -> ApiResult<
         }
     }
     if head.is_empty() {
-        return Err(ApiError::invalid_field("file", "is empty"));
+        return Err(ApiError::unsupported_media(
+            "The file is empty: it is neither audio nor a transcript.",
+        ));
     }
     let head = head.freeze();
     match sniff(&head, ended) {
