@@ -212,7 +212,7 @@ pub async fn run(
             components.transport.clone(),
             settings.queue_max_in_flight,
         );
-        tasks.push(tend_scheduler::start(relay, shutdown.clone()).await?);
+        tasks.push(tend_scheduler::start(relay, &settings.schedules, shutdown.clone()).await?);
     }
     if settings.metrics_addr.is_some() {
         tasks.push(tokio::spawn(crate::metrics::refresh_periodically(

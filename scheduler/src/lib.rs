@@ -1,85 +1,140 @@
-//! Tend's scheduler: apalis-cron schedules that put maintenance jobs in the ledger. It does no
+//! Tend's scheduler: apalis-cron schedules that put maintenance jobs in the ledger, one per
+//! declaration in [`tend_shared::schedules::SCHEDULES`] that is not turned off. It does no
 //! heavy work itself; the workers run what it enqueues.
 //!
-//! Every replica fires every tick; the job's dedup key (`kind:tick`) lets only the first
-//! insert through, so running two schedulers never double-fires. On start, the latest tick
-//! that should already have fired is enqueued the same way, which catches up a run missed
-//! while no scheduler was up (and is a no-op when it did run).
+//! Every replica fires every tick; the job's dedup key (`name:tick`) lets only the first
+//! insert through, so running two schedulers never double-fires. On start, each schedule's
+//! latest tick that should already have fired (within a week, and not before the
+//! installation first started) is enqueued the same way, which catches up a run missed while
+//! no scheduler was up (and is a no-op when it did run).
 
-use std::{str::FromStr, sync::Arc};
+use std::sync::Arc;
 
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
+use futures::future::join_all;
 use tend_shared::{
-    jobs::{JobPayload, JobTx},
+    jobs::{Enqueued, JobTx},
     queue::Relay,
+    schedules::Schedule,
 };
 use tend_worker::jobs::cleanup::Cleanup;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Hourly cleanup of expired tokens and old finished jobs (at minute 17, off the busy hour).
-pub const CLEANUP_SCHEDULE: &str = "0 17 * * * *";
+/// How far back a start looks for a missed tick.
+const CATCH_UP_WINDOW: chrono::Duration = chrono::Duration::days(7);
 
-/// What the tick handler needs.
-struct Ctx {
-    relay: Relay,
+/// Stores the job of schedule `name` for the tick at `tick_ms` unless `dedup_key` was stored
+/// before; `None` then. The one place that maps a schedule to its job's payload.
+async fn enqueue_tick(
+    tx: &mut JobTx,
+    name: &str,
+    tick_ms: i64,
+    dedup_key: &str,
+) -> anyhow::Result<Option<Enqueued>> {
+    let job = match name {
+        "cleanup" => {
+            let cleanup = Cleanup {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&cleanup, dedup_key).await?
+        }
+        other => anyhow::bail!("schedule {other:?} has no job: add it to enqueue_tick"),
+    };
+    Ok(job)
 }
 
-/// Enqueues the cleanup run for one tick, once across all replicas.
-async fn enqueue_cleanup(relay: &Relay, tick_secs: i64) -> anyhow::Result<bool> {
+/// Enqueues `schedule`'s run for one tick, once across all replicas.
+async fn enqueue_scheduled(relay: &Relay, name: &str, tick_secs: i64) -> anyhow::Result<bool> {
     let scheduled_for = tick_secs * 1000;
-    let key = format!("{}:{scheduled_for}", Cleanup::KIND);
+    let key = format!("{name}:{scheduled_for}");
     let mut tx = JobTx::begin(relay).await?;
-    let enqueued = tx.enqueue_once(&Cleanup { scheduled_for }, &key).await?;
+    let enqueued = enqueue_tick(&mut tx, name, scheduled_for, &key).await?;
     tx.commit().await?;
     match &enqueued {
-        Some(job) => tracing::info!(job_id = %job.id, scheduled_for, "cleanup enqueued"),
-        None => tracing::debug!(scheduled_for, "cleanup already enqueued by another replica"),
+        Some(job) => {
+            tracing::info!(schedule = name, job_id = %job.id, scheduled_for, "scheduled job enqueued")
+        }
+        None => tracing::debug!(
+            schedule = name,
+            scheduled_for,
+            "tick already enqueued by another replica"
+        ),
     }
     Ok(enqueued.is_some())
 }
 
+/// Enqueues a run of schedule `name` now (an admin's "run now"), whatever its cron says, in
+/// the caller's transaction. `None` when a run for this very millisecond was already asked for.
+pub async fn run_now(tx: &mut JobTx, name: &str) -> anyhow::Result<Option<Enqueued>> {
+    let now = tend_shared::db::now_ms();
+    let key = format!("{name}:now:{now}");
+    enqueue_tick(tx, name, now, &key).await
+}
+
+/// The dedup-key prefix of every job schedule `name` enqueued (ticks and runs now alike).
+pub fn job_key_prefix(name: &str) -> String {
+    format!("{name}:")
+}
+
+/// What a tick handler needs.
+struct Ctx {
+    relay: Relay,
+    name: &'static str,
+}
+
 async fn on_tick(tick: Tick, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
-    enqueue_cleanup(&ctx.relay, tick.get_timestamp() as i64)
+    enqueue_scheduled(&ctx.relay, ctx.name, tick.get_timestamp() as i64)
         .await
         .map(|_| ())
         .map_err(|e| e.into_boxed_dyn_error())
 }
 
 /// The latest instant at or before `now` at which `schedule` fires (within a week).
-pub fn last_tick(schedule: &cron::Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    schedule
-        .after(&(now - chrono::Duration::days(7)))
-        .take_while(|t| *t <= now)
-        .last()
+pub fn last_tick(schedule: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    schedule.last_at_or_before(now, CATCH_UP_WINDOW)
 }
 
-/// Starts the schedules; they run until `shutdown`.
-pub async fn start(relay: Relay, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
-    let schedule = cron::Schedule::from_str(CLEANUP_SCHEDULE)?;
+/// Starts the schedules that are on; they run until `shutdown`.
+pub async fn start(
+    relay: Relay,
+    schedules: &[Schedule],
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
     // Nothing was missed before the installation first started.
     let installed_at = tend_shared::db::installation::first_started_at(relay.db()).await?;
-    if let Some(missed) = last_tick(&schedule, Utc::now())
-        && missed.timestamp_millis() >= installed_at
-        && enqueue_cleanup(&relay, missed.timestamp()).await?
-    {
-        tracing::info!(tick = %missed, "caught up a cleanup run missed while down");
+    let mut workers = Vec::new();
+    for schedule in schedules {
+        let Some(cron) = schedule.cron_schedule() else {
+            tracing::info!(schedule = schedule.spec.name, "schedule turned off");
+            continue;
+        };
+        let name = schedule.spec.name;
+        if let Some(missed) = last_tick(schedule, Utc::now())
+            && missed.timestamp_millis() >= installed_at
+            && enqueue_scheduled(&relay, name, missed.timestamp()).await?
+        {
+            tracing::info!(schedule = name, tick = %missed, "caught up a run missed while down");
+        }
+        let ctx = Arc::new(Ctx {
+            relay: relay.clone(),
+            name,
+        });
+        let worker = WorkerBuilder::new(format!("scheduler-{name}-{}", instance_suffix()))
+            .backend(CronScheduler::new(cron.clone()))
+            .data(ctx)
+            .build(on_tick);
+        workers.push(async move {
+            if let Err(err) = worker.run().await {
+                tracing::error!(schedule = name, error = %err, "schedule stopped");
+            }
+        });
     }
-    let ctx = Arc::new(Ctx { relay });
-    let name = format!("scheduler-cleanup-{}", instance_suffix());
-    let worker = WorkerBuilder::new(name)
-        .backend(CronScheduler::new(schedule))
-        .data(ctx)
-        .build(on_tick);
     Ok(tokio::spawn(async move {
         tokio::select! {
-            result = worker.run() => {
-                if let Err(err) = result {
-                    tracing::error!(error = %err, "scheduler stopped");
-                }
-            }
+            _ = join_all(workers) => {}
             _ = shutdown.cancelled() => tracing::info!("scheduler stopped"),
         }
     }))
@@ -95,15 +150,32 @@ fn instance_suffix() -> String {
 
 #[cfg(test)]
 mod tests {
+    use tend_shared::schedules::{SCHEDULES, configured};
+
     use super::*;
 
     #[test]
     fn last_tick_is_the_latest_fire_time_not_after_now() {
-        let schedule = cron::Schedule::from_str(CLEANUP_SCHEDULE).unwrap();
+        let schedules = configured(&|_: &str| None).unwrap();
         let now = DateTime::parse_from_rfc3339("2026-11-22T10:05:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let tick = last_tick(&schedule, now).unwrap();
-        assert_eq!(tick.to_rfc3339(), "2026-11-22T09:17:00+00:00");
+        let tick = last_tick(&schedules[0], now).unwrap();
+        assert_eq!(tick.to_rfc3339(), "2026-11-22T03:00:00+00:00");
+    }
+
+    /// Every declared schedule has its job (`enqueue_tick` fails at run time otherwise).
+    #[test]
+    fn every_declared_schedule_names_a_registered_job_kind() {
+        for spec in SCHEDULES {
+            assert!(
+                tend_worker::registry::KINDS
+                    .iter()
+                    .any(|kind| kind.name == spec.kind),
+                "{} enqueues {}, which no worker runs",
+                spec.name,
+                spec.kind
+            );
+        }
     }
 }

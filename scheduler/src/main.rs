@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let transport = Transport::connect(&settings).await?;
     let relay = Relay::new(db, transport, settings.queue_max_in_flight);
     let shutdown = CancellationToken::new();
-    let handle = tend_scheduler::start(relay, shutdown.clone()).await?;
+    let handle = tend_scheduler::start(relay, &settings.schedules, shutdown.clone()).await?;
     tracing::info!("scheduler started");
     telemetry::shutdown_signal().await;
     shutdown.cancel();

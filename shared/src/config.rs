@@ -211,6 +211,8 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// The transcription and extraction provider.
     pub provider: ProviderSettings,
+    /// `SCHEDULE_<NAME>`: the periodic jobs and when they run (see [`crate::schedules`]).
+    pub schedules: Vec<crate::schedules::Schedule>,
 }
 
 impl Settings {
@@ -327,6 +329,7 @@ impl Settings {
             worker_concurrency: parse(&lookup, "WORKER_CONCURRENCY", "4")?,
             queue_concurrency: queue_concurrency(&lookup)?,
             worker_queues: worker_queues(&lookup)?,
+            schedules: crate::schedules::configured(&lookup)?,
             job_lease: Duration::from_secs(parse(&lookup, "JOB_LEASE_SECS", "6")?),
             queue_max_in_flight: parse(&lookup, "QUEUE_MAX_IN_FLIGHT", "1000")?,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),

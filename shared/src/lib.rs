@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
+pub mod schedules;
 pub mod sessions;
 pub mod storage;
 pub mod telemetry;

@@ -56,14 +56,99 @@ async fn only_admins_reach_the_admin_api() {
         "/api/v1/admin/jobs",
         "/api/v1/admin/users",
         "/api/v1/admin/audit-logs",
+        "/api/v1/admin/maintenance",
     ] {
         problem(app.get(path, Some(&user.access_token)).await, 403).await;
         problem(app.get(path, None).await, 401).await;
     }
-    problem(
-        app.post_empty("/api/v1/admin/queues/email/pause", &user.access_token)
+    for path in [
+        "/api/v1/admin/queues/email/pause",
+        "/api/v1/admin/maintenance/cleanup/run",
+    ] {
+        problem(app.post_empty(path, &user.access_token).await, 403).await;
+    }
+}
+
+#[tokio::test]
+async fn admins_see_each_schedule_and_run_one_now() {
+    let app = spawn_app().await;
+    let token = admin(&app).await;
+    let list = json_of(
+        app.get("/api/v1/admin/maintenance", Some(&token)).await,
+        200,
+    )
+    .await;
+    let cleanup = &list["items"][0];
+    assert_eq!(cleanup["name"], "cleanup", "{list}");
+    assert_eq!(cleanup["cron"], "0 0 3 * * *");
+    assert_eq!(cleanup["enabled"], true);
+    assert!(
+        cleanup["next_run_at"]
+            .as_str()
+            .unwrap()
+            .ends_with("T03:00:00+00:00"),
+        "{cleanup}"
+    );
+    assert!(
+        cleanup["last_run"].is_null(),
+        "a new installation ran nothing"
+    );
+
+    let started = json_of(
+        app.post_empty("/api/v1/admin/maintenance/cleanup/run", &token)
             .await,
-        403,
+        202,
+    )
+    .await;
+    let job_id = started["job_id"].as_str().unwrap().to_owned();
+    wait_for_job_state(&app, &token, &job_id, "done").await;
+    let list = json_of(
+        app.get("/api/v1/admin/maintenance", Some(&token)).await,
+        200,
+    )
+    .await;
+    let last = &list["items"][0]["last_run"];
+    assert_eq!(last["id"], job_id.as_str(), "{list}");
+    assert_eq!(last["state"], "done");
+
+    let audit = json_of(
+        app.get(
+            "/api/v1/admin/audit-logs?action=maintenance_run",
+            Some(&token),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        audit["items"][0]["detail"]["job_id"],
+        job_id.as_str(),
+        "{audit}"
+    );
+    problem(
+        app.post_empty("/api/v1/admin/maintenance/nope/run", &token)
+            .await,
+        404,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_schedule_turned_off_shows_so_and_can_still_be_run() {
+    let app = spawn_app_with_env(&[("SCHEDULE_CLEANUP", "off")]).await;
+    let token = admin(&app).await;
+    let list = json_of(
+        app.get("/api/v1/admin/maintenance", Some(&token)).await,
+        200,
+    )
+    .await;
+    let cleanup = &list["items"][0];
+    assert_eq!(cleanup["enabled"], false, "{list}");
+    assert!(cleanup["cron"].is_null() && cleanup["next_run_at"].is_null());
+    json_of(
+        app.post_empty("/api/v1/admin/maintenance/cleanup/run", &token)
+            .await,
+        202,
     )
     .await;
 }

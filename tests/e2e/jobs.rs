@@ -187,12 +187,12 @@ async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
 async fn a_new_installation_has_no_missed_run_to_catch_up() {
     let app = spawn_api_only().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let scheduler = tend_scheduler::start(app.relay(), shutdown.clone())
+    let scheduler = tend_scheduler::start(app.relay(), &app.settings.schedules, shutdown.clone())
         .await
         .unwrap();
     shutdown.cancel();
     let _ = scheduler.await;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'cleanup'")
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
         .fetch_one(&app.db)
         .await
         .unwrap();
@@ -209,19 +209,26 @@ async fn two_schedulers_enqueue_each_tick_once() {
         .await
         .unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let a = tend_scheduler::start(app.relay(), shutdown.clone())
+    let a = tend_scheduler::start(app.relay(), &app.settings.schedules, shutdown.clone())
         .await
         .unwrap();
-    let b = tend_scheduler::start(app.relay(), shutdown.clone())
+    let b = tend_scheduler::start(app.relay(), &app.settings.schedules, shutdown.clone())
         .await
         .unwrap();
     shutdown.cancel();
     let _ = (a.await, b.await);
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'cleanup'")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(count, 1, "the missed tick is caught up once, not twice");
+    for schedule in tend_shared::schedules::SCHEDULES {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE dedup_key LIKE $1")
+            .bind(tend_scheduler::job_key_prefix(schedule.name) + "%")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(
+            count, 1,
+            "{}: the missed tick is caught up once, not twice",
+            schedule.name
+        );
+    }
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ pub enum ApiTags {
     Invitations,
     /// Recorded sessions: upload, transcription, notes.
     Sessions,
-    /// Admins: queues, jobs, users and the audit log.
+    /// Admins: queues, jobs, workers, users, maintenance schedules and the audit log.
     Admin,
 }
 
@@ -45,6 +45,7 @@ pub type Api = (
     admin::jobs::AdminJobsApi,
     admin::users::AdminUsersApi,
     admin::workers::AdminWorkersApi,
+    admin::maintenance::AdminMaintenanceApi,
 );
 
 /// Builds the service (its spec is served at `/openapi.json` and shown at `/docs`).
@@ -62,6 +63,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             admin::jobs::AdminJobsApi,
             admin::users::AdminUsersApi,
             admin::workers::AdminWorkersApi,
+            admin::maintenance::AdminMaintenanceApi,
         ),
         "Tend API",
         env!("CARGO_PKG_VERSION"),

@@ -26,6 +26,8 @@ pub enum AuditAction {
     QueuePaused,
     QueueResumed,
     QueueDeadRetried,
+    /// An admin ran a schedule's job now.
+    MaintenanceRun,
     UserUpdated,
 }
 
@@ -52,6 +54,7 @@ impl AuditAction {
             AuditAction::QueuePaused => "queue_paused",
             AuditAction::QueueResumed => "queue_resumed",
             AuditAction::QueueDeadRetried => "queue_dead_retried",
+            AuditAction::MaintenanceRun => "maintenance_run",
             AuditAction::UserUpdated => "user_updated",
         }
     }

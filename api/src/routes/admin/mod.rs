@@ -4,6 +4,7 @@
 //! written to the audit log with who did it.
 
 pub mod jobs;
+pub mod maintenance;
 pub mod queues;
 pub mod users;
 pub mod workers;

@@ -1,0 +1,144 @@
+//! The periodic jobs, as operators configure them: one declaration per schedule (its name,
+//! which is part of the API, and its default cron expression). `tend-scheduler` turns each
+//! tick into a job of the schedule's kind; admins see and run them at
+//! `/api/v1/admin/maintenance`.
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+/// One periodic job as declared: `SCHEDULE_<NAME>` overrides its cron expression (UTC, with
+/// seconds: `sec min hour day month weekday`), or `off` turns it off.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleSpec {
+    /// The schedule's name (`cleanup`), in the API and in `SCHEDULE_<NAME>`.
+    pub name: &'static str,
+    /// The job kind each tick enqueues.
+    pub kind: &'static str,
+    /// When it runs unless configured otherwise.
+    pub default_cron: &'static str,
+    /// What it does, for the admin API.
+    pub description: &'static str,
+}
+
+impl ScheduleSpec {
+    /// The environment variable that configures it.
+    pub fn variable(&self) -> String {
+        format!("SCHEDULE_{}", self.name.to_ascii_uppercase())
+    }
+}
+
+/// Every periodic job. Adding one: a line here, and its arm in `tend-scheduler`'s `enqueue`.
+pub static SCHEDULES: &[ScheduleSpec] = &[ScheduleSpec {
+    name: "cleanup",
+    kind: "cleanup",
+    default_cron: "0 0 3 * * *",
+    description: "Deletes spent tokens, old finished jobs and attempts, stale mail requests, \
+                  silent workers and what abandoned uploads left in the store.",
+}];
+
+/// A schedule as this process runs it.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Its declaration.
+    pub spec: ScheduleSpec,
+    /// The cron expression in force, or `None` when turned off.
+    pub cron: Option<String>,
+    parsed: Option<cron::Schedule>,
+}
+
+impl Schedule {
+    /// The next fire time after `now`, if it is on.
+    pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.parsed.as_ref()?.after(&now).next()
+    }
+
+    /// The latest fire time at or before `now` (within `lookback`), if it is on.
+    pub fn last_at_or_before(
+        &self,
+        now: DateTime<Utc>,
+        lookback: chrono::Duration,
+    ) -> Option<DateTime<Utc>> {
+        self.parsed
+            .as_ref()?
+            .after(&(now - lookback))
+            .take_while(|t| *t <= now)
+            .last()
+    }
+
+    /// The parsed cron schedule, if it is on.
+    pub fn cron_schedule(&self) -> Option<&cron::Schedule> {
+        self.parsed.as_ref()
+    }
+}
+
+/// Reads `SCHEDULE_<NAME>` for every declared schedule; a bad expression names its variable.
+pub fn configured(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<Schedule>> {
+    SCHEDULES
+        .iter()
+        .map(|spec| {
+            let variable = spec.variable();
+            let raw = lookup(&variable).unwrap_or_else(|| spec.default_cron.to_owned());
+            if raw.trim().eq_ignore_ascii_case("off") {
+                return Ok(Schedule {
+                    spec: *spec,
+                    cron: None,
+                    parsed: None,
+                });
+            }
+            let parsed = cron::Schedule::from_str(raw.trim()).with_context(|| {
+                format!(
+                    "{variable} must be a cron expression with seconds (\"0 0 3 * * *\") or \
+                     off, not {raw:?}"
+                )
+            })?;
+            Ok(Schedule {
+                spec: *spec,
+                cron: Some(raw.trim().to_owned()),
+                parsed: Some(parsed),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_take_their_defaults_overrides_and_off() {
+        let none = |_: &str| None;
+        let defaults = configured(&none).unwrap();
+        assert_eq!(defaults[0].cron.as_deref(), Some("0 0 3 * * *"));
+        let now = DateTime::parse_from_rfc3339("2026-11-22T10:05:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            defaults[0].next_after(now).unwrap().to_rfc3339(),
+            "2026-11-23T03:00:00+00:00"
+        );
+        assert_eq!(
+            defaults[0]
+                .last_at_or_before(now, chrono::Duration::days(2))
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-22T03:00:00+00:00"
+        );
+
+        let off = configured(&|k: &str| (k == "SCHEDULE_CLEANUP").then(|| "off".into())).unwrap();
+        assert!(off[0].cron.is_none() && off[0].next_after(now).is_none());
+
+        let hourly =
+            configured(&|k: &str| (k == "SCHEDULE_CLEANUP").then(|| "0 17 * * * *".into()))
+                .unwrap();
+        assert_eq!(
+            hourly[0].next_after(now).unwrap().to_rfc3339(),
+            "2026-11-22T10:17:00+00:00"
+        );
+
+        let err =
+            configured(&|k: &str| (k == "SCHEDULE_CLEANUP").then(|| "daily".into())).unwrap_err();
+        assert!(err.to_string().contains("SCHEDULE_CLEANUP"), "{err}");
+    }
+}
