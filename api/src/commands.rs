@@ -55,3 +55,55 @@ pub async fn create_admin(db: &Db, email: &str, password: &str) -> anyhow::Resul
     tx.commit().await?;
     Ok(user.id)
 }
+
+/// What [`backfill_stats`] recomputed.
+#[derive(Debug)]
+pub struct Backfilled {
+    /// Days recomputed.
+    pub days: usize,
+    /// ISO weeks recomputed.
+    pub weeks: usize,
+    /// How long it took.
+    pub elapsed: std::time::Duration,
+}
+
+/// Recomputes the daily stats of `[from, to]` and the snapshots of the ISO weeks whose Sunday
+/// lies within it (at most 5 years at once).
+pub async fn backfill_stats(
+    db: &Db,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> anyhow::Result<Backfilled> {
+    use tend_shared::db::stats::{self, Week};
+    if from > to {
+        bail!("--from {from} is after --to {to}");
+    }
+    if (to - from).num_days() > 5 * 366 {
+        bail!("at most five years at once");
+    }
+    let started = std::time::Instant::now();
+    let mut days = 0;
+    for day in from.iter_days().take_while(|d| *d <= to) {
+        stats::compute_day(db, day)
+            .await
+            .with_context(|| format!("computing {day}"))?;
+        days += 1;
+    }
+    let mut weeks = 0;
+    let mut week = Week::of(from);
+    while week.monday() <= to {
+        let sunday = week.monday() + chrono::Days::new(6);
+        if sunday >= from && sunday <= to {
+            stats::snapshot_week(db, week)
+                .await
+                .with_context(|| format!("snapshotting {}", week.label()))?;
+            weeks += 1;
+        }
+        week = Week::of(week.monday() + chrono::Days::new(7));
+    }
+    Ok(Backfilled {
+        days,
+        weeks,
+        elapsed: started.elapsed(),
+    })
+}

@@ -30,6 +30,25 @@ enum Command {
         #[arg(long)]
         email: String,
     },
+    /// Statistics: recompute the rollups of a past range.
+    Stats {
+        #[command(subcommand)]
+        command: StatsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatsCommand {
+    /// Recompute the daily stats of every day from FROM to TO (UTC dates, inclusive) and the
+    /// weekly snapshots of every ISO week that ends within the range.
+    Backfill {
+        /// First day, e.g. 2026-11-01.
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day, e.g. 2026-11-30.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+    },
 }
 
 /// Runs the command; a failure is one clear line on stderr and a non-zero exit, never a
@@ -81,6 +100,19 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&db).await?;
             let id = tend_api::commands::create_admin(&db, &email, &password).await?;
             println!("admin ready: {id}");
+        }
+        Command::Stats {
+            command: StatsCommand::Backfill { from, to },
+        } => {
+            let db = db::connect(&settings).await?;
+            db::migrate(&db).await?;
+            let done = tend_api::commands::backfill_stats(&db, from, to).await?;
+            println!(
+                "recomputed {} days and {} weeks in {:.1} s",
+                done.days,
+                done.weeks,
+                done.elapsed.as_secs_f64()
+            );
         }
         command @ (Command::All | Command::Serve) => {
             let roles = match command {

@@ -98,9 +98,11 @@ fn unwrap_enum_refs(value: &mut Value, schemas: &Map<String, Value>) {
                 .and_then(Value::as_array)
                 .and_then(|parts| {
                     let reference = parts.first()?.get("$ref")?.as_str()?;
+                    // What poem-openapi adds beside the reference: a field's description, a
+                    // parameter's default (which it also states on the wrapper itself).
                     let rest_is_description = parts[1..].iter().all(|p| {
                         p.as_object()
-                            .is_some_and(|o| o.keys().all(|k| k == "description"))
+                            .is_some_and(|o| o.keys().all(|k| k == "description" || k == "default"))
                     });
                     (rest_is_description && is_scalar(reference, schemas))
                         .then(|| reference.to_owned())

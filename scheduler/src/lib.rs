@@ -19,7 +19,9 @@ use tend_shared::{
     queue::Relay,
     schedules::Schedule,
 };
-use tend_worker::jobs::cleanup::Cleanup;
+use tend_worker::jobs::{
+    cleanup::Cleanup, daily_stats::DailyStats, weekly_snapshots::WeeklySnapshots,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +42,18 @@ async fn enqueue_tick(
                 scheduled_for: tick_ms,
             };
             tx.enqueue_once(&cleanup, dedup_key).await?
+        }
+        "daily_stats" => {
+            let run = DailyStats {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&run, dedup_key).await?
+        }
+        "weekly_snapshots" => {
+            let run = WeeklySnapshots {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&run, dedup_key).await?
         }
         other => anyhow::bail!("schedule {other:?} has no job: add it to enqueue_tick"),
     };
@@ -160,7 +174,8 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-11-22T10:05:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let tick = last_tick(&schedules[0], now).unwrap();
+        let cleanup = schedules.iter().find(|s| s.spec.name == "cleanup").unwrap();
+        let tick = last_tick(cleanup, now).unwrap();
         assert_eq!(tick.to_rfc3339(), "2026-11-22T03:00:00+00:00");
     }
 

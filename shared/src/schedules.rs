@@ -30,13 +30,29 @@ impl ScheduleSpec {
 }
 
 /// Every periodic job. Adding one: a line here, and its arm in `tend-scheduler`'s `enqueue`.
-pub static SCHEDULES: &[ScheduleSpec] = &[ScheduleSpec {
-    name: "cleanup",
-    kind: "cleanup",
-    default_cron: "0 0 3 * * *",
-    description: "Deletes spent tokens, old finished jobs and attempts, stale mail requests, \
-                  silent workers and what abandoned uploads left in the store.",
-}];
+pub static SCHEDULES: &[ScheduleSpec] = &[
+    ScheduleSpec {
+        name: "daily_stats",
+        kind: "daily_stats",
+        default_cron: "0 5 0 * * *",
+        description: "Computes yesterday's per-practitioner and platform-wide statistics, and \
+                      every day missed since the last run (at most 31).",
+    },
+    ScheduleSpec {
+        name: "weekly_snapshots",
+        kind: "weekly_snapshots",
+        default_cron: "0 0 1 * * Sun",
+        description: "Snapshots each patient's progress for the last complete ISO week, and \
+                      the weeks missed since the last run (at most 12).",
+    },
+    ScheduleSpec {
+        name: "cleanup",
+        kind: "cleanup",
+        default_cron: "0 0 3 * * *",
+        description: "Deletes spent tokens, old finished jobs and attempts, stale mail \
+                      requests, silent workers and what abandoned uploads left in the store.",
+    },
+];
 
 /// A schedule as this process runs it.
 #[derive(Debug, Clone)]
@@ -109,7 +125,10 @@ mod tests {
     #[test]
     fn schedules_take_their_defaults_overrides_and_off() {
         let none = |_: &str| None;
-        let defaults = configured(&none).unwrap();
+        let all = configured(&none).unwrap();
+        let names: Vec<&str> = all.iter().map(|s| s.spec.name).collect();
+        assert_eq!(names, ["daily_stats", "weekly_snapshots", "cleanup"]);
+        let defaults = &all[2..];
         assert_eq!(defaults[0].cron.as_deref(), Some("0 0 3 * * *"));
         let now = DateTime::parse_from_rfc3339("2026-11-22T10:05:00Z")
             .unwrap()
@@ -126,14 +145,19 @@ mod tests {
             "2026-11-22T03:00:00+00:00"
         );
 
+        assert_eq!(
+            all[1].next_after(now).unwrap().to_rfc3339(),
+            "2026-11-29T01:00:00+00:00",
+            "Sundays at 01:00"
+        );
         let off = configured(&|k: &str| (k == "SCHEDULE_CLEANUP").then(|| "off".into())).unwrap();
-        assert!(off[0].cron.is_none() && off[0].next_after(now).is_none());
+        assert!(off[2].cron.is_none() && off[2].next_after(now).is_none());
 
         let hourly =
             configured(&|k: &str| (k == "SCHEDULE_CLEANUP").then(|| "0 17 * * * *".into()))
                 .unwrap();
         assert_eq!(
-            hourly[0].next_after(now).unwrap().to_rfc3339(),
+            hourly[2].next_after(now).unwrap().to_rfc3339(),
             "2026-11-22T10:17:00+00:00"
         );
 

@@ -69,6 +69,16 @@ async fn only_admins_reach_the_admin_api() {
     }
 }
 
+/// The schedule `name` of a `GET /admin/maintenance` answer.
+fn schedule<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no schedule {name}: {list}"))
+}
+
 #[tokio::test]
 async fn admins_see_each_schedule_and_run_one_now() {
     let app = spawn_app().await;
@@ -78,53 +88,52 @@ async fn admins_see_each_schedule_and_run_one_now() {
         200,
     )
     .await;
-    let cleanup = &list["items"][0];
-    assert_eq!(cleanup["name"], "cleanup", "{list}");
-    assert_eq!(cleanup["cron"], "0 0 3 * * *");
-    assert_eq!(cleanup["enabled"], true);
-    assert!(
-        cleanup["next_run_at"]
-            .as_str()
-            .unwrap()
-            .ends_with("T03:00:00+00:00"),
-        "{cleanup}"
-    );
-    assert!(
-        cleanup["last_run"].is_null(),
-        "a new installation ran nothing"
-    );
+    for (name, cron, next) in [
+        ("daily_stats", "0 5 0 * * *", "T00:05:00+00:00"),
+        ("weekly_snapshots", "0 0 1 * * Sun", "T01:00:00+00:00"),
+        ("cleanup", "0 0 3 * * *", "T03:00:00+00:00"),
+    ] {
+        let s = schedule(&list, name);
+        assert_eq!(s["cron"], cron, "{s}");
+        assert_eq!(s["enabled"], true);
+        assert!(s["next_run_at"].as_str().unwrap().ends_with(next), "{s}");
+        assert!(s["last_run"].is_null(), "a new installation ran nothing");
+    }
 
-    let started = json_of(
-        app.post_empty("/api/v1/admin/maintenance/cleanup/run", &token)
-            .await,
-        202,
-    )
-    .await;
-    let job_id = started["job_id"].as_str().unwrap().to_owned();
-    wait_for_job_state(&app, &token, &job_id, "done").await;
-    let list = json_of(
-        app.get("/api/v1/admin/maintenance", Some(&token)).await,
-        200,
-    )
-    .await;
-    let last = &list["items"][0]["last_run"];
-    assert_eq!(last["id"], job_id.as_str(), "{list}");
-    assert_eq!(last["state"], "done");
-
-    let audit = json_of(
-        app.get(
-            "/api/v1/admin/audit-logs?action=maintenance_run",
-            Some(&token),
+    // Each one runs now, through the queue, and its outcome shows.
+    for name in ["daily_stats", "weekly_snapshots", "cleanup"] {
+        let started = json_of(
+            app.post_empty(&format!("/api/v1/admin/maintenance/{name}/run"), &token)
+                .await,
+            202,
         )
-        .await,
-        200,
-    )
-    .await;
-    assert_eq!(
-        audit["items"][0]["detail"]["job_id"],
-        job_id.as_str(),
-        "{audit}"
-    );
+        .await;
+        let job_id = started["job_id"].as_str().unwrap().to_owned();
+        wait_for_job_state(&app, &token, &job_id, "done").await;
+        let list = json_of(
+            app.get("/api/v1/admin/maintenance", Some(&token)).await,
+            200,
+        )
+        .await;
+        let last = &schedule(&list, name)["last_run"];
+        assert_eq!(last["id"], job_id.as_str(), "{list}");
+        assert_eq!(last["state"], "done");
+
+        let audit = json_of(
+            app.get(
+                "/api/v1/admin/audit-logs?action=maintenance_run",
+                Some(&token),
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            audit["items"][0]["detail"]["job_id"],
+            job_id.as_str(),
+            "{audit}"
+        );
+    }
     problem(
         app.post_empty("/api/v1/admin/maintenance/nope/run", &token)
             .await,
@@ -142,7 +151,7 @@ async fn a_schedule_turned_off_shows_so_and_can_still_be_run() {
         200,
     )
     .await;
-    let cleanup = &list["items"][0];
+    let cleanup = schedule(&list, "cleanup");
     assert_eq!(cleanup["enabled"], false, "{list}");
     assert!(cleanup["cron"].is_null() && cleanup["next_run_at"].is_null());
     json_of(

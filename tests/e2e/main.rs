@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod analytics;
 mod clients;
 mod conventions;
 mod dashboard;

@@ -9,8 +9,9 @@ use tend_shared::jobs::{JobError, JobPayload, Queue, RetryPolicy};
 use crate::{
     job::{Job, JobCtx},
     jobs::{
-        account_mail::AnswerMailRequest, cleanup::Cleanup, email::SendEmail, extract::ExtractNotes,
-        invitation::SendInvitation, transcribe::TranscribeSession,
+        account_mail::AnswerMailRequest, cleanup::Cleanup, daily_stats::DailyStats,
+        email::SendEmail, extract::ExtractNotes, invitation::SendInvitation,
+        transcribe::TranscribeSession, weekly_snapshots::WeeklySnapshots,
     },
 };
 
@@ -20,6 +21,8 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<SendInvitation>(),
     Kind::of::<AnswerMailRequest>(),
     Kind::of::<Cleanup>(),
+    Kind::of::<DailyStats>(),
+    Kind::of::<WeeklySnapshots>(),
     Kind::of::<TranscribeSession>(),
     Kind::of::<ExtractNotes>(),
 ];

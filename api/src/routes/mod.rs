@@ -1,6 +1,7 @@
 //! The operations, one API struct per tag; [`api`] combines them into one OpenAPI service.
 
 pub mod admin;
+pub mod analytics;
 pub mod auth;
 pub mod health;
 pub mod invitations;
@@ -28,6 +29,8 @@ pub enum ApiTags {
     Invitations,
     /// Recorded sessions: upload, transcription, notes.
     Sessions,
+    /// A practitioner's figures over their own patients.
+    Analytics,
     /// Admins: queues, jobs, workers, users, maintenance schedules and the audit log.
     Admin,
 }
@@ -41,11 +44,13 @@ pub type Api = (
     patients::PatientsApi,
     invitations::InvitationsApi,
     sessions::SessionsApi,
+    analytics::AnalyticsApi,
     admin::queues::AdminQueuesApi,
     admin::jobs::AdminJobsApi,
     admin::users::AdminUsersApi,
     admin::workers::AdminWorkersApi,
     admin::maintenance::AdminMaintenanceApi,
+    admin::stats::AdminStatsApi,
 );
 
 /// Builds the service (its spec is served at `/openapi.json` and shown at `/docs`).
@@ -59,11 +64,13 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             patients::PatientsApi,
             invitations::InvitationsApi,
             sessions::SessionsApi,
+            analytics::AnalyticsApi,
             admin::queues::AdminQueuesApi,
             admin::jobs::AdminJobsApi,
             admin::users::AdminUsersApi,
             admin::workers::AdminWorkersApi,
             admin::maintenance::AdminMaintenanceApi,
+            admin::stats::AdminStatsApi,
         ),
         "Tend API",
         env!("CARGO_PKG_VERSION"),

@@ -13,6 +13,7 @@ pub mod mail_requests;
 pub mod metrics;
 pub mod patients;
 pub mod sessions;
+pub mod stats;
 pub mod tokens;
 pub mod uploads;
 pub mod usage;

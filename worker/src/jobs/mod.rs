@@ -8,10 +8,12 @@
 
 pub mod account_mail;
 pub mod cleanup;
+pub mod daily_stats;
 pub mod email;
 pub mod extract;
 pub mod invitation;
 pub mod transcribe;
+pub mod weekly_snapshots;
 
 use tend_shared::{
     db::{self, jobs::JobRow, sessions::SessionRow, usage::UsageRow},

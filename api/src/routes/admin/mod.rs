@@ -6,6 +6,7 @@
 pub mod jobs;
 pub mod maintenance;
 pub mod queues;
+pub mod stats;
 pub mod users;
 pub mod workers;
 
