@@ -179,6 +179,32 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
 }
 
+/// A new, empty PostgreSQL database on `TEST_DATABASE_URL`'s server, if one is configured:
+/// its URL (restores need a target of their own).
+pub async fn empty_postgres_database() -> Option<String> {
+    let base = std::env::var("TEST_DATABASE_URL").ok()?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    Some(create_postgres_database(&base, &format!("empty_{id}")).await)
+}
+
+/// Opens a pool on `url` (a `sqlite://` file is created when missing) with the migrations
+/// applied.
+pub async fn open_database(url: &str) -> Db {
+    sqlx::any::install_default_drivers();
+    let url = if url.starts_with("sqlite:") && !url.contains("mode=") {
+        format!("{url}?mode=rwc")
+    } else {
+        url.to_owned()
+    };
+    let db = sqlx::any::AnyPoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .expect("open the database");
+    tend_shared::db::migrate(&db).await.expect("migrate");
+    db
+}
+
 async fn create_postgres_database(base: &str, test_id: &str) -> String {
     let base = base.trim_end_matches('/');
     let name = format!("tend_test_{test_id}");

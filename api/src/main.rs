@@ -30,6 +30,17 @@ enum Command {
         #[arg(long)]
         email: String,
     },
+    /// Take a backup of the whole database into the object store now, and print its id.
+    Backup,
+    /// Restore a backup (an id from `GET /api/v1/admin/backups`, or `latest`) into the
+    /// database DATABASE_URL names, which must be empty, and verify every table.
+    Restore {
+        /// The backup id, or `latest`.
+        backup: String,
+        /// Replace the rows of a database that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
     /// Statistics: recompute the rollups of a past range.
     Stats {
         #[command(subcommand)]
@@ -100,6 +111,30 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&db).await?;
             let id = tend_api::commands::create_admin(&db, &email, &password).await?;
             println!("admin ready: {id}");
+        }
+        Command::Backup => {
+            let db = db::connect(&settings).await?;
+            db::migrate(&db).await?;
+            let store = tend_shared::storage::ObjectStore::connect(&settings).await?;
+            let manifest = tend_shared::backup::take(&db, &store, &settings.staging_dir()).await?;
+            println!(
+                "backup {} written: {} tables, {} rows, {} bytes",
+                manifest.id,
+                manifest.tables.len(),
+                manifest.total_rows(),
+                manifest.total_bytes()
+            );
+        }
+        Command::Restore { backup, force } => {
+            let db = db::connect(&settings).await?;
+            let store = tend_shared::storage::ObjectStore::connect(&settings).await?;
+            let restored =
+                tend_shared::backup::restore(&db, &store, &backup, force, &settings.staging_dir())
+                    .await?;
+            println!(
+                "backup {} restored and verified: {} tables, {} rows",
+                restored.id, restored.tables, restored.rows
+            );
         }
         Command::Stats {
             command: StatsCommand::Backfill { from, to },

@@ -20,7 +20,7 @@ use tend_shared::{
     schedules::Schedule,
 };
 use tend_worker::jobs::{
-    cleanup::Cleanup, daily_stats::DailyStats, weekly_snapshots::WeeklySnapshots,
+    backup::Backup, cleanup::Cleanup, daily_stats::DailyStats, weekly_snapshots::WeeklySnapshots,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,12 @@ async fn enqueue_tick(
         }
         "weekly_snapshots" => {
             let run = WeeklySnapshots {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&run, dedup_key).await?
+        }
+        "backup" => {
+            let run = Backup {
                 scheduled_for: tick_ms,
             };
             tx.enqueue_once(&run, dedup_key).await?

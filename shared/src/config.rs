@@ -213,6 +213,17 @@ pub struct Settings {
     pub provider: ProviderSettings,
     /// `SCHEDULE_<NAME>`: the periodic jobs and when they run (see [`crate::schedules`]).
     pub schedules: Vec<crate::schedules::Schedule>,
+    /// `BACKUP_KEEP_DAILY`: days whose newest backup is kept (7).
+    pub backup_keep_daily: usize,
+    /// `BACKUP_KEEP_WEEKLY`: ISO weeks whose newest backup is kept (4).
+    pub backup_keep_weekly: usize,
+}
+
+impl Settings {
+    /// Where backups and restores stage their table files (`DATA_DIR/staging`).
+    pub fn staging_dir(&self) -> PathBuf {
+        self.data_dir.join("staging")
+    }
 }
 
 impl Settings {
@@ -330,6 +341,8 @@ impl Settings {
             queue_concurrency: queue_concurrency(&lookup)?,
             worker_queues: worker_queues(&lookup)?,
             schedules: crate::schedules::configured(&lookup)?,
+            backup_keep_daily: parse(&lookup, "BACKUP_KEEP_DAILY", "7")?,
+            backup_keep_weekly: parse(&lookup, "BACKUP_KEEP_WEEKLY", "4")?,
             job_lease: Duration::from_secs(parse(&lookup, "JOB_LEASE_SECS", "6")?),
             queue_max_in_flight: parse(&lookup, "QUEUE_MAX_IN_FLIGHT", "1000")?,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),

@@ -16,6 +16,7 @@
 //! No HTTP and no job handlers live here: those are `tend-api` and `tend-worker`.
 
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -46,6 +46,14 @@ pub static SCHEDULES: &[ScheduleSpec] = &[
                       the weeks missed since the last run (at most 12).",
     },
     ScheduleSpec {
+        name: "backup",
+        kind: "backup",
+        default_cron: "0 0 2 * * *",
+        description: "Writes a verified-restorable backup of the whole database to the object \
+                      store under backups/, then deletes those past retention \
+                      (BACKUP_KEEP_DAILY, BACKUP_KEEP_WEEKLY).",
+    },
+    ScheduleSpec {
         name: "cleanup",
         kind: "cleanup",
         default_cron: "0 0 3 * * *",
@@ -127,8 +135,11 @@ mod tests {
         let none = |_: &str| None;
         let all = configured(&none).unwrap();
         let names: Vec<&str> = all.iter().map(|s| s.spec.name).collect();
-        assert_eq!(names, ["daily_stats", "weekly_snapshots", "cleanup"]);
-        let defaults = &all[2..];
+        assert_eq!(
+            names,
+            ["daily_stats", "weekly_snapshots", "backup", "cleanup"]
+        );
+        let defaults = &all[3..];
         assert_eq!(defaults[0].cron.as_deref(), Some("0 0 3 * * *"));
         let now = DateTime::parse_from_rfc3339("2026-11-22T10:05:00Z")
             .unwrap()
@@ -151,13 +162,13 @@ mod tests {
             "Sundays at 01:00"
         );
         let off = configured(&|k: &str| (k == "SCHEDULE_CLEANUP").then(|| "off".into())).unwrap();
-        assert!(off[2].cron.is_none() && off[2].next_after(now).is_none());
+        assert!(off[3].cron.is_none() && off[3].next_after(now).is_none());
 
         let hourly =
             configured(&|k: &str| (k == "SCHEDULE_CLEANUP").then(|| "0 17 * * * *".into()))
                 .unwrap();
         assert_eq!(
-            hourly[2].next_after(now).unwrap().to_rfc3339(),
+            hourly[3].next_after(now).unwrap().to_rfc3339(),
             "2026-11-22T10:17:00+00:00"
         );
 

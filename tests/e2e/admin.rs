@@ -91,6 +91,7 @@ async fn admins_see_each_schedule_and_run_one_now() {
     for (name, cron, next) in [
         ("daily_stats", "0 5 0 * * *", "T00:05:00+00:00"),
         ("weekly_snapshots", "0 0 1 * * Sun", "T01:00:00+00:00"),
+        ("backup", "0 0 2 * * *", "T02:00:00+00:00"),
         ("cleanup", "0 0 3 * * *", "T03:00:00+00:00"),
     ] {
         let s = schedule(&list, name);
@@ -101,7 +102,7 @@ async fn admins_see_each_schedule_and_run_one_now() {
     }
 
     // Each one runs now, through the queue, and its outcome shows.
-    for name in ["daily_stats", "weekly_snapshots", "cleanup"] {
+    for name in ["daily_stats", "weekly_snapshots", "backup", "cleanup"] {
         let started = json_of(
             app.post_empty(&format!("/api/v1/admin/maintenance/{name}/run"), &token)
                 .await,

@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod analytics;
+mod backups;
 mod clients;
 mod conventions;
 mod dashboard;

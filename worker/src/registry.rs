@@ -9,7 +9,7 @@ use tend_shared::jobs::{JobError, JobPayload, Queue, RetryPolicy};
 use crate::{
     job::{Job, JobCtx},
     jobs::{
-        account_mail::AnswerMailRequest, cleanup::Cleanup, daily_stats::DailyStats,
+        account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
         email::SendEmail, extract::ExtractNotes, invitation::SendInvitation,
         transcribe::TranscribeSession, weekly_snapshots::WeeklySnapshots,
     },
@@ -23,6 +23,7 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<Cleanup>(),
     Kind::of::<DailyStats>(),
     Kind::of::<WeeklySnapshots>(),
+    Kind::of::<Backup>(),
     Kind::of::<TranscribeSession>(),
     Kind::of::<ExtractNotes>(),
 ];

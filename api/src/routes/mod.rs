@@ -51,6 +51,7 @@ pub type Api = (
     admin::workers::AdminWorkersApi,
     admin::maintenance::AdminMaintenanceApi,
     admin::stats::AdminStatsApi,
+    admin::backups::AdminBackupsApi,
 );
 
 /// Builds the service (its spec is served at `/openapi.json` and shown at `/docs`).
@@ -71,6 +72,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             admin::workers::AdminWorkersApi,
             admin::maintenance::AdminMaintenanceApi,
             admin::stats::AdminStatsApi,
+            admin::backups::AdminBackupsApi,
         ),
         "Tend API",
         env!("CARGO_PKG_VERSION"),

@@ -7,6 +7,7 @@
 //! [`JobPayload`]: tend_shared::jobs::JobPayload
 
 pub mod account_mail;
+pub mod backup;
 pub mod cleanup;
 pub mod daily_stats;
 pub mod email;

@@ -3,6 +3,7 @@
 //! role, disable) and the audit log. Admin accounts only (403 for others); every action is
 //! written to the audit log with who did it.
 
+pub mod backups;
 pub mod jobs;
 pub mod maintenance;
 pub mod queues;

@@ -1,0 +1,59 @@
+//! `backup`: a verified-restorable snapshot of the whole database into the object store
+//! (`tend_shared::backup`), then retention (`BACKUP_KEEP_DAILY`, `BACKUP_KEEP_WEEKLY`). A failed
+//! backup retries, then is a dead job with its reason for admins; nothing half-written is
+//! listed (the manifest is written last).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tend_shared::{
+    backup,
+    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+};
+
+use crate::job::{Job, JobCtx};
+
+/// One backup run (scheduled, asked for by an admin, or from the shell).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Backup {
+    /// The schedule tick or the moment it was asked for (ms since the epoch).
+    pub scheduled_for: i64,
+}
+
+impl JobPayload for Backup {
+    const KIND: &'static str = "backup";
+    const QUEUE: Queue = Queue::Maintenance;
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        timeout: Duration::from_secs(2 * 3600),
+        backoff_base: Duration::from_secs(5 * 60),
+        backoff_max: Duration::from_secs(30 * 60),
+    };
+}
+
+impl Job for Backup {
+    async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+        let env = ctx.env;
+        let manifest = backup::take(&env.db, &env.store, &env.settings.staging_dir())
+            .await
+            .map_err(|e| JobError::Transient(format!("taking the backup: {e:#}")))?;
+        tracing::info!(
+            backup = %manifest.id,
+            tables = manifest.tables.len(),
+            rows = manifest.total_rows(),
+            bytes = manifest.total_bytes(),
+            "backup written"
+        );
+        let deleted = backup::prune(
+            &env.store,
+            env.settings.backup_keep_daily,
+            env.settings.backup_keep_weekly,
+        )
+        .await
+        .map_err(|e| JobError::Transient(format!("pruning old backups: {e:#}")))?;
+        if !deleted.is_empty() {
+            tracing::info!(deleted = deleted.len(), "old backups deleted by retention");
+        }
+        Ok(())
+    }
+}
