@@ -34,12 +34,14 @@ async fn enqueue_tick(
     tx: &mut JobTx,
     name: &str,
     tick_ms: i64,
+    dry_run: bool,
     dedup_key: &str,
 ) -> anyhow::Result<Option<Enqueued>> {
     let job = match name {
         "cleanup" => {
             let cleanup = Cleanup {
                 scheduled_for: tick_ms,
+                dry_run,
             };
             tx.enqueue_once(&cleanup, dedup_key).await?
         }
@@ -71,7 +73,7 @@ async fn enqueue_scheduled(relay: &Relay, name: &str, tick_secs: i64) -> anyhow:
     let scheduled_for = tick_secs * 1000;
     let key = format!("{name}:{scheduled_for}");
     let mut tx = JobTx::begin(relay).await?;
-    let enqueued = enqueue_tick(&mut tx, name, scheduled_for, &key).await?;
+    let enqueued = enqueue_tick(&mut tx, name, scheduled_for, false, &key).await?;
     tx.commit().await?;
     match &enqueued {
         Some(job) => {
@@ -87,11 +89,16 @@ async fn enqueue_scheduled(relay: &Relay, name: &str, tick_secs: i64) -> anyhow:
 }
 
 /// Enqueues a run of schedule `name` now (an admin's "run now"), whatever its cron says, in
-/// the caller's transaction. `None` when a run for this very millisecond was already asked for.
-pub async fn run_now(tx: &mut JobTx, name: &str) -> anyhow::Result<Option<Enqueued>> {
+/// the caller's transaction; `dry_run` only counts (for schedules that delete). `None` when a
+/// run for this very millisecond was already asked for.
+pub async fn run_now(
+    tx: &mut JobTx,
+    name: &str,
+    dry_run: bool,
+) -> anyhow::Result<Option<Enqueued>> {
     let now = tend_shared::db::now_ms();
     let key = format!("{name}:now:{now}");
-    enqueue_tick(tx, name, now, &key).await
+    enqueue_tick(tx, name, now, dry_run, &key).await
 }
 
 /// The dedup-key prefix of every job schedule `name` enqueued (ticks and runs now alike).

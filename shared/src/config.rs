@@ -217,6 +217,12 @@ pub struct Settings {
     pub backup_keep_daily: usize,
     /// `BACKUP_KEEP_WEEKLY`: ISO weeks whose newest backup is kept (4).
     pub backup_keep_weekly: usize,
+    /// `FAILED_RECORDING_RETENTION_DAYS`: the audio of a failed recording is deleted this many
+    /// days after it failed (7); the session row stays, saying it failed.
+    pub failed_recording_retention_days: u32,
+    /// `ORPHAN_OBJECT_MIN_AGE_SECS`: an object no row owns is deleted once it is this old
+    /// (86,400: a younger one may still be being written).
+    pub orphan_object_min_age: Duration,
 }
 
 impl Settings {
@@ -343,6 +349,16 @@ impl Settings {
             schedules: crate::schedules::configured(&lookup)?,
             backup_keep_daily: parse(&lookup, "BACKUP_KEEP_DAILY", "7")?,
             backup_keep_weekly: parse(&lookup, "BACKUP_KEEP_WEEKLY", "4")?,
+            failed_recording_retention_days: parse(
+                &lookup,
+                "FAILED_RECORDING_RETENTION_DAYS",
+                "7",
+            )?,
+            orphan_object_min_age: Duration::from_secs(parse(
+                &lookup,
+                "ORPHAN_OBJECT_MIN_AGE_SECS",
+                "86400",
+            )?),
             job_lease: Duration::from_secs(parse(&lookup, "JOB_LEASE_SECS", "6")?),
             queue_max_in_flight: parse(&lookup, "QUEUE_MAX_IN_FLIGHT", "1000")?,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),

@@ -20,6 +20,8 @@ pub struct ScheduleSpec {
     pub default_cron: &'static str,
     /// What it does, for the admin API.
     pub description: &'static str,
+    /// Whether it deletes, and so can be run as a dry run that only counts.
+    pub dry_run: bool,
 }
 
 impl ScheduleSpec {
@@ -37,6 +39,7 @@ pub static SCHEDULES: &[ScheduleSpec] = &[
         default_cron: "0 5 0 * * *",
         description: "Computes yesterday's per-practitioner and platform-wide statistics, and \
                       every day missed since the last run (at most 31).",
+        dry_run: false,
     },
     ScheduleSpec {
         name: "weekly_snapshots",
@@ -44,6 +47,7 @@ pub static SCHEDULES: &[ScheduleSpec] = &[
         default_cron: "0 0 1 * * Sun",
         description: "Snapshots each patient's progress for the last complete ISO week, and \
                       the weeks missed since the last run (at most 12).",
+        dry_run: false,
     },
     ScheduleSpec {
         name: "backup",
@@ -52,13 +56,17 @@ pub static SCHEDULES: &[ScheduleSpec] = &[
         description: "Writes a verified-restorable backup of the whole database to the object \
                       store under backups/, then deletes those past retention \
                       (BACKUP_KEEP_DAILY, BACKUP_KEEP_WEEKLY).",
+        dry_run: false,
     },
     ScheduleSpec {
         name: "cleanup",
         kind: "cleanup",
         default_cron: "0 0 3 * * *",
         description: "Deletes spent tokens, old finished jobs and attempts, stale mail \
-                      requests, silent workers and what abandoned uploads left in the store.",
+                      requests, silent workers, what abandoned uploads left in the store, the \
+                      audio of recordings failed long ago, objects no row owns and backups \
+                      past retention.",
+        dry_run: true,
     },
 ];
 

@@ -46,8 +46,11 @@ async fn processed_session(app: &TestApp, token: &str, patient: &str, recorded_a
     id
 }
 
+/// A `daily_stats` row: practitioner, day, then its counts.
+type RollupRow = (String, String, i64, i64, i64, i64, i64, i64);
+
 async fn rollup_rows(app: &TestApp) -> Vec<Value> {
-    let rows: Vec<(String, String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let rows: Vec<RollupRow> = sqlx::query_as(
         "SELECT practitioner_id, day, recordings_uploaded, recordings_processed, new_patients, \
          mood_sum, mood_count, cost_micro_usd FROM daily_stats ORDER BY practitioner_id, day",
     )

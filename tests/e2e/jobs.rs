@@ -153,9 +153,15 @@ async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
     .await;
     let mut tx = app.job_tx().await;
     for i in 0..50 {
-        tx.enqueue(&Cleanup { scheduled_for: i }, &JobOrigin::default())
-            .await
-            .unwrap();
+        tx.enqueue(
+            &Cleanup {
+                scheduled_for: i,
+                dry_run: false,
+            },
+            &JobOrigin::default(),
+        )
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
     // The commit handed over what fits; the rest waits in the ledger.

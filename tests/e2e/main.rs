@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod analytics;
 mod backups;
+mod cleanup;
 mod clients;
 mod conventions;
 mod dashboard;

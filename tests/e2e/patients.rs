@@ -544,7 +544,13 @@ async fn the_cleanup_job_removes_what_an_abandoned_upload_left() {
 
     let mut tx = app.job_tx().await;
     let job = tx
-        .enqueue(&Cleanup { scheduled_for: 1 }, &JobOrigin::default())
+        .enqueue(
+            &Cleanup {
+                scheduled_for: 1,
+                dry_run: false,
+            },
+            &JobOrigin::default(),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -535,10 +535,10 @@ pub async fn redispatch_overtaken(
 }
 
 /// Deletes finished jobs older than the cut-off (done only; dead jobs stay for admins).
-pub async fn prune_done(db: &Db, finished_before: i64) -> sqlx::Result<u64> {
+pub async fn prune_done(conn: &mut AnyConnection, finished_before: i64) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND finished_at < $1")
         .bind(finished_before)
-        .execute(db)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
 }

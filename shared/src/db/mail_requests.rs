@@ -3,7 +3,7 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use super::{Db, audit::Origin, new_id, now_ms};
+use super::{audit::Origin, new_id, now_ms};
 use crate::domain::Email;
 
 /// What an account-mail request asks for.
@@ -99,10 +99,10 @@ pub async fn take(conn: &mut AnyConnection, id: &str) -> sqlx::Result<Option<Mai
 }
 
 /// Removes requests older than `before` (their job died); returns how many.
-pub async fn delete_older_than(db: &Db, before: i64) -> sqlx::Result<u64> {
+pub async fn delete_older_than(conn: &mut AnyConnection, before: i64) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM account_mail_requests WHERE created_at < $1")
         .bind(before)
-        .execute(db)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
 }

@@ -10,6 +10,7 @@ pub mod installation;
 pub mod job_admin;
 pub mod jobs;
 pub mod mail_requests;
+pub mod maintenance;
 pub mod metrics;
 pub mod patients;
 pub mod sessions;

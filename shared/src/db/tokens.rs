@@ -223,18 +223,18 @@ pub async fn consume_email_token(
 }
 
 /// Deletes tokens that can no longer be used; returns how many rows went.
-pub async fn delete_expired(db: &Db, older_than: i64) -> sqlx::Result<u64> {
+pub async fn delete_expired(conn: &mut AnyConnection, older_than: i64) -> sqlx::Result<u64> {
     let refresh = sqlx::query(
         "DELETE FROM refresh_tokens WHERE expires_at < $1 OR (revoked_at IS NOT NULL AND revoked_at < $1)",
     )
     .bind(older_than)
-    .execute(db)
+    .execute(&mut *conn)
     .await?;
     let email = sqlx::query(
         "DELETE FROM email_tokens WHERE expires_at < $1 OR (used_at IS NOT NULL AND used_at < $1)",
     )
     .bind(older_than)
-    .execute(db)
+    .execute(&mut *conn)
     .await?;
     Ok(refresh.rows_affected() + email.rows_affected())
 }

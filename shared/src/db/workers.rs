@@ -1,6 +1,6 @@
 //! The `workers` table: which worker processes are alive, for admins.
 
-use sqlx::FromRow;
+use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, now_ms};
 
@@ -73,10 +73,10 @@ pub async fn list(db: &Db) -> sqlx::Result<Vec<WorkerRow>> {
 }
 
 /// Forgets processes last heard of before `before`; returns how many.
-pub async fn delete_silent_since(db: &Db, before: i64) -> sqlx::Result<u64> {
+pub async fn delete_silent_since(conn: &mut AnyConnection, before: i64) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM workers WHERE heartbeat_at < $1")
         .bind(before)
-        .execute(db)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
 }

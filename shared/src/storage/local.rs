@@ -50,6 +50,37 @@ impl LocalStore {
         remove_if_exists(&self.root.join(key)).await
     }
 
+    /// One page of objects under `prefix` after `start_after`. A local store is a laptop's:
+    /// the page is taken from one sorted walk of the prefix's folder.
+    pub(super) async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<super::ObjectInfo>> {
+        let mut page = Vec::new();
+        for key in self.list(prefix).await? {
+            if key.ends_with(".partial") || start_after.is_some_and(|after| key.as_str() <= after) {
+                continue;
+            }
+            let meta = tokio::fs::metadata(self.root.join(&key)).await?;
+            let modified_ms = meta
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            page.push(super::ObjectInfo {
+                key,
+                size: meta.len(),
+                modified_ms,
+            });
+            if page.len() == limit {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
     /// Removes the `.partial` file an interrupted upload to `key` left.
     pub(super) async fn discard_partial(&self, key: &str) -> anyhow::Result<()> {
         remove_if_exists(&partial_path(&self.root.join(key))).await

@@ -36,6 +36,17 @@ pub enum PutError {
     Store(anyhow::Error),
 }
 
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last written (ms since the epoch).
+    pub modified_ms: i64,
+}
+
 /// A connected object store; cheap to clone. Each operation goes to the configured backend,
 /// which implements the same operations in its own module.
 #[derive(Clone, Debug)]
@@ -120,6 +131,21 @@ impl ObjectStore {
         match &self.backend {
             Backend::Local(store) => store.discard_partial(key).await,
             Backend::S3(store) => store.abort_uploads(key).await,
+        }
+    }
+
+    /// One page of the objects under `prefix`, in key order, after `start_after`: at most
+    /// `limit`. Sweeps page through the store with this, so a bucket of a million objects is
+    /// never in memory at once.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<ObjectInfo>> {
+        match &self.backend {
+            Backend::Local(store) => store.list_page(prefix, start_after, limit).await,
+            Backend::S3(store) => store.list_page(prefix, start_after, limit).await,
         }
     }
 

@@ -144,6 +144,45 @@ impl S3Store {
         Ok(keys)
     }
 
+    /// One page of `ListObjectsV2`: at most `limit` objects after `start_after`.
+    pub(super) async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<super::ObjectInfo>> {
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.full_key(prefix))
+            .max_keys(limit.min(1000) as i32);
+        if let Some(after) = start_after {
+            request = request.start_after(self.full_key(after));
+        }
+        let page = request.send().await.context("listing objects")?;
+        Ok(page
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                let key = object.key()?;
+                Some(super::ObjectInfo {
+                    key: key[strip.min(key.len())..].to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    modified_ms: object
+                        .last_modified()
+                        .and_then(|t| t.to_millis().ok())
+                        .unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
     /// The body of an object, still streaming.
     async fn body(&self, key: &str) -> anyhow::Result<ByteStream> {
         let object = self

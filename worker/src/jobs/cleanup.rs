@@ -1,12 +1,24 @@
-//! Housekeeping: deletes spent or expired tokens, old finished jobs, the transport's copies of
-//! finished deliveries, and what abandoned uploads left in the object store (patient audio
-//! must not outlive its session). Idempotent: a second run finds nothing left to delete.
+//! Housekeeping: deletes spent or expired tokens, old finished jobs (with their attempts and
+//! reports), stale mail requests, silent workers, the transport's copies of finished
+//! deliveries, what abandoned uploads left in the object store, the audio of recordings that
+//! failed long ago, objects no row owns, and backups past retention. Patient audio must not
+//! outlive its purpose.
+//!
+//! A dry run counts what would go (rows, objects, bytes) per category and deletes nothing;
+//! a real run reports what went. Both reports are stored for admins. Where a row and an object
+//! go together, the object goes first and the row after: a crash between leaves a row that
+//! points at nothing, which the next run finishes (deleting a missing object is no error),
+//! never an object nobody can find. Idempotent: a second run finds nothing left.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use tend_shared::{
-    db,
+    backup,
+    db::{
+        self,
+        maintenance::{CategoryReport, Report},
+    },
     jobs::{JobError, JobPayload, Queue, RetryPolicy},
 };
 
@@ -15,11 +27,14 @@ use crate::{
     job::{Job, JobCtx},
 };
 
-/// Housekeeping for one scheduled run.
+/// Housekeeping for one scheduled (or admin-started) run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cleanup {
     /// The schedule tick (ms since the epoch) this run belongs to.
     pub scheduled_for: i64,
+    /// Count what would go, delete nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 impl JobPayload for Cleanup {
@@ -27,7 +42,7 @@ impl JobPayload for Cleanup {
     const QUEUE: Queue = Queue::Maintenance;
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 3,
-        timeout: Duration::from_secs(10 * 60),
+        timeout: Duration::from_secs(30 * 60),
         backoff_base: Duration::from_secs(60),
         backoff_max: Duration::from_secs(15 * 60),
     };
@@ -44,69 +59,283 @@ pub const KEEP_DELIVERIES: Duration = Duration::from_secs(3600);
 /// An upload still pending after this long was abandoned (a 500 MiB upload takes a day only
 /// below 6 KB/s); whatever it stored is removed.
 pub const ABANDONED_UPLOAD_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Objects listed per page of the store sweep.
+const PAGE: usize = 500;
+/// The store prefixes whose objects belong to rows (backups are kept by retention).
+const OWNED_PREFIXES: [&str; 1] = ["sessions/"];
 
 impl Job for Cleanup {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
-        run(ctx.env).await
+        let report = run(ctx.env, self.dry_run).await?;
+        db::maintenance::save(&ctx.env.db, &ctx.job.id, Self::KIND, &report)
+            .await
+            .map_err(|e| JobError::transient("storing the cleanup report", e))?;
+        Ok(())
     }
 }
 
-/// Runs one cleanup.
-async fn run(env: &JobEnv) -> Result<(), JobError> {
-    let now = db::now_ms();
-    let tokens = db::tokens::delete_expired(&env.db, now - KEEP_DEAD_TOKENS.as_millis() as i64)
-        .await
-        .map_err(|e| JobError::transient("deleting expired tokens", e))?;
-    let jobs = db::jobs::prune_done(&env.db, now - KEEP_DONE_JOBS.as_millis() as i64)
-        .await
-        .map_err(|e| JobError::transient("pruning finished jobs", e))?;
-    let deliveries = env
-        .transport()
-        .vacuum(KEEP_DELIVERIES)
-        .await
-        .map_err(|e| JobError::transient("vacuuming the queue", e))?;
-    let uploads =
-        discard_abandoned_uploads(env, now - ABANDONED_UPLOAD_AFTER.as_millis() as i64).await?;
-    // A request whose job died holds an address nobody will use: kept as long as spent tokens.
-    let mail_requests =
-        db::mail_requests::delete_older_than(&env.db, now - KEEP_DEAD_TOKENS.as_millis() as i64)
-            .await
-            .map_err(|e| JobError::transient("deleting stale mail requests", e))?;
-    let workers =
-        db::workers::delete_silent_since(&env.db, now - KEEP_SILENT_WORKERS.as_millis() as i64)
-            .await
-            .map_err(|e| JobError::transient("forgetting silent workers", e))?;
-    tracing::info!(
-        workers,
-        tokens,
-        jobs,
-        deliveries,
-        uploads,
-        mail_requests,
-        "cleanup finished"
-    );
-    Ok(())
+fn ms_ago(d: Duration) -> i64 {
+    db::now_ms() - d.as_millis() as i64
 }
 
-/// Removes the objects of uploads that never became a session, then forgets them.
-async fn discard_abandoned_uploads(env: &JobEnv, before: i64) -> Result<u64, JobError> {
-    let mut removed = 0;
+fn rows(category: &str, items: u64) -> CategoryReport {
+    CategoryReport {
+        category: category.to_owned(),
+        items,
+        bytes: None,
+    }
+}
+
+/// Runs one cleanup (or counts it, with `dry_run`).
+pub async fn run(env: &JobEnv, dry_run: bool) -> Result<Report, JobError> {
+    let mut categories = Vec::new();
+
+    // Rows alone: deleted in one transaction, rolled back in a dry run (the counts are then
+    // exactly what a real run would delete).
+    let mut tx = env
+        .db
+        .begin()
+        .await
+        .map_err(|e| JobError::transient("starting the cleanup", e))?;
+    let fail = |what: &'static str| move |e: sqlx::Error| JobError::transient(what, e);
+    let tokens = db::tokens::delete_expired(&mut tx, ms_ago(KEEP_DEAD_TOKENS))
+        .await
+        .map_err(fail("deleting expired tokens"))?;
+    let jobs = db::jobs::prune_done(&mut tx, ms_ago(KEEP_DONE_JOBS))
+        .await
+        .map_err(fail("pruning finished jobs"))?;
+    // A request whose job died holds an address nobody will use: kept as long as spent tokens.
+    let mail_requests = db::mail_requests::delete_older_than(&mut tx, ms_ago(KEEP_DEAD_TOKENS))
+        .await
+        .map_err(fail("deleting stale mail requests"))?;
+    let workers = db::workers::delete_silent_since(&mut tx, ms_ago(KEEP_SILENT_WORKERS))
+        .await
+        .map_err(fail("forgetting silent workers"))?;
+    if dry_run {
+        tx.rollback().await.map_err(fail("rolling back"))?;
+    } else {
+        tx.commit().await.map_err(fail("committing the cleanup"))?;
+    }
+    categories.push(rows("expired_tokens", tokens));
+    categories.push(rows("finished_jobs", jobs));
+    categories.push(rows("mail_requests", mail_requests));
+    categories.push(rows("silent_workers", workers));
+    if !dry_run {
+        let deliveries = env
+            .transport()
+            .vacuum(KEEP_DELIVERIES)
+            .await
+            .map_err(|e| JobError::transient("vacuuming the queue", e))?;
+        categories.push(rows("transport_deliveries", deliveries as u64));
+    }
+
+    categories.push(abandoned_uploads(env, dry_run).await?);
+    categories.push(failed_recording_audio(env, dry_run).await?);
+    categories.push(orphan_objects(env, dry_run).await?);
+    categories.push(old_backups(env, dry_run).await?);
+
+    tracing::info!(
+        dry_run,
+        report = %serde_json::to_string(&categories).unwrap_or_default(),
+        "cleanup finished"
+    );
+    Ok(Report {
+        dry_run,
+        categories,
+    })
+}
+
+fn store_error(what: &'static str) -> impl Fn(anyhow::Error) -> JobError {
+    move |e| JobError::Transient(format!("{what}: {e:#}"))
+}
+
+/// The size of the object at `key`, if it exists.
+async fn object_size(env: &JobEnv, key: &str) -> Result<Option<u64>, JobError> {
+    let page = env
+        .store
+        .list_page(key, None, 1)
+        .await
+        .map_err(store_error("reading an object's size"))?;
+    Ok(page.into_iter().find(|o| o.key == key).map(|o| o.size))
+}
+
+/// The objects of uploads that never became a session, then their rows.
+async fn abandoned_uploads(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, JobError> {
+    let before = ms_ago(ABANDONED_UPLOAD_AFTER);
+    let (mut items, mut bytes) = (0, 0);
+    let mut offset_seen = BTreeSet::new();
     loop {
         let keys = db::uploads::abandoned_uploads(&env.db, before, 100)
             .await
             .map_err(|e| JobError::transient("listing abandoned uploads", e))?;
-        if keys.is_empty() {
-            return Ok(removed);
+        let fresh: Vec<String> = keys
+            .into_iter()
+            .filter(|k| !offset_seen.contains(k))
+            .collect();
+        if fresh.is_empty() {
+            break;
         }
-        for key in keys {
+        for key in fresh {
+            items += 1;
+            bytes += object_size(env, &key).await?.unwrap_or(0);
+            if dry_run {
+                // Nothing is deleted, so the same rows come back: remember them.
+                offset_seen.insert(key);
+                continue;
+            }
             env.store
                 .discard(&key)
                 .await
-                .map_err(|e| JobError::Transient(format!("removing an abandoned upload: {e:#}")))?;
+                .map_err(store_error("removing an abandoned upload"))?;
             db::uploads::end_upload(&env.db, &key)
                 .await
                 .map_err(|e| JobError::transient("forgetting an abandoned upload", e))?;
-            removed += 1;
         }
     }
+    Ok(CategoryReport {
+        category: "abandoned_uploads".into(),
+        items,
+        bytes: Some(bytes),
+    })
+}
+
+/// The audio of recordings that failed more than `FAILED_RECORDING_RETENTION_DAYS` ago; the
+/// session stays, saying it failed.
+async fn failed_recording_audio(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, JobError> {
+    let days = i64::from(env.settings.failed_recording_retention_days);
+    let before = db::now_ms() - days * 86_400_000;
+    let (mut items, mut bytes) = (0, 0);
+    let mut after = String::new();
+    loop {
+        let page: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, object_key, size_bytes FROM sessions WHERE status = 'failed' \
+             AND updated_at < $1 AND object_key IS NOT NULL AND id > $2 ORDER BY id LIMIT 100",
+        )
+        .bind(before)
+        .bind(&after)
+        .fetch_all(&env.db)
+        .await
+        .map_err(|e| JobError::transient("listing failed recordings", e))?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.0.clone();
+        for (id, key, size) in page {
+            items += 1;
+            bytes += size.max(0) as u64;
+            if dry_run {
+                continue;
+            }
+            env.store
+                .delete(&key)
+                .await
+                .map_err(store_error("removing a failed recording's audio"))?;
+            sqlx::query("UPDATE sessions SET object_key = NULL WHERE id = $1 AND object_key = $2")
+                .bind(&id)
+                .bind(&key)
+                .execute(&env.db)
+                .await
+                .map_err(|e| JobError::transient("forgetting a failed recording's audio", e))?;
+        }
+    }
+    Ok(CategoryReport {
+        category: "failed_recording_audio".into(),
+        items,
+        bytes: Some(bytes),
+    })
+}
+
+/// Objects under the owned prefixes that no session and no pending upload names, older than
+/// `ORPHAN_OBJECT_MIN_AGE_SECS`; the store is listed a page at a time.
+async fn orphan_objects(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, JobError> {
+    let old = ms_ago(env.settings.orphan_object_min_age);
+    let (mut items, mut bytes) = (0, 0);
+    for prefix in OWNED_PREFIXES {
+        let mut after: Option<String> = None;
+        loop {
+            let page = env
+                .store
+                .list_page(prefix, after.as_deref(), PAGE)
+                .await
+                .map_err(store_error("listing the object store"))?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.key.clone());
+            let candidates: Vec<_> = page.into_iter().filter(|o| o.modified_ms < old).collect();
+            let owned = owned_keys(env, candidates.iter().map(|o| o.key.as_str())).await?;
+            for object in candidates {
+                if owned.contains(&object.key) {
+                    continue;
+                }
+                items += 1;
+                bytes += object.size;
+                if !dry_run {
+                    env.store
+                        .delete(&object.key)
+                        .await
+                        .map_err(store_error("removing an orphan object"))?;
+                }
+            }
+        }
+    }
+    Ok(CategoryReport {
+        category: "orphan_objects".into(),
+        items,
+        bytes: Some(bytes),
+    })
+}
+
+/// Which of `keys` a session or a pending upload names.
+async fn owned_keys<'a>(
+    env: &JobEnv,
+    keys: impl Iterator<Item = &'a str>,
+) -> Result<BTreeSet<String>, JobError> {
+    let keys: Vec<&str> = keys.collect();
+    let mut owned = BTreeSet::new();
+    for chunk in keys.chunks(200) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let list = marks.join(", ");
+        for sql in [
+            format!("SELECT object_key FROM sessions WHERE object_key IN ({list})"),
+            format!("SELECT object_key FROM pending_uploads WHERE object_key IN ({list})"),
+        ] {
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            owned.extend(
+                query
+                    .fetch_all(&env.db)
+                    .await
+                    .map_err(|e| JobError::transient("matching objects to rows", e))?,
+            );
+        }
+    }
+    Ok(owned)
+}
+
+/// Backups past retention (`BACKUP_KEEP_DAILY`, `BACKUP_KEEP_WEEKLY`).
+async fn old_backups(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, JobError> {
+    let (daily, weekly) = (
+        env.settings.backup_keep_daily,
+        env.settings.backup_keep_weekly,
+    );
+    let backups = backup::list(&env.store)
+        .await
+        .map_err(store_error("listing backups"))?;
+    let keep = backup::kept(&backups, daily, weekly);
+    let going: Vec<_> = backups.iter().filter(|b| !keep.contains(&b.id)).collect();
+    let bytes = going.iter().map(|b| b.total_bytes()).sum();
+    let items = going.len() as u64;
+    if !dry_run {
+        backup::prune(&env.store, daily, weekly)
+            .await
+            .map_err(store_error("deleting old backups"))?;
+    }
+    Ok(CategoryReport {
+        category: "old_backups".into(),
+        items,
+        bytes: Some(bytes),
+    })
 }

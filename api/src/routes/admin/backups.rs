@@ -120,7 +120,7 @@ impl AdminBackupsApi {
         meta: RequestMeta,
     ) -> ApiResult<BackupStartedResponse> {
         let mut tx = state.begin().await?;
-        let job = tend_scheduler::run_now(&mut tx, "backup")
+        let job = tend_scheduler::run_now(&mut tx, "backup", false)
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| {

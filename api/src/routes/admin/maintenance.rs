@@ -3,7 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 use tend_shared::{
     db::{self, audit::AuditAction, job_admin::JobFilter},
     schedules::Schedule,
@@ -34,8 +38,34 @@ pub struct ScheduleView {
     pub enabled: bool,
     /// When it fires next.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Whether it deletes, and so takes `?dry_run=true` on `run`.
+    pub supports_dry_run: bool,
     /// Its latest job (scheduled or run now): state, attempts, error, times.
     pub last_run: Option<AdminJobView>,
+    /// What that job did, or would do in a dry run, for schedules that report.
+    pub last_report: Option<MaintenanceReport>,
+}
+
+/// One category of what a run removed (or would remove).
+#[derive(Debug, Object)]
+pub struct ReportCategory {
+    /// What it is: `expired_tokens`, `finished_jobs`, `mail_requests`, `silent_workers`,
+    /// `transport_deliveries` (real runs only), `abandoned_uploads`, `failed_recording_audio`,
+    /// `orphan_objects`, `old_backups`.
+    pub category: String,
+    /// Rows or objects.
+    pub items: u64,
+    /// Bytes of the objects, where the category has any.
+    pub bytes: Option<u64>,
+}
+
+/// What a maintenance run did.
+#[derive(Debug, Object)]
+pub struct MaintenanceReport {
+    /// `true`: nothing was deleted; the figures are what a real run would delete.
+    pub dry_run: bool,
+    /// Each category.
+    pub categories: Vec<ReportCategory>,
 }
 
 /// Every periodic job.
@@ -50,8 +80,11 @@ pub struct ScheduleList {
 pub struct MaintenanceRunStarted {
     /// The schedule.
     pub name: String,
-    /// Follow it at `GET /api/v1/admin/jobs/{id}`.
+    /// Follow it at `GET /api/v1/admin/jobs/{id}`; its report shows at
+    /// `GET /api/v1/admin/maintenance` once it is done.
     pub job_id: String,
+    /// Whether it only counts.
+    pub dry_run: bool,
 }
 
 #[derive(ApiResponse)]
@@ -84,7 +117,8 @@ impl AdminMaintenanceApi {
         Ok(ScheduleListResponse::Ok(Json(ScheduleList { items })))
     }
 
-    /// Run a schedule's job now, whatever its cron says (audited).
+    /// Run a schedule's job now, whatever its cron says (audited). `dry_run=true`, for the
+    /// schedules that delete, counts what would go per category and deletes nothing.
     #[oai(
         path = "/:name/run",
         method = "post",
@@ -97,6 +131,9 @@ impl AdminMaintenanceApi {
         meta: RequestMeta,
         /// The schedule's name, as `GET /admin/maintenance` lists it.
         name: Path<String>,
+        /// Count what would be deleted, delete nothing (schedules with `supports_dry_run`).
+        #[oai(default)]
+        dry_run: Query<bool>,
     ) -> ApiResult<RunStartedResponse> {
         let Some(schedule) = state
             .settings
@@ -107,14 +144,21 @@ impl AdminMaintenanceApi {
             return Err(ApiError::not_found("schedule"));
         };
         let name = schedule.spec.name;
+        if dry_run.0 && !schedule.spec.dry_run {
+            return Err(ApiError::invalid_field(
+                "dry_run",
+                format!("{name} deletes nothing: it has no dry run"),
+            ));
+        }
         let mut tx = state.begin().await?;
-        let job = tend_scheduler::run_now(&mut tx, name)
+        let job = tend_scheduler::run_now(&mut tx, name, dry_run.0)
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
                 ApiError::conflict("already-running", "A run was asked for this instant.")
             })?;
-        let detail = serde_json::json!({ "schedule": name, "job_id": job.id });
+        let detail =
+            serde_json::json!({ "schedule": name, "job_id": job.id, "dry_run": dry_run.0 });
         audited(
             &mut tx,
             AuditAction::MaintenanceRun,
@@ -128,6 +172,7 @@ impl AdminMaintenanceApi {
         Ok(RunStartedResponse::Accepted(Json(MaintenanceRunStarted {
             name: name.to_owned(),
             job_id: job.id,
+            dry_run: dry_run.0,
         })))
     }
 }
@@ -143,6 +188,10 @@ async fn view(
         ..Default::default()
     };
     let last = db::job_admin::list(&state.db, &filter, None, 1).await?;
+    let last_report = match last.first() {
+        Some(job) => db::maintenance::find(&state.db, &job.id).await?,
+        None => None,
+    };
     Ok(ScheduleView {
         name: schedule.spec.name.to_owned(),
         description: schedule.spec.description.to_owned(),
@@ -150,6 +199,19 @@ async fn view(
         cron: schedule.cron.clone(),
         enabled: schedule.cron.is_some(),
         next_run_at: schedule.next_after(now),
+        supports_dry_run: schedule.spec.dry_run,
         last_run: last.first().map(AdminJobView::from),
+        last_report: last_report.map(|r| MaintenanceReport {
+            dry_run: r.dry_run,
+            categories: r
+                .categories
+                .into_iter()
+                .map(|c| ReportCategory {
+                    category: c.category,
+                    items: c.items,
+                    bytes: c.bytes,
+                })
+                .collect(),
+        }),
     })
 }

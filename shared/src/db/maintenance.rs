@@ -1,0 +1,56 @@
+//! The `maintenance_reports` table: what each maintenance run did, or would do in a dry run.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Db, now_ms};
+
+/// One category of what a run removed (or would remove).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryReport {
+    /// What it is, e.g. `failed_recording_audio`.
+    pub category: String,
+    /// Rows or objects.
+    pub items: u64,
+    /// Bytes of the objects, where the category has any.
+    pub bytes: Option<u64>,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Whether it only counted.
+    pub dry_run: bool,
+    /// Each category, in the order the run took them.
+    pub categories: Vec<CategoryReport>,
+}
+
+/// Stores the report of job `job_id` (of `kind`), replacing one of an earlier attempt.
+pub async fn save(db: &Db, job_id: &str, kind: &str, report: &Report) -> sqlx::Result<()> {
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM maintenance_reports WHERE job_id = $1")
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO maintenance_reports (job_id, kind, dry_run, report, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(job_id)
+    .bind(kind)
+    .bind(i64::from(report.dry_run))
+    .bind(serde_json::to_string(report).unwrap_or_default())
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// The report of job `job_id`, if it wrote one.
+pub async fn find(db: &Db, job_id: &str) -> sqlx::Result<Option<Report>> {
+    let raw: Option<String> =
+        sqlx::query_scalar("SELECT report FROM maintenance_reports WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+}
