@@ -9,6 +9,7 @@ mod cleanup;
 mod clients;
 mod conventions;
 mod dashboard;
+mod erasure;
 mod fuzz;
 mod hardening;
 mod jobs;

@@ -10,8 +10,9 @@ use crate::{
     job::{Job, JobCtx},
     jobs::{
         account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
-        email::SendEmail, extract::ExtractNotes, invitation::SendInvitation,
-        transcribe::TranscribeSession, weekly_snapshots::WeeklySnapshots,
+        email::SendEmail, erase_account::EraseAccount, extract::ExtractNotes,
+        invitation::SendInvitation, transcribe::TranscribeSession,
+        weekly_snapshots::WeeklySnapshots,
     },
 };
 
@@ -24,6 +25,7 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<DailyStats>(),
     Kind::of::<WeeklySnapshots>(),
     Kind::of::<Backup>(),
+    Kind::of::<EraseAccount>(),
     Kind::of::<TranscribeSession>(),
     Kind::of::<ExtractNotes>(),
 ];

@@ -10,7 +10,7 @@ use tend_shared::{
     domain::{FieldError, Password, parse_display_name},
 };
 
-use tend_worker::jobs::email::EmailTemplate;
+use tend_worker::jobs::{email::EmailTemplate, erase_account::EraseAccount};
 
 use super::{
     ApiTags,
@@ -52,11 +52,19 @@ enum MeResponse {
     Ok(Json<UserView>),
 }
 
+/// An erasure under way.
+#[derive(Debug, Object)]
+pub struct Erasing {
+    /// The job that removes the account and everything it owns.
+    pub job_id: String,
+}
+
 #[derive(ApiResponse)]
 enum Deleted {
-    /// The account is gone, with a practitioner's patients, sessions and stored audio.
-    #[oai(status = 204)]
-    Done,
+    /// The account is unusable from now on (every token refused); the job removes it, with a
+    /// practitioner's patients, sessions, notes and stored audio, within moments.
+    #[oai(status = 202)]
+    Accepted(Json<Erasing>),
 }
 
 /// The `/users/me` operations.
@@ -161,11 +169,15 @@ impl UsersApi {
         if !check_password(&state, &user, &body.password).await? {
             return Err(ApiError::wrong_password("The password is wrong."));
         }
-        // A practitioner's sessions go with the account, their audio first.
-        let keys = db::sessions::object_keys_of_practitioner(&state.db, &user.id).await?;
-        state.delete_objects(&keys).await?;
-        let mut tx = state.db.begin().await?;
-        db::users::delete(&mut tx, &user.id).await?;
+        // Unusable at once; the job removes it and what it owns (thousands of stored
+        // recordings must not hold this request open).
+        let mut tx = state.begin().await?;
+        db::users::mark_erasing(&mut tx, &user.id).await?;
+        db::tokens::revoke_all_for_user(&mut tx, &user.id).await?;
+        let user_id = uuid::Uuid::parse_str(&user.id).map_err(ApiError::internal)?;
+        let job = tx
+            .enqueue(&EraseAccount { user_id }, &meta.job_origin(Some(&user.id)))
+            .await?;
         audit::record(
             &mut tx,
             AuditAction::AccountDeleted,
@@ -175,8 +187,8 @@ impl UsersApi {
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(user_id = %user.id, "account deleted");
-        Ok(Deleted::Done)
+        tracing::info!(user_id = %user.id, job_id = %job.id, "account erasure started");
+        Ok(Deleted::Accepted(Json(Erasing { job_id: job.id })))
     }
 }
 

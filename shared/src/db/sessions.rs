@@ -258,18 +258,33 @@ pub async fn object_keys_of_patient(db: &Db, patient_id: &str) -> sqlx::Result<V
     Ok(rows.into_iter().map(|(k,)| k).collect())
 }
 
-/// The stored objects of every session of a practitioner (to remove them with the account).
-pub async fn object_keys_of_practitioner(
+/// One page of a practitioner's sessions that still have an object: `(id, object_key)`
+/// after session `after`, in id order.
+pub async fn objects_of_practitioner_page(
     db: &Db,
     practitioner_id: &str,
-) -> sqlx::Result<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT object_key FROM sessions WHERE practitioner_id = $1 AND object_key IS NOT NULL",
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT id, object_key FROM sessions WHERE practitioner_id = $1 \
+         AND object_key IS NOT NULL AND id > $2 ORDER BY id LIMIT $3",
     )
     .bind(practitioner_id)
+    .bind(after)
+    .bind(limit)
     .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|(k,)| k).collect())
+    .await
+}
+
+/// Forgets a session's object once it is deleted from the store.
+pub async fn clear_object_key(db: &Db, id: &str, key: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sessions SET object_key = NULL WHERE id = $1 AND object_key = $2")
+        .bind(id)
+        .bind(key)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Deletes the practitioner's session; false if it is not theirs (or already gone).

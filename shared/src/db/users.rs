@@ -176,10 +176,27 @@ pub async fn set_disabled(conn: &mut AnyConnection, id: &str, disabled: bool) ->
         "UPDATE users SET \
          disabled_at = CASE WHEN $2 = 1 THEN COALESCE(disabled_at, $3) ELSE NULL END, \
          tokens_valid_after = CASE WHEN $2 = 1 THEN $3 ELSE tokens_valid_after END, \
-         updated_at = $3 WHERE id = $1",
+         updated_at = $3 WHERE id = $1 AND erasing_at IS NULL",
     )
     .bind(id)
     .bind(i64::from(disabled))
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the account as being erased: disabled, every token issued before now refused, and
+/// out of an admin's reach to re-enable. The caller revokes the refresh tokens in the same
+/// transaction and starts the erasure job.
+pub async fn mark_erasing(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE users SET erasing_at = COALESCE(erasing_at, $2), \
+         disabled_at = COALESCE(disabled_at, $2), tokens_valid_after = $2, updated_at = $2 \
+         WHERE id = $1",
+    )
+    .bind(id)
     .bind(now)
     .execute(conn)
     .await?;

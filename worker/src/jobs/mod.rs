@@ -11,6 +11,7 @@ pub mod backup;
 pub mod cleanup;
 pub mod daily_stats;
 pub mod email;
+pub mod erase_account;
 pub mod extract;
 pub mod invitation;
 pub mod transcribe;

@@ -1,0 +1,96 @@
+//! `erase_account`: the right to be forgotten. `DELETE /users/me` makes the account unusable
+//! at once and starts this job, which removes everything the account owns: the audio of a
+//! practitioner's sessions from the object store (a page at a time, each object before its
+//! row forgets it, so thousands of objects never hold a request open and a crash loses
+//! nothing the next attempt cannot finish), then the account row, which takes its patients,
+//! sessions, transcripts, notes, metrics, statistics and tokens with it (ON DELETE CASCADE).
+//! Its pending mail requests and open invitations to its address go too. The audit log keeps
+//! a pseudonymous trail: the user id and actions, without address, IP or user agent.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tend_shared::{
+    db,
+    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+};
+use uuid::Uuid;
+
+use crate::job::{Job, JobCtx};
+
+/// Erase one account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EraseAccount {
+    /// The account.
+    pub user_id: Uuid,
+}
+
+impl JobPayload for EraseAccount {
+    const KIND: &'static str = "erase_account";
+    const QUEUE: Queue = Queue::Maintenance;
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 10,
+        timeout: Duration::from_secs(60 * 60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(30 * 60),
+    };
+}
+
+impl Job for EraseAccount {
+    async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+        let env = ctx.env;
+        let id = self.user_id.to_string();
+        let Some(user) = db::users::find(&env.db, &id)
+            .await
+            .map_err(|e| JobError::transient("reading the account", e))?
+        else {
+            // Erased already (a repeated delivery).
+            return Ok(());
+        };
+        let mut objects = 0;
+        let mut after = String::new();
+        loop {
+            let page = db::sessions::objects_of_practitioner_page(&env.db, &id, &after, 200)
+                .await
+                .map_err(|e| JobError::transient("listing the account's recordings", e))?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.0.clone();
+            for (session_id, key) in page {
+                env.store
+                    .delete(&key)
+                    .await
+                    .map_err(|e| JobError::Transient(format!("deleting a recording: {e:#}")))?;
+                db::sessions::clear_object_key(&env.db, &session_id, &key)
+                    .await
+                    .map_err(|e| JobError::transient("forgetting a recording", e))?;
+                objects += 1;
+            }
+        }
+        let fail = |e| JobError::transient("erasing the account's rows", e);
+        let mut tx = env.db.begin().await.map_err(fail)?;
+        sqlx::query("DELETE FROM account_mail_requests WHERE email = $1")
+            .bind(user.email.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        sqlx::query(
+            "UPDATE patients SET invited_email = NULL, invitation_token_hash = NULL, \
+             invitation_expires_at = NULL WHERE invited_email = $1",
+        )
+        .bind(user.email.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        sqlx::query("UPDATE audit_logs SET ip = NULL, user_agent = NULL WHERE user_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        db::users::delete(&mut tx, &id).await.map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        tracing::info!(user_id = %id, objects, "account erased");
+        Ok(())
+    }
+}
