@@ -413,6 +413,17 @@ impl TestApp {
         }
     }
 
+    /// A new admin account (made as `tend-api create-admin` makes one), signed in: its access
+    /// token.
+    pub async fn admin_token(&self) -> String {
+        let email = unique_email();
+        tend_api::commands::create_admin(&self.db, &email, PASSWORD)
+            .await
+            .expect("create an admin");
+        let login: Value = self.login(&email, PASSWORD).await.json().await.unwrap();
+        login["access_token"].as_str().unwrap().to_owned()
+    }
+
     /// `POST` without a body (actions such as `/sessions/{id}/retry`).
     pub async fn post_empty(&self, path: &str, token: &str) -> reqwest::Response {
         self.send(reqwest::Method::POST, path, Some(token), None)

@@ -11,12 +11,7 @@ use tend_tests::{
 
 /// An admin account, signed in: its access token.
 async fn admin(app: &TestApp) -> String {
-    let email = unique_email();
-    tend_api::commands::create_admin(&app.db, &email, PASSWORD)
-        .await
-        .unwrap();
-    let login: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
-    login["access_token"].as_str().unwrap().to_owned()
+    app.admin_token().await
 }
 
 async fn json_of(resp: reqwest::Response, status: u16) -> Value {

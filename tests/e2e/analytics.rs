@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use chrono::{Days, Utc};
 use serde_json::{Value, json};
-use tend_tests::{
-    PASSWORD, TestApp, fake_openai::FakeOpenAi, problem, spawn_app_with_env, unique_email,
-};
+use tend_tests::{TestApp, fake_openai::FakeOpenAi, problem, spawn_app_with_env};
 
 const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
 
@@ -239,12 +237,7 @@ async fn practitioners_see_their_figures_from_the_analytics_tables() {
     .await;
 
     // Admins read the platform-wide rollup.
-    let email = unique_email();
-    tend_api::commands::create_admin(&app.db, &email, PASSWORD)
-        .await
-        .unwrap();
-    let login: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
-    let admin = login["access_token"].as_str().unwrap();
+    let admin = &app.admin_token().await;
     let stats = get_json(&app, "/api/v1/admin/stats", admin).await;
     assert_eq!(stats["days"][0]["day"], today.to_string(), "{stats}");
     assert_eq!(stats["days"][0]["recordings_uploaded"], 3);

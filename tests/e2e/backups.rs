@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tend_shared::{backup, db::Db};
 use tend_tests::{
-    PASSWORD, TestApp, empty_postgres_database, fake_openai::FakeOpenAi, open_database, problem,
-    spawn_app_with_env, unique_email,
+    TestApp, empty_postgres_database, fake_openai::FakeOpenAi, open_database, problem,
+    spawn_app_with_env,
 };
 
 const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week, Åsa?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
@@ -236,12 +236,7 @@ async fn a_backup_moves_between_sqlite_and_postgresql_both_ways() {
 #[tokio::test]
 async fn admins_list_backups_and_take_one_now() {
     let (app, _fake) = app_with_data().await;
-    let email = unique_email();
-    tend_api::commands::create_admin(&app.db, &email, PASSWORD)
-        .await
-        .unwrap();
-    let login: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
-    let token = login["access_token"].as_str().unwrap();
+    let token = &app.admin_token().await;
     let list: Value = app
         .get("/api/v1/admin/backups", Some(token))
         .await

@@ -8,19 +8,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tend_shared::{backup, db};
 use tend_tests::{
-    PASSWORD, TestApp,
+    TestApp,
     fake_openai::{self, FakeOpenAi, Reply},
-    problem, spawn_app_with_env, unique_email,
+    problem, spawn_app_with_env,
 };
-
-async fn admin_token(app: &TestApp) -> String {
-    let email = unique_email();
-    tend_api::commands::create_admin(&app.db, &email, PASSWORD)
-        .await
-        .unwrap();
-    let login: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
-    login["access_token"].as_str().unwrap().to_owned()
-}
 
 /// Runs the cleanup now (a dry run or not) and returns its report, category -> (items, bytes).
 async fn cleanup(app: &TestApp, token: &str, dry_run: bool) -> Vec<(String, u64, Option<u64>)> {
@@ -84,7 +75,7 @@ async fn a_dry_run_reports_what_the_cleanup_would_delete_and_deletes_nothing() {
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let app = spawn_app_with_env(&pairs).await;
     let store = app.store().await;
-    let token = admin_token(&app).await;
+    let token = app.admin_token().await;
 
     // A recording whose transcription failed for good, eight days ago.
     let user = app.signed_in_user().await;

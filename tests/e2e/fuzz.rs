@@ -6,8 +6,7 @@
 
 use std::{path::Path, process::Command};
 
-use serde_json::Value;
-use tend_tests::{PASSWORD, TestApp, spawn_app};
+use tend_tests::{TestApp, spawn_app};
 
 /// Runs schemathesis against `app` with `token`; panics with its report on a failure.
 async fn fuzz(app: &TestApp, who: &str, token: &str) {
@@ -50,12 +49,7 @@ async fn every_request_the_spec_calls_valid_is_accepted() {
     let app = spawn_app().await;
     let practitioner = app.signed_in_user().await;
     let patient = app.signed_in_as("patient").await;
-    let email = tend_tests::unique_email();
-    tend_api::commands::create_admin(&app.db, &email, PASSWORD)
-        .await
-        .unwrap();
-    let login: Value = app.login(&email, PASSWORD).await.json().await.unwrap();
-    let admin = login["access_token"].as_str().unwrap().to_owned();
+    let admin = app.admin_token().await;
 
     fuzz(&app, "a practitioner", &practitioner.access_token).await;
     fuzz(&app, "a patient", &patient.access_token).await;

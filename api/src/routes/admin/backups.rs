@@ -3,9 +3,8 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
-use tend_shared::{backup, db::audit::AuditAction};
+use tend_shared::backup;
 
-use super::audited;
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
@@ -119,23 +118,7 @@ impl AdminBackupsApi {
         Admin(admin): Admin,
         meta: RequestMeta,
     ) -> ApiResult<BackupStartedResponse> {
-        let mut tx = state.begin().await?;
-        let job = tend_scheduler::run_now(&mut tx, "backup", false)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::conflict("already-running", "A backup was asked for this instant.")
-            })?;
-        let detail = serde_json::json!({ "schedule": "backup", "job_id": job.id });
-        audited(
-            &mut tx,
-            AuditAction::MaintenanceRun,
-            &admin.id,
-            &meta,
-            detail,
-        )
-        .await?;
-        tx.commit().await?;
+        let job = super::maintenance::start_run(&state, &admin.id, &meta, "backup", false).await?;
         Ok(BackupStartedResponse::Accepted(Json(BackupStarted {
             job_id: job.id,
         })))

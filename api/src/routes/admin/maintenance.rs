@@ -10,6 +10,7 @@ use poem_openapi::{
 };
 use tend_shared::{
     db::{self, audit::AuditAction, job_admin::JobFilter},
+    jobs::Enqueued,
     schedules::Schedule,
 };
 
@@ -150,31 +151,35 @@ impl AdminMaintenanceApi {
                 format!("{name} deletes nothing: it has no dry run"),
             ));
         }
-        let mut tx = state.begin().await?;
-        let job = tend_scheduler::run_now(&mut tx, name, dry_run.0)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::conflict("already-running", "A run was asked for this instant.")
-            })?;
-        let detail =
-            serde_json::json!({ "schedule": name, "job_id": job.id, "dry_run": dry_run.0 });
-        audited(
-            &mut tx,
-            AuditAction::MaintenanceRun,
-            &admin.id,
-            &meta,
-            detail,
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(schedule = name, job_id = %job.id, "schedule run now by an admin");
+        let job = start_run(&state, &admin.id, &meta, name, dry_run.0).await?;
         Ok(RunStartedResponse::Accepted(Json(MaintenanceRunStarted {
             name: name.to_owned(),
             job_id: job.id,
             dry_run: dry_run.0,
         })))
     }
+}
+
+/// Enqueues schedule `name`'s job now for admin `admin_id`, audited in the same transaction.
+pub(super) async fn start_run(
+    state: &AppState,
+    admin_id: &str,
+    meta: &RequestMeta,
+    name: &str,
+    dry_run: bool,
+) -> ApiResult<Enqueued> {
+    let mut tx = state.begin().await?;
+    let job = tend_scheduler::run_now(&mut tx, name, dry_run)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::conflict("already-running", "A run was asked for this instant.")
+        })?;
+    let detail = serde_json::json!({ "schedule": name, "job_id": job.id, "dry_run": dry_run });
+    audited(&mut tx, AuditAction::MaintenanceRun, admin_id, meta, detail).await?;
+    tx.commit().await?;
+    tracing::info!(schedule = name, job_id = %job.id, dry_run, "schedule run now by an admin");
+    Ok(job)
 }
 
 /// `schedule` as admins see it at `now`.
