@@ -96,6 +96,11 @@ pub async fn request_context<E: Endpoint>(
             headers.insert(X_REQUEST_ID.clone(), value);
         }
         add_security_headers(headers, &path);
+        if status == 405
+            && let Some(allow) = crate::spec::allowed_methods(&path)
+        {
+            headers.insert(poem::http::header::ALLOW, HeaderValue::from_static(allow));
+        }
         Ok(response)
     }
     .instrument(span)

@@ -14,7 +14,56 @@
 //!
 //! `/openapi.json`, Swagger UI and ReDoc all serve the document this makes.
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value};
+
+/// Each documented path template (split into segments, `{..}` matching any one) with the
+/// methods it answers: what a `405` names in its `Allow` header, as RFC 9110 requires.
+struct Routes(Vec<(Vec<String>, String)>);
+
+static ROUTES: OnceLock<Routes> = OnceLock::new();
+
+/// Learns the routes of `spec` (the document served); the first call wins, and every app in
+/// a process serves the same operations.
+pub fn remember_routes(spec: &str) {
+    ROUTES.get_or_init(|| {
+        let parsed: Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut routes = Vec::new();
+        for (path, item) in parsed["paths"].as_object().into_iter().flatten() {
+            let mut methods: Vec<String> = item
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(m, _)| m.to_ascii_uppercase())
+                .filter(|m| ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str()))
+                .collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            let segments = path
+                .trim_matches('/')
+                .split('/')
+                .map(str::to_owned)
+                .collect();
+            routes.push((segments, methods.join(", ")));
+        }
+        Routes(routes)
+    });
+}
+
+/// The `Allow` value for `path`, if it is a documented path.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let wanted: Vec<&str> = path.trim_matches('/').split('/').collect();
+    ROUTES.get()?.0.iter().find_map(|(segments, methods)| {
+        let same = segments.len() == wanted.len()
+            && segments
+                .iter()
+                .zip(&wanted)
+                .all(|(s, w)| s == w || (s.starts_with('{') && !w.is_empty()));
+        same.then_some(methods.as_str())
+    })
+}
 
 /// The document `raw` (poem-openapi's) with enum references unwrapped.
 pub fn for_clients(raw: &str) -> String {

@@ -117,6 +117,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     // One document for clients, Swagger UI and ReDoc alike (see `crate::spec`).
     let raw = api.spec();
     let spec = crate::spec::for_clients(&raw);
+    crate::spec::remember_routes(&spec);
     let with_spec = |html: String| poem::web::Html(html.replace(&raw, &spec));
     let docs = with_spec(api.swagger_ui_html());
     let redoc = with_spec(api.redoc_html());

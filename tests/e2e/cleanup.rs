@@ -199,8 +199,8 @@ async fn a_dry_run_reports_what_the_cleanup_would_delete_and_deletes_nothing() {
             &token,
         )
         .await,
-        422,
+        409,
     )
     .await;
-    assert_eq!(body["errors"][0]["field"], "dry_run");
+    assert_eq!(body["type"], "/problems/no-dry-run");
 }

@@ -80,6 +80,40 @@ async fn unknown_routes_are_404_problems() {
 }
 
 #[tokio::test]
+async fn a_method_a_path_does_not_answer_is_a_405_naming_those_it_does() {
+    let app = spawn_app().await;
+    for (method, path, allowed) in [
+        (
+            reqwest::Method::PUT,
+            "/api/v1/patients",
+            vec!["GET", "HEAD", "POST"],
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/patients/01a2310c-988f-71c2-bf4d-bd10f940e603",
+            vec!["DELETE", "GET", "HEAD", "PATCH"],
+        ),
+    ] {
+        let resp = app
+            .client
+            .request(method, format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let allow = resp
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let mut methods: Vec<&str> = allow.split(", ").collect();
+        methods.sort_unstable();
+        assert_eq!(methods, allowed, "{path}: Allow {allow:?}");
+        let body = problem(resp, 405).await;
+        assert_eq!(body["type"], "/problems/method-not-allowed");
+    }
+}
+
+#[tokio::test]
 async fn oversized_bodies_are_refused_with_413() {
     let app = spawn_app().await;
     let big = "x".repeat(2 * 1024 * 1024);

@@ -24,7 +24,7 @@ async fn fuzz(app: &TestApp, who: &str, token: &str) {
             .args([
                 "--checks",
                 "not_a_server_error,positive_data_acceptance,status_code_conformance,\
-                 content_type_conformance,response_schema_conformance",
+                 content_type_conformance,response_schema_conformance,unsupported_method",
             ])
             .output()
             .expect("schemathesis (run `.ci/services` to install it)")

@@ -119,7 +119,8 @@ impl AdminMaintenanceApi {
     }
 
     /// Run a schedule's job now, whatever its cron says (audited). `dry_run=true`, for the
-    /// schedules that delete, counts what would go per category and deletes nothing.
+    /// schedules that delete, counts what would go per category and deletes nothing; for
+    /// the others it is a 409 `no-dry-run`.
     #[oai(
         path = "/:name/run",
         method = "post",
@@ -146,9 +147,11 @@ impl AdminMaintenanceApi {
         };
         let name = schedule.spec.name;
         if dry_run.0 && !schedule.spec.dry_run {
-            return Err(ApiError::invalid_field(
-                "dry_run",
-                format!("{name} deletes nothing: it has no dry run"),
+            // The request is well formed; this schedule just cannot do it (see
+            // `supports_dry_run`).
+            return Err(ApiError::conflict(
+                "no-dry-run",
+                format!("{name} deletes nothing: it has no dry run."),
             ));
         }
         let job = start_run(&state, &admin.id, &meta, name, dry_run.0).await?;
