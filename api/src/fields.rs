@@ -159,6 +159,15 @@ rule_string!(
 );
 
 rule_string!(
+    /// Text to search or filter by: printable (a NUL could not be stored or matched anyway).
+    SearchText,
+    MetaSchema {
+        pattern: Some(PRINTABLE_PATTERN.to_owned()),
+        ..MetaSchema::new("string")
+    }
+);
+
+rule_string!(
     /// A page cursor: the `next_cursor` of the previous page (a row id, a UUID).
     PageCursor,
     MetaSchema {

@@ -48,14 +48,30 @@ pub async fn request_context<E: Endpoint>(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    // A NUL can be in no id, name or filter (PostgreSQL cannot even compare one): a path
+    // with one names nothing, a query with one is refused before any handler sees it.
+    let nul_in = |raw: &str| percent_encoding::percent_decode_str(raw).any(|b| b == 0);
+    let refusal = if nul_in(req.uri().path()) {
+        Some(ApiError::not_found("resource"))
+    } else if req.uri().query().is_some_and(nul_in) {
+        Some(ApiError::invalid_field(
+            "query",
+            "must not contain NUL characters",
+        ))
+    } else {
+        None
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %id, %method, %path);
     async move {
         let started = Instant::now();
-        let (mut response, operation) = match next.call(req).await {
+        let result = match refusal {
+            Some(refused) => Ok(refused.into_response()),
+            None => next.call(req).await.map(IntoResponse::into_response),
+        };
+        let (mut response, operation) = match result {
             Ok(resp) => {
-                let resp = resp.into_response();
                 let operation = resp.data::<OperationId>().map(|o| o.0);
                 (resp, operation)
             }

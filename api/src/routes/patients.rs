@@ -30,7 +30,7 @@ use crate::{
     body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
-    fields::{DisplayName, EmailAddress, Label, PageCursor},
+    fields::{DisplayName, EmailAddress, Label, PageCursor, SearchText},
     guards::Practitioner,
     pagination::PageRequest,
     state::AppState,
@@ -216,7 +216,7 @@ impl PatientsApi {
         state: Data<&AppState>,
         Practitioner(user): Practitioner,
         /// Case-insensitive text to find in the name or reference.
-        q: Query<Option<String>>,
+        q: Query<Option<SearchText>>,
         /// Page size, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,

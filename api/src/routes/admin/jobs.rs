@@ -22,7 +22,7 @@ use super::{audited, parse_since};
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
-    fields::{PageCursor, Timestamp},
+    fields::{PageCursor, SearchText, Timestamp},
     guards::Admin,
     pagination::PageRequest,
     routes::{ApiTags, jobs::JobState},
@@ -197,7 +197,7 @@ impl AdminJobsApi {
         /// Only this queue's jobs.
         queue: Query<Option<QueueName>>,
         /// Only this kind's jobs (e.g. `send_email`).
-        kind: Query<Option<String>>,
+        kind: Query<Option<SearchText>>,
         /// Only jobs in this state.
         #[oai(name = "state")]
         job_state: Query<Option<JobState>>,

@@ -22,7 +22,7 @@ use crate::{
     body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
-    fields::{PageCursor, Timestamp},
+    fields::{PageCursor, SearchText, Timestamp},
     guards::Admin,
     pagination::PageRequest,
     routes::ApiTags,
@@ -142,7 +142,7 @@ impl AdminUsersApi {
         state: Data<&AppState>,
         _admin: Admin,
         /// Text to find in the address (case-insensitive).
-        email: Query<Option<String>>,
+        email: Query<Option<SearchText>>,
         /// Only accounts with this role.
         role: Query<Option<RoleView>>,
         /// Page size, 1 to 100 (default 20).
@@ -228,9 +228,9 @@ impl AdminUsersApi {
         state: Data<&AppState>,
         _admin: Admin,
         /// Only events of this account.
-        user_id: Query<Option<String>>,
+        user_id: Query<Option<SearchText>>,
         /// Only this action, e.g. `login_failed`.
-        action: Query<Option<String>>,
+        action: Query<Option<SearchText>>,
         /// Only events at or after this time (RFC 3339).
         since: Query<Option<Timestamp>>,
         /// Page size, 1 to 100 (default 20).
