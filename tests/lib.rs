@@ -187,18 +187,9 @@ pub async fn empty_postgres_database() -> Option<String> {
     Some(create_postgres_database(&base, &format!("empty_{id}")).await)
 }
 
-/// Opens a pool on `url` (a `sqlite://` file is created when missing) with the migrations
-/// applied.
+/// Opens a pool on `url` as the binaries do (`db::connect_url`), with the migrations applied.
 pub async fn open_database(url: &str) -> Db {
-    sqlx::any::install_default_drivers();
-    let url = if url.starts_with("sqlite:") && !url.contains("mode=") {
-        format!("{url}?mode=rwc")
-    } else {
-        url.to_owned()
-    };
-    let db = sqlx::any::AnyPoolOptions::new()
-        .max_connections(4)
-        .connect(&url)
+    let db = tend_shared::db::connect_url(url, 4)
         .await
         .expect("open the database");
     tend_shared::db::migrate(&db).await.expect("migrate");
@@ -422,6 +413,19 @@ impl TestApp {
             .expect("create an admin");
         let login: Value = self.login(&email, PASSWORD).await.json().await.unwrap();
         login["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the erasure job has removed account `user_id` (after `DELETE /users/me`).
+    pub async fn wait_until_erased(&self, user_id: &str) {
+        eventually("the erasure job", Duration::from_secs(30), || async {
+            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_one(&self.db)
+                .await?;
+            Ok(left == 0)
+        })
+        .await
+        .unwrap();
     }
 
     /// `POST` without a body (actions such as `/sessions/{id}/retry`).

@@ -659,40 +659,37 @@ pub fn kept(backups: &[Manifest], daily: usize, weekly: usize) -> BTreeSet<Strin
     keep
 }
 
-/// Deletes the backups retention does not keep (manifest first, so a half-deleted backup is
-/// never listed; its files go next, and a crash between leaves files the next run finds by
-/// prefix). Returns the ids deleted.
+/// Deletes `backups` (as [`list`] gave them) that retention does not keep: each manifest
+/// first, so a half-deleted backup is never listed, then its files; a crash between leaves
+/// files without a manifest, which a later run removes once they are a day old (younger ones
+/// may belong to a backup being written). Returns the ids deleted.
 pub async fn prune(
     store: &ObjectStore,
+    backups: &[Manifest],
     daily: usize,
     weekly: usize,
 ) -> anyhow::Result<Vec<String>> {
-    let backups = list(store).await?;
-    let keep = kept(&backups, daily, weekly);
-    let listed: BTreeSet<String> = backups.iter().map(|b| b.id.clone()).collect();
-    let mut deleted = Vec::new();
-    for backup in &backups {
-        if keep.contains(&backup.id) {
-            continue;
-        }
-        store.delete(&manifest_key(&backup.id)).await?;
-        deleted.push(backup.id.clone());
+    let keep = kept(backups, daily, weekly);
+    let deleted: BTreeSet<String> = backups
+        .iter()
+        .map(|b| b.id.clone())
+        .filter(|id| !keep.contains(id))
+        .collect();
+    for id in &deleted {
+        store.delete(&manifest_key(id)).await?;
     }
-    // Files of backups without a manifest: deleted ones, and any a crash left behind (but not
-    // one being written now: those are younger than a day).
+    let listed: BTreeSet<&str> = backups.iter().map(|b| b.id.as_str()).collect();
     let day_ago = db::now_ms() - 86_400_000;
     for key in store.list(PREFIX).await? {
         let Some(id) = key.strip_prefix(PREFIX).and_then(|k| k.split('/').next()) else {
             continue;
         };
-        let orphan = !listed.contains(id) || deleted.iter().any(|d| d == id);
-        let old_enough =
-            deleted.iter().any(|d| d == id) || id_time(id).is_some_and(|t| t < day_ago);
-        if orphan && old_enough && !keep.contains(id) {
+        let abandoned = !listed.contains(id) && id_time(id).is_some_and(|t| t < day_ago);
+        if deleted.contains(id) || abandoned {
             store.delete(&key).await?;
         }
     }
-    Ok(deleted)
+    Ok(deleted.into_iter().collect())
 }
 
 /// The time an id was taken at (its leading timestamp).

@@ -339,19 +339,7 @@ async fn users_update_their_name_and_password_and_delete_their_account() {
     .await;
     problem(app.login(&user.email, "another long passphrase").await, 401).await;
     problem(app.refresh(&user.refresh_token).await, 401).await;
-    tend_tests::eventually(
-        "the erasure",
-        std::time::Duration::from_secs(20),
-        || async {
-            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE id = $1")
-                .bind(&user.id)
-                .fetch_one(&app.db)
-                .await?;
-            Ok(left == 0)
-        },
-    )
-    .await
-    .unwrap();
+    app.wait_until_erased(&user.id).await;
     let tokens_left: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens WHERE user_id = $1")
             .bind(&user.id)

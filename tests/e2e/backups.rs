@@ -220,7 +220,6 @@ async fn a_backup_moves_between_sqlite_and_postgresql_both_ways() {
     restore_and_compare(&app, &first, &app.db, &sqlite_url).await;
     // ...and from that SQLite database to a fresh PostgreSQL one.
     let sqlite = open_database(&sqlite_url).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
     let second = backup::take(&sqlite, &store, &staging).await.unwrap();
     assert_eq!(second.source, "sqlite");
     for (a, b) in first.tables.iter().zip(&second.tables) {

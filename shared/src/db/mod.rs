@@ -43,8 +43,14 @@ pub fn now_ms() -> i64 {
 
 /// Opens the pool. SQLite files (and their folder) are created when missing.
 pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+    connect_url(settings.database_url(), settings.database_max_connections).await
+}
+
+/// Opens a pool on `url` the way [`connect`] does (SQLite: created when missing, WAL,
+/// foreign keys on): for a second database, such as a restore's target.
+pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Db> {
     sqlx::any::install_default_drivers();
-    let mut url = settings.database_url().to_owned();
+    let mut url = url.to_owned();
     let is_sqlite = url.starts_with("sqlite:");
     if is_sqlite {
         prepare_sqlite_path(&url)?;
@@ -57,7 +63,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
         }
     }
     let options = AnyPoolOptions::new()
-        .max_connections(settings.database_max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10));
     let options = if is_sqlite {
         // WAL lets readers run beside the writer; busy_timeout makes writers wait for each

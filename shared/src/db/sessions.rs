@@ -277,6 +277,25 @@ pub async fn objects_of_practitioner_page(
     .await
 }
 
+/// One page of failed sessions, failed before `before`, that still have an object:
+/// `(id, object_key, size_bytes)` after session `after`, in id order.
+pub async fn failed_objects_page(
+    db: &Db,
+    before: i64,
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as(
+        "SELECT id, object_key, size_bytes FROM sessions WHERE status = 'failed' \
+         AND updated_at < $1 AND object_key IS NOT NULL AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(before)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
 /// Forgets a session's object once it is deleted from the store.
 pub async fn clear_object_key(db: &Db, id: &str, key: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE sessions SET object_key = NULL WHERE id = $1 AND object_key = $2")

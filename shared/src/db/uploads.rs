@@ -25,13 +25,20 @@ pub async fn end_upload(db: impl AnyExecutor<'_>, object_key: &str) -> sqlx::Res
     Ok(())
 }
 
-/// Pending uploads started before `before`: abandoned, their objects to remove.
-pub async fn abandoned_uploads(db: &Db, before: i64, limit: i64) -> sqlx::Result<Vec<String>> {
+/// Pending uploads started before `before`: abandoned, their objects to remove. One page of
+/// at most `limit`, in key order after `after` (`""` for the first).
+pub async fn abandoned_uploads(
+    db: &Db,
+    before: i64,
+    after: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT object_key FROM pending_uploads WHERE created_at < $1 \
-         ORDER BY created_at LIMIT $2",
+        "SELECT object_key FROM pending_uploads WHERE created_at < $1 AND object_key > $2 \
+         ORDER BY object_key LIMIT $3",
     )
     .bind(before)
+    .bind(after)
     .bind(limit)
     .fetch_all(db)
     .await?;

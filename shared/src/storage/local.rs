@@ -46,6 +46,14 @@ impl LocalStore {
             .with_context(|| format!("reading object {key}"))
     }
 
+    pub(super) async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match tokio::fs::metadata(self.root.join(key)).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub(super) async fn delete(&self, key: &str) -> anyhow::Result<()> {
         remove_if_exists(&self.root.join(key)).await
     }
@@ -89,7 +97,9 @@ impl LocalStore {
     pub(super) async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         let root = &self.root;
         let mut keys = Vec::new();
-        let mut dirs = vec![root.clone()];
+        // Only the prefix's folder can hold its keys.
+        let folder = prefix.rfind('/').map_or("", |end| &prefix[..end]);
+        let mut dirs = vec![root.join(folder)];
         while let Some(dir) = dirs.pop() {
             let mut entries = match tokio::fs::read_dir(&dir).await {
                 Ok(entries) => entries,

@@ -116,6 +116,14 @@ impl ObjectStore {
         }
     }
 
+    /// The size of the object at `key`, or `None` when there is none.
+    pub async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match &self.backend {
+            Backend::Local(store) => store.size(key).await,
+            Backend::S3(store) => store.size(key).await,
+        }
+    }
+
     /// Removes the object at `key`; removing a missing object is not an error.
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
         match &self.backend {

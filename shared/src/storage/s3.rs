@@ -144,6 +144,22 @@ impl S3Store {
         Ok(keys)
     }
 
+    /// The object's size, from `HeadObject`; `None` when there is no such object.
+    pub(super) async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(err) => Err(anyhow::Error::new(err).context(format!("reading the size of {key}"))),
+        }
+    }
+
     /// One page of `ListObjectsV2`: at most `limit` objects after `start_after`.
     pub(super) async fn list_page(
         &self,

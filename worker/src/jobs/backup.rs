@@ -44,13 +44,19 @@ impl Job for Backup {
             bytes = manifest.total_bytes(),
             "backup written"
         );
-        let deleted = backup::prune(
-            &env.store,
-            env.settings.backup_keep_daily,
-            env.settings.backup_keep_weekly,
-        )
-        .await
-        .map_err(|e| JobError::Transient(format!("pruning old backups: {e:#}")))?;
+        let prune = async {
+            let backups = backup::list(&env.store).await?;
+            backup::prune(
+                &env.store,
+                &backups,
+                env.settings.backup_keep_daily,
+                env.settings.backup_keep_weekly,
+            )
+            .await
+        };
+        let deleted = prune
+            .await
+            .map_err(|e| JobError::Transient(format!("pruning old backups: {e:#}")))?;
         if !deleted.is_empty() {
             tracing::info!(deleted = deleted.len(), "old backups deleted by retention");
         }

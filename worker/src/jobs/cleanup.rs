@@ -149,38 +149,28 @@ fn store_error(what: &'static str) -> impl Fn(anyhow::Error) -> JobError {
     move |e| JobError::Transient(format!("{what}: {e:#}"))
 }
 
-/// The size of the object at `key`, if it exists.
-async fn object_size(env: &JobEnv, key: &str) -> Result<Option<u64>, JobError> {
-    let page = env
-        .store
-        .list_page(key, None, 1)
-        .await
-        .map_err(store_error("reading an object's size"))?;
-    Ok(page.into_iter().find(|o| o.key == key).map(|o| o.size))
-}
-
 /// The objects of uploads that never became a session, then their rows.
 async fn abandoned_uploads(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, JobError> {
     let before = ms_ago(ABANDONED_UPLOAD_AFTER);
     let (mut items, mut bytes) = (0, 0);
-    let mut offset_seen = BTreeSet::new();
+    let mut after = String::new();
     loop {
-        let keys = db::uploads::abandoned_uploads(&env.db, before, 100)
+        let keys = db::uploads::abandoned_uploads(&env.db, before, &after, 100)
             .await
             .map_err(|e| JobError::transient("listing abandoned uploads", e))?;
-        let fresh: Vec<String> = keys
-            .into_iter()
-            .filter(|k| !offset_seen.contains(k))
-            .collect();
-        if fresh.is_empty() {
+        let Some(last) = keys.last() else {
             break;
-        }
-        for key in fresh {
+        };
+        after = last.clone();
+        for key in keys {
             items += 1;
-            bytes += object_size(env, &key).await?.unwrap_or(0);
+            bytes += env
+                .store
+                .size(&key)
+                .await
+                .map_err(store_error("reading an object's size"))?
+                .unwrap_or(0);
             if dry_run {
-                // Nothing is deleted, so the same rows come back: remember them.
-                offset_seen.insert(key);
                 continue;
             }
             env.store
@@ -207,15 +197,9 @@ async fn failed_recording_audio(env: &JobEnv, dry_run: bool) -> Result<CategoryR
     let (mut items, mut bytes) = (0, 0);
     let mut after = String::new();
     loop {
-        let page: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT id, object_key, size_bytes FROM sessions WHERE status = 'failed' \
-             AND updated_at < $1 AND object_key IS NOT NULL AND id > $2 ORDER BY id LIMIT 100",
-        )
-        .bind(before)
-        .bind(&after)
-        .fetch_all(&env.db)
-        .await
-        .map_err(|e| JobError::transient("listing failed recordings", e))?;
+        let page = db::sessions::failed_objects_page(&env.db, before, &after, 100)
+            .await
+            .map_err(|e| JobError::transient("listing failed recordings", e))?;
         let Some(last) = page.last() else {
             break;
         };
@@ -230,10 +214,7 @@ async fn failed_recording_audio(env: &JobEnv, dry_run: bool) -> Result<CategoryR
                 .delete(&key)
                 .await
                 .map_err(store_error("removing a failed recording's audio"))?;
-            sqlx::query("UPDATE sessions SET object_key = NULL WHERE id = $1 AND object_key = $2")
-                .bind(&id)
-                .bind(&key)
-                .execute(&env.db)
+            db::sessions::clear_object_key(&env.db, &id, &key)
                 .await
                 .map_err(|e| JobError::transient("forgetting a failed recording's audio", e))?;
         }
@@ -329,7 +310,7 @@ async fn old_backups(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, JobE
     let bytes = going.iter().map(|b| b.total_bytes()).sum();
     let items = going.len() as u64;
     if !dry_run {
-        backup::prune(&env.store, daily, weekly)
+        backup::prune(&env.store, &backups, daily, weekly)
             .await
             .map_err(store_error("deleting old backups"))?;
     }

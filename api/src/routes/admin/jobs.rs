@@ -283,8 +283,7 @@ impl AdminJobsApi {
         let job = find(&state, &id.0).await?;
         let mut tx = state.begin().await?;
         retry_in(&mut tx, &job).await?;
-        let detail = serde_json::json!({ "job_id": job.id, "kind": job.kind });
-        audited(&mut tx, AuditAction::JobRetried, &admin.id, &meta, detail).await?;
+        audit_job(&mut tx, AuditAction::JobRetried, &admin.id, &meta, &job).await?;
         tx.commit().await?;
         tracing::info!(job_id = %job.id, kind = %job.kind, "job retried by an admin");
         Ok(JobActionResponse::Ok(Json(
@@ -322,8 +321,7 @@ impl AdminJobsApi {
             // A worker must take it to bury it (and run its kind's hook).
             tx.hand_over_too(enqueued(&job)?);
         }
-        let detail = serde_json::json!({ "job_id": job.id, "kind": job.kind });
-        audited(&mut tx, AuditAction::JobKilled, &admin.id, &meta, detail).await?;
+        audit_job(&mut tx, AuditAction::JobKilled, &admin.id, &meta, &job).await?;
         tx.commit().await?;
         tracing::warn!(job_id = %job.id, kind = %job.kind, "job killed by an admin");
         Ok(JobActionResponse::Accepted(Json(
@@ -351,11 +349,22 @@ impl AdminJobsApi {
                 ),
             ));
         }
-        let detail = serde_json::json!({ "job_id": job.id, "kind": job.kind });
-        audited(&mut tx, AuditAction::JobDeleted, &admin.id, &meta, detail).await?;
+        audit_job(&mut tx, AuditAction::JobDeleted, &admin.id, &meta, &job).await?;
         tx.commit().await?;
         Ok(JobDeleted::Done)
     }
+}
+
+/// Writes an admin's action on `job` to the audit log, naming the job and its kind.
+async fn audit_job(
+    tx: &mut JobTx,
+    action: AuditAction,
+    admin_id: &str,
+    meta: &RequestMeta,
+    job: &JobRow,
+) -> ApiResult<()> {
+    let detail = serde_json::json!({ "job_id": job.id, "kind": job.kind });
+    audited(tx, action, admin_id, meta, detail).await
 }
 
 async fn find(state: &AppState, id: &str) -> ApiResult<JobRow> {
