@@ -82,6 +82,39 @@ async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("{css}: {e}"))
 }
 
+/// Clicks the element `css` names. The dashboard re-renders as it refreshes itself, so an
+/// element found a moment ago may be replaced before the click lands: it is found again.
+async fn click(browser: &Client, css: &str) {
+    for _ in 0..20 {
+        match find(browser, css).await.click().await {
+            Ok(_) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+    panic!("{css} kept being replaced before it could be clicked");
+}
+
+/// Reads the text of the element `css` names, finding it again if a refresh replaced it.
+async fn text(browser: &Client, css: &str) -> String {
+    for _ in 0..20 {
+        match find(browser, css).await.text().await {
+            Ok(text) => return text,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("reading {css}: {e}"),
+        }
+    }
+    panic!("{css} kept being replaced before it could be read");
+}
+
 /// A dead mail job whose error holds markup, as an admin would find it.
 async fn dead_job(app: &TestApp) -> String {
     let body: Value = app
@@ -158,19 +191,11 @@ async fn an_admin_signs_in_finds_a_dead_job_retries_it_and_sees_it_done() {
     assert!(url.query().is_none(), "no token in the URL: {url}");
 
     // Jobs, filtered to the dead: the job's error shows as text, its markup inert.
-    find(&browser, "nav button[data-view=jobs]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "nav button[data-view=jobs]").await;
     let state = find(&browser, "#filter-state").await;
     state.select_by_value("dead").await.unwrap();
-    find(&browser, &format!("tr[data-job='{job_id}']"))
-        .await
-        .click()
-        .await
-        .unwrap();
-    let error = find(&browser, "#job-error").await.text().await.unwrap();
+    click(&browser, &format!("tr[data-job='{job_id}']")).await;
+    let error = text(&browser, "#job-error").await;
     assert!(
         error.contains("<script>window.hacked = 1</script>"),
         "{error}"
@@ -189,7 +214,7 @@ async fn an_admin_signs_in_finds_a_dead_job_retries_it_and_sees_it_done() {
         "markup in an error is not rendered"
     );
 
-    find(&browser, "#retry").await.click().await.unwrap();
+    click(&browser, "#retry").await;
     browser
         .wait()
         .at_most(Duration::from_secs(30))
