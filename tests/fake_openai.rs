@@ -42,6 +42,8 @@ pub enum Reply {
     InvalidNotes,
     /// A proper answer after a delay.
     Slow(Duration),
+    /// `200` with this message content (any JSON the test builds).
+    Content(String),
 }
 
 /// One transcription request as received.
@@ -294,7 +296,7 @@ async fn transcriptions(
                 .body("{not json");
         }
         Reply::Slow(delay) => tokio::time::sleep(delay).await,
-        Reply::Ok | Reply::InvalidNotes => {}
+        Reply::Ok | Reply::InvalidNotes | Reply::Content(_) => {}
     }
     // WAV: its real length; anything else: as if it were 128 kbit/s.
     let duration = wav_seconds.unwrap_or(bytes.len() as f64 * 8.0 / 128_000.0);
@@ -345,7 +347,13 @@ async fn chat(req: &poem::Request, shared: Data<&Shared>, body: Json<Value>) -> 
             .as_array()
             .map(|r| r.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        for key in sample_notes().as_object().unwrap().keys() {
+        let notes_schema = format["json_schema"]["name"] == "session_notes";
+        for key in sample_notes()
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|_| notes_schema)
+        {
             if !required.contains(&key.as_str()) {
                 problems.push(format!("the schema does not require {key}"));
             }
@@ -370,6 +378,7 @@ async fn chat(req: &poem::Request, shared: Data<&Shared>, body: Json<Value>) -> 
             sample_notes().to_string()
         }
         Reply::Ok => sample_notes().to_string(),
+        Reply::Content(content) => content,
     };
     let prompt_chars: usize = body["messages"]
         .as_array()

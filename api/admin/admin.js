@@ -122,7 +122,7 @@
           el("td", { class: "error-text" }, j.last_error || "")));
       return [el("h1", {}, "Jobs"),
         el("div", { class: "filters" },
-          select("queue", ["", "email", "maintenance", "transcription", "extraction"]),
+          select("queue", ["", "email", "maintenance", "transcription", "extraction", "documents"]),
           select("state", ["", "pending", "running", "failed", "dead", "done"]), kind),
         table(["State", "Kind", "Queue", "Attempts", "Created", "Last error"], rows),
         page.next_cursor ? el("p", {}, "Newest 50 shown; narrow the filters to see others.") : null];

@@ -96,13 +96,59 @@ fn schema_errors<T: Type>(value: &Value) -> Vec<FieldError> {
     let Some(schema) = resolve(&registry, &root) else {
         return Vec::new();
     };
-    if schema.ty != "object" {
+    if schema.ty != "object" && schema.discriminator.is_none() {
         return Vec::new();
     }
     let Some(object) = value.as_object() else {
         return vec![FieldError::new("body", "must be a JSON object")];
     };
     let mut errors = Vec::new();
+    object_errors(&registry, schema, object, &mut errors);
+    errors
+}
+
+/// The errors of `object` against the object schema `schema`: its own properties, those of
+/// the schemas it combines (`allOf`), and for a tagged union (`oneOf` with a discriminator)
+/// those of the variant its tag names.
+fn object_errors(
+    registry: &Registry,
+    schema: &MetaSchema,
+    object: &serde_json::Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(tag) = &schema.discriminator {
+        let chosen = object.get(tag.property_name).and_then(Value::as_str);
+        let variant = tag
+            .mapping
+            .iter()
+            .find(|(name, _)| Some(name.as_str()) == chosen)
+            .and_then(|(_, path)| {
+                registry
+                    .schemas
+                    .get(path.trim_start_matches("#/components/schemas/"))
+            });
+        match variant {
+            Some(variant) => object_errors(registry, variant, object, errors),
+            None => {
+                let names: Vec<&str> = tag.mapping.iter().map(|(n, _)| n.as_str()).collect();
+                let message = match object.get(tag.property_name) {
+                    None | Some(Value::Null) => "is required".to_owned(),
+                    Some(_) => format!("must be one of: {}", names.join(", ")),
+                };
+                errors.push(FieldError::new(tag.property_name, message));
+            }
+        }
+        return;
+    }
+    for part in &schema.all_of {
+        let part = match part {
+            MetaSchemaRef::Reference(name) => registry.schemas.get(name),
+            MetaSchemaRef::Inline(inline) => Some(&**inline),
+        };
+        if let Some(part) = part {
+            object_errors(registry, part, object, errors);
+        }
+    }
     for (name, property) in &schema.properties {
         match object.get(*name) {
             None | Some(Value::Null) => {
@@ -111,7 +157,7 @@ fn schema_errors<T: Type>(value: &Value) -> Vec<FieldError> {
                 }
             }
             Some(field) => {
-                let Some(expected) = resolve(&registry, property) else {
+                let Some(expected) = resolve(registry, property) else {
                     continue;
                 };
                 if !has_type(field, expected.ty) {
@@ -125,7 +171,6 @@ fn schema_errors<T: Type>(value: &Value) -> Vec<FieldError> {
             }
         }
     }
-    errors
 }
 
 /// What `value` (of the schema's JSON type) breaks of the rules `schema` states, if anything.

@@ -70,6 +70,9 @@ pub enum ApiError {
     /// Conflicts with existing data (e.g. the email is taken).
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// It existed but is gone for good (an export's file past its expiry).
+    #[oai(status = 410, content_type = "application/problem+json")]
+    Gone(Json<Problem>),
     /// The upload is larger than the configured limit; nothing was kept.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -92,6 +95,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 410: the resource's file expired and was removed.
+    pub fn gone(slug: &str, detail: impl Into<String>) -> Self {
+        ApiError::Gone(Json(Problem::new(StatusCode::GONE, slug, "Gone", detail)))
+    }
+
     /// 422 with every invalid field.
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let mut problem = Problem::new(

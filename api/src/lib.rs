@@ -21,6 +21,7 @@
 
 pub mod body;
 pub mod commands;
+pub mod download;
 pub mod error;
 pub mod extract;
 pub mod fields;

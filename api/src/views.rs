@@ -14,8 +14,10 @@ pub enum QueueName {
     Maintenance,
     /// Session audio to transcripts.
     Transcription,
-    /// Transcripts to notes.
+    /// Transcripts to notes, mission drafts.
     Extraction,
+    /// Exports and personal data exports.
+    Documents,
 }
 
 impl From<QueueName> for Queue {
@@ -25,6 +27,7 @@ impl From<QueueName> for Queue {
             QueueName::Maintenance => Queue::Maintenance,
             QueueName::Transcription => Queue::Transcription,
             QueueName::Extraction => Queue::Extraction,
+            QueueName::Documents => Queue::Documents,
         }
     }
 }

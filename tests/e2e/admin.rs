@@ -174,7 +174,13 @@ async fn admins_see_queue_figures_and_each_job_with_its_attempts() {
         .collect();
     assert_eq!(
         names,
-        ["email", "maintenance", "transcription", "extraction"]
+        [
+            "email",
+            "maintenance",
+            "transcription",
+            "extraction",
+            "documents"
+        ]
     );
     let email = &queues[0];
     assert!(email["done_last_hour"].as_i64().unwrap() >= 1, "{email}");

@@ -14,7 +14,11 @@ use tend_tests::{
 };
 
 /// Runs the cleanup now (a dry run or not) and returns its report, category -> (items, bytes).
-async fn cleanup(app: &TestApp, token: &str, dry_run: bool) -> Vec<(String, u64, Option<u64>)> {
+pub(crate) async fn cleanup(
+    app: &TestApp,
+    token: &str,
+    dry_run: bool,
+) -> Vec<(String, u64, Option<u64>)> {
     let resp = app
         .post_empty(
             &format!("/api/v1/admin/maintenance/cleanup/run?dry_run={dry_run}"),
@@ -56,7 +60,7 @@ async fn cleanup(app: &TestApp, token: &str, dry_run: bool) -> Vec<(String, u64,
         .collect()
 }
 
-fn category(report: &[(String, u64, Option<u64>)], name: &str) -> (u64, Option<u64>) {
+pub(crate) fn category(report: &[(String, u64, Option<u64>)], name: &str) -> (u64, Option<u64>) {
     report
         .iter()
         .find(|c| c.0 == name)

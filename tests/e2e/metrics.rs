@@ -104,7 +104,13 @@ async fn metrics_need_their_token_and_move_when_requests_and_jobs_run() {
         ) >= 1.0
     );
     // The ledger's gauges: every queue, every state.
-    for queue in ["email", "maintenance", "transcription", "extraction"] {
+    for queue in [
+        "email",
+        "maintenance",
+        "transcription",
+        "extraction",
+        "documents",
+    ] {
         assert!(
             after.samples.iter().any(|s| s.metric == "tend_jobs"
                 && s.labels.get("queue") == Some(queue)

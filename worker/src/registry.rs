@@ -11,7 +11,7 @@ use crate::{
     jobs::{
         account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
         email::SendEmail, erase_account::EraseAccount, extract::ExtractNotes,
-        invitation::SendInvitation, transcribe::TranscribeSession,
+        invitation::SendInvitation, render_export::RenderExport, transcribe::TranscribeSession,
         weekly_snapshots::WeeklySnapshots,
     },
 };
@@ -28,6 +28,7 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<EraseAccount>(),
     Kind::of::<TranscribeSession>(),
     Kind::of::<ExtractNotes>(),
+    Kind::of::<RenderExport>(),
 ];
 
 /// A job kind with its type erased, as the runner uses it.

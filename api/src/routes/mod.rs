@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod exports;
 pub mod health;
 pub mod invitations;
 pub mod jobs;
@@ -29,6 +30,10 @@ pub enum ApiTags {
     Invitations,
     /// Recorded sessions: upload, transcription, notes.
     Sessions,
+    /// Practice documents: session notes and progress reports as PDF or DOCX.
+    Exports,
+    /// Training missions drafted by the chat model, and confirmed missions.
+    Missions,
     /// A practitioner's figures over their own patients.
     Analytics,
     /// Admins: queues, jobs, workers, users, maintenance schedules and the audit log.
@@ -44,6 +49,7 @@ pub type Api = (
     patients::PatientsApi,
     invitations::InvitationsApi,
     sessions::SessionsApi,
+    exports::ExportsApi,
     analytics::AnalyticsApi,
     admin::queues::AdminQueuesApi,
     admin::jobs::AdminJobsApi,
@@ -65,6 +71,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             patients::PatientsApi,
             invitations::InvitationsApi,
             sessions::SessionsApi,
+            exports::ExportsApi,
             analytics::AnalyticsApi,
             admin::queues::AdminQueuesApi,
             admin::jobs::AdminJobsApi,

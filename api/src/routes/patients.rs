@@ -320,7 +320,11 @@ impl PatientsApi {
         id: Path<String>,
     ) -> ApiResult<PatientDeleted> {
         let patient = owned(&state, &id.0, &user).await?;
-        let keys = db::sessions::object_keys_of_patient(&state.db, &patient.id).await?;
+        let mut keys = db::sessions::object_keys_of_patient(&state.db, &patient.id).await?;
+        keys.extend(
+            db::exports::objects_of(&state.db, db::exports::ExportOwner::Patient, &patient.id)
+                .await?,
+        );
         state.delete_objects(&keys).await?;
         db::patients::delete(&state.db, &patient.id, &user.id).await?;
         tracing::info!(patient_id = %patient.id, objects = keys.len(), "patient deleted");

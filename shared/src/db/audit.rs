@@ -29,6 +29,9 @@ pub enum AuditAction {
     /// An admin ran a schedule's job now.
     MaintenanceRun,
     UserUpdated,
+    ExportDownloaded,
+    DataExportRequested,
+    DataExportDownloaded,
 }
 
 impl AuditAction {
@@ -56,6 +59,9 @@ impl AuditAction {
             AuditAction::QueueDeadRetried => "queue_dead_retried",
             AuditAction::MaintenanceRun => "maintenance_run",
             AuditAction::UserUpdated => "user_updated",
+            AuditAction::ExportDownloaded => "export_downloaded",
+            AuditAction::DataExportRequested => "data_export_requested",
+            AuditAction::DataExportDownloaded => "data_export_downloaded",
         }
     }
 }

@@ -32,17 +32,22 @@ pub enum Queue {
     Maintenance,
     /// Session audio to transcripts: slow, paid, long-running.
     Transcription,
-    /// Transcripts to notes: paid, must not wait behind hour-long transcriptions.
+    /// Transcripts to notes and mission drafts: paid chat calls, must not wait behind
+    /// hour-long transcriptions.
     Extraction,
+    /// Documents people wait for: PDF/DOCX exports and personal data exports (CPU and
+    /// store bound), kept apart from housekeeping and paid provider calls.
+    Documents,
 }
 
 impl Queue {
     /// Every queue, for workers and the relay.
-    pub const ALL: [Queue; 4] = [
+    pub const ALL: [Queue; 5] = [
         Queue::Email,
         Queue::Maintenance,
         Queue::Transcription,
         Queue::Extraction,
+        Queue::Documents,
     ];
 
     /// The queue's name in the ledger and (namespaced) in the transport.
@@ -52,6 +57,7 @@ impl Queue {
             Queue::Maintenance => "maintenance",
             Queue::Transcription => "transcription",
             Queue::Extraction => "extraction",
+            Queue::Documents => "documents",
         }
     }
 
@@ -66,7 +72,7 @@ impl Queue {
     pub fn delivery_batch(self) -> usize {
         match self {
             Queue::Email => 32,
-            Queue::Maintenance | Queue::Transcription | Queue::Extraction => 1,
+            Queue::Maintenance | Queue::Transcription | Queue::Extraction | Queue::Documents => 1,
         }
     }
 }

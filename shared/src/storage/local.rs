@@ -46,6 +46,14 @@ impl LocalStore {
             .with_context(|| format!("reading object {key}"))
     }
 
+    pub(super) async fn reader(&self, key: &str) -> anyhow::Result<(u64, super::ObjectReader)> {
+        let file = tokio::fs::File::open(self.root.join(key))
+            .await
+            .with_context(|| format!("reading object {key}"))?;
+        let size = file.metadata().await?.len();
+        Ok((size, Box::pin(file)))
+    }
+
     pub(super) async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
         match tokio::fs::metadata(self.root.join(key)).await {
             Ok(meta) => Ok(Some(meta.len())),

@@ -47,6 +47,9 @@ pub struct ObjectInfo {
     pub modified_ms: i64,
 }
 
+/// An object being read, as a byte stream.
+pub type ObjectReader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+
 /// A connected object store; cheap to clone. Each operation goes to the configured backend,
 /// which implements the same operations in its own module.
 #[derive(Clone, Debug)]
@@ -113,6 +116,15 @@ impl ObjectStore {
         match &self.backend {
             Backend::Local(store) => store.download(key, to).await,
             Backend::S3(store) => store.download(key, to).await,
+        }
+    }
+
+    /// A reader of the object at `key` and its size, to stream it (downloads, exports)
+    /// without holding it in memory.
+    pub async fn reader(&self, key: &str) -> anyhow::Result<(u64, ObjectReader)> {
+        match &self.backend {
+            Backend::Local(store) => store.reader(key).await,
+            Backend::S3(store) => store.reader(key).await,
         }
     }
 

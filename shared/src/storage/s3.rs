@@ -78,6 +78,19 @@ impl S3Store {
         Ok(copied)
     }
 
+    pub(super) async fn reader(&self, key: &str) -> anyhow::Result<(u64, super::ObjectReader)> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .with_context(|| format!("fetching object {key}"))?;
+        let size = object.content_length.unwrap_or(0).max(0) as u64;
+        Ok((size, Box::pin(object.body.into_async_read())))
+    }
+
     pub(super) async fn delete(&self, key: &str) -> anyhow::Result<()> {
         self.client
             .delete_object()

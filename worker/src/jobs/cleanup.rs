@@ -17,6 +17,7 @@ use tend_shared::{
     backup,
     db::{
         self,
+        exports::ExpiringTable,
         maintenance::{CategoryReport, Report},
     },
     jobs::{JobError, JobPayload, Queue, RetryPolicy},
@@ -62,7 +63,7 @@ pub const ABANDONED_UPLOAD_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// Objects listed per page of the store sweep.
 const PAGE: usize = 500;
 /// The store prefixes whose objects belong to rows (backups are kept by retention).
-const OWNED_PREFIXES: [&str; 1] = ["sessions/"];
+const OWNED_PREFIXES: [&str; 3] = ["sessions/", "exports/", "data-exports/"];
 
 impl Job for Cleanup {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
@@ -131,6 +132,7 @@ pub async fn run(env: &JobEnv, dry_run: bool) -> Result<Report, JobError> {
 
     categories.push(abandoned_uploads(env, dry_run).await?);
     categories.push(failed_recording_audio(env, dry_run).await?);
+    categories.push(expired_exports(env, dry_run).await?);
     categories.push(orphan_objects(env, dry_run).await?);
     categories.push(old_backups(env, dry_run).await?);
 
@@ -226,6 +228,44 @@ async fn failed_recording_audio(env: &JobEnv, dry_run: bool) -> Result<CategoryR
     })
 }
 
+/// The files of exports and personal data exports past their 7 days; the rows stay and say
+/// `expired` (their downloads answer 410).
+async fn expired_exports(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, JobError> {
+    let now = db::now_ms();
+    let (mut items, mut bytes) = (0, 0);
+    for table in [ExpiringTable::Exports, ExpiringTable::DataExports] {
+        let mut after = String::new();
+        loop {
+            let page = db::exports::expired_page(&env.db, table, now, &after, 100)
+                .await
+                .map_err(|e| JobError::transient("listing expired exports", e))?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.0.clone();
+            for (id, key, size) in page {
+                items += 1;
+                bytes += size.max(0) as u64;
+                if dry_run {
+                    continue;
+                }
+                env.store
+                    .delete(&key)
+                    .await
+                    .map_err(store_error("removing an expired export"))?;
+                db::exports::mark_expired(&env.db, table, &id)
+                    .await
+                    .map_err(|e| JobError::transient("marking an export expired", e))?;
+            }
+        }
+    }
+    Ok(CategoryReport {
+        category: "expired_exports".into(),
+        items,
+        bytes: Some(bytes),
+    })
+}
+
 /// Objects under the owned prefixes that no session and no pending upload names, older than
 /// `ORPHAN_OBJECT_MIN_AGE_SECS`; the store is listed a page at a time.
 async fn orphan_objects(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, JobError> {
@@ -280,6 +320,8 @@ async fn owned_keys<'a>(
         for sql in [
             format!("SELECT object_key FROM sessions WHERE object_key IN ({list})"),
             format!("SELECT object_key FROM pending_uploads WHERE object_key IN ({list})"),
+            format!("SELECT object_key FROM exports WHERE object_key IN ({list})"),
+            format!("SELECT object_key FROM data_exports WHERE object_key IN ({list})"),
         ] {
             let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
             for key in chunk {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tend_shared::{
-    db,
+    db::{self, exports::ExportOwner},
     jobs::{JobError, JobPayload, Queue, RetryPolicy},
 };
 use uuid::Uuid;
@@ -67,6 +67,17 @@ impl Job for EraseAccount {
                     .map_err(|e| JobError::transient("forgetting a recording", e))?;
                 objects += 1;
             }
+        }
+        // Rendered documents and personal data exports.
+        let documents = db::exports::objects_of(&env.db, ExportOwner::Practitioner, &id)
+            .await
+            .map_err(|e| JobError::transient("listing the account's exports", e))?;
+        for key in documents {
+            env.store
+                .delete(&key)
+                .await
+                .map_err(|e| JobError::Transient(format!("deleting an export: {e:#}")))?;
+            objects += 1;
         }
         let fail = |e| JobError::transient("erasing the account's rows", e);
         let mut tx = env.db.begin().await.map_err(fail)?;

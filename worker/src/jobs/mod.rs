@@ -14,6 +14,7 @@ pub mod email;
 pub mod erase_account;
 pub mod extract;
 pub mod invitation;
+pub mod render_export;
 pub mod transcribe;
 pub mod weekly_snapshots;
 

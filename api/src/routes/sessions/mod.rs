@@ -303,7 +303,12 @@ impl SessionsApi {
         id: Path<String>,
     ) -> ApiResult<SessionDeleted> {
         let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
-        state.delete_objects(row.object_key.as_slice()).await?;
+        let mut keys: Vec<String> = row.object_key.iter().cloned().collect();
+        // Exports of its notes go with it (their rows cascade).
+        keys.extend(
+            db::exports::objects_of(&state.db, db::exports::ExportOwner::Session, &row.id).await?,
+        );
+        state.delete_objects(&keys).await?;
         db::sessions::delete(&state.db, &row.id, &user.id).await?;
         tracing::info!(session_id = %row.id, "session deleted");
         Ok(SessionDeleted::Done)

@@ -1,0 +1,481 @@
+//! `/exports`: practice documents (a session's notes, a patient's progress report) rendered
+//! as PDF or DOCX by the `render_export` job, listed, downloaded (audited) and deleted.
+//!
+//! Practitioners only, for their own patients; anything else is 404. At most
+//! `EXPORTS_PER_HOUR` requests per account and hour (shared by API replicas through Redis);
+//! a file is kept 7 days after it is ready, then the cleanup job removes it and the export
+//! says `expired` (its download answers 410).
+
+use std::time::Duration;
+
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi, Union,
+    param::{Header, Path, Query},
+    payload::Json,
+};
+use tend_shared::db::{
+    self,
+    audit::{self, AuditAction},
+    exports::{ExportRow, NewExport},
+};
+use tend_worker::jobs::render_export::{RenderExport, content_type};
+use uuid::Uuid;
+
+use super::{ApiTags, auth::check_limit};
+use crate::{
+    body::JsonBody,
+    download::{FileDownload, Kinds},
+    error::{ApiError, ApiResult},
+    extract::RequestMeta,
+    fields::{IdempotencyKey, PageCursor, RecordId},
+    guards::Practitioner,
+    pagination::PageRequest,
+    state::AppState,
+    views::ms_to_datetime,
+};
+
+/// Export requests one account may make per hour.
+pub const EXPORTS_PER_HOUR: u32 = 20;
+
+/// What to render.
+#[derive(Debug, Union)]
+#[oai(discriminator_name = "type", one_of)]
+pub enum NewExportRequest {
+    /// The notes of one recorded session.
+    #[oai(mapping = "session_notes")]
+    SessionNotes(SessionNotesExport),
+    /// A patient's last weeks: sessions as a table and mood as a chart.
+    #[oai(mapping = "progress_report")]
+    ProgressReport(ProgressReportExport),
+}
+
+/// A session-notes export.
+#[derive(Debug, Object)]
+pub struct SessionNotesExport {
+    /// `pdf` (for the file) or `docx` (to edit).
+    pub format: ExportFormat,
+    /// The session; it must have notes (422 otherwise).
+    pub session_id: RecordId,
+}
+
+/// A progress-report export.
+#[derive(Debug, Object)]
+pub struct ProgressReportExport {
+    /// `pdf` or `docx`.
+    pub format: ExportFormat,
+    /// The patient.
+    pub patient_id: RecordId,
+    /// Weeks covered, through the current one: 1 to 52 (default 12).
+    #[oai(validator(minimum(value = "1"), maximum(value = "52")))]
+    pub weeks: Option<i64>,
+}
+
+/// A document's file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// PDF, A4.
+    Pdf,
+    /// Word (Office Open XML), A4.
+    Docx,
+}
+
+/// What an export renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ExportType {
+    /// One session's notes.
+    SessionNotes,
+    /// A patient's progress over weeks.
+    ProgressReport,
+}
+
+/// Where an export is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum ExportStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Being rendered.
+    Rendering,
+    /// The file can be downloaded until `expires_at`.
+    Ready,
+    /// Rendering failed; `error` says why.
+    Failed,
+    /// The file was removed after 7 days.
+    Expired,
+}
+
+/// An export.
+#[derive(Debug, Object)]
+pub struct ExportView {
+    /// Its id.
+    pub id: String,
+    /// What it renders.
+    #[oai(rename = "type")]
+    pub kind: ExportType,
+    /// Its format.
+    pub format: ExportFormat,
+    /// Where it is.
+    pub status: ExportStatus,
+    /// The session, for session notes.
+    pub session_id: Option<String>,
+    /// The patient.
+    pub patient_id: String,
+    /// Weeks covered, for a progress report.
+    pub weeks: Option<i64>,
+    /// The job rendering it (`GET /api/v1/jobs/{id}`).
+    pub job_id: Option<String>,
+    /// Why rendering failed (or why its last attempt did, while it is retried).
+    pub error: Option<String>,
+    /// The file's name, once ready.
+    pub file_name: Option<String>,
+    /// The file's size, once ready.
+    pub size_bytes: Option<i64>,
+    /// Where to download it, while ready.
+    pub download_url: Option<String>,
+    /// When it was asked for.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the file was ready.
+    pub ready_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the file is (or was) removed.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<ExportRow> for ExportView {
+    fn from(row: ExportRow) -> Self {
+        let status = match row.status.as_str() {
+            "queued" => ExportStatus::Queued,
+            "rendering" => ExportStatus::Rendering,
+            "ready" => ExportStatus::Ready,
+            "expired" => ExportStatus::Expired,
+            _ => ExportStatus::Failed,
+        };
+        Self {
+            download_url: (status == ExportStatus::Ready)
+                .then(|| format!("/api/v1/exports/{}/download", row.id)),
+            kind: if row.kind == "progress_report" {
+                ExportType::ProgressReport
+            } else {
+                ExportType::SessionNotes
+            },
+            format: if row.format == "docx" {
+                ExportFormat::Docx
+            } else {
+                ExportFormat::Pdf
+            },
+            status,
+            id: row.id,
+            session_id: row.session_id,
+            patient_id: row.patient_id,
+            weeks: row.weeks,
+            job_id: row.job_id,
+            error: row.error,
+            file_name: row.file_name,
+            size_bytes: row.size_bytes,
+            created_at: ms_to_datetime(row.created_at),
+            ready_at: row.ready_at.map(ms_to_datetime),
+            expires_at: row.expires_at.map(ms_to_datetime),
+        }
+    }
+}
+
+/// A page of exports.
+#[derive(Debug, Object)]
+pub struct ExportPage {
+    /// Newest first.
+    pub items: Vec<ExportView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum ExportAccepted {
+    /// Queued; follow `status` at `GET /api/v1/exports/{id}`.
+    #[oai(status = 202)]
+    Accepted(Json<ExportView>, #[oai(header = "Location")] String),
+    /// A request with this `Idempotency-Key` was accepted before: its export, as it is now.
+    #[oai(status = 200)]
+    Replayed(Json<ExportView>, #[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+enum ExportResponse {
+    /// The export.
+    #[oai(status = 200)]
+    Ok(Json<ExportView>),
+}
+
+#[derive(ApiResponse)]
+enum ExportList {
+    /// A page of your exports.
+    #[oai(status = 200)]
+    Ok(Json<ExportPage>),
+}
+
+#[derive(ApiResponse)]
+enum ExportDeleted {
+    /// The export and its file are gone.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// The formats an export download sends.
+pub struct ExportFiles;
+
+impl Kinds for ExportFiles {
+    const CONTENT_TYPES: &'static [&'static str] = &[
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ];
+    const DESCRIPTION: &'static str = "The document (PDF or DOCX, as the export's `format`).";
+}
+
+/// The `/exports` operations.
+pub struct ExportsApi;
+
+#[OpenApi(prefix_path = "/api/v1/exports", tag = "ApiTags::Exports")]
+impl ExportsApi {
+    /// Render a session's notes or a patient's progress report as PDF or DOCX.
+    ///
+    /// Answers `202` with the export; the `render_export` job renders it within seconds.
+    /// Your own patients and sessions only (404 otherwise); a session without notes yet is a
+    /// 422. At most 20 requests per hour (429 with `Retry-After`). A retried request with the
+    /// same `Idempotency-Key` answers the first export and starts nothing.
+    #[oai(path = "/", method = "post", operation_id = "createExport")]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        Practitioner(user): Practitioner,
+        meta: RequestMeta,
+        /// Makes a retried request safe: the same key answers the first export.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<IdempotencyKey>>,
+        body: JsonBody<NewExportRequest>,
+    ) -> ApiResult<ExportAccepted> {
+        let key = idempotency_key.0.map(|k| k.0);
+        if let Some(key) = &key
+            && let Some(row) =
+                db::exports::find_by_idempotency_key(&state.db, &user.id, key).await?
+        {
+            let location = location(&row.id);
+            return Ok(ExportAccepted::Replayed(Json(row.into()), location));
+        }
+        check_limit(
+            &state,
+            &format!("exports:account:{}", user.id),
+            EXPORTS_PER_HOUR,
+            Duration::from_secs(3600),
+        )
+        .await?;
+        let (kind, format, session_id, patient_id, weeks) = match &body.0 {
+            NewExportRequest::SessionNotes(req) => {
+                let session = db::sessions::find(&state.db, &req.session_id)
+                    .await?
+                    .filter(|s| s.practitioner_id == user.id)
+                    .ok_or_else(|| ApiError::not_found("session"))?;
+                let has_notes = db::sessions::texts(&state.db, &session.id)
+                    .await?
+                    .is_some_and(|t| t.notes.is_some());
+                if !has_notes {
+                    return Err(ApiError::invalid_field(
+                        "session_id",
+                        format!(
+                            "the session has no notes yet (it is {})",
+                            session.status().as_str()
+                        ),
+                    ));
+                }
+                (
+                    "session_notes",
+                    req.format,
+                    Some(session.id),
+                    session.patient_id,
+                    None,
+                )
+            }
+            NewExportRequest::ProgressReport(req) => {
+                let patient = db::patients::find(&state.db, &req.patient_id)
+                    .await?
+                    .filter(|p| p.practitioner_id == user.id)
+                    .ok_or_else(|| ApiError::not_found("patient"))?;
+                let weeks = req.weeks.unwrap_or(12);
+                ("progress_report", req.format, None, patient.id, Some(weeks))
+            }
+        };
+        let id = db::new_id();
+        let id_text = id.to_string();
+        let mut tx = state.begin().await?;
+        let job = tx
+            .enqueue(
+                &RenderExport { export_id: id },
+                &meta.job_origin(Some(&user.id)),
+            )
+            .await?;
+        let new = NewExport {
+            id: &id_text,
+            practitioner_id: &user.id,
+            kind,
+            format: match format {
+                ExportFormat::Pdf => "pdf",
+                ExportFormat::Docx => "docx",
+            },
+            session_id: session_id.as_deref(),
+            patient_id: &patient_id,
+            weeks,
+            job_id: &job.id,
+            idempotency_key: key.as_deref(),
+        };
+        if let Err(err) = db::exports::insert(&mut tx, &new).await {
+            if let Some(key) = &key
+                && db::is_unique_violation(
+                    &err,
+                    "exports_idempotency_key",
+                    "exports.practitioner_id",
+                )
+            {
+                drop(tx);
+                let row = db::exports::find_by_idempotency_key(&state.db, &user.id, key)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::internal("an idempotency key clashed with no export")
+                    })?;
+                let location = location(&row.id);
+                return Ok(ExportAccepted::Replayed(Json(row.into()), location));
+            }
+            return Err(err.into());
+        }
+        tx.commit().await?;
+        let row = db::exports::find(&state.db, &id_text)
+            .await?
+            .ok_or_else(|| ApiError::internal("a new export vanished"))?;
+        Ok(ExportAccepted::Accepted(
+            Json(row.into()),
+            location(&id_text),
+        ))
+    }
+
+    /// Your exports, newest first.
+    #[oai(path = "/", method = "get", operation_id = "listExports")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        Practitioner(user): Practitioner,
+        /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<PageCursor>>,
+    ) -> ApiResult<ExportList> {
+        let page = PageRequest::parse(limit.0, cursor.0.map(|c| c.0))?;
+        let rows = db::exports::list(
+            &state.db,
+            &user.id,
+            page.cursor.as_deref(),
+            page.fetch_limit(),
+        )
+        .await?;
+        let (rows, next_cursor) = page.finish(rows, |r| r.id.clone());
+        Ok(ExportList::Ok(Json(ExportPage {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })))
+    }
+
+    /// One of your exports.
+    #[oai(path = "/:id", method = "get", operation_id = "getExport")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        Practitioner(user): Practitioner,
+        id: Path<String>,
+    ) -> ApiResult<ExportResponse> {
+        let row = own(&state, &user.id, &id.0).await?;
+        Ok(ExportResponse::Ok(Json(row.into())))
+    }
+
+    /// Download the document (PDF or DOCX), streamed.
+    ///
+    /// Every download is written to the audit log with the IP and user agent. `409
+    /// not-ready` before the file is ready (or when rendering failed); `410` once it expired.
+    #[oai(
+        path = "/:id/download",
+        method = "get",
+        operation_id = "downloadExport"
+    )]
+    async fn download(
+        &self,
+        state: Data<&AppState>,
+        Practitioner(user): Practitioner,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<FileDownload<ExportFiles>> {
+        let row = own(&state, &user.id, &id.0).await?;
+        let expired =
+            row.status == "expired" || row.expires_at.is_some_and(|at| at <= db::now_ms());
+        if expired {
+            return Err(ApiError::gone(
+                "expired",
+                "The file was removed 7 days after it was ready; request a new export.",
+            ));
+        }
+        let (Some(key), Some(file_name)) = (&row.object_key, &row.file_name) else {
+            return Err(ApiError::conflict(
+                "not-ready",
+                format!(
+                    "The export is {}; there is no file to download.",
+                    row.status
+                ),
+            ));
+        };
+        let (size, reader) = state.store.reader(key).await.map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "object store unavailable");
+            ApiError::unavailable("The file store is unavailable; try again shortly.")
+        })?;
+        let mut conn = state.db.acquire().await?;
+        audit::record(
+            &mut conn,
+            AuditAction::ExportDownloaded,
+            Some(&user.id),
+            &meta.origin(),
+            Some(serde_json::json!({"export_id": row.id, "patient_id": row.patient_id})),
+        )
+        .await?;
+        Ok(FileDownload::new(
+            content_type(&row.format),
+            file_name.clone(),
+            size,
+            reader,
+        ))
+    }
+
+    /// Delete an export and its file.
+    #[oai(path = "/:id", method = "delete", operation_id = "deleteExport")]
+    async fn delete(
+        &self,
+        state: Data<&AppState>,
+        Practitioner(user): Practitioner,
+        id: Path<String>,
+    ) -> ApiResult<ExportDeleted> {
+        let row = own(&state, &user.id, &id.0).await?;
+        if let Some(key) = &row.object_key {
+            state.delete_objects(std::slice::from_ref(key)).await?;
+        }
+        db::exports::delete(&state.db, &row.id).await?;
+        Ok(ExportDeleted::Done)
+    }
+}
+
+fn location(id: &str) -> String {
+    format!("/api/v1/exports/{id}")
+}
+
+async fn own(state: &AppState, user_id: &str, id: &str) -> ApiResult<ExportRow> {
+    if Uuid::parse_str(id).is_err() {
+        return Err(ApiError::not_found("export"));
+    }
+    db::exports::find_own(&state.db, user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("export"))
+}
