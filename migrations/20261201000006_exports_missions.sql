@@ -65,6 +65,9 @@ CREATE TABLE missions (
     created_by TEXT REFERENCES users (id) ON DELETE SET NULL,
     questionnaire TEXT NOT NULL,
     plan TEXT NOT NULL,
+    -- The day the plan was drafted from (YYYY-MM-DD): its rules (weeks, past days) hold
+    -- from then, so an edit months later is checked as the draft was.
+    planned_on TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

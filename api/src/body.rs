@@ -103,7 +103,7 @@ fn schema_errors<T: Type>(value: &Value) -> Vec<FieldError> {
         return vec![FieldError::new("body", "must be a JSON object")];
     };
     let mut errors = Vec::new();
-    object_errors(&registry, schema, object, &mut errors);
+    object_errors(&registry, schema, object, "", &mut errors);
     errors
 }
 
@@ -114,6 +114,7 @@ fn object_errors(
     registry: &Registry,
     schema: &MetaSchema,
     object: &serde_json::Map<String, Value>,
+    path: &str,
     errors: &mut Vec<FieldError>,
 ) {
     if let Some(tag) = &schema.discriminator {
@@ -128,14 +129,17 @@ fn object_errors(
                     .get(path.trim_start_matches("#/components/schemas/"))
             });
         match variant {
-            Some(variant) => object_errors(registry, variant, object, errors),
+            Some(variant) => object_errors(registry, variant, object, path, errors),
             None => {
                 let names: Vec<&str> = tag.mapping.iter().map(|(n, _)| n.as_str()).collect();
                 let message = match object.get(tag.property_name) {
                     None | Some(Value::Null) => "is required".to_owned(),
                     Some(_) => format!("must be one of: {}", names.join(", ")),
                 };
-                errors.push(FieldError::new(tag.property_name, message));
+                errors.push(FieldError::new(
+                    &format!("{path}{}", tag.property_name),
+                    message,
+                ));
             }
         }
         return;
@@ -146,30 +150,57 @@ fn object_errors(
             MetaSchemaRef::Inline(inline) => Some(&**inline),
         };
         if let Some(part) = part {
-            object_errors(registry, part, object, errors);
+            object_errors(registry, part, object, path, errors);
         }
     }
     for (name, property) in &schema.properties {
+        let field_path = format!("{path}{name}");
         match object.get(*name) {
             None | Some(Value::Null) => {
                 if schema.required.contains(name) {
-                    errors.push(FieldError::new(name, "is required"));
+                    errors.push(FieldError::new(&field_path, "is required"));
                 }
             }
-            Some(field) => {
-                let Some(expected) = resolve(registry, property) else {
-                    continue;
-                };
-                if !has_type(field, expected.ty) {
-                    errors.push(FieldError::new(
-                        name,
-                        format!("must be {}", article(expected.ty)),
-                    ));
-                } else if let Some(message) = broken_rule(expected, field) {
-                    errors.push(FieldError::new(name, message));
+            Some(field) => value_errors(registry, property, field, &field_path, errors),
+        }
+    }
+}
+
+/// The errors of one value at `path` against `schema`: its JSON type and rules, then those
+/// of its fields (an object) or items (an array), named `path.field` and `path[i]`.
+fn value_errors(
+    registry: &Registry,
+    schema: &MetaSchemaRef,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let Some(expected) = resolve(registry, schema) else {
+        return;
+    };
+    if !has_type(value, expected.ty) {
+        errors.push(FieldError::new(
+            path,
+            format!("must be {}", article(expected.ty)),
+        ));
+        return;
+    }
+    if let Some(message) = broken_rule(expected, value) {
+        errors.push(FieldError::new(path, message));
+        return;
+    }
+    match value {
+        Value::Object(object) if !expected.properties.is_empty() || !expected.all_of.is_empty() => {
+            object_errors(registry, expected, object, &format!("{path}."), errors);
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = &expected.items {
+                for (i, item) in items.iter().enumerate() {
+                    value_errors(registry, item_schema, item, &format!("{path}[{i}]"), errors);
                 }
             }
         }
+        _ => {}
     }
 }
 

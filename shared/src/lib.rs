@@ -22,6 +22,7 @@ pub mod db;
 pub mod domain;
 pub mod jobs;
 pub mod metrics;
+pub mod missions;
 pub mod queue;
 pub mod ratelimit;
 pub mod schedules;

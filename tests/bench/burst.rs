@@ -42,6 +42,7 @@ async fn main() {
         let payload = SendEmail {
             user_id: uuid::Uuid::now_v7(),
             template: EmailTemplate::PasswordChanged,
+            subject_id: None,
         };
         tx.enqueue(&payload, &JobOrigin::default()).await.unwrap();
     }

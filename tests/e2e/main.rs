@@ -10,6 +10,7 @@ mod clients;
 mod conventions;
 mod dashboard;
 mod erasure;
+mod exports;
 mod fuzz;
 mod hardening;
 mod jobs;

@@ -10,9 +10,9 @@ use crate::{
     job::{Job, JobCtx},
     jobs::{
         account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
-        email::SendEmail, erase_account::EraseAccount, extract::ExtractNotes,
-        invitation::SendInvitation, render_export::RenderExport, transcribe::TranscribeSession,
-        weekly_snapshots::WeeklySnapshots,
+        draft_mission::DraftMission, email::SendEmail, erase_account::EraseAccount,
+        extract::ExtractNotes, invitation::SendInvitation, render_export::RenderExport,
+        transcribe::TranscribeSession, weekly_snapshots::WeeklySnapshots,
     },
 };
 
@@ -29,6 +29,7 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<TranscribeSession>(),
     Kind::of::<ExtractNotes>(),
     Kind::of::<RenderExport>(),
+    Kind::of::<DraftMission>(),
 ];
 
 /// A job kind with its type erased, as the runner uses it.

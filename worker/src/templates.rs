@@ -67,6 +67,30 @@ impl Templates {
                 "patient_invitation.html",
                 include_str!("../templates/patient_invitation.html"),
             ),
+            (
+                "mission_draft_ready.txt",
+                include_str!("../templates/mission_draft_ready.txt"),
+            ),
+            (
+                "mission_draft_ready.html",
+                include_str!("../templates/mission_draft_ready.html"),
+            ),
+            (
+                "mission_draft_failed.txt",
+                include_str!("../templates/mission_draft_failed.txt"),
+            ),
+            (
+                "mission_draft_failed.html",
+                include_str!("../templates/mission_draft_failed.html"),
+            ),
+            (
+                "data_export_ready.txt",
+                include_str!("../templates/data_export_ready.txt"),
+            ),
+            (
+                "data_export_ready.html",
+                include_str!("../templates/data_export_ready.html"),
+            ),
         ] {
             env.add_template(name, source)?;
         }
@@ -83,6 +107,15 @@ impl Templates {
                 "patient_invitation",
                 "An invitation to link your Tend account",
             ),
+            EmailTemplate::MissionDraftReady => (
+                "mission_draft_ready",
+                "Your training mission draft is ready",
+            ),
+            EmailTemplate::MissionDraftFailed => (
+                "mission_draft_failed",
+                "Your training mission could not be drafted",
+            ),
+            EmailTemplate::DataExportReady => ("data_export_ready", "Your data export is ready"),
         };
         let text = self.env.get_template(&format!("{base}.txt"))?.render(ctx)?;
         let html = self
@@ -128,6 +161,9 @@ mod tests {
             ("password_reset", EmailTemplate::PasswordReset),
             ("password_changed", EmailTemplate::PasswordChanged),
             ("patient_invitation", EmailTemplate::PatientInvitation),
+            ("mission_draft_ready", EmailTemplate::MissionDraftReady),
+            ("mission_draft_failed", EmailTemplate::MissionDraftFailed),
+            ("data_export_ready", EmailTemplate::DataExportReady),
         ] {
             let rendered = templates
                 .render(

@@ -568,6 +568,7 @@ impl AuthApi {
             &SendEmail {
                 user_id: parse_uuid(&user_id)?,
                 template: EmailTemplate::PasswordChanged,
+                subject_id: None,
             },
             &meta.job_origin(Some(&user_id)),
         )
@@ -616,6 +617,7 @@ pub(crate) async fn send_email(
     let payload = SendEmail {
         user_id: parse_uuid(&user.id)?,
         template,
+        subject_id: None,
     };
     Ok(tx
         .enqueue(&payload, &meta.job_origin(Some(&user.id)))

@@ -7,6 +7,7 @@ pub mod exports;
 pub mod health;
 pub mod invitations;
 pub mod jobs;
+pub mod missions;
 pub mod patients;
 pub mod sessions;
 pub mod users;
@@ -50,14 +51,18 @@ pub type Api = (
     invitations::InvitationsApi,
     sessions::SessionsApi,
     exports::ExportsApi,
+    missions::MissionsApi,
     analytics::AnalyticsApi,
-    admin::queues::AdminQueuesApi,
-    admin::jobs::AdminJobsApi,
-    admin::users::AdminUsersApi,
-    admin::workers::AdminWorkersApi,
-    admin::maintenance::AdminMaintenanceApi,
-    admin::stats::AdminStatsApi,
-    admin::backups::AdminBackupsApi,
+    // The admin operations as one member (a tuple takes at most 16).
+    (
+        admin::queues::AdminQueuesApi,
+        admin::jobs::AdminJobsApi,
+        admin::users::AdminUsersApi,
+        admin::workers::AdminWorkersApi,
+        admin::maintenance::AdminMaintenanceApi,
+        admin::stats::AdminStatsApi,
+        admin::backups::AdminBackupsApi,
+    ),
 );
 
 /// Builds the service (its spec is served at `/openapi.json` and shown at `/docs`).
@@ -72,14 +77,18 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             invitations::InvitationsApi,
             sessions::SessionsApi,
             exports::ExportsApi,
+            missions::MissionsApi,
             analytics::AnalyticsApi,
-            admin::queues::AdminQueuesApi,
-            admin::jobs::AdminJobsApi,
-            admin::users::AdminUsersApi,
-            admin::workers::AdminWorkersApi,
-            admin::maintenance::AdminMaintenanceApi,
-            admin::stats::AdminStatsApi,
-            admin::backups::AdminBackupsApi,
+            // The admin operations as one member (a tuple takes at most 16).
+            (
+                admin::queues::AdminQueuesApi,
+                admin::jobs::AdminJobsApi,
+                admin::users::AdminUsersApi,
+                admin::workers::AdminWorkersApi,
+                admin::maintenance::AdminMaintenanceApi,
+                admin::stats::AdminStatsApi,
+                admin::backups::AdminBackupsApi,
+            ),
         ),
         "Tend API",
         env!("CARGO_PKG_VERSION"),

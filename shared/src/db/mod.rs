@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod mail_requests;
 pub mod maintenance;
 pub mod metrics;
+pub mod missions;
 pub mod patients;
 pub mod sessions;
 pub mod stats;

@@ -79,9 +79,16 @@ async fn answer(env: &JobEnv, ctx: &JobCtx<'_>, job: &AnswerMailRequest) -> Resu
             created_by: Some(user.id.clone()),
             request_id: ctx.job.request_id.clone(),
         };
-        tx.enqueue(&SendEmail { user_id, template }, &origin)
-            .await
-            .map_err(db_err)?;
+        tx.enqueue(
+            &SendEmail {
+                user_id,
+                template,
+                subject_id: None,
+            },
+            &origin,
+        )
+        .await
+        .map_err(db_err)?;
         if template == EmailTemplate::PasswordReset {
             audit::record(
                 &mut tx,

@@ -40,6 +40,12 @@ pub enum EmailTemplate {
     /// "An invitation to link your account", with a 7-day single-use link; sent to an
     /// invited address by [`crate::jobs::invitation`], never to an account by [`SendEmail`].
     PatientInvitation,
+    /// "Your training mission draft is ready", linking the draft (`subject_id`).
+    MissionDraftReady,
+    /// "Your training mission could not be drafted", linking the draft, which says why.
+    MissionDraftFailed,
+    /// "Your data export is ready", linking its download (`subject_id`), for 7 days.
+    DataExportReady,
 }
 
 /// Send `template` to the user `user_id`.
@@ -49,6 +55,9 @@ pub struct SendEmail {
     pub user_id: Uuid,
     /// What to send.
     pub template: EmailTemplate,
+    /// The record the mail is about (a mission draft, a data export), for its link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_id: Option<Uuid>,
 }
 
 impl JobPayload for SendEmail {
@@ -105,6 +114,17 @@ async fn send(env: &JobEnv, job: &SendEmail) -> Result<(), JobError> {
             .await?,
         ),
         EmailTemplate::PasswordChanged => None,
+        EmailTemplate::MissionDraftReady | EmailTemplate::MissionDraftFailed => Some((
+            api_link(env, &format!("missions/drafts/{}", subject(job)?)),
+            String::new(),
+        )),
+        EmailTemplate::DataExportReady => Some((
+            api_link(
+                env,
+                &format!("users/me/data-exports/{}/download", subject(job)?),
+            ),
+            String::new(),
+        )),
         EmailTemplate::PatientInvitation => {
             return Err(JobError::Permanent(
                 "invitations go to an invited address: send_invitation sends them".into(),
@@ -119,6 +139,22 @@ async fn send(env: &JobEnv, job: &SendEmail) -> Result<(), JobError> {
         inviter: None,
     };
     deliver(env, &user.email, job.template, &context).await
+}
+
+/// The record a notice is about.
+fn subject(job: &SendEmail) -> Result<Uuid, JobError> {
+    job.subject_id
+        .ok_or_else(|| JobError::Permanent("this mail needs the id of its subject".into()))
+}
+
+/// `PUBLIC_URL/api/v1/<path>`: where a notice's record is read (signed in).
+fn api_link(env: &JobEnv, path: &str) -> String {
+    let mut link = env.settings.public_url.clone();
+    link.set_path(&format!(
+        "{}/api/v1/{path}",
+        link.path().trim_end_matches('/')
+    ));
+    link.to_string()
 }
 
 /// Renders `template` and sends it to `to`.

@@ -174,18 +174,23 @@ impl Provider {
 
     /// Sends one chat completion request (a JSON body in OpenAI's format).
     pub async fn chat(&self, request: Value) -> Result<ChatAnswer, JobError> {
+        self.chat_for("extraction", request).await
+    }
+
+    /// One chat completion for `stage` (named in failure messages).
+    pub async fn chat_for(&self, stage: &str, request: Value) -> Result<ChatAnswer, JobError> {
         let raw: RawChat = self
             .client()?
             .chat()
             .create_byot(request)
             .await
-            .map_err(|e| classify("extraction", e))?;
+            .map_err(|e| classify(stage, e))?;
         let usage = raw.usage.unwrap_or(RawUsage {
             prompt_tokens: 0,
             completion_tokens: 0,
         });
         let choice = raw.choices.into_iter().next().ok_or_else(|| {
-            JobError::Transient("extraction: the provider answered without a choice".into())
+            JobError::Transient(format!("{stage}: the provider answered without a choice"))
         })?;
         Ok(ChatAnswer {
             content: choice.message.content.unwrap_or_default(),
