@@ -285,6 +285,12 @@ impl TestApp {
             .await
     }
 
+    /// `POST` a JSON body with a bearer token.
+    pub async fn post_auth(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
     /// `PATCH` a JSON body with a bearer token.
     pub async fn patch_auth(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
         self.send(reqwest::Method::PATCH, path, Some(token), Some(body))

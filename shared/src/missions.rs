@@ -116,6 +116,7 @@ pub struct HoursRange {
 
 /// Which reminders the client wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NotificationPreferences {
     pub morning_briefing: bool,
     pub evening_summary: bool,

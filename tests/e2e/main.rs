@@ -15,6 +15,7 @@ mod fuzz;
 mod hardening;
 mod jobs;
 mod metrics;
+mod missions;
 mod pages;
 mod patients;
 mod sessions;
