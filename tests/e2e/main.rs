@@ -9,6 +9,7 @@ mod cleanup;
 mod clients;
 mod conventions;
 mod dashboard;
+mod data_export;
 mod erasure;
 mod exports;
 mod fuzz;

@@ -10,9 +10,10 @@ use crate::{
     job::{Job, JobCtx},
     jobs::{
         account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
-        draft_mission::DraftMission, email::SendEmail, erase_account::EraseAccount,
-        extract::ExtractNotes, invitation::SendInvitation, render_export::RenderExport,
-        transcribe::TranscribeSession, weekly_snapshots::WeeklySnapshots,
+        data_export::DataExport, draft_mission::DraftMission, email::SendEmail,
+        erase_account::EraseAccount, extract::ExtractNotes, invitation::SendInvitation,
+        render_export::RenderExport, transcribe::TranscribeSession,
+        weekly_snapshots::WeeklySnapshots,
     },
 };
 
@@ -30,6 +31,7 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<ExtractNotes>(),
     Kind::of::<RenderExport>(),
     Kind::of::<DraftMission>(),
+    Kind::of::<DataExport>(),
 ];
 
 /// A job kind with its type erased, as the runner uses it.

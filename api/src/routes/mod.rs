@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod data_exports;
 pub mod exports;
 pub mod health;
 pub mod invitations;
@@ -46,6 +47,7 @@ pub type Api = (
     health::HealthApi,
     auth::AuthApi,
     users::UsersApi,
+    data_exports::DataExportsApi,
     jobs::JobsApi,
     patients::PatientsApi,
     invitations::InvitationsApi,
@@ -72,6 +74,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             health::HealthApi,
             auth::AuthApi,
             users::UsersApi,
+            data_exports::DataExportsApi,
             jobs::JobsApi,
             patients::PatientsApi,
             invitations::InvitationsApi,

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod chunks;
+pub mod data_exports;
 pub mod exports;
 pub mod installation;
 pub mod job_admin;

@@ -69,9 +69,14 @@ impl Job for EraseAccount {
             }
         }
         // Rendered documents and personal data exports.
-        let documents = db::exports::objects_of(&env.db, ExportOwner::Practitioner, &id)
+        let mut documents = db::exports::objects_of(&env.db, ExportOwner::Practitioner, &id)
             .await
             .map_err(|e| JobError::transient("listing the account's exports", e))?;
+        documents.extend(
+            db::data_exports::objects_of_user(&env.db, &id)
+                .await
+                .map_err(|e| JobError::transient("listing the account's data exports", e))?,
+        );
         for key in documents {
             env.store
                 .delete(&key)

@@ -10,6 +10,7 @@ pub mod account_mail;
 pub mod backup;
 pub mod cleanup;
 pub mod daily_stats;
+pub mod data_export;
 pub mod draft_mission;
 pub mod email;
 pub mod erase_account;

@@ -1,0 +1,321 @@
+//! `/users/me/data-export(s)`: the right of access. `POST /users/me/data-export` starts the
+//! `data_export` job, which writes one ZIP of everything the account holds and mails its
+//! owner a link; the ZIP is downloaded (streamed, audited) for 7 days. At most
+//! [`DATA_EXPORTS_PER_DAY`] requests in any 24 hours, counted from the stored requests, so
+//! every API replica agrees.
+
+use std::time::Duration;
+
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi,
+    param::{Header, Path},
+    payload::Json,
+};
+use tend_shared::db::{
+    self,
+    audit::{self, AuditAction},
+    data_exports::DataExportRow,
+};
+use tend_worker::jobs::data_export::DataExport;
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::{
+    download::{FileDownload, Kinds},
+    error::{ApiError, ApiResult},
+    extract::RequestMeta,
+    fields::IdempotencyKey,
+    guards::SignedIn,
+    state::AppState,
+    views::ms_to_datetime,
+};
+
+/// Data exports one account may ask for in 24 hours.
+pub const DATA_EXPORTS_PER_DAY: usize = 3;
+const DAY_MS: i64 = 86_400_000;
+
+/// Where a data export is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum DataExportStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// The archive is being written.
+    Building,
+    /// Download it until `expires_at`.
+    Ready,
+    /// It could not be built; `error` says why.
+    Failed,
+    /// Removed after 7 days.
+    Expired,
+}
+
+/// A personal data export.
+#[derive(Debug, Object)]
+pub struct DataExportView {
+    /// Its id.
+    pub id: String,
+    /// Where it is.
+    pub status: DataExportStatus,
+    /// Why it failed (or why its last attempt did).
+    pub error: Option<String>,
+    /// The job building it.
+    pub job_id: Option<String>,
+    /// The ZIP's size, once ready.
+    pub size_bytes: Option<i64>,
+    /// Where to download it, while ready.
+    pub download_url: Option<String>,
+    /// When it was asked for.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it was ready.
+    pub ready_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it is (or was) deleted.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<DataExportRow> for DataExportView {
+    fn from(row: DataExportRow) -> Self {
+        let status = match row.status.as_str() {
+            "queued" => DataExportStatus::Queued,
+            "building" => DataExportStatus::Building,
+            "ready" => DataExportStatus::Ready,
+            "expired" => DataExportStatus::Expired,
+            _ => DataExportStatus::Failed,
+        };
+        Self {
+            download_url: (status == DataExportStatus::Ready)
+                .then(|| format!("/api/v1/users/me/data-exports/{}/download", row.id)),
+            status,
+            id: row.id,
+            error: row.error,
+            job_id: row.job_id,
+            size_bytes: row.size_bytes,
+            created_at: ms_to_datetime(row.created_at),
+            ready_at: row.ready_at.map(ms_to_datetime),
+            expires_at: row.expires_at.map(ms_to_datetime),
+        }
+    }
+}
+
+/// The account's data exports.
+#[derive(Debug, Object)]
+pub struct DataExportList {
+    /// Newest first.
+    pub items: Vec<DataExportView>,
+}
+
+#[derive(ApiResponse)]
+enum DataExportAccepted {
+    /// Queued; the owner is mailed a link when it is ready.
+    #[oai(status = 202)]
+    Accepted(Json<DataExportView>, #[oai(header = "Location")] String),
+    /// A request with this `Idempotency-Key` was accepted before: its export, as it is now.
+    #[oai(status = 200)]
+    Replayed(Json<DataExportView>, #[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+enum DataExportResponse {
+    /// The data export.
+    #[oai(status = 200)]
+    Ok(Json<DataExportView>),
+}
+
+#[derive(ApiResponse)]
+enum DataExportsResponse {
+    /// The account's data exports.
+    #[oai(status = 200)]
+    Ok(Json<DataExportList>),
+}
+
+/// A data export's file.
+pub struct ZipFile;
+
+impl Kinds for ZipFile {
+    const CONTENT_TYPES: &'static [&'static str] = &["application/zip"];
+    const DESCRIPTION: &'static str = "The ZIP archive.";
+}
+
+/// The data export operations.
+pub struct DataExportsApi;
+
+#[OpenApi(prefix_path = "/api/v1/users/me", tag = "ApiTags::Users")]
+impl DataExportsApi {
+    /// Ask for a copy of everything the account holds (the right of access).
+    ///
+    /// Answers `202`; a job writes one ZIP (JSON files with a README, and a practitioner's
+    /// recordings and documents) and mails a link. At most 3 requests in 24 hours (429 with
+    /// `Retry-After`); the same `Idempotency-Key` answers the first request.
+    #[oai(
+        path = "/data-export",
+        method = "post",
+        operation_id = "requestDataExport"
+    )]
+    async fn request(
+        &self,
+        state: Data<&AppState>,
+        SignedIn(user): SignedIn,
+        meta: RequestMeta,
+        /// Makes a retried request safe: the same key answers the first export.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<IdempotencyKey>>,
+    ) -> ApiResult<DataExportAccepted> {
+        let key = idempotency_key.0.map(|k| k.0);
+        if let Some(key) = &key
+            && let Some(row) = db::data_exports::find_by_key(&state.db, &user.id, key).await?
+        {
+            let location = location(&row.id);
+            return Ok(DataExportAccepted::Replayed(Json(row.into()), location));
+        }
+        let now = db::now_ms();
+        let recent = db::data_exports::requested_since(&state.db, &user.id, now - DAY_MS).await?;
+        if recent.len() >= DATA_EXPORTS_PER_DAY {
+            let frees_at = recent[recent.len() - DATA_EXPORTS_PER_DAY] + DAY_MS;
+            let wait = Duration::from_millis((frees_at - now).max(1000) as u64);
+            return Err(ApiError::rate_limited(wait));
+        }
+        let id = db::new_id();
+        let id_text = id.to_string();
+        let mut tx = state.begin().await?;
+        let job = tx
+            .enqueue(
+                &DataExport { data_export_id: id },
+                &meta.job_origin(Some(&user.id)),
+            )
+            .await?;
+        if let Err(err) =
+            db::data_exports::insert(&mut tx, &id_text, &user.id, &job.id, key.as_deref()).await
+        {
+            if let Some(key) = &key
+                && db::is_unique_violation(
+                    &err,
+                    "data_exports_idempotency_key",
+                    "data_exports.user_id",
+                )
+            {
+                drop(tx);
+                let row = db::data_exports::find_by_key(&state.db, &user.id, key)
+                    .await?
+                    .ok_or_else(|| {
+                        ApiError::internal("an idempotency key clashed with no export")
+                    })?;
+                let location = location(&row.id);
+                return Ok(DataExportAccepted::Replayed(Json(row.into()), location));
+            }
+            return Err(err.into());
+        }
+        audit::record(
+            &mut tx,
+            AuditAction::DataExportRequested,
+            Some(&user.id),
+            &meta.origin(),
+            Some(serde_json::json!({"data_export_id": id_text})),
+        )
+        .await?;
+        tx.commit().await?;
+        let row = db::data_exports::find(&state.db, &id_text)
+            .await?
+            .ok_or_else(|| ApiError::internal("a new data export vanished"))?;
+        Ok(DataExportAccepted::Accepted(
+            Json(row.into()),
+            location(&id_text),
+        ))
+    }
+
+    /// The account's data exports, newest first.
+    #[oai(
+        path = "/data-exports",
+        method = "get",
+        operation_id = "listDataExports"
+    )]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        SignedIn(user): SignedIn,
+    ) -> ApiResult<DataExportsResponse> {
+        let rows = db::data_exports::list_own(&state.db, &user.id, 100).await?;
+        Ok(DataExportsResponse::Ok(Json(DataExportList {
+            items: rows.into_iter().map(Into::into).collect(),
+        })))
+    }
+
+    /// One data export.
+    #[oai(
+        path = "/data-exports/:id",
+        method = "get",
+        operation_id = "getDataExport"
+    )]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        SignedIn(user): SignedIn,
+        id: Path<String>,
+    ) -> ApiResult<DataExportResponse> {
+        Ok(DataExportResponse::Ok(Json(
+            own(&state, &user.id, &id.0).await?.into(),
+        )))
+    }
+
+    /// Download the ZIP, streamed; audited. `409 not-ready` before it is ready, `410` after
+    /// it expired.
+    #[oai(
+        path = "/data-exports/:id/download",
+        method = "get",
+        operation_id = "downloadDataExport"
+    )]
+    async fn download(
+        &self,
+        state: Data<&AppState>,
+        SignedIn(user): SignedIn,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<FileDownload<ZipFile>> {
+        let row = own(&state, &user.id, &id.0).await?;
+        if row.status == "expired" || row.expires_at.is_some_and(|at| at <= db::now_ms()) {
+            return Err(ApiError::gone(
+                "expired",
+                "The archive was deleted 7 days after it was made; ask for a new one.",
+            ));
+        }
+        let Some(key) = &row.object_key else {
+            return Err(ApiError::conflict(
+                "not-ready",
+                format!("The data export is {}; there is no file yet.", row.status),
+            ));
+        };
+        let (size, reader) = state.store.reader(key).await.map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "object store unavailable");
+            ApiError::unavailable("The file store is unavailable; try again shortly.")
+        })?;
+        let mut conn = state.db.acquire().await?;
+        audit::record(
+            &mut conn,
+            AuditAction::DataExportDownloaded,
+            Some(&user.id),
+            &meta.origin(),
+            Some(serde_json::json!({"data_export_id": row.id})),
+        )
+        .await?;
+        let created = ms_to_datetime(row.created_at).format("%Y-%m-%d");
+        Ok(FileDownload::new(
+            "application/zip",
+            format!("tend-data-{created}.zip"),
+            size,
+            reader,
+        ))
+    }
+}
+
+fn location(id: &str) -> String {
+    format!("/api/v1/users/me/data-exports/{id}")
+}
+
+async fn own(state: &AppState, user_id: &str, id: &str) -> ApiResult<DataExportRow> {
+    if Uuid::parse_str(id).is_err() {
+        return Err(ApiError::not_found("data export"));
+    }
+    db::data_exports::find_own(&state.db, user_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("data export"))
+}

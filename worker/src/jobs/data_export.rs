@@ -1,0 +1,454 @@
+//! `data_export`: the right of access. One ZIP of everything an account holds: the account,
+//! its audit entries and, for a practitioner, every patient, recording (the audio too),
+//! transcript, notes, mission and export; for a patient account, what it may read (its
+//! linked records, their sessions' summaries, their missions). JSON files, with a README
+//! saying what each holds.
+//!
+//! Streamed: rows are read a page at a time and each stored file is copied through a local
+//! file into the archive, which is written to disk and streamed to the store, so a
+//! practitioner with gigabytes of audio needs megabytes of memory. The owner is mailed a link.
+
+use std::{
+    fs::File,
+    io::Write,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde_json::{Map, Value};
+use tend_shared::{
+    backup, db,
+    domain::Role,
+    jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy},
+    sessions::media::audio_extension,
+};
+use uuid::Uuid;
+use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
+
+use crate::{
+    env::JobEnv,
+    job::{Job, JobCtx},
+    jobs::email::{EmailTemplate, SendEmail},
+};
+
+/// Build one personal data export.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DataExport {
+    /// The `data_exports` row.
+    pub data_export_id: Uuid,
+}
+
+impl JobPayload for DataExport {
+    const KIND: &'static str = "data_export";
+    const QUEUE: Queue = Queue::Documents;
+    /// Gigabytes of audio take minutes; a store outage is retried.
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 5,
+        timeout: Duration::from_secs(2 * 60 * 60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(30 * 60),
+    };
+}
+
+/// Rows read at a time.
+const PAGE: i64 = 100;
+/// Columns that never leave the database: secrets, and what only the service needs.
+const SECRET_COLUMNS: [&str; 4] = [
+    "password_hash",
+    "invitation_token_hash",
+    "idempotency_key",
+    "tokens_valid_after",
+];
+/// Text columns that hold JSON, exported as JSON.
+const JSON_COLUMNS: [&str; 6] = [
+    "notes",
+    "segments",
+    "questionnaire",
+    "plan",
+    "detail",
+    "topics",
+];
+
+const README: &str = include_str!("data_export_readme.txt");
+
+impl Job for DataExport {
+    async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+        let env = ctx.env;
+        let id = self.data_export_id.to_string();
+        let db_err = |e: sqlx::Error| JobError::transient("database", e);
+        if !db::data_exports::begin_building(&env.db, &id)
+            .await
+            .map_err(db_err)?
+        {
+            tracing::info!("data export gone or built already; nothing to do");
+            return Ok(());
+        }
+        let export = db::data_exports::find(&env.db, &id)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| JobError::Permanent("the data export was deleted".into()))?;
+        let user = db::users::find(&env.db, &export.user_id)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| JobError::Permanent("the account is gone".into()))?;
+        let staging = env.settings.staging_dir();
+        tokio::fs::create_dir_all(&staging)
+            .await
+            .map_err(|e| JobError::transient("creating the staging folder", e))?;
+        let work = tempfile::Builder::new()
+            .prefix("data-export-")
+            .tempdir_in(&staging)
+            .map_err(|e| JobError::transient("creating a work folder", e))?;
+        let zip_path = work.path().join("export.zip");
+        let file =
+            File::create(&zip_path).map_err(|e| JobError::transient("creating the archive", e))?;
+        let mut archive = Archive {
+            zip: Some(ZipWriter::new(file)),
+            work: work.path().to_owned(),
+            env,
+        };
+        archive
+            .bytes("README.txt", README.as_bytes().to_vec())
+            .await?;
+        archive
+            .table("account.json", "users", "id = $1", &[&user.id])
+            .await?;
+        archive
+            .table("audit_log.json", "audit_logs", "user_id = $1", &[&user.id])
+            .await?;
+        match user.role() {
+            Role::Practitioner => practitioner(&mut archive, &user.id).await?,
+            Role::Patient => patient(&mut archive, &user.id).await?,
+            Role::Admin => {}
+        }
+        archive.finish().await?;
+        let size = tokio::fs::metadata(&zip_path)
+            .await
+            .map_err(|e| JobError::transient("reading the archive", e))?
+            .len();
+        let key = format!("data-exports/{}/{}.zip", user.id, id);
+        let body = tokio_util::io::ReaderStream::new(
+            tokio::fs::File::open(&zip_path)
+                .await
+                .map_err(|e| JobError::transient("opening the archive", e))?,
+        );
+        env.store
+            .put(&key, "application/zip", body, u64::MAX)
+            .await
+            .map_err(|e| JobError::transient("storing the archive", e))?;
+        let mut tx = JobTx::begin(&env.relay).await.map_err(db_err)?;
+        if !db::data_exports::finish(&mut tx, &id, &key, size as i64)
+            .await
+            .map_err(db_err)?
+        {
+            drop(tx);
+            env.store
+                .delete(&key)
+                .await
+                .map_err(|e| JobError::Transient(format!("removing an orphan archive: {e:#}")))?;
+            return Ok(());
+        }
+        tx.enqueue(
+            &SendEmail {
+                user_id: Uuid::parse_str(&user.id)
+                    .map_err(|e| JobError::permanent("user id", e))?,
+                template: EmailTemplate::DataExportReady,
+                subject_id: Some(self.data_export_id),
+            },
+            &tend_shared::jobs::JobOrigin {
+                created_by: Some(user.id.clone()),
+                request_id: None,
+            },
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        tracing::info!(data_export_id = %id, bytes = size, "data export ready");
+        Ok(())
+    }
+
+    async fn on_retry(&self, ctx: &JobCtx<'_>, error: &str) {
+        record(ctx, &self.data_export_id, error, false).await;
+    }
+
+    async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
+        record(ctx, &self.data_export_id, error, true).await;
+    }
+
+    async fn on_admin_retry(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        _job_id: &str,
+    ) -> Result<(), String> {
+        match db::data_exports::requeue(conn, &self.data_export_id.to_string()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the data export is no longer failed".into()),
+            Err(err) => Err(format!("database: {err}")),
+        }
+    }
+}
+
+async fn record(ctx: &JobCtx<'_>, id: &Uuid, error: &str, dead: bool) {
+    if let Err(err) = db::data_exports::fail(&ctx.env.db, &id.to_string(), error, dead).await {
+        tracing::warn!(error = %err, "could not record the failure on the data export");
+    }
+}
+
+/// What a practitioner holds.
+async fn practitioner(archive: &mut Archive<'_>, user_id: &str) -> Result<(), JobError> {
+    let own = "practitioner_id = $1";
+    archive
+        .table("patients.json", "patients", own, &[user_id])
+        .await?;
+    archive
+        .table("sessions.json", "sessions", own, &[user_id])
+        .await?;
+    archive
+        .table("mission_drafts.json", "mission_drafts", own, &[user_id])
+        .await?;
+    archive
+        .table("missions.json", "missions", own, &[user_id])
+        .await?;
+    archive
+        .table("exports.json", "exports", own, &[user_id])
+        .await?;
+    // The stored files: recordings, then rendered documents.
+    for (table, folder) in [("sessions", "recordings"), ("exports", "exports")] {
+        let mut after = String::new();
+        loop {
+            let rows = page(archive.env, table, own, &[user_id], &after).await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = text(last, "id");
+            for row in rows {
+                let Some(key) = row.get("object_key").and_then(Value::as_str) else {
+                    continue;
+                };
+                let name = match table {
+                    "sessions" => {
+                        let media = text(&row, "media_type");
+                        let ext = match media.as_str() {
+                            "text/vtt" => "vtt",
+                            "text/plain" => "txt",
+                            other => audio_extension(other),
+                        };
+                        format!("{folder}/{}.{ext}", text(&row, "id"))
+                    }
+                    _ => format!("{folder}/{}-{}", text(&row, "id"), text(&row, "file_name")),
+                };
+                archive.stored(&name, key).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a patient account may read: its linked records, their sessions' summaries and
+/// their missions.
+async fn patient(archive: &mut Archive<'_>, user_id: &str) -> Result<(), JobError> {
+    let linked = "patient_id IN (SELECT id FROM patients WHERE user_id = $1)";
+    archive
+        .table("patients.json", "patients", "user_id = $1", &[user_id])
+        .await?;
+    archive
+        .table("missions.json", "missions", linked, &[user_id])
+        .await?;
+    // Sessions as the account sees them: when, how long, and the summary written for it.
+    archive.begin_array("sessions.json").await?;
+    let mut after = String::new();
+    let mut first = true;
+    loop {
+        let rows = page(archive.env, "sessions", linked, &[user_id], &after).await?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = text(last, "id");
+        let mut chunk = Vec::new();
+        for row in rows {
+            let summary = row
+                .get("notes")
+                .and_then(|n| n.get("patient_summary"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mut view = Map::new();
+            for key in [
+                "id",
+                "patient_id",
+                "status",
+                "recorded_at",
+                "duration_ms",
+                "created_at",
+            ] {
+                view.insert(key.into(), row.get(key).cloned().unwrap_or(Value::Null));
+            }
+            view.insert("patient_summary".into(), summary);
+            push_item(&mut chunk, &mut first, &Value::Object(view))?;
+        }
+        archive.bytes_to_current(chunk).await?;
+    }
+    archive.bytes_to_current(b"\n]\n".to_vec()).await
+}
+
+/// One page of a table's rows (without secrets), JSON columns parsed.
+async fn page(
+    env: &JobEnv,
+    table: &str,
+    filter: &str,
+    binds: &[&str],
+    after: &str,
+) -> Result<Vec<Map<String, Value>>, JobError> {
+    let rows = backup::table_rows(&env.db, table, filter, binds, &SECRET_COLUMNS, after, PAGE)
+        .await
+        .map_err(|e| JobError::Transient(format!("reading {table}: {e:#}")))?;
+    Ok(rows
+        .into_iter()
+        .map(|mut row| {
+            for column in JSON_COLUMNS {
+                if let Some(Value::String(raw)) = row.get(column)
+                    && let Ok(parsed) = serde_json::from_str::<Value>(raw)
+                {
+                    row.insert(column.into(), parsed);
+                }
+            }
+            row
+        })
+        .collect())
+}
+
+fn text(row: &Map<String, Value>, key: &str) -> String {
+    row.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn push_item(chunk: &mut Vec<u8>, first: &mut bool, item: &Value) -> Result<(), JobError> {
+    chunk.extend_from_slice(if *first { b"\n  " } else { b",\n  " });
+    *first = false;
+    serde_json::to_writer(&mut *chunk, item).map_err(|e| JobError::permanent("encoding a row", e))
+}
+
+/// The ZIP being written. The writer is synchronous: each step runs on the blocking pool,
+/// taking the writer there and back.
+struct Archive<'a> {
+    zip: Option<ZipWriter<File>>,
+    work: PathBuf,
+    env: &'a JobEnv,
+}
+
+impl Archive<'_> {
+    async fn with<T: Send + 'static>(
+        &mut self,
+        step: impl FnOnce(&mut ZipWriter<File>) -> zip::result::ZipResult<T> + Send + 'static,
+    ) -> Result<T, JobError> {
+        let mut zip = self.zip.take().ok_or_else(|| {
+            JobError::Permanent("the archive was lost after a failed step".into())
+        })?;
+        let (zip, result) = tokio::task::spawn_blocking(move || {
+            let result = step(&mut zip);
+            (zip, result)
+        })
+        .await
+        .map_err(|e| JobError::transient("writing the archive", e))?;
+        self.zip = Some(zip);
+        result.map_err(|e| JobError::transient("writing the archive", e))
+    }
+
+    /// Writes the central directory and closes the file.
+    async fn finish(&mut self) -> Result<(), JobError> {
+        let zip = self.zip.take().ok_or_else(|| {
+            JobError::Permanent("the archive was lost after a failed step".into())
+        })?;
+        let file = tokio::task::spawn_blocking(move || zip.finish())
+            .await
+            .map_err(|e| JobError::transient("finishing the archive", e))?
+            .map_err(|e| JobError::transient("finishing the archive", e))?;
+        file.sync_all()
+            .map_err(|e| JobError::transient("finishing the archive", e))
+    }
+
+    /// A whole small file.
+    async fn bytes(&mut self, name: &str, data: Vec<u8>) -> Result<(), JobError> {
+        let name = name.to_owned();
+        self.with(move |zip| {
+            zip.start_file(name, deflated())?;
+            zip.write_all(&data)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Starts a file holding a JSON array; items follow through [`Self::bytes_to_current`].
+    async fn begin_array(&mut self, name: &str) -> Result<(), JobError> {
+        let name = name.to_owned();
+        self.with(move |zip| {
+            zip.start_file(name, deflated())?;
+            zip.write_all(b"[")?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// More bytes of the file being written.
+    async fn bytes_to_current(&mut self, data: Vec<u8>) -> Result<(), JobError> {
+        self.with(move |zip| Ok(zip.write_all(&data)?)).await
+    }
+
+    /// `table`'s rows matching `filter`, page by page, as one JSON array file.
+    async fn table(
+        &mut self,
+        name: &str,
+        table: &str,
+        filter: &str,
+        binds: &[&str],
+    ) -> Result<(), JobError> {
+        self.begin_array(name).await?;
+        let mut after = String::new();
+        let mut first = true;
+        loop {
+            let rows = page(self.env, table, filter, binds, &after).await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = text(last, "id");
+            let mut chunk = Vec::new();
+            for row in rows {
+                push_item(&mut chunk, &mut first, &Value::Object(row))?;
+            }
+            self.bytes_to_current(chunk).await?;
+        }
+        self.bytes_to_current(b"\n]\n".to_vec()).await
+    }
+
+    /// A stored object, copied through a local file (stored as is: audio is compressed).
+    async fn stored(&mut self, name: &str, key: &str) -> Result<(), JobError> {
+        let local = self.work.join("object");
+        self.env
+            .store
+            .download(key, &local)
+            .await
+            .map_err(|e| JobError::Transient(format!("reading a stored file: {e:#}")))?;
+        let name = name.to_owned();
+        let path: PathBuf = local.clone();
+        self.with(move |zip| {
+            zip.start_file(
+                name,
+                SimpleFileOptions::default()
+                    .compression_method(CompressionMethod::Stored)
+                    .large_file(true),
+            )?;
+            let mut file = File::open(Path::new(&path))?;
+            std::io::copy(&mut file, zip)?;
+            Ok(())
+        })
+        .await?;
+        tokio::fs::remove_file(&local)
+            .await
+            .map_err(|e| JobError::transient("removing a copied file", e))
+    }
+}
+
+fn deflated() -> SimpleFileOptions {
+    SimpleFileOptions::default().compression_method(CompressionMethod::Deflated)
+}
