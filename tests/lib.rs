@@ -790,3 +790,31 @@ pub fn status_kib(pid: Option<u32>, field: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The release `tend-worker` binary, built beforehand (`cargo bench` holds the build
+/// directory while a bench runs, so a bench cannot build it).
+pub fn release_worker_bin() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let bin = target.join("release/tend-worker");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release -p tend-worker` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Starts `bin` (a worker) on exactly `env`, logging warnings only, for memory benches.
+pub fn spawn_release_worker(bin: &Path, env: &HashMap<String, String>) -> std::process::Child {
+    std::process::Command::new(bin)
+        .env_clear()
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start tend-worker")
+}

@@ -9,11 +9,7 @@
 //! `AUDIO_HOURS` sets the length (8). The worker binary is built first because `cargo bench`
 //! holds the build directory while the bench runs.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tend_tests::{AppOptions, fake_openai, fake_openai::FakeOpenAi, spawn_app_with, status_kib};
@@ -24,7 +20,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8.0);
-    let worker_bin = build_worker();
+    let worker_bin = tend_tests::release_worker_bin();
     let fake = FakeOpenAi::start().await;
     let app = spawn_app_with(AppOptions {
         api_only: true,
@@ -32,7 +28,7 @@ async fn main() {
     })
     .await;
     // The worker process runs every job, the sign-up mail included.
-    let mut worker = spawn_worker(&worker_bin, &app.env);
+    let mut worker = tend_tests::spawn_release_worker(&worker_bin, &app.env);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_kib = status_kib(Some(worker.id()), "VmRSS");
     let user = app.signed_in_user().await;
@@ -85,30 +81,4 @@ async fn main() {
         mib(hwm_kib),
         mib(sampled_peak)
     );
-}
-
-/// The release worker binary, built beforehand.
-fn build_worker() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let bin = target.join("release/tend-worker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release -p tend-worker` first",
-        bin.display()
-    );
-    bin
-}
-
-fn spawn_worker(bin: &PathBuf, env: &std::collections::HashMap<String, String>) -> Child {
-    Command::new(bin)
-        .env_clear()
-        .envs(env)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tend-worker")
 }

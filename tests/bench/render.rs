@@ -31,9 +31,9 @@ fn main() {
     let weeks = 52;
     let first = Week::of(Utc::now().date_naive() - Days::new(7 * (weeks - 1)));
     let (start, _) = first.bounds();
-    let sessions: Vec<ReportSession> = (0..1_020)
+    let sessions: Vec<ReportSession> = (0..1_250)
         .map(|i| ReportSession {
-            at: start + i as i64 * (weeks as i64 * 7 * 86_400_000 / 1_020),
+            at: start + i as i64 * (weeks as i64 * 7 * 86_400_000 / 1_250),
             duration_ms: Some(50 * 60_000),
             mood: Some(1 + (i % 5) as i64),
             trajectory: ["improving", "stable", "declining"][i % 3].into(),
