@@ -203,6 +203,16 @@ rule_string!(
     }
 );
 
+rule_string!(
+    /// A calendar day, `YYYY-MM-DD` (RFC 3339 `full-date`; poem's own date type publishes a
+    /// format no client or fuzzer knows).
+    CalendarDate,
+    MetaSchema {
+        format: Some("date"),
+        ..MetaSchema::new("string")
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use regex::Regex;

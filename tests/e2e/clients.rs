@@ -20,6 +20,11 @@ async fn a_python_client_generated_from_the_spec_runs_a_new_users_journey() {
         .arg(&spec_path)
         .arg("--output-path")
         .arg(&out)
+        .arg("--config")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/clients/generator.yaml"
+        ))
         .output()
         .expect("openapi-python-client (run `.ci/services` to install it)");
     let said = format!(

@@ -31,7 +31,7 @@ use crate::{
     body::JsonBody,
     error::{ApiError, ApiResult},
     extract::RequestMeta,
-    fields::{IdempotencyKey, PageCursor, RecordId},
+    fields::{CalendarDate, IdempotencyKey, PageCursor, RecordId},
     guards::{Practitioner, SignedIn},
     pagination::PageRequest,
     state::AppState,
@@ -128,7 +128,7 @@ pub struct QuestionnaireBody {
     #[oai(validator(min_length = 1, max_length = 255))]
     pub event_name: String,
     /// The event's day: in the future, within 366 days.
-    pub event_date: NaiveDate,
+    pub event_date: CalendarDate,
     /// What kind of event.
     pub mission_type: MissionTypeView,
     /// Training hours a week.
@@ -181,7 +181,7 @@ pub struct PlannedSession {
 #[derive(Debug, Clone, Object)]
 pub struct PlanWeek {
     /// Its Monday.
-    pub week_start: NaiveDate,
+    pub week_start: CalendarDate,
     /// What the week builds.
     pub focus: String,
     /// Its sessions.
@@ -272,7 +272,7 @@ pub struct MissionView {
     /// The plan.
     pub plan: PlanBody,
     /// The day the plan's rules count from.
-    pub planned_on: NaiveDate,
+    pub planned_on: CalendarDate,
     /// When it was confirmed.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -599,6 +599,9 @@ async fn coached_mission(state: &AppState, user: &User, id: &str) -> ApiResult<M
 
 /// The questionnaire in its domain form (the body's schema was checked already).
 fn questionnaire(body: &QuestionnaireBody) -> ApiResult<Questionnaire> {
+    if parse_date(&body.event_date).is_none() {
+        return Err(ApiError::invalid_field("event_date", DATE_MESSAGE));
+    }
     serde_json::from_value(strip_nulls(body.to_json().unwrap_or(Value::Null)))
         .map_err(|e| ApiError::invalid_field("body", e.to_string()))
 }
@@ -606,6 +609,16 @@ fn questionnaire(body: &QuestionnaireBody) -> ApiResult<Questionnaire> {
 /// An edited plan in its domain form, checked against the questionnaire; errors are named
 /// under `plan.`.
 fn checked_plan(body: &PlanBody, q: &Questionnaire, planned_on: NaiveDate) -> ApiResult<Plan> {
+    let bad_dates: Vec<FieldError> = body
+        .weeks
+        .iter()
+        .enumerate()
+        .filter(|(_, week)| parse_date(&week.week_start).is_none())
+        .map(|(i, _)| FieldError::new(&format!("plan.weeks[{i}].week_start"), DATE_MESSAGE))
+        .collect();
+    if !bad_dates.is_empty() {
+        return Err(ApiError::validation(bad_dates));
+    }
     let plan: Plan = serde_json::from_value(body.to_json().unwrap_or(Value::Null))
         .map_err(|e| ApiError::invalid_field("plan", e.to_string()))?;
     let errors: Vec<FieldError> = plan
@@ -617,6 +630,12 @@ fn checked_plan(body: &PlanBody, q: &Questionnaire, planned_on: NaiveDate) -> Ap
         return Err(ApiError::validation(errors));
     }
     Ok(plan)
+}
+
+const DATE_MESSAGE: &str = "must be a calendar date, YYYY-MM-DD";
+
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
 
 /// Absent optional fields take the domain's defaults, not `null`.
@@ -665,8 +684,7 @@ fn mission_view(row: MissionRow) -> ApiResult<MissionView> {
     Ok(MissionView {
         questionnaire: parse(&row.questionnaire)?,
         plan: parse(&row.plan)?,
-        planned_on: NaiveDate::parse_from_str(&row.planned_on, "%Y-%m-%d")
-            .map_err(ApiError::internal)?,
+        planned_on: CalendarDate(row.planned_on.clone()),
         id: row.id,
         patient_id: row.patient_id,
         draft_id: row.draft_id,

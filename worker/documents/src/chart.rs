@@ -98,7 +98,7 @@ fn draw(points: &[MoodPoint], pixels: &mut [u8]) -> Result<(), Box<dyn std::erro
             }
             let i = i as usize;
             match points.get(i) {
-                Some(point) if i % step == 0 => point.label.clone(),
+                Some(point) if i.is_multiple_of(step) => point.label.clone(),
                 _ => String::new(),
             }
         })
