@@ -82,6 +82,14 @@ pub fn backends() -> String {
     )
 }
 
+/// Boots the application with its provider pointed at a new fake OpenAI server.
+pub async fn spawn_app_with_fake() -> (TestApp, fake_openai::FakeOpenAi) {
+    let fake = fake_openai::FakeOpenAi::start().await;
+    let env: Vec<(String, String)> = fake.env();
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    (spawn_app_with_env(&pairs).await, fake)
+}
+
 /// Boots the embedded all-in-one application on the configured backends.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await

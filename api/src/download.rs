@@ -13,7 +13,19 @@ use poem_openapi::{
         MetaHeader, MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
     },
 };
-use tend_shared::storage::ObjectReader;
+use tend_shared::{
+    db::{
+        self,
+        audit::{self, AuditAction},
+    },
+    storage::ObjectReader,
+};
+
+use crate::{
+    error::{ApiError, ApiResult},
+    extract::RequestMeta,
+    state::AppState,
+};
 
 /// The media types a download operation may answer with.
 pub trait Kinds: Send {
@@ -51,6 +63,66 @@ impl<K: Kinds> FileDownload<K> {
             reader,
             kinds: PhantomData,
         }
+    }
+}
+
+/// A stored file to hand out, as its row describes it.
+pub struct Stored<'a> {
+    /// Its row's status (`ready`, `expired`, ...).
+    pub status: &'a str,
+    /// When the file expires (ms).
+    pub expires_at: Option<i64>,
+    /// Its key in the store, once written.
+    pub object_key: Option<&'a str>,
+    /// What the row is, for messages ("export").
+    pub what: &'a str,
+}
+
+impl<K: Kinds> FileDownload<K> {
+    /// Opens the file `stored` describes, after writing `action` (with `detail`) to the audit
+    /// log for `user_id` with the request's origin: 410 once expired, 409 `not-ready` before
+    /// it is written, 503 when the store is down.
+    pub async fn open(
+        state: &AppState,
+        meta: &RequestMeta,
+        user_id: &str,
+        stored: Stored<'_>,
+        audit: (AuditAction, serde_json::Value),
+        content_type: &'static str,
+        file_name: String,
+    ) -> ApiResult<Self> {
+        if stored.status == "expired" || stored.expires_at.is_some_and(|at| at <= db::now_ms()) {
+            return Err(ApiError::gone(
+                "expired",
+                format!(
+                    "The {} was removed 7 days after it was ready; ask for a new one.",
+                    stored.what
+                ),
+            ));
+        }
+        let Some(key) = stored.object_key else {
+            return Err(ApiError::conflict(
+                "not-ready",
+                format!(
+                    "The {} is {}; there is no file yet.",
+                    stored.what, stored.status
+                ),
+            ));
+        };
+        let (size, reader) = state.store.reader(key).await.map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "object store unavailable");
+            ApiError::unavailable("The file store is unavailable; try again shortly.")
+        })?;
+        let mut conn = state.db.acquire().await?;
+        audit::record(
+            &mut conn,
+            audit.0,
+            Some(user_id),
+            &meta.origin(),
+            Some(audit.1),
+        )
+        .await?;
+        Ok(Self::new(content_type, file_name, size, reader))
     }
 }
 

@@ -6,16 +6,9 @@
 use std::{io::Read, time::Duration};
 
 use serde_json::{Value, json};
-use tend_tests::{TestApp, fake_openai::FakeOpenAi, problem, spawn_app_with_env};
+use tend_tests::{TestApp, problem, spawn_app_with_fake};
 
 const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week, Åsa?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
-
-async fn app() -> (TestApp, FakeOpenAi) {
-    let fake = FakeOpenAi::start().await;
-    let env: Vec<(String, String)> = fake.env();
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    (spawn_app_with_env(&pairs).await, fake)
-}
 
 async fn request(app: &TestApp, token: &str, key: Option<&str>) -> reqwest::Response {
     let mut req = app
@@ -80,7 +73,7 @@ fn json_file(files: &[(String, Vec<u8>)], name: &str) -> Value {
 
 #[tokio::test]
 async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
-    let (app, _fake) = app().await;
+    let (app, _fake) = spawn_app_with_fake().await;
     let user = app.signed_in_user().await;
     let token = &user.access_token;
     let patient = app.create_patient(token, "Åsa Öberg").await;
@@ -242,7 +235,7 @@ async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
 
 #[tokio::test]
 async fn a_patient_account_gets_what_it_may_read() {
-    let (app, _fake) = app().await;
+    let (app, _fake) = spawn_app_with_fake().await;
     let practitioner = app.signed_in_user().await;
     let record = app.create_patient(&practitioner.access_token, "Zoë").await;
     let resp = app

@@ -8,19 +8,12 @@ use std::{io::Read, time::Duration};
 use serde_json::{Value, json};
 use tend_tests::{
     TestApp, TestUser,
-    fake_openai::{FakeOpenAi, Reply, sample_notes},
-    problem, spawn_app_with_env,
+    fake_openai::{Reply, sample_notes},
+    problem, spawn_app_with_fake,
 };
 
 const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
 const SENTENCE: &str = "Hélène Françoise, her sister, came to the second half of the session and described the weeks before the move.";
-
-async fn app_with_fake() -> (TestApp, FakeOpenAi) {
-    let fake = FakeOpenAi::start().await;
-    let env: Vec<(String, String)> = fake.env();
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    (spawn_app_with_env(&pairs).await, fake)
-}
 
 /// A practitioner named "Zoë Lindqvist" with the patient "Åsa Öberg".
 async fn practitioner_with_patient(app: &TestApp) -> (TestUser, String) {
@@ -170,7 +163,7 @@ fn docx_parts(docx: &[u8]) -> (String, Vec<String>) {
 
 #[tokio::test]
 async fn session_notes_render_as_pdf_and_docx_that_read_back() {
-    let (app, fake) = app_with_fake().await;
+    let (app, fake) = spawn_app_with_fake().await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
     fake.on_chat([Reply::Content(long_notes().to_string())]);
@@ -296,7 +289,7 @@ async fn session_notes_render_as_pdf_and_docx_that_read_back() {
 
 #[tokio::test]
 async fn a_progress_report_has_the_sessions_table_and_the_mood_chart_in_both_formats() {
-    let (app, _fake) = app_with_fake().await;
+    let (app, _fake) = spawn_app_with_fake().await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
     processed_session(&app, token, &patient).await;
@@ -355,7 +348,7 @@ async fn a_progress_report_has_the_sessions_table_and_the_mood_chart_in_both_for
 
 #[tokio::test]
 async fn exports_are_refused_clearly_and_scoped_to_their_practitioner() {
-    let (app, fake) = app_with_fake().await;
+    let (app, fake) = spawn_app_with_fake().await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
     // A session whose extraction fails for good has no notes.
@@ -470,7 +463,7 @@ async fn exports_are_refused_clearly_and_scoped_to_their_practitioner() {
 
 #[tokio::test]
 async fn twenty_exports_an_hour_then_429_with_retry_after() {
-    let (app, _fake) = app_with_fake().await;
+    let (app, _fake) = spawn_app_with_fake().await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let body =
         json!({"type": "progress_report", "format": "pdf", "patient_id": patient, "weeks": 1});
@@ -499,7 +492,7 @@ async fn twenty_exports_an_hour_then_429_with_retry_after() {
 
 #[tokio::test]
 async fn an_expired_export_answers_410_and_the_cleanup_removes_its_file() {
-    let (app, _fake) = app_with_fake().await;
+    let (app, _fake) = spawn_app_with_fake().await;
     let (user, patient) = practitioner_with_patient(&app).await;
     let token = &user.access_token;
     let export = ready_export(

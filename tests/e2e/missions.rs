@@ -9,11 +9,7 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate, Utc};
 use serde_json::{Value, json};
 use tend_shared::missions::{Day, Questionnaire};
-use tend_tests::{
-    TestApp,
-    fake_openai::{FakeOpenAi, Reply},
-    problem, spawn_app_with_env,
-};
+use tend_tests::{TestApp, fake_openai::Reply, problem, spawn_app_with_fake};
 
 fn questionnaire(patient_id: &str) -> Value {
     json!({
@@ -57,13 +53,6 @@ fn good_plan(q: &Value) -> Value {
         })
         .collect();
     json!({"weeks": weeks, "notes": "Fuel every 20 minutes on long rides."})
-}
-
-async fn app() -> (TestApp, FakeOpenAi) {
-    let fake = FakeOpenAi::start().await;
-    let env: Vec<(String, String)> = fake.env();
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    (spawn_app_with_env(&pairs).await, fake)
 }
 
 async fn post_draft(
@@ -113,7 +102,7 @@ async fn drafted(app: &TestApp, token: &str, body: &Value) -> Value {
 
 #[tokio::test]
 async fn a_good_answer_becomes_a_draft_then_a_mission_the_client_reads() {
-    let (app, fake) = app().await;
+    let (app, fake) = spawn_app_with_fake().await;
     let coach = app.signed_in_user().await;
     let token = &coach.access_token;
     let client_id = app.create_patient(token, "Zoë Martin").await;
@@ -258,7 +247,7 @@ async fn a_good_answer_becomes_a_draft_then_a_mission_the_client_reads() {
 
 #[tokio::test]
 async fn a_misfit_is_asked_again_at_temperature_zero_then_fits() {
-    let (app, fake) = app().await;
+    let (app, fake) = spawn_app_with_fake().await;
     let coach = app.signed_in_user().await;
     let client_id = app.create_patient(&coach.access_token, "Sam").await;
     let q = questionnaire(&client_id);
@@ -288,7 +277,7 @@ async fn a_misfit_is_asked_again_at_temperature_zero_then_fits() {
 
 #[tokio::test]
 async fn two_misfits_fail_the_draft_with_the_reason_and_a_mail() {
-    let (app, fake) = app().await;
+    let (app, fake) = spawn_app_with_fake().await;
     let coach = app.signed_in_user().await;
     let client_id = app.create_patient(&coach.access_token, "Sam").await;
     let q = questionnaire(&client_id);
@@ -325,7 +314,7 @@ async fn two_misfits_fail_the_draft_with_the_reason_and_a_mail() {
 
 #[tokio::test]
 async fn a_429_is_retried_after_its_retry_after_then_drafted() {
-    let (app, fake) = app().await;
+    let (app, fake) = spawn_app_with_fake().await;
     let coach = app.signed_in_user().await;
     let client_id = app.create_patient(&coach.access_token, "Sam").await;
     let q = questionnaire(&client_id);
@@ -347,7 +336,7 @@ async fn a_429_is_retried_after_its_retry_after_then_drafted() {
 
 #[tokio::test]
 async fn each_questionnaire_rule_is_a_422_naming_its_field() {
-    let (app, _fake) = app().await;
+    let (app, _fake) = spawn_app_with_fake().await;
     let coach = app.signed_in_user().await;
     let token = &coach.access_token;
     let client_id = app.create_patient(token, "Sam").await;

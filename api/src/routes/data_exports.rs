@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
-    download::{FileDownload, Kinds},
+    download::{FileDownload, Kinds, Stored},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
     fields::IdempotencyKey,
@@ -272,38 +272,26 @@ impl DataExportsApi {
         id: Path<String>,
     ) -> ApiResult<FileDownload<ZipFile>> {
         let row = own(&state, &user.id, &id.0).await?;
-        if row.status == "expired" || row.expires_at.is_some_and(|at| at <= db::now_ms()) {
-            return Err(ApiError::gone(
-                "expired",
-                "The archive was deleted 7 days after it was made; ask for a new one.",
-            ));
-        }
-        let Some(key) = &row.object_key else {
-            return Err(ApiError::conflict(
-                "not-ready",
-                format!("The data export is {}; there is no file yet.", row.status),
-            ));
+        let stored = Stored {
+            status: &row.status,
+            expires_at: row.expires_at,
+            object_key: row.object_key.as_deref(),
+            what: "data export",
         };
-        let (size, reader) = state.store.reader(key).await.map_err(|e| {
-            tracing::error!(error = %format!("{e:#}"), "object store unavailable");
-            ApiError::unavailable("The file store is unavailable; try again shortly.")
-        })?;
-        let mut conn = state.db.acquire().await?;
-        audit::record(
-            &mut conn,
-            AuditAction::DataExportDownloaded,
-            Some(&user.id),
-            &meta.origin(),
-            Some(serde_json::json!({"data_export_id": row.id})),
-        )
-        .await?;
         let created = ms_to_datetime(row.created_at).format("%Y-%m-%d");
-        Ok(FileDownload::new(
+        FileDownload::open(
+            &state,
+            &meta,
+            &user.id,
+            stored,
+            (
+                AuditAction::DataExportDownloaded,
+                serde_json::json!({"data_export_id": row.id}),
+            ),
             "application/zip",
             format!("tend-data-{created}.zip"),
-            size,
-            reader,
-        ))
+        )
+        .await
     }
 }
 

@@ -16,7 +16,7 @@ use poem_openapi::{
 };
 use tend_shared::db::{
     self,
-    audit::{self, AuditAction},
+    audit::AuditAction,
     exports::{ExportRow, NewExport},
 };
 use tend_worker::jobs::render_export::{RenderExport, content_type};
@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::{ApiTags, auth::check_limit};
 use crate::{
     body::JsonBody,
-    download::{FileDownload, Kinds},
+    download::{FileDownload, Kinds, Stored},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
     fields::{IdempotencyKey, PageCursor, RecordId},
@@ -412,42 +412,25 @@ impl ExportsApi {
         id: Path<String>,
     ) -> ApiResult<FileDownload<ExportFiles>> {
         let row = own(&state, &user.id, &id.0).await?;
-        let expired =
-            row.status == "expired" || row.expires_at.is_some_and(|at| at <= db::now_ms());
-        if expired {
-            return Err(ApiError::gone(
-                "expired",
-                "The file was removed 7 days after it was ready; request a new export.",
-            ));
-        }
-        let (Some(key), Some(file_name)) = (&row.object_key, &row.file_name) else {
-            return Err(ApiError::conflict(
-                "not-ready",
-                format!(
-                    "The export is {}; there is no file to download.",
-                    row.status
-                ),
-            ));
+        let stored = Stored {
+            status: &row.status,
+            expires_at: row.expires_at,
+            object_key: row.object_key.as_deref(),
+            what: "export",
         };
-        let (size, reader) = state.store.reader(key).await.map_err(|e| {
-            tracing::error!(error = %format!("{e:#}"), "object store unavailable");
-            ApiError::unavailable("The file store is unavailable; try again shortly.")
-        })?;
-        let mut conn = state.db.acquire().await?;
-        audit::record(
-            &mut conn,
-            AuditAction::ExportDownloaded,
-            Some(&user.id),
-            &meta.origin(),
-            Some(serde_json::json!({"export_id": row.id, "patient_id": row.patient_id})),
-        )
-        .await?;
-        Ok(FileDownload::new(
+        let detail = serde_json::json!({"export_id": row.id, "patient_id": row.patient_id});
+        FileDownload::open(
+            &state,
+            &meta,
+            &user.id,
+            stored,
+            (AuditAction::ExportDownloaded, detail),
             content_type(&row.format),
-            file_name.clone(),
-            size,
-            reader,
-        ))
+            row.file_name
+                .clone()
+                .unwrap_or_else(|| format!("{}.{}", row.id, row.format)),
+        )
+        .await
     }
 
     /// Delete an export and its file.
