@@ -179,7 +179,11 @@ async fn session_notes_render_as_pdf_and_docx_that_read_back() {
         location,
         format!("/api/v1/exports/{}", first["id"].as_str().unwrap())
     );
-    assert_eq!(first["status"], "queued");
+    // The job may have started by the time the answer is read back.
+    assert!(
+        ["queued", "rendering", "ready"].contains(&first["status"].as_str().unwrap()),
+        "{first}"
+    );
     assert_eq!(first["type"], "session_notes");
     assert!(first["job_id"].is_string());
     let replay = request_export(&app, token, &body, Some("notes-pdf-1")).await;

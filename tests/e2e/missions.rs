@@ -112,7 +112,11 @@ async fn a_good_answer_becomes_a_draft_then_a_mission_the_client_reads() {
     let resp = post_draft(&app, token, &q, Some("draft-1")).await;
     assert_eq!(resp.status(), 202);
     let first: Value = resp.json().await.unwrap();
-    assert_eq!(first["status"], "queued");
+    // The job may have started by the time the answer is read back.
+    assert!(
+        ["queued", "generating", "ready"].contains(&first["status"].as_str().unwrap()),
+        "{first}"
+    );
     let replay = post_draft(&app, token, &q, Some("draft-1")).await;
     assert_eq!(replay.status(), 200);
     let replay: Value = replay.json().await.unwrap();
