@@ -398,9 +398,9 @@ pub fn progress_report_document(input: &ProgressInput<'_>) -> Result<Document, J
             columns: vec![
                 ("Date".into(), 0.14),
                 ("Length".into(), 0.1),
-                ("Mood".into(), 0.1),
-                ("Trajectory".into(), 0.13),
-                ("Key topics".into(), 0.43),
+                ("Mood".into(), 0.09),
+                ("Trajectory".into(), 0.16),
+                ("Key topics".into(), 0.41),
                 ("Risk flags".into(), 0.1),
             ],
             rows,
