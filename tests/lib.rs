@@ -533,6 +533,32 @@ impl TestApp {
             .expect("store")
     }
 
+    /// Polls `GET path` until the record's `status` is one of `done` and returns it; any
+    /// status outside `pending` and `done` (a failure) fails the test, as does a minute
+    /// without getting there.
+    pub async fn wait_for_status(
+        &self,
+        path: &str,
+        token: &str,
+        pending: &[&str],
+        done: &[&str],
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let record: Value = self.get(path, Some(token)).await.json().await.unwrap();
+            let status = record["status"].as_str().unwrap_or_default();
+            if done.contains(&status) {
+                return record;
+            }
+            assert!(pending.contains(&status), "{path} is {status}: {record}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} stuck: {record}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls `GET /jobs/{id}` until the job is done or dead (or `timeout` passes).
     pub async fn wait_for_job(&self, id: &str, token: &str, until: &[&str]) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

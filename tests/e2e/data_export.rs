@@ -22,22 +22,9 @@ async fn request(app: &TestApp, token: &str, key: Option<&str>) -> reqwest::Resp
 }
 
 async fn wait_ready(app: &TestApp, token: &str, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let export: Value = app
-            .get(&format!("/api/v1/users/me/data-exports/{id}"), Some(token))
-            .await
-            .json()
-            .await
-            .unwrap();
-        match export["status"].as_str().unwrap() {
-            "ready" => return export,
-            "queued" | "building" => {}
-            _ => panic!("data export failed: {export}"),
-        }
-        assert!(tokio::time::Instant::now() < deadline, "stuck: {export}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/api/v1/users/me/data-exports/{id}");
+    app.wait_for_status(&path, token, &["queued", "building"], &["ready"])
+        .await
 }
 
 /// Asks for an export, waits, downloads it: the archive's files by name.
@@ -102,18 +89,9 @@ async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
         .await;
     let document: Value = resp.json().await.unwrap();
     let document_id = document["id"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app
-        .get(&format!("/api/v1/exports/{document_id}"), Some(token))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["status"]
-        != "ready"
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/api/v1/exports/{document_id}");
+    app.wait_for_status(&path, token, &["queued", "rendering"], &["ready"])
+        .await;
 
     // A replay answers the first request.
     let first = request(&app, token, Some("dx-1")).await;

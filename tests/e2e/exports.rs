@@ -89,25 +89,9 @@ async fn ready_export(app: &TestApp, token: &str, body: &Value) -> Value {
 }
 
 async fn wait_ready(app: &TestApp, token: &str, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let export: Value = app
-            .get(&format!("/api/v1/exports/{id}"), Some(token))
-            .await
-            .json()
-            .await
-            .unwrap();
-        match export["status"].as_str().unwrap() {
-            "ready" => return export,
-            "queued" | "rendering" => {}
-            _ => panic!("export failed: {export}"),
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "export stuck: {export}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/api/v1/exports/{id}");
+    app.wait_for_status(&path, token, &["queued", "rendering"], &["ready"])
+        .await
 }
 
 async fn download(app: &TestApp, token: &str, export: &Value) -> (String, String, Vec<u8>) {

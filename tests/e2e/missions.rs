@@ -4,8 +4,6 @@
 //! 422; confirming (as drafted, and edited under the same rules), reading as the coach and
 //! as the linked client, changing and deleting; mails to the requester.
 
-use std::time::Duration;
-
 use chrono::{Days, NaiveDate, Utc};
 use serde_json::{Value, json};
 use tend_shared::missions::{Day, Questionnaire};
@@ -73,23 +71,14 @@ async fn post_draft(
 }
 
 async fn wait_draft(app: &TestApp, token: &str, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let draft: Value = app
-            .get(&format!("/api/v1/missions/drafts/{id}"), Some(token))
-            .await
-            .json()
-            .await
-            .unwrap();
-        if ["ready", "failed"].contains(&draft["status"].as_str().unwrap()) {
-            return draft;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "draft stuck: {draft}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/api/v1/missions/drafts/{id}");
+    app.wait_for_status(
+        &path,
+        token,
+        &["queued", "generating"],
+        &["ready", "failed"],
+    )
+    .await
 }
 
 async fn drafted(app: &TestApp, token: &str, body: &Value) -> Value {

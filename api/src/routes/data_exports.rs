@@ -18,7 +18,6 @@ use tend_shared::db::{
     data_exports::DataExportRow,
 };
 use tend_worker::jobs::data_export::DataExport;
-use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
@@ -300,9 +299,6 @@ fn location(id: &str) -> String {
 }
 
 async fn own(state: &AppState, user_id: &str, id: &str) -> ApiResult<DataExportRow> {
-    if Uuid::parse_str(id).is_err() {
-        return Err(ApiError::not_found("data export"));
-    }
     db::data_exports::find_own(&state.db, user_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("data export"))

@@ -20,7 +20,6 @@ use tend_shared::db::{
     exports::{ExportRow, NewExport},
 };
 use tend_worker::jobs::render_export::{RenderExport, content_type};
-use uuid::Uuid;
 
 use super::{ApiTags, auth::check_limit};
 use crate::{
@@ -455,9 +454,6 @@ fn location(id: &str) -> String {
 }
 
 async fn own(state: &AppState, user_id: &str, id: &str) -> ApiResult<ExportRow> {
-    if Uuid::parse_str(id).is_err() {
-        return Err(ApiError::not_found("export"));
-    }
     db::exports::find_own(&state.db, user_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("export"))

@@ -24,7 +24,6 @@ use tend_shared::{
     missions::{Plan, Questionnaire},
 };
 use tend_worker::jobs::draft_mission::DraftMission;
-use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
@@ -571,18 +570,12 @@ async fn client_record(state: &AppState, user: &User, patient_id: &str) -> ApiRe
 }
 
 async fn readable_draft(state: &AppState, user: &User, id: &str) -> ApiResult<DraftRow> {
-    if Uuid::parse_str(id).is_err() {
-        return Err(ApiError::not_found("draft"));
-    }
     db::missions::find_draft_for(&state.db, &user.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("draft"))
 }
 
 async fn readable_mission(state: &AppState, user: &User, id: &str) -> ApiResult<MissionRow> {
-    if Uuid::parse_str(id).is_err() {
-        return Err(ApiError::not_found("mission"));
-    }
     db::missions::find_mission_for(&state.db, &user.id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("mission"))

@@ -178,7 +178,12 @@ pub async fn finish_draft(
 }
 
 /// Records why an attempt failed; `dead` makes the draft `failed`. True when it changed.
-pub async fn fail_draft(db: &Db, id: &str, error: &str, dead: bool) -> sqlx::Result<bool> {
+pub async fn fail_draft(
+    db: impl sqlx::AnyExecutor<'_>,
+    id: &str,
+    error: &str,
+    dead: bool,
+) -> sqlx::Result<bool> {
     let status = if dead { "failed" } else { "generating" };
     let done = sqlx::query(
         "UPDATE mission_drafts SET status = $2, error = $3, updated_at = $4 \

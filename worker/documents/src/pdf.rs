@@ -428,10 +428,16 @@ pub(crate) fn render(doc: &Document) -> Result<Vec<u8>, RenderError> {
             }
         }
     }
-    draw(doc, layout.pages, &images)
+    let pages = std::mem::take(&mut layout.pages);
+    draw(doc, &metrics, pages, &images)
 }
 
-fn draw(doc: &Document, pages: Vec<Vec<Op>>, images: &[&Image]) -> Result<Vec<u8>, RenderError> {
+fn draw(
+    doc: &Document,
+    metrics: &Metrics,
+    pages: Vec<Vec<Op>>,
+    images: &[&Image],
+) -> Result<Vec<u8>, RenderError> {
     let regular = Font::new(fonts::REGULAR.into(), 0)
         .ok_or_else(|| RenderError::Pdf("the regular font does not load".into()))?;
     let bold = Font::new(fonts::BOLD.into(), 0)
@@ -467,7 +473,6 @@ fn draw(doc: &Document, pages: Vec<Vec<Op>>, images: &[&Image]) -> Result<Vec<u8
             text: doc.footer.clone(),
         });
         let label = format!("Page {} of {count}", number + 1);
-        let metrics = Metrics::new()?;
         ops.push(Op::Text {
             x: PAGE_W - MARGIN_X - metrics.width(&label, 8.0, false),
             y: PAGE_H - MARGIN_BOTTOM + 30.0,

@@ -107,20 +107,3 @@ fn the_docx_is_a_zip_whose_xml_holds_the_text_and_the_chart() {
         .collect();
     assert_eq!(media.len(), 1, "{media:?}");
 }
-
-/// `RENDER_SAMPLE_DIR=/tmp/x cargo test -p tend-documents` writes the samples to look at.
-#[test]
-fn samples_can_be_written_for_a_look() {
-    if let Ok(dir) = std::env::var("RENDER_SAMPLE_DIR") {
-        std::fs::write(
-            format!("{dir}/sample.pdf"),
-            tend_documents::pdf(&sample(6)).unwrap(),
-        )
-        .unwrap();
-        std::fs::write(
-            format!("{dir}/sample.docx"),
-            tend_documents::docx(&sample(6)).unwrap(),
-        )
-        .unwrap();
-    }
-}

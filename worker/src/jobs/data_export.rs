@@ -60,14 +60,7 @@ const SECRET_COLUMNS: [&str; 4] = [
     "tokens_valid_after",
 ];
 /// Text columns that hold JSON, exported as JSON.
-const JSON_COLUMNS: [&str; 6] = [
-    "notes",
-    "segments",
-    "questionnaire",
-    "plan",
-    "detail",
-    "topics",
-];
+const JSON_COLUMNS: [&str; 5] = ["notes", "segments", "questionnaire", "plan", "detail"];
 
 const README: &str = include_str!("data_export_readme.txt");
 
@@ -110,11 +103,19 @@ impl Job for DataExport {
         archive
             .bytes("README.txt", README.as_bytes().to_vec())
             .await?;
+        let binds = &[user.id.as_str()];
         archive
-            .table("account.json", "users", "id = $1", &[&user.id])
+            .table("account.json", "users", "id = $1", binds, whole, no_files)
             .await?;
         archive
-            .table("audit_log.json", "audit_logs", "user_id = $1", &[&user.id])
+            .table(
+                "audit_log.json",
+                "audit_logs",
+                "user_id = $1",
+                binds,
+                whole,
+                no_files,
+            )
             .await?;
         match user.role() {
             Role::Practitioner => practitioner(&mut archive, &user.id).await?,
@@ -194,100 +195,121 @@ async fn record(ctx: &JobCtx<'_>, id: &Uuid, error: &str, dead: bool) {
     }
 }
 
-/// What a practitioner holds.
+/// What a practitioner holds: the rows, then the stored files they name (the archive takes
+/// one file at a time, so the files follow their table).
 async fn practitioner(archive: &mut Archive<'_>, user_id: &str) -> Result<(), JobError> {
     let own = "practitioner_id = $1";
+    let binds = &[user_id];
     archive
-        .table("patients.json", "patients", own, &[user_id])
+        .table("patients.json", "patients", own, binds, whole, no_files)
+        .await?;
+    let recordings = archive
+        .table("sessions.json", "sessions", own, binds, whole, recording)
         .await?;
     archive
-        .table("sessions.json", "sessions", own, &[user_id])
+        .table(
+            "mission_drafts.json",
+            "mission_drafts",
+            own,
+            binds,
+            whole,
+            no_files,
+        )
         .await?;
     archive
-        .table("mission_drafts.json", "mission_drafts", own, &[user_id])
+        .table("missions.json", "missions", own, binds, whole, no_files)
         .await?;
-    archive
-        .table("missions.json", "missions", own, &[user_id])
+    let documents = archive
+        .table("exports.json", "exports", own, binds, whole, document)
         .await?;
-    archive
-        .table("exports.json", "exports", own, &[user_id])
-        .await?;
-    // The stored files: recordings, then rendered documents.
-    for (table, folder) in [("sessions", "recordings"), ("exports", "exports")] {
-        let mut after = String::new();
-        loop {
-            let rows = page(archive.env, table, own, &[user_id], &after).await?;
-            let Some(last) = rows.last() else {
-                break;
-            };
-            after = text(last, "id");
-            for row in rows {
-                let Some(key) = row.get("object_key").and_then(Value::as_str) else {
-                    continue;
-                };
-                let name = match table {
-                    "sessions" => {
-                        let media = text(&row, "media_type");
-                        let ext = match media.as_str() {
-                            "text/vtt" => "vtt",
-                            "text/plain" => "txt",
-                            other => audio_extension(other),
-                        };
-                        format!("{folder}/{}.{ext}", text(&row, "id"))
-                    }
-                    _ => format!("{folder}/{}-{}", text(&row, "id"), text(&row, "file_name")),
-                };
-                archive.stored(&name, key).await?;
-            }
-        }
+    for (name, key) in recordings.into_iter().chain(documents) {
+        archive.stored(&name, &key).await?;
     }
     Ok(())
 }
 
-/// What a patient account may read: its linked records, their sessions' summaries and
-/// their missions.
+/// What a patient account may read: its linked records, their sessions as it sees them
+/// (when, how long, and the summary written for it) and their missions.
 async fn patient(archive: &mut Archive<'_>, user_id: &str) -> Result<(), JobError> {
     let linked = "patient_id IN (SELECT id FROM patients WHERE user_id = $1)";
+    let binds = &[user_id];
     archive
-        .table("patients.json", "patients", "user_id = $1", &[user_id])
+        .table(
+            "patients.json",
+            "patients",
+            "user_id = $1",
+            binds,
+            whole,
+            no_files,
+        )
         .await?;
     archive
-        .table("missions.json", "missions", linked, &[user_id])
+        .table("missions.json", "missions", linked, binds, whole, no_files)
         .await?;
-    // Sessions as the account sees them: when, how long, and the summary written for it.
-    archive.begin_array("sessions.json").await?;
-    let mut after = String::new();
-    let mut first = true;
-    loop {
-        let rows = page(archive.env, "sessions", linked, &[user_id], &after).await?;
-        let Some(last) = rows.last() else {
-            break;
-        };
-        after = text(last, "id");
-        let mut chunk = Vec::new();
-        for row in rows {
-            let summary = row
-                .get("notes")
-                .and_then(|n| n.get("patient_summary"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            let mut view = Map::new();
-            for key in [
-                "id",
-                "patient_id",
-                "status",
-                "recorded_at",
-                "duration_ms",
-                "created_at",
-            ] {
-                view.insert(key.into(), row.get(key).cloned().unwrap_or(Value::Null));
-            }
-            view.insert("patient_summary".into(), summary);
-            push_item(&mut chunk, &mut first, &Value::Object(view))?;
-        }
-        archive.bytes_to_current(chunk).await?;
-    }
-    archive.bytes_to_current(b"\n]\n".to_vec()).await
+    archive
+        .table(
+            "sessions.json",
+            "sessions",
+            linked,
+            binds,
+            patient_view,
+            no_files,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A row of a table, by column.
+type Row = Map<String, Value>;
+/// A stored file to copy: its name in the archive and its key in the store.
+type StoredFile = (String, String);
+
+/// A row as it is.
+fn whole(row: Map<String, Value>) -> Value {
+    Value::Object(row)
+}
+
+/// A session as its patient's account reads it.
+fn patient_view(row: Map<String, Value>) -> Value {
+    let mut view: Map<String, Value> = [
+        "id",
+        "patient_id",
+        "status",
+        "recorded_at",
+        "duration_ms",
+        "created_at",
+    ]
+    .into_iter()
+    .map(|key| (key.to_owned(), row.get(key).cloned().unwrap_or(Value::Null)))
+    .collect();
+    let summary = row
+        .get("notes")
+        .and_then(|n| n.get("patient_summary"))
+        .cloned();
+    view.insert("patient_summary".into(), summary.unwrap_or(Value::Null));
+    Value::Object(view)
+}
+
+/// A row that names no stored file.
+fn no_files(_: &Map<String, Value>) -> Option<(String, String)> {
+    None
+}
+
+/// A session's uploaded recording: its name in the archive and its key in the store.
+fn recording(row: &Map<String, Value>) -> Option<(String, String)> {
+    let key = row.get("object_key")?.as_str()?;
+    let ext = audio_extension(&text(row, "media_type"));
+    Some((
+        format!("recordings/{}.{ext}", text(row, "id")),
+        key.to_owned(),
+    ))
+}
+
+/// An export's rendered document.
+fn document(row: &Map<String, Value>) -> Option<(String, String)> {
+    let key = row.get("object_key")?.as_str()?;
+    let name = format!("exports/{}-{}", text(row, "id"), text(row, "file_name"));
+    Some((name, key.to_owned()))
 }
 
 /// One page of a table's rows (without secrets), JSON columns parsed.
@@ -395,15 +417,19 @@ impl Archive<'_> {
         self.with(move |zip| Ok(zip.write_all(&data)?)).await
     }
 
-    /// `table`'s rows matching `filter`, page by page, as one JSON array file.
+    /// `table`'s rows matching `filter`, page by page, as one JSON array file of `view` of
+    /// each row; returns the stored files (`name`, `key`) that `files` finds in the rows.
     async fn table(
         &mut self,
         name: &str,
         table: &str,
         filter: &str,
         binds: &[&str],
-    ) -> Result<(), JobError> {
+        view: fn(Row) -> Value,
+        files: fn(&Row) -> Option<StoredFile>,
+    ) -> Result<Vec<StoredFile>, JobError> {
         self.begin_array(name).await?;
+        let mut found = Vec::new();
         let mut after = String::new();
         let mut first = true;
         loop {
@@ -414,11 +440,13 @@ impl Archive<'_> {
             after = text(last, "id");
             let mut chunk = Vec::new();
             for row in rows {
-                push_item(&mut chunk, &mut first, &Value::Object(row))?;
+                found.extend(files(&row));
+                push_item(&mut chunk, &mut first, &view(row))?;
             }
             self.bytes_to_current(chunk).await?;
         }
-        self.bytes_to_current(b"\n]\n".to_vec()).await
+        self.bytes_to_current(b"\n]\n".to_vec()).await?;
+        Ok(found)
     }
 
     /// A stored object, copied through a local file (stored as is: audio is compressed).

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tend_shared::{
     db::{
         self,
+        jobs::JobRow,
         missions::{DraftRow, DraftUsage},
         usage::UsageRow,
     },
@@ -21,6 +22,7 @@ use tend_shared::{
 };
 use uuid::Uuid;
 
+use super::record_usage;
 use crate::{
     env::JobEnv,
     job::{Job, JobCtx},
@@ -79,19 +81,16 @@ impl Job for DraftMission {
         let questionnaire: Questionnaire = serde_json::from_str(&draft.questionnaire)
             .map_err(|e| JobError::permanent("reading the questionnaire", e))?;
         let today = Utc::now().date_naive();
-        let drafter = Drafter {
+        let mut drafter = Drafter {
             env,
-            job_id: &ctx.job.id,
-            usage: std::sync::Mutex::new(DraftUsage {
+            job: ctx.job,
+            usage: DraftUsage {
                 model: env.provider.settings.extraction_model.clone(),
                 ..DraftUsage::default()
-            }),
+            },
         };
         let plan = drafter.draft(&questionnaire, today).await?;
-        let usage = drafter
-            .usage
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
+        let usage = drafter.usage;
         let plan_json = serde_json::to_string(&plan)
             .map_err(|e| JobError::permanent("encoding the plan", e))?;
         let mut tx = JobTx::begin(&env.relay).await.map_err(db_err)?;
@@ -121,30 +120,7 @@ impl Job for DraftMission {
     }
 
     async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
-        let env = ctx.env;
-        let id = self.draft_id.to_string();
-        let result = async {
-            let mut tx = JobTx::begin(&env.relay).await?;
-            let failed = sqlx::query(
-                "UPDATE mission_drafts SET status = 'failed', error = $2, updated_at = $3 \
-                 WHERE id = $1 AND status IN ('queued', 'generating')",
-            )
-            .bind(&id)
-            .bind(error)
-            .bind(db::now_ms())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if failed && let Some(draft) = db::missions::find_draft(&env.db, &id).await? {
-                notify(&mut tx, &draft, EmailTemplate::MissionDraftFailed)
-                    .await
-                    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-            }
-            tx.commit().await
-        }
-        .await;
-        if let Err(err) = result {
+        if let Err(err) = fail_and_notify(ctx.env, &self.draft_id.to_string(), error).await {
             tracing::warn!(error = %err, "could not record the failure on the draft");
         }
     }
@@ -160,6 +136,23 @@ impl Job for DraftMission {
             Err(err) => Err(format!("database: {err}")),
         }
     }
+}
+
+/// Fails the draft for good and mails its requester, in one transaction.
+async fn fail_and_notify(env: &JobEnv, id: &str, error: &str) -> Result<(), JobError> {
+    let db_err = |e: sqlx::Error| JobError::transient("database", e);
+    let mut tx = JobTx::begin(&env.relay).await.map_err(db_err)?;
+    if db::missions::fail_draft(&mut *tx, id, error, true)
+        .await
+        .map_err(db_err)?
+        && let Some(draft) = db::missions::find_draft(&env.db, id)
+            .await
+            .map_err(db_err)?
+    {
+        notify(&mut tx, &draft, EmailTemplate::MissionDraftFailed).await?;
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(())
 }
 
 /// Mails the requester about the draft.
@@ -186,12 +179,13 @@ async fn notify(tx: &mut JobTx, draft: &DraftRow, template: EmailTemplate) -> Re
 
 struct Drafter<'a> {
     env: &'a JobEnv,
-    job_id: &'a str,
-    usage: std::sync::Mutex<DraftUsage>,
+    job: &'a JobRow,
+    /// What the calls so far cost.
+    usage: DraftUsage,
 }
 
 impl Drafter<'_> {
-    async fn draft(&self, q: &Questionnaire, today: NaiveDate) -> Result<Plan, JobError> {
+    async fn draft(&mut self, q: &Questionnaire, today: NaiveDate) -> Result<Plan, JobError> {
         let weeks: Vec<String> = q.plan_weeks(today).iter().map(|d| d.to_string()).collect();
         let (low, high) = q.power_bounds();
         let facts = json!({
@@ -225,7 +219,7 @@ impl Drafter<'_> {
         })
     }
 
-    async fn call(&self, messages: &[Value], temperature: f64) -> Result<ChatAnswer, JobError> {
+    async fn call(&mut self, messages: &[Value], temperature: f64) -> Result<ChatAnswer, JobError> {
         let provider = &self.env.provider;
         let model = provider.settings.extraction_model.clone();
         let request = json!({
@@ -239,26 +233,19 @@ impl Drafter<'_> {
         });
         let answer = provider.chat_for(STAGE, request).await?;
         let cost = provider.token_cost(answer.prompt_tokens, answer.completion_tokens);
-        {
-            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
-            usage.prompt_tokens += answer.prompt_tokens;
-            usage.completion_tokens += answer.completion_tokens;
-            usage.cost_micro_usd += cost;
-        }
+        self.usage.prompt_tokens += answer.prompt_tokens;
+        self.usage.completion_tokens += answer.completion_tokens;
+        self.usage.cost_micro_usd += cost;
         let row = UsageRow {
             stage: STAGE.into(),
-            model: model.clone(),
+            model,
             audio_ms: 0,
             prompt_tokens: answer.prompt_tokens,
             completion_tokens: answer.completion_tokens,
             cost_micro_usd: cost,
             created_at: db::now_ms(),
         };
-        metrics::counter!("tend_provider_cost_micro_usd_total", "model" => model)
-            .increment(cost.max(0) as u64);
-        if let Err(err) = db::usage::insert(&self.env.db, self.job_id, None, &row).await {
-            tracing::warn!(error = %err, "could not record provider usage");
-        }
+        record_usage(self.env, self.job, None, row).await;
         Ok(answer)
     }
 }

@@ -262,7 +262,7 @@ impl Extractor<'_> {
                 .token_cost(answer.prompt_tokens, answer.completion_tokens),
             created_at: db::now_ms(),
         };
-        record_usage(self.env, self.job, &self.session.id, usage).await;
+        record_usage(self.env, self.job, Some(&self.session.id), usage).await;
         Ok(answer)
     }
 }

@@ -94,9 +94,9 @@ async fn session_stage_retried(
     }
 }
 
-/// Records one paid provider call on the session (best effort: a lost row must not fail or
-/// repeat a call that was already paid for).
-async fn record_usage(env: &JobEnv, job: &JobRow, session_id: &str, usage: UsageRow) {
+/// Records one paid provider call, on its session if it has one (best effort: a lost row must
+/// not fail or repeat a call that was already paid for).
+async fn record_usage(env: &JobEnv, job: &JobRow, session_id: Option<&str>, usage: UsageRow) {
     let model = usage.model.clone();
     metrics::counter!("tend_provider_tokens_total", "model" => model.clone(), "kind" => "prompt")
         .increment(usage.prompt_tokens.max(0) as u64);
@@ -106,7 +106,7 @@ async fn record_usage(env: &JobEnv, job: &JobRow, session_id: &str, usage: Usage
         .increment((usage.audio_ms.max(0) / 1000) as u64);
     metrics::counter!("tend_provider_cost_micro_usd_total", "model" => model)
         .increment(usage.cost_micro_usd.max(0) as u64);
-    if let Err(err) = db::usage::insert(&env.db, &job.id, Some(session_id), &usage).await {
+    if let Err(err) = db::usage::insert(&env.db, &job.id, session_id, &usage).await {
         tracing::warn!(error = %err, "could not record provider usage");
     }
 }

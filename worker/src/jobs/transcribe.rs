@@ -94,7 +94,13 @@ async fn run(env: &JobEnv, job: &JobRow, payload: &TranscribeSession) -> Result<
             .transcribe(audio, &format!("session.{extension}"))
             .await?;
         let duration_ms = answer_duration_ms(&answer, 0);
-        record_usage(env, job, &session.id, transcription_usage(env, duration_ms)).await;
+        record_usage(
+            env,
+            job,
+            Some(&session.id),
+            transcription_usage(env, duration_ms),
+        )
+        .await;
         let mut transcript = Transcript::from_segments(segments_of(answer, 0, duration_ms));
         transcript.duration_ms = transcript.duration_ms.max(Some(duration_ms));
         transcript
@@ -233,7 +239,7 @@ async fn transcribe_chunk(
     record_usage(
         env,
         job,
-        &session.id,
+        Some(&session.id),
         transcription_usage(env, chunk.duration_ms),
     )
     .await;
