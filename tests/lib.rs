@@ -624,11 +624,7 @@ impl TestApp {
 
     /// A relay on the app's ledger and transport, as the app's request handlers use.
     pub fn relay(&self) -> tend_shared::queue::Relay {
-        tend_shared::queue::Relay::new(
-            self.db.clone(),
-            self.transport.clone(),
-            self.settings.queue_max_in_flight,
-        )
+        tend_shared::queue::Relay::new(self.db.clone(), self.transport.clone(), &self.settings)
     }
 
     /// Begins a transaction that starts jobs the way requests do (handed over on commit).

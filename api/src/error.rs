@@ -265,11 +265,23 @@ fn internal_problem() -> Problem {
     )
 }
 
+/// How long a client should wait before trying again after the database was out of reach (a
+/// restart takes seconds).
+const DATABASE_RETRY_AFTER_SECS: u64 = 2;
+
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        if matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) {
-            tracing::error!(error = %err, "database unavailable");
-            return ApiError::unavailable("The database is unavailable; nothing was changed.");
+        if tend_shared::db::is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return ApiError::Unavailable(
+                Json(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Service unavailable",
+                    "The database is unavailable; nothing was changed. Try again shortly.",
+                )),
+                Some(DATABASE_RETRY_AFTER_SECS),
+            );
         }
         ApiError::internal(err)
     }
@@ -287,7 +299,11 @@ impl From<tend_shared::auth::password::HashError> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
-        ApiError::internal(format!("{err:#}"))
+        // A database outage that travelled through `?` with context is still a 503.
+        match err.downcast::<sqlx::Error>() {
+            Ok(err) => err.into(),
+            Err(err) => ApiError::internal(format!("{err:#}")),
+        }
     }
 }
 

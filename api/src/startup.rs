@@ -211,7 +211,7 @@ pub async fn run(
         let relay = Relay::new(
             components.db.clone(),
             components.transport.clone(),
-            settings.queue_max_in_flight,
+            &settings,
         );
         tasks.push(tend_scheduler::start(relay, &settings.schedules, shutdown.clone()).await?);
     }

@@ -54,7 +54,7 @@ impl AppState {
         Ok(Self {
             hasher: Hasher::start(settings.password_hashing)?,
             keys: TokenKeys::new(&settings),
-            relay: Relay::new(db.clone(), transport, settings.queue_max_in_flight),
+            relay: Relay::new(db.clone(), transport, &settings),
             limiter,
             store,
             db,

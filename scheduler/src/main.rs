@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     db::migrate(&db).await?;
     // Ticks are handed to the queue as soon as they are stored, like any job.
     let transport = Transport::connect(&settings).await?;
-    let relay = Relay::new(db, transport, settings.queue_max_in_flight);
+    let relay = Relay::new(db, transport, &settings);
     let shutdown = CancellationToken::new();
     let handle = tend_scheduler::start(relay, &settings.schedules, shutdown.clone()).await?;
     tracing::info!("scheduler started");

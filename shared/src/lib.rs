@@ -9,6 +9,7 @@
 //! - [`auth`]: password hashing, access tokens (JWT) and opaque tokens (refresh, email links).
 //! - [`jobs`]: typed job payloads (ids only) with their retry policy, and the job ledger API.
 //! - [`queue`]: the transport (Redis or SQLite through apalis) and the outbox relay that feeds it.
+//! - [`outage`]: logs an outage of the database or queue once, then every 30 s, then its end.
 //! - [`ratelimit`]: fixed-window limits, in memory or shared through Redis.
 //! - [`sessions`]: recorded sessions: upload sniffing, transcripts, the notes and their schema.
 //! - [`storage`]: the object store (local disk or S3) that holds uploaded audio.
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod jobs;
 pub mod metrics;
 pub mod missions;
+pub mod outage;
 pub mod queue;
 pub mod ratelimit;
 pub mod schedules;

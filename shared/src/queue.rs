@@ -23,6 +23,7 @@ use crate::{
     config::{QueueBackend, Settings},
     db::{self, Db},
     jobs::{Enqueued, Queue},
+    outage::Outage,
 };
 
 /// The message on the queue: which ledger rows to run. Nothing else travels. Short jobs travel
@@ -369,7 +370,19 @@ pub struct Relay {
     db: Db,
     transport: Transport,
     max_in_flight: i64,
+    /// `JOB_LEASE_SECS`: after an outage of the ledger, lapsed leases are left alone this long,
+    /// so that every worker can renew first (nobody could while the ledger was away).
+    lease: Duration,
+    /// The leases of this process, renewed before any lapsed lease is handed back, so the
+    /// relay never hands back a live job of its own (a process resumed after a freeze).
+    leases: Option<Arc<dyn LeaseHolder>>,
     wake: Arc<Notify>,
+}
+
+/// What holds leases in this process (the worker's lease keeper).
+pub trait LeaseHolder: Send + Sync {
+    /// Renews every lease this process holds now.
+    fn renew_now(&self) -> futures::future::BoxFuture<'_, ()>;
 }
 
 /// Longest a commit waits to hand its jobs to the queue; past it the relay delivers them later.
@@ -391,16 +404,40 @@ const STALE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 const STALE_DISPATCH: Duration = Duration::from_secs(10 * 60);
 /// Most jobs one relay pass takes from the ledger per queue.
 const RELAY_BATCH: i64 = 500;
+/// Slowest pace of the loop while the ledger or the queue is away (each pass would fail).
+const OUTAGE_PACE: Duration = Duration::from_secs(1);
+
+/// Why a relay pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The ledger did not answer.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The transport did not take a delivery.
+    #[error("queue {queue}: {error:#}")]
+    Queue {
+        queue: &'static str,
+        error: anyhow::Error,
+    },
+}
 
 impl Relay {
-    /// A relay over `db` and `transport`.
-    pub fn new(db: Db, transport: Transport, max_in_flight: u32) -> Self {
+    /// A relay over `db` and `transport`, bounded by `QUEUE_MAX_IN_FLIGHT`.
+    pub fn new(db: Db, transport: Transport, settings: &Settings) -> Self {
         Self {
             db,
             transport,
-            max_in_flight: i64::from(max_in_flight.max(1)),
+            max_in_flight: i64::from(settings.queue_max_in_flight.max(1)),
+            lease: settings.job_lease,
+            leases: None,
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// The same relay, renewing `leases` before it hands back any lapsed lease.
+    pub fn with_leases(mut self, leases: Arc<dyn LeaseHolder>) -> Self {
+        self.leases = Some(leases);
+        self
     }
 
     /// The transport it feeds.
@@ -435,7 +472,7 @@ impl Relay {
                     // The transport is full: the rest waits in the ledger for the relay.
                     Ok(false) => break,
                     Err(err) => {
-                        tracing::warn!(queue = queue.as_str(), error = %err, "hand-over failed; the relay will retry");
+                        tracing::debug!(queue = queue.as_str(), error = %err, "hand-over failed; the relay will retry");
                         break;
                     }
                 }
@@ -445,10 +482,9 @@ impl Relay {
 
     /// Hands one batch over; `false` when the transport had no room for it.
     async fn hand_over_batch(&self, queue: Queue, ids: &[String]) -> anyhow::Result<bool> {
-        // Room for the whole batch, so the bound holds.
-        let bound = self.max_in_flight - ids.len() as i64 + 1;
         let taken =
-            db::jobs::take_listed_for_dispatch(&self.db, queue.as_str(), ids, bound).await?;
+            db::jobs::take_listed_for_dispatch(&self.db, queue.as_str(), ids, self.max_in_flight)
+                .await?;
         if taken.is_empty() {
             return Ok(false);
         }
@@ -464,49 +500,76 @@ impl Relay {
 
     /// Runs until `shutdown`: recovers lapsed leases (each second), re-offers lost deliveries
     /// (each 30 s), and feeds each queue up to its in-flight bound (each 250 ms, or at once when
-    /// nudged).
+    /// nudged). While the ledger or the queue is away it says so once, then every 30 s, and
+    /// once when it is back ([`Outage`]).
     pub async fn run(self, shutdown: CancellationToken) {
+        let database = Outage::new("database", "relay");
+        let queue = Outage::new("queue", "relay");
+        // After an outage of the ledger, lapsed leases wait until every worker could renew.
+        let mut recover_from: Option<tokio::time::Instant> = None;
         let mut last_recovery = tokio::time::Instant::now();
         let mut last_stale_check = tokio::time::Instant::now();
         let mut last_overtaken_check = tokio::time::Instant::now();
         loop {
-            if due(&mut last_recovery, RECOVERY_INTERVAL) {
+            let holding = recover_from.is_some_and(|t| tokio::time::Instant::now() < t);
+            if !holding && due(&mut last_recovery, RECOVERY_INTERVAL) {
+                if let Some(leases) = &self.leases {
+                    leases.renew_now().await;
+                }
                 report(
                     "jobs whose worker stopped renewing its lease handed back",
-                    db::jobs::recover_expired_leases(&self.db).await,
+                    database.observe(db::jobs::recover_expired_leases(&self.db).await),
                 );
-                match self.transport.was_emptied().await {
-                    // Everything dispatched until now was in the lost deliveries.
-                    Ok(true) => report(
+                // Everything dispatched until now was in the lost deliveries.
+                if let Ok(true) = queue.observe(self.transport.was_emptied().await) {
+                    report(
                         "jobs offered again after the queue was emptied",
                         db::jobs::redispatch_stale(&self.db, db::now_ms() + 1).await,
-                    ),
-                    Ok(false) => {}
-                    Err(err) => tracing::debug!(error = %err, "queue unreachable"),
+                    );
                 }
             }
             if due(&mut last_overtaken_check, OVERTAKEN_CHECK_INTERVAL) {
                 report(
                     "lost deliveries offered again (later ones were already claimed)",
-                    self.redispatch_overtaken().await,
+                    database.observe(self.redispatch_overtaken().await),
                 );
             }
             if due(&mut last_stale_check, STALE_CHECK_INTERVAL) {
                 let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;
                 report(
                     "stale deliveries offered again",
-                    db::jobs::redispatch_stale(&self.db, cutoff).await,
+                    database.observe(db::jobs::redispatch_stale(&self.db, cutoff).await),
                 );
             }
+            let was_down = database.is_down();
             match self.pass().await {
-                Ok(moved) if moved > 0 => tracing::debug!(moved, "relay pass"),
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "relay pass failed"),
+                Ok(moved) => {
+                    if moved > 0 {
+                        tracing::debug!(moved, "relay pass");
+                    }
+                    database.recovered();
+                    queue.recovered();
+                }
+                Err(PassError::Db(err)) => database.failed(&err),
+                Err(err @ PassError::Queue { .. }) => {
+                    database.recovered();
+                    queue.failed(&err);
+                }
             }
+            if was_down && !database.is_down() {
+                // Nobody could renew a lease while the ledger was away: give every worker a
+                // whole lease to do so before anything counts as lapsed.
+                recover_from = Some(tokio::time::Instant::now() + self.lease);
+            }
+            let pace = if database.is_down() || queue.is_down() {
+                OUTAGE_PACE
+            } else {
+                RELAY_INTERVAL
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(RELAY_INTERVAL) => {}
+                _ = tokio::time::sleep(pace) => {}
             }
             // Nudges come with every group of finished jobs: passes closer than this would
             // only count the same rows again.
@@ -529,26 +592,28 @@ impl Relay {
         Ok(offered)
     }
 
-    /// One pass over every queue; returns how many jobs it handed over.
-    pub async fn pass(&self) -> anyhow::Result<usize> {
-        let in_flight = db::jobs::in_flight_by_queue(&self.db).await?;
+    /// One pass over every queue; returns how many jobs it handed over. Each queue's take is
+    /// bounded by `QUEUE_MAX_IN_FLIGHT` in the same step that counts it, so relays running
+    /// side by side in many processes never overfill the transport together.
+    pub async fn pass(&self) -> Result<usize, PassError> {
         let mut moved = 0;
         for queue in Queue::ALL {
-            let held = in_flight
-                .iter()
-                .find(|(name, _)| name == queue.as_str())
-                .map_or(0, |(_, count)| *count);
-            let room = (self.max_in_flight - held).min(RELAY_BATCH);
-            if room <= 0 {
-                continue;
-            }
-            let ids = db::jobs::take_for_dispatch(&self.db, queue.as_str(), room).await?;
+            let ids = db::jobs::take_for_dispatch(
+                &self.db,
+                queue.as_str(),
+                self.max_in_flight,
+                RELAY_BATCH,
+            )
+            .await?;
             let batches: Vec<&[String]> = ids.chunks(queue.delivery_batch()).collect();
             for (i, batch) in batches.iter().enumerate() {
-                if let Err(err) = self.transport.push(queue, batch).await {
+                if let Err(error) = self.transport.push(queue, batch).await {
                     // Give back this batch and the rest; the next pass tries again.
                     db::jobs::undispatch(&self.db, &batches[i..].concat()).await?;
-                    return Err(err.context(format!("queue {} unreachable", queue.as_str())));
+                    return Err(PassError::Queue {
+                        queue: queue.as_str(),
+                        error,
+                    });
                 }
                 moved += batch.len();
             }
@@ -567,11 +632,9 @@ fn due(last: &mut tokio::time::Instant, every: Duration) -> bool {
 }
 
 /// Logs the outcome of a periodic relay chore: a warning when it found work (something went
-/// wrong elsewhere for it to find any) or failed, nothing otherwise.
+/// wrong elsewhere for it to find any). Failures are the [`Outage`]'s to report.
 fn report(what: &str, result: sqlx::Result<u64>) {
-    match result {
-        Ok(0) => {}
-        Ok(count) => tracing::warn!(count, "{what}"),
-        Err(err) => tracing::warn!(error = %err, "{what}: failed"),
+    if let Ok(count @ 1..) = result {
+        tracing::warn!(count, "{what}");
     }
 }

@@ -24,7 +24,8 @@ pub enum Decision {
 /// Counts attempts per key and window.
 #[derive(Clone)]
 pub enum RateLimiter {
-    /// One process only (embedded mode).
+    /// One process only (embedded mode): per key, its window's end (ms since the epoch) and
+    /// the count in that window.
     Memory(Arc<Mutex<HashMap<String, (u64, u32)>>>),
     /// Shared by every replica.
     Redis {
@@ -51,11 +52,14 @@ impl RateLimiter {
             RateLimiter::Memory(map) => {
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
                 if map.len() > 100_000 {
-                    map.retain(|_, (s, _)| *s == slot);
+                    // Only windows that are over go: each key keeps its own window's end, so
+                    // a per-minute limit's pruning never forgets an hourly counter.
+                    map.retain(|_, (ends, _)| *ends > now);
                 }
-                let entry = map.entry(key.to_owned()).or_insert((slot, 0));
-                if entry.0 != slot {
-                    *entry = (slot, 0);
+                let ends = (slot + 1) * window_ms;
+                let entry = map.entry(key.to_owned()).or_insert((ends, 0));
+                if entry.0 != ends {
+                    *entry = (ends, 0);
                 }
                 entry.1 += 1;
                 entry.1
@@ -105,5 +109,27 @@ mod tests {
             Decision::Allowed => panic!("fourth attempt allowed"),
         }
         assert_eq!(limiter.hit("other", 3, window).await, Decision::Allowed);
+    }
+
+    #[tokio::test]
+    async fn pruning_many_short_lived_keys_keeps_the_hourly_counters() {
+        let limiter = RateLimiter::in_memory();
+        let hour = Duration::from_secs(3600);
+        for _ in 0..3 {
+            limiter.hit("hourly", 3, hour).await;
+        }
+        // More than the pruning threshold of per-second keys.
+        for i in 0..100_100 {
+            limiter
+                .hit(&format!("k{i}"), 10, Duration::from_secs(1))
+                .await;
+        }
+        assert!(
+            matches!(
+                limiter.hit("hourly", 3, hour).await,
+                Decision::Limited { .. }
+            ),
+            "the hourly counter was forgotten"
+        );
     }
 }

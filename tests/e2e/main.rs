@@ -12,6 +12,7 @@ mod dashboard;
 mod data_export;
 mod erasure;
 mod exports;
+mod fencing;
 mod fuzz;
 mod hardening;
 mod jobs;

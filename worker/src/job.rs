@@ -7,7 +7,7 @@ use std::future::Future;
 use sqlx::AnyConnection;
 use tend_shared::{
     db::jobs::JobRow,
-    jobs::{JobError, JobPayload},
+    jobs::{JobError, JobPayload, JobTx},
 };
 
 use crate::env::JobEnv;
@@ -25,10 +25,17 @@ pub trait Job: JobPayload {
 
     /// Once the job is dead, whichever way it died: a permanent error, its last attempt
     /// failing, timing out or panicking, its workers lost on every attempt, or a kill. Kinds
-    /// that own state (a session's stage) mark it failed here. Best effort: the ledger keeps
-    /// the truth whatever happens here.
-    fn on_dead(&self, _ctx: &JobCtx<'_>, _error: &str) -> impl Future<Output = ()> + Send {
-        async {}
+    /// that own state (a session's stage, an export) mark it failed here, in `tx`: the
+    /// transaction that records the job dead, so the two never disagree. When this fails the
+    /// job is recorded dead alone and the repair pass fails the subject later
+    /// (`tend_shared::db::repair`).
+    fn on_dead(
+        &self,
+        _ctx: &JobCtx<'_>,
+        _tx: &mut JobTx,
+        _error: &str,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send {
+        async { Ok(()) }
     }
 
     /// When an admin retries the dead job `job_id`, in the transaction that makes it due:

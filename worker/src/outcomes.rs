@@ -5,17 +5,17 @@
 use std::collections::HashSet;
 
 use tend_shared::{
-    db::{self, Db},
+    db::{self, Db, jobs::Attempt},
     queue::Relay,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::retry::db_retry;
+use crate::retry::outcome_retry;
 
 /// Most jobs in one write.
 const MAX_GROUP: usize = 256;
 
-type Request = (String, oneshot::Sender<bool>);
+type Request = (Attempt, oneshot::Sender<bool>);
 
 /// The handle runners use; the writer task stops once every handle is dropped.
 #[derive(Clone)]
@@ -24,36 +24,31 @@ pub struct DoneWriter {
 }
 
 impl DoneWriter {
-    /// Starts the writer for `worker`'s jobs; each write nudges the relay, since the transport
-    /// has room again.
-    pub fn start(db: Db, worker: String, relay: Relay) -> Self {
+    /// Starts the writer; each write nudges the relay, since the transport has room again.
+    pub fn start(db: Db, relay: Relay) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_groups(rx, db, worker, relay));
+        tokio::spawn(write_groups(rx, db, relay));
         Self { tx }
     }
 
-    /// Records the job done; `false` when this worker no longer held it or the write failed
-    /// (then its lease lapses and it runs again: at least once).
-    pub async fn done(&self, job_id: String) -> bool {
+    /// Records the attempt done; `false` when another attempt had claimed the job (the
+    /// outcome is refused) or the write failed for longer than an outcome is retried (then
+    /// the lease lapses and the job runs again: at least once).
+    pub async fn done(&self, attempt: Attempt) -> bool {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send((job_id, reply)).is_err() {
+        if self.tx.send((attempt, reply)).is_err() {
             return false;
         }
         answer.await.unwrap_or(false)
     }
 }
 
-async fn write_groups(
-    mut rx: mpsc::UnboundedReceiver<Request>,
-    db: Db,
-    worker: String,
-    relay: Relay,
-) {
+async fn write_groups(mut rx: mpsc::UnboundedReceiver<Request>, db: Db, relay: Relay) {
     let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let ids: Vec<String> = group.iter().map(|(id, _)| id.clone()).collect();
-        let write = || db::jobs::finish_done(&db, &ids, &worker);
-        let recorded = match db_retry("recording finished jobs", write).await {
+        let ids: Vec<Attempt> = group.iter().map(|(attempt, _)| attempt.clone()).collect();
+        let write = || db::jobs::finish_done(&db, &ids);
+        let recorded = match outcome_retry("recording finished jobs", write).await {
             Ok(recorded) => recorded.into_iter().collect::<HashSet<_>>(),
             Err(err) => {
                 tracing::error!(error = %err, jobs = ids.len(), "outcomes not recorded; the leases will lapse and the jobs run again");

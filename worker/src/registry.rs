@@ -4,7 +4,7 @@
 
 use futures::future::BoxFuture;
 use sqlx::AnyConnection;
-use tend_shared::jobs::{JobError, JobPayload, Queue, RetryPolicy};
+use tend_shared::jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy};
 
 use crate::{
     job::{Job, JobCtx},
@@ -43,7 +43,8 @@ pub struct Kind {
     /// Attempts, timeout and backoff.
     pub policy: RetryPolicy,
     run: for<'a> fn(&'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>>,
-    on_failure: for<'a> fn(&'a JobCtx<'a>, &'a str, bool) -> BoxFuture<'a, ()>,
+    on_retry: for<'a> fn(&'a JobCtx<'a>, &'a str) -> BoxFuture<'a, ()>,
+    on_dead: for<'a> fn(&'a JobCtx<'a>, &'a mut JobTx, &'a str) -> BoxFuture<'a, sqlx::Result<()>>,
     on_admin_retry:
         for<'a> fn(&'a mut AnyConnection, &'a str, &'a str) -> BoxFuture<'a, Result<(), String>>,
 }
@@ -56,7 +57,8 @@ impl Kind {
             queue: J::QUEUE,
             policy: J::POLICY,
             run: run::<J>,
-            on_failure: on_failure::<J>,
+            on_retry: on_retry::<J>,
+            on_dead: on_dead::<J>,
             on_admin_retry: on_admin_retry::<J>,
         }
     }
@@ -77,14 +79,20 @@ impl Kind {
         (self.run)(ctx)
     }
 
-    /// Runs the kind's hook for a failed attempt: `on_dead` when `dead`, else `on_retry`.
-    pub fn on_failure<'a>(
+    /// Runs the kind's hook for a failed attempt that will be retried ([`Job::on_retry`]).
+    pub fn on_retry<'a>(&self, ctx: &'a JobCtx<'a>, error: &'a str) -> BoxFuture<'a, ()> {
+        (self.on_retry)(ctx, error)
+    }
+
+    /// Runs the kind's dead hook in the transaction that records the job dead
+    /// ([`Job::on_dead`]).
+    pub fn on_dead<'a>(
         &self,
         ctx: &'a JobCtx<'a>,
+        tx: &'a mut JobTx,
         error: &'a str,
-        dead: bool,
-    ) -> BoxFuture<'a, ()> {
-        (self.on_failure)(ctx, error, dead)
+    ) -> BoxFuture<'a, sqlx::Result<()>> {
+        (self.on_dead)(ctx, tx, error)
     }
 }
 
@@ -97,16 +105,24 @@ fn run<'a, J: Job>(ctx: &'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>> {
     Box::pin(async move { decode::<J>(&ctx.job.payload)?.run(ctx).await })
 }
 
-fn on_failure<'a, J: Job>(ctx: &'a JobCtx<'a>, error: &'a str, dead: bool) -> BoxFuture<'a, ()> {
+fn on_retry<'a, J: Job>(ctx: &'a JobCtx<'a>, error: &'a str) -> BoxFuture<'a, ()> {
     Box::pin(async move {
         // A payload that does not decode has no subject to tell.
-        let Ok(payload) = decode::<J>(&ctx.job.payload) else {
-            return;
-        };
-        if dead {
-            payload.on_dead(ctx, error).await;
-        } else {
+        if let Ok(payload) = decode::<J>(&ctx.job.payload) {
             payload.on_retry(ctx, error).await;
+        }
+    })
+}
+
+fn on_dead<'a, J: Job>(
+    ctx: &'a JobCtx<'a>,
+    tx: &'a mut JobTx,
+    error: &'a str,
+) -> BoxFuture<'a, sqlx::Result<()>> {
+    Box::pin(async move {
+        match decode::<J>(&ctx.job.payload) {
+            Ok(payload) => payload.on_dead(ctx, tx, error).await,
+            Err(_) => Ok(()),
         }
     })
 }

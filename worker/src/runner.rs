@@ -7,8 +7,10 @@
 //! 3. run each job when its queue has a free slot, under the kind's timeout, catching panics
 //!    (a panic must not kill the apalis worker, see NOTES-apalis-1.0.md), and stopping it if
 //!    its lease is lost;
-//! 4. record the outcome: done (grouped with other jobs' by [`DoneWriter`]), failed with a
-//!    retry at `now + backoff`, or dead, after the kind's hook ran.
+//! 4. record the outcome, fenced by the attempt's claim: done (grouped with other jobs' by
+//!    [`DoneWriter`]), failed with a retry at `now + backoff`, or dead with the kind's dead
+//!    hook in the same transaction. The lease is renewed until the outcome is written; an
+//!    outcome refused because another attempt claimed the job meanwhile is recorded as such.
 //!
 //! apalis always sees success: retries and dead jobs are the ledger's, on every backend alike.
 
@@ -18,15 +20,20 @@ use futures::FutureExt;
 use tend_shared::{
     db::{
         self,
-        jobs::{JobRow, Outcome},
+        jobs::{Attempt, JobRow, Outcome},
     },
-    jobs::JobError,
+    jobs::{JobError, JobTx},
 };
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::{
-    env::JobEnv, job::JobCtx, lease::Leases, outcomes::DoneWriter, registry, retry::db_retry,
+    env::JobEnv,
+    job::JobCtx,
+    lease::Leases,
+    outcomes::DoneWriter,
+    registry::{self, Kind},
+    retry::{db_retry, outcome_retry},
 };
 
 /// What the runner shares across deliveries of one process.
@@ -116,7 +123,7 @@ pub async fn run_delivery(runner: Arc<Runner>, slots: Arc<Semaphore>, job_ids: V
         let runner = runner.clone();
         let slots = slots.clone();
         // Held from the claim, so renewals cover a job that waits for a slot.
-        let cancel = runner.leases.hold(&job.id);
+        let cancel = runner.leases.hold(job.attempt());
         async move {
             let Ok(_slot) = slots.acquire().await else {
                 return;
@@ -125,10 +132,7 @@ pub async fn run_delivery(runner: Arc<Runner>, slots: Arc<Semaphore>, job_ids: V
             tokio::select! {
                 biased;
                 _ = run_job(&runner, job) => {}
-                _ = cancel.cancelled() => {
-                    runner.leases.release(&stopped.id);
-                    bury_if_killed(&runner, &stopped).await;
-                }
+                _ = cancel.cancelled() => bury_if_killed(&runner, &stopped).await,
             }
         }
     });
@@ -143,23 +147,22 @@ async fn run_job(runner: &Runner, job: JobRow) {
         job_id = %job.id,
         kind = %job.kind,
         attempt = job.attempts,
+        claim = job.claims,
         request_id = job.request_id.as_deref(),
     );
     async move {
         let ctx = JobCtx { env, job: &job };
         let Some(kind) = registry::find(&job.kind) else {
-            runner.leases.release(&job.id);
             let error = format!("unknown job kind {:?}", job.kind);
             tracing::error!(%error, "job dead");
-            record(env, &job.id, Outcome::Dead { error: &error }).await;
+            record(runner, &ctx, None, Outcome::Dead { error: &error }).await;
             return;
         };
         if job.killed_at.is_some() {
             // Killed while it waited: buried without running.
-            runner.leases.release(&job.id);
             tracing::warn!(error = KILLED, "job dead");
-            kind.on_failure(&ctx, KILLED, true).await;
-            record(env, &job.id, Outcome::Killed { error: KILLED, ran: false }).await;
+            let outcome = Outcome::Killed { error: KILLED, ran: false };
+            record(runner, &ctx, Some(kind), outcome).await;
             runner.metrics.count(&job.kind, "killed", None);
             return;
         }
@@ -167,9 +170,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
             // Every attempt was lost with its worker; this claim only buries it.
             let error = "attempts used up: the job's workers were lost while running it";
             tracing::error!(error, "job dead");
-            runner.leases.release(&job.id);
-            kind.on_failure(&ctx, error, true).await;
-            record(env, &job.id, Outcome::Lost { error }).await;
+            record(runner, &ctx, Some(kind), Outcome::Lost { error }).await;
             runner.metrics.count(&job.kind, "dead", None);
             return;
         }
@@ -191,17 +192,19 @@ async fn run_job(runner: &Runner, job: JobRow) {
 
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
-        // The attempt is over: from here only its outcome is written, so the lease keeper
-        // must not take the job's leaving the `running` state for a loss.
-        runner.leases.release(&job.id);
+        // The attempt is over: from here only its outcome is written. The lease stays renewed
+        // until then (an outage must not hand a finished job to another worker), but nothing
+        // cancels the write.
+        runner.leases.finishing(&job.id);
         let (error, delay) = match result {
             Ok(()) => {
                 runner.metrics.count(&job.kind, "done", Some(elapsed));
-                if runner.done.done(job.id.clone()).await {
+                if runner.done.done(job.attempt()).await {
                     tracing::info!(elapsed_ms, "job done");
                 } else {
-                    tracing::warn!(elapsed_ms, "job done, but the outcome was not recorded: this worker no longer holds it");
+                    refused(env, &job).await;
                 }
+                runner.leases.release(&job.id);
                 return;
             }
             Err(JobError::Permanent(error)) => {
@@ -226,13 +229,12 @@ async fn run_job(runner: &Runner, job: JobRow) {
             Some(delay) => {
                 let run_at = db::now_ms() + delay.as_millis() as i64;
                 tracing::warn!(elapsed_ms, %error, retry_in_ms = delay.as_millis() as u64, "job failed; will retry");
-                kind.on_failure(&ctx, &error, false).await;
-                record(env, &job.id, Outcome::RetryAt { error: &error, run_at }).await;
+                kind.on_retry(&ctx, &error).await;
+                record(runner, &ctx, Some(kind), Outcome::RetryAt { error: &error, run_at }).await;
                 runner.metrics.count(&job.kind, "retry", Some(elapsed));
             }
             None => {
-                kind.on_failure(&ctx, &error, true).await;
-                record(env, &job.id, Outcome::Dead { error: &error }).await;
+                record(runner, &ctx, Some(kind), Outcome::Dead { error: &error }).await;
                 runner.metrics.count(&job.kind, "dead", Some(elapsed));
             }
         }
@@ -244,50 +246,91 @@ async fn run_job(runner: &Runner, job: JobRow) {
 /// The error a killed job is buried with.
 const KILLED: &str = "killed by an admin";
 
-/// After an attempt was stopped because its lease renewal missed it: if an admin killed it,
-/// runs the kind's dead hook and records it dead; otherwise (taken over, or the ledger out of
-/// reach) leaves it to whoever holds it now.
+/// After an attempt was stopped because its lease renewal missed it: if an admin killed it
+/// while this attempt held it, records it dead (with the kind's dead hook); otherwise (claimed
+/// again after its lease lapsed, cut at shutdown, or the ledger out of reach) leaves it to
+/// whoever holds it now.
 async fn bury_if_killed(runner: &Runner, job: &JobRow) {
     let env = &runner.env;
-    let current = match db::jobs::find(&env.db, &job.id).await {
-        Ok(current) => current,
-        Err(err) => {
-            tracing::warn!(job_id = %job.id, error = %err, "attempt stopped: its lease was lost");
-            return;
-        }
-    };
-    let killed = current.is_some_and(|c| {
-        c.killed_at.is_some() && c.worker.as_deref() == Some(env.worker_name.as_str())
-    });
+    // Renewed, not cancelled, while the ledger is asked what happened.
+    runner.leases.finishing(&job.id);
+    let current = db::jobs::find(&env.db, &job.id).await;
+    let killed = matches!(&current, Ok(Some(c)) if c.killed_at.is_some() && c.claims == job.claims);
     if !killed {
-        tracing::warn!(job_id = %job.id, "attempt stopped: its lease was lost");
+        runner.leases.release(&job.id);
+        match current {
+            Err(err) => {
+                tracing::warn!(job_id = %job.id, error = %err, "attempt stopped: its lease was lost")
+            }
+            Ok(_) => tracing::warn!(job_id = %job.id, "attempt stopped: its lease was lost"),
+        }
         return;
     }
     tracing::warn!(job_id = %job.id, kind = %job.kind, "attempt stopped: killed by an admin");
     let ctx = JobCtx { env, job };
-    if let Some(kind) = registry::find(&job.kind) {
-        kind.on_failure(&ctx, KILLED, true).await;
-    }
-    record(
-        env,
-        &job.id,
-        Outcome::Killed {
-            error: KILLED,
-            ran: true,
-        },
-    )
-    .await;
+    let outcome = Outcome::Killed {
+        error: KILLED,
+        ran: true,
+    };
+    record(runner, &ctx, registry::find(&job.kind), outcome).await;
     runner.metrics.count(&job.kind, "killed", None);
 }
 
-async fn record(env: &JobEnv, job_id: &str, outcome: Outcome<'_>) {
-    let finish = || db::jobs::finish(&env.db, job_id, &env.worker_name, outcome.clone());
-    match db_retry("recording an outcome", finish).await {
+/// Records a failed attempt's outcome, fenced by its claim, with its history row; a dead
+/// outcome runs the kind's dead hook in the same transaction. Retried through an outage (the
+/// lease is still renewed meanwhile); releases the lease once written.
+async fn record(runner: &Runner, ctx: &JobCtx<'_>, kind: Option<&Kind>, outcome: Outcome<'_>) {
+    let env = ctx.env;
+    let attempt = ctx.job.attempt();
+    let hook = kind.filter(|_| outcome.is_dead());
+    let write = || write_outcome(ctx, hook, &attempt, outcome.clone());
+    match outcome_retry("recording an outcome", write).await {
         Ok(true) => {}
-        Ok(false) => tracing::warn!("outcome not recorded: this worker no longer holds the job"),
+        Ok(false) => refused(env, ctx.job).await,
         Err(err) => {
-            tracing::error!(error = %err, "outcome not recorded; the lease will expire and the job run again")
+            tracing::error!(error = %err, "outcome not recorded; the lease will lapse and the job run again")
         }
+    }
+    runner.leases.release(&ctx.job.id);
+}
+
+/// One try of [`record`]: the outcome and, for a dead job, its subject's failure, in one
+/// transaction. A dead hook that fails is logged and counted, and the job is recorded dead
+/// alone: the repair pass fails its subject later.
+async fn write_outcome(
+    ctx: &JobCtx<'_>,
+    hook: Option<&Kind>,
+    attempt: &Attempt,
+    outcome: Outcome<'_>,
+) -> sqlx::Result<bool> {
+    let env = ctx.env;
+    let mut tx = JobTx::begin(&env.relay).await?;
+    if !db::jobs::finish(&mut tx, attempt, outcome.clone()).await? {
+        return Ok(false);
+    }
+    if let Some(kind) = hook
+        && let Err(err) = kind.on_dead(ctx, &mut tx, outcome.error()).await
+    {
+        tracing::error!(error = %err, "the dead hook failed; the job is recorded dead alone and the repair pass will fail its subject");
+        metrics::counter!("tend_dead_hook_failures_total", "kind" => kind.name).increment(1);
+        drop(tx);
+        let mut tx = env.db.begin().await?;
+        let recorded = db::jobs::finish(&mut tx, attempt, outcome).await?;
+        tx.commit().await?;
+        return Ok(recorded);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// An attempt whose outcome came after another attempt claimed the job (or an admin killed
+/// it): its result is discarded, and its history says so.
+async fn refused(env: &JobEnv, job: &JobRow) {
+    let why = "finished after another attempt had claimed the job; its outcome was discarded";
+    tracing::warn!(job_id = %job.id, claim = job.claims, "{why}");
+    metrics::counter!("tend_job_outcomes_refused_total", "kind" => job.kind.clone()).increment(1);
+    if let Err(err) = db::jobs::record_refused(&env.db, job, why).await {
+        tracing::warn!(error = %err, "the refused attempt's history row was not written");
     }
 }
 

@@ -12,7 +12,6 @@ use apalis_sqlite::SqliteStorage;
 use tend_shared::{
     Settings,
     db::{Db, workers::WorkerRow},
-    jobs::Queue,
     queue::{Backend, Delivery, Relay, Transport},
     storage::ObjectStore,
 };
@@ -48,18 +47,21 @@ impl WorkerHandle {
     /// then says how it went: an operator rolling a deploy reads this line.
     pub async fn wait(self) {
         let _ = self.monitor.await;
+        // What still runs now was cut by the end of the grace period: handed back at once, so
+        // other workers start it without waiting for the lease to lapse.
+        let cut = self.leases.hand_back_all().await;
         self.drained.cancel();
         for task in self.background {
             let _ = task.await;
         }
-        match self.leases.count() {
+        match cut {
             0 => {
                 tracing::info!(instance = %self.instance, "workers stopped; every running job finished")
             }
-            left => tracing::warn!(
+            cut => tracing::warn!(
                 instance = %self.instance,
-                left,
-                "workers stopped with jobs still running; their leases will lapse and other workers take them over"
+                cut,
+                "workers stopped with jobs still running; they were handed back to other workers"
             ),
         }
     }
@@ -101,13 +103,6 @@ fn instance_name() -> String {
     format!("{}-{}-{nonce}", host_name(), std::process::id())
 }
 
-fn deliveries_at_once(queue: Queue, slots: usize) -> usize {
-    match queue.delivery_batch() {
-        1 => slots,
-        batch => slots.div_ceil(batch) + 1,
-    }
-}
-
 /// Starts workers for the served queues, the relay and the lease keeper; they run until
 /// `shutdown` is cancelled.
 pub async fn start(
@@ -121,16 +116,17 @@ pub async fn start(
     let instance = instance_name();
     // One relay per process: the loop below runs it, and handlers and the outcome writer use
     // it to hand over follow-up jobs and to ask for a refill as jobs finish.
-    let relay = Relay::new(db.clone(), transport.clone(), settings.queue_max_in_flight);
+    let relay = Relay::new(db.clone(), transport.clone(), settings);
     let env = Arc::new(JobEnv::new(
         settings,
         relay.clone(),
         store,
         instance.clone(),
     )?);
-    let leases = Arc::new(Leases::default());
+    let leases = Arc::new(Leases::new(db.clone(), settings.job_lease));
+    let db_for_repair = db.clone();
     let runner = Arc::new(Runner {
-        done: DoneWriter::start(db.clone(), instance.clone(), env.relay.clone()),
+        done: DoneWriter::start(db.clone(), env.relay.clone()),
         leases: leases.clone(),
         metrics: crate::runner::JobMetrics::new(),
         env,
@@ -143,7 +139,9 @@ pub async fn start(
     let mut served = Vec::new();
     for &queue in &settings.worker_queues {
         let slots = settings.concurrency(queue);
-        let at_once = deliveries_at_once(queue, slots);
+        // As many deliveries at once as jobs may run: a delivery carries at least one job, so
+        // fewer would leave slots idle whenever deliveries carry one job each.
+        let at_once = slots;
         served.push(format!("{queue}={slots}"));
         let worker = Arc::new(QueueWorker {
             runner: runner.clone(),
@@ -204,14 +202,9 @@ pub async fn start(
     // Renewals go on until the monitor has drained: jobs still run during the grace period.
     let drained = CancellationToken::new();
     let background = vec![
-        tokio::spawn(relay.run(shutdown.clone())),
+        tokio::spawn(relay.with_leases(leases.clone()).run(shutdown.clone())),
         tokio::spawn(transport.listen_for_wakes(shutdown.clone())),
-        tokio::spawn(leases.clone().keep_alive(
-            db.clone(),
-            instance.clone(),
-            settings.job_lease,
-            drained.clone(),
-        )),
+        tokio::spawn(leases.clone().keep_alive(drained.clone())),
         tokio::spawn(presence::keep(
             db,
             WorkerRow {
@@ -229,6 +222,13 @@ pub async fn start(
             drained.clone(),
         )),
     ];
+    // The repair pass, once per start: whatever a crash or a failed dead hook left stuck.
+    let repair_db = db_for_repair;
+    tokio::spawn(async move {
+        if let Err(err) = crate::jobs::cleanup::resolve_stuck(&repair_db).await {
+            tracing::warn!(error = %err, "the repair pass at start failed; the daily cleanup runs it again");
+        }
+    });
     tracing::info!(%instance, queues = %served.join(","), "workers started");
     Ok(WorkerHandle {
         monitor,

@@ -167,16 +167,19 @@ impl DataExportsApi {
             let location = location(&row.id);
             return Ok(DataExportAccepted::Replayed(Json(row.into()), location));
         }
+        let id = db::new_id();
+        let id_text = id.to_string();
+        let mut tx = state.begin().await?;
+        // The quota is checked and spent in one transaction, under the account's lock: two
+        // requests at once cannot both pass a check that only one fits.
+        db::users::lock(&mut tx, &user.id).await?;
         let now = db::now_ms();
-        let recent = db::data_exports::requested_since(&state.db, &user.id, now - DAY_MS).await?;
+        let recent = db::data_exports::requested_since(&mut *tx, &user.id, now - DAY_MS).await?;
         if recent.len() >= DATA_EXPORTS_PER_DAY {
             let frees_at = recent[recent.len() - DATA_EXPORTS_PER_DAY] + DAY_MS;
             let wait = Duration::from_millis((frees_at - now).max(1000) as u64);
             return Err(ApiError::rate_limited(wait));
         }
-        let id = db::new_id();
-        let id_text = id.to_string();
-        let mut tx = state.begin().await?;
         let job = tx
             .enqueue(
                 &DataExport { data_export_id: id },

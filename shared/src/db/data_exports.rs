@@ -4,7 +4,7 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use super::{Db, exports::KEEP_FOR_MS, now_ms};
+use super::{Db, exports::KEEP_FOR_MS, jobs::Attempt, now_ms};
 
 /// A data export row.
 #[derive(Debug, Clone, FromRow)]
@@ -90,7 +90,11 @@ pub async fn list_own(db: &Db, user_id: &str, limit: i64) -> sqlx::Result<Vec<Da
 }
 
 /// When the user's exports asked for since `since` were asked for, oldest first.
-pub async fn requested_since(db: &Db, user_id: &str, since: i64) -> sqlx::Result<Vec<i64>> {
+pub async fn requested_since(
+    db: impl sqlx::AnyExecutor<'_>,
+    user_id: &str,
+    since: i64,
+) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(
         "SELECT created_at FROM data_exports WHERE user_id = $1 AND created_at >= $2 \
          ORDER BY created_at",
@@ -118,27 +122,37 @@ pub async fn begin_building(db: &Db, id: &str) -> sqlx::Result<bool> {
 pub async fn finish(
     conn: &mut AnyConnection,
     id: &str,
+    attempt: &Attempt,
     object_key: &str,
     size_bytes: i64,
 ) -> sqlx::Result<bool> {
     let now = now_ms();
-    let done = sqlx::query(
+    let sql = format!(
         "UPDATE data_exports SET status = 'ready', error = NULL, object_key = $2, \
          size_bytes = $3, ready_at = $4, expires_at = $5, updated_at = $4 \
-         WHERE id = $1 AND status = 'building'",
-    )
-    .bind(id)
-    .bind(object_key)
-    .bind(size_bytes)
-    .bind(now)
-    .bind(now + KEEP_FOR_MS)
-    .execute(conn)
-    .await?;
+         WHERE id = $1 AND status = 'building' AND {}",
+        super::jobs::holds(6, 7)
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(object_key)
+        .bind(size_bytes)
+        .bind(now)
+        .bind(now + KEEP_FOR_MS)
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Records why an attempt failed; `dead` makes the export `failed`.
-pub async fn fail(db: &Db, id: &str, error: &str, dead: bool) -> sqlx::Result<()> {
+pub async fn fail(
+    db: impl sqlx::AnyExecutor<'_>,
+    id: &str,
+    error: &str,
+    dead: bool,
+) -> sqlx::Result<()> {
     let status = if dead { "failed" } else { "building" };
     sqlx::query(
         "UPDATE data_exports SET status = $2, error = $3, updated_at = $4 \

@@ -5,7 +5,7 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use super::{Db, now_ms};
+use super::{Db, jobs::Attempt, now_ms};
 
 /// How long a rendered file is kept.
 pub const KEEP_FOR_MS: i64 = 7 * 86_400_000;
@@ -146,29 +146,39 @@ pub async fn begin_rendering(db: &Db, id: &str) -> sqlx::Result<bool> {
 pub async fn finish(
     db: &Db,
     id: &str,
+    attempt: &Attempt,
     object_key: &str,
     size_bytes: i64,
     file_name: &str,
 ) -> sqlx::Result<bool> {
     let now = now_ms();
-    let done = sqlx::query(
+    let sql = format!(
         "UPDATE exports SET status = 'ready', error = NULL, object_key = $2, size_bytes = $3, \
          file_name = $4, ready_at = $5, expires_at = $6, updated_at = $5 \
-         WHERE id = $1 AND status = 'rendering'",
-    )
-    .bind(id)
-    .bind(object_key)
-    .bind(size_bytes)
-    .bind(file_name)
-    .bind(now)
-    .bind(now + KEEP_FOR_MS)
-    .execute(db)
-    .await?;
+         WHERE id = $1 AND status = 'rendering' AND {}",
+        super::jobs::holds(7, 8)
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(object_key)
+        .bind(size_bytes)
+        .bind(file_name)
+        .bind(now)
+        .bind(now + KEEP_FOR_MS)
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
+        .execute(db)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Records why an attempt failed; `dead` makes the export `failed`.
-pub async fn fail(db: &Db, id: &str, error: &str, dead: bool) -> sqlx::Result<()> {
+pub async fn fail(
+    db: impl sqlx::AnyExecutor<'_>,
+    id: &str,
+    error: &str,
+    dead: bool,
+) -> sqlx::Result<()> {
     let status = if dead { "failed" } else { "rendering" };
     sqlx::query(
         "UPDATE exports SET status = $2, error = $3, updated_at = $4 \

@@ -139,7 +139,7 @@ pub struct AttemptRow {
 pub async fn attempts(db: &Db, job_id: &str) -> sqlx::Result<Vec<AttemptRow>> {
     sqlx::query_as::<_, AttemptRow>(
         "SELECT attempt, worker, started_at, finished_at, outcome, error FROM job_attempts \
-         WHERE job_id = $1 ORDER BY started_at",
+         WHERE job_id = $1 ORDER BY claim",
     )
     .bind(job_id)
     .fetch_all(db)

@@ -5,6 +5,14 @@
 //! lease it keeps renewing); it ends `done`, `failed` (a retry is due at `run_at`) or `dead`.
 //! Every state change is a guarded `UPDATE`, so a duplicate delivery or a worker that lost its
 //! lease cannot overwrite what another worker did.
+//!
+//! Fencing: every claim moves the row's `claims` counter on, and the attempt it starts is
+//! named by that number ([`Attempt`]). Renewals and outcomes present it, so a stale attempt (a
+//! frozen process resumed after another took the job over) changes nothing. An attempt whose
+//! lease was handed back while nobody claimed the job since still owns its result: a finished
+//! job is never run again because its outcome met an outage. Every attempt that ran ends as
+//! one `job_attempts` row, written with the outcome it records (done, failed, dead, killed,
+//! lost, cut, refused).
 
 use sqlx::{AnyConnection, FromRow};
 
@@ -36,6 +44,35 @@ pub struct JobRow {
     pub updated_at: i64,
     /// When an admin asked to kill it.
     pub killed_at: Option<i64>,
+    /// How often it was claimed, ever: the fencing token of its current attempt.
+    pub claims: i64,
+}
+
+impl JobRow {
+    /// The attempt this row's latest claim started.
+    pub fn attempt(&self) -> Attempt {
+        Attempt {
+            job_id: self.id.clone(),
+            claim: self.claims,
+        }
+    }
+}
+
+/// One attempt of one job: the job and the claim that started it (its fencing token). Every
+/// write an attempt makes to the ledger presents it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Attempt {
+    /// The job.
+    pub job_id: String,
+    /// The job's `claims` when this attempt claimed it.
+    pub claim: i64,
+}
+
+impl Attempt {
+    /// The token as SQL compares it: `id || ':' || claims` (see [`fenced`]).
+    fn fence(&self) -> String {
+        format!("{}:{}", self.job_id, self.claim)
+    }
 }
 
 /// The column list of every full-row query.
@@ -43,7 +80,7 @@ macro_rules! job_columns {
     () => {
         "id, kind, queue, payload, state, attempts, max_attempts, run_at, \
     dispatched_at, lease_until, worker, last_error, created_by, request_id, dedup_key, \
-    created_at, started_at, finished_at, updated_at, killed_at"
+    created_at, started_at, finished_at, updated_at, killed_at, claims"
     };
 }
 
@@ -112,44 +149,69 @@ pub async fn in_flight(db: &Db, queue: &str) -> sqlx::Result<i64> {
     .await
 }
 
-/// Jobs in the transport per queue, in one query (the relay's pass over every queue).
-pub async fn in_flight_by_queue(db: &Db) -> sqlx::Result<Vec<(String, i64)>> {
-    sqlx::query_as(
-        "SELECT queue, COUNT(*) FROM jobs WHERE state IN ('pending', 'failed') \
-         AND dispatched_at IS NOT NULL GROUP BY queue",
-    )
-    .fetch_all(db)
-    .await
-}
-
-/// Marks up to `limit` due, undispatched jobs of `queue` as dispatched and returns their ids.
-/// The guard on `dispatched_at IS NULL` makes concurrent relays split the work, not repeat it.
-pub async fn take_for_dispatch(db: &Db, queue: &str, limit: i64) -> sqlx::Result<Vec<String>> {
+/// Marks up to `limit` due, undispatched jobs of `queue` as dispatched, never more than leaves
+/// `max_in_flight` of the queue in the transport, and returns their ids. The bound is read and
+/// taken in one step: on PostgreSQL under a per-queue advisory lock (every API replica and
+/// worker runs a relay, and without it N relays that counted together could each fill the room
+/// they saw); on SQLite, one writer at a time makes the single statement atomic.
+pub async fn take_for_dispatch(
+    db: &Db,
+    queue: &str,
+    max_in_flight: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<String>> {
     let now = now_ms();
-    // Rows another relay or a hand-over is taking are skipped, never waited for.
+    let pg = super::is_postgres(db);
+    let room = if pg {
+        "(SELECT GREATEST(0, LEAST($3, $4 - COUNT(*))) FROM jobs WHERE queue = $1 \
+         AND state IN ('pending', 'failed') AND dispatched_at IS NOT NULL)"
+    } else {
+        "(SELECT max(0, min($3, $4 - COUNT(*))) FROM jobs WHERE queue = $1 \
+         AND state IN ('pending', 'failed') AND dispatched_at IS NOT NULL)"
+    };
+    // Rows another relay or a hand-over is taking are skipped, never waited for. A killed job
+    // is dispatched even while its queue is paused, so that a worker buries it.
     let sql = format!(
         "UPDATE jobs SET dispatched_at = $2, updated_at = $2 WHERE {} \
          AND dispatched_at IS NULL RETURNING id",
         picked(
             db,
-            "SELECT id FROM jobs WHERE queue = $1 AND state IN ('pending', 'failed') \
-             AND dispatched_at IS NULL AND run_at <= $2 \
-             AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $1) \
-             ORDER BY run_at LIMIT $3",
+            &format!(
+                "SELECT id FROM jobs WHERE queue = $1 AND state IN ('pending', 'failed') \
+                 AND dispatched_at IS NULL AND run_at <= $2 AND (killed_at IS NOT NULL OR \
+                 NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $1)) \
+                 ORDER BY run_at LIMIT {room}"
+            ),
             Lock::Skip
         )
     );
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(queue)
         .bind(now)
         .bind(limit)
-        .fetch_all(db)
-        .await
+        .bind(max_in_flight);
+    if !pg {
+        return query.fetch_all(db).await;
+    }
+    let mut tx = db.begin().await?;
+    lock_dispatch(&mut tx, queue).await?;
+    let ids = query.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(ids)
 }
 
-/// Takes the listed just-committed jobs of `queue` for dispatch, unless the queue already has
-/// `max_in_flight` jobs in the transport (then they wait for the relay). One statement: the
-/// fast path of every request that starts jobs.
+/// Serialises the dispatches of `queue` until the transaction ends (PostgreSQL only).
+async fn lock_dispatch(conn: &mut AnyConnection, queue: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT CAST(pg_advisory_xact_lock(hashtext($1)) AS TEXT)")
+        .bind(format!("tend.dispatch.{queue}"))
+        .fetch_optional(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes the listed just-committed jobs of `queue` for dispatch, unless that would leave more
+/// than `max_in_flight` jobs of the queue in the transport (then they wait for the relay).
+/// Bounded like [`take_for_dispatch`]: the fast path of every request that starts jobs.
 pub async fn take_listed_for_dispatch(
     db: &Db,
     queue: &str,
@@ -163,16 +225,26 @@ pub async fn take_listed_for_dispatch(
     let sql = format!(
         "UPDATE jobs SET dispatched_at = $1, updated_at = $1 WHERE {} \
          AND state IN ('pending', 'failed') AND dispatched_at IS NULL AND run_at <= $1 \
-         AND NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $2) \
+         AND (killed_at IS NOT NULL \
+              OR NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $2)) \
          AND (SELECT COUNT(*) FROM jobs WHERE queue = $2 AND state IN ('pending', 'failed') \
-              AND dispatched_at IS NOT NULL) < $3 RETURNING id",
-        listed(db, 4, ids.len(), Lock::Skip)
+              AND dispatched_at IS NOT NULL) + $3 <= $4 RETURNING id",
+        listed(db, 5, ids.len(), Lock::Skip)
     );
     let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(queue)
+        .bind(ids.len() as i64)
         .bind(max_in_flight);
-    bind_ids(query, ids).fetch_all(db).await
+    let query = bind_ids(query, ids);
+    if !super::is_postgres(db) {
+        return query.fetch_all(db).await;
+    }
+    let mut tx = db.begin().await?;
+    lock_dispatch(&mut tx, queue).await?;
+    let taken = query.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(taken)
 }
 
 /// Undoes dispatches whose push to the queue failed, so the relay tries again.
@@ -190,9 +262,10 @@ pub async fn undispatch(db: &Db, ids: &[String]) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Claims the delivered jobs for `worker` in one statement: counts each attempt and takes a
-/// lease. Jobs missing from the answer were stale deliveries (already running elsewhere,
-/// finished, killed, or not yet due).
+/// Claims the delivered jobs for `worker` in one statement: counts each attempt, moves each
+/// job's fencing token on and takes a lease. Jobs missing from the answer were stale
+/// deliveries (already running elsewhere, finished, or not yet due). A killed job is claimed
+/// even while its queue is paused, so that it is buried rather than left waiting.
 pub async fn claim(
     db: &Db,
     ids: &[String],
@@ -205,10 +278,11 @@ pub async fn claim(
     let now = now_ms();
     let sql = format!(
         concat!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = $1, \
-             lease_until = $2, started_at = $3, finished_at = NULL, updated_at = $3 \
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, claims = claims + 1, \
+             worker = $1, lease_until = $2, started_at = $3, finished_at = NULL, updated_at = $3 \
              WHERE {} AND state IN ('pending', 'failed') AND run_at <= $3 \
-             AND queue NOT IN (SELECT queue FROM queue_pauses) RETURNING ",
+             AND (killed_at IS NOT NULL OR queue NOT IN (SELECT queue FROM queue_pauses)) \
+             RETURNING ",
             job_columns!()
         ),
         listed(db, 4, ids.len(), Lock::InOrder)
@@ -220,30 +294,36 @@ pub async fn claim(
     bind_ids(query, ids).fetch_all(db).await
 }
 
-/// Extends the leases of the listed jobs `worker` runs, in one statement, and returns the ids
-/// renewed: a listed job missing from the answer was killed or taken over. Only jobs the
-/// worker still runs are listed, so a job whose outcome could not be written lets its lease
-/// lapse and runs again elsewhere.
+/// Extends the leases of the listed attempts, in one statement, and returns those renewed: a
+/// listed attempt missing from the answer was killed or overtaken by another claim. An
+/// attempt whose lease was handed back while nobody claimed the job since (its process was
+/// frozen, or the ledger was out of reach) takes the job back: it is still the latest attempt.
 pub async fn renew_leases(
     db: &Db,
-    worker: &str,
-    ids: &[String],
+    attempts: &[Attempt],
     lease_ms: i64,
-) -> sqlx::Result<Vec<String>> {
-    if ids.is_empty() {
+) -> sqlx::Result<Vec<Attempt>> {
+    if attempts.is_empty() {
         return Ok(Vec::new());
     }
     let now = now_ms();
     let sql = format!(
-        "UPDATE jobs SET lease_until = $2, updated_at = $3 \
-         WHERE {} AND state = 'running' AND worker = $1 AND killed_at IS NULL RETURNING id",
-        listed(db, 4, ids.len(), Lock::InOrder)
+        "UPDATE jobs SET state = 'running', lease_until = $1, updated_at = $2 \
+         WHERE {} AND state IN ('running', 'pending') AND killed_at IS NULL \
+         RETURNING id, claims",
+        fenced(db, 3, attempts.len())
     );
-    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(worker)
+    let query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
         .bind(now + lease_ms)
         .bind(now);
-    bind_ids(query, ids).fetch_all(db).await
+    let rows = bind_attempts(query, attempts).fetch_all(db).await?;
+    Ok(rows.into_iter().map(Attempt::from).collect())
+}
+
+impl From<(String, i64)> for Attempt {
+    fn from((job_id, claim): (String, i64)) -> Self {
+        Self { job_id, claim }
+    }
 }
 
 /// How a failed attempt ended, as the ledger records it (finished jobs go through
@@ -255,7 +335,7 @@ pub enum Outcome<'a> {
     /// Failed for good.
     Dead { error: &'a str },
     /// Its workers kept dying until no attempt was left: dead, counting only the attempts
-    /// that really ran (the claim that found this counted one more).
+    /// that really ran (the claim that found this counted one more, and ran nothing).
     Lost { error: &'a str },
     /// Killed by an admin: dead. `ran` says whether this attempt ran (stopped mid-way) or was
     /// only claimed to be buried (then it is not counted).
@@ -272,7 +352,8 @@ impl Outcome<'_> {
         }
     }
 
-    fn error(&self) -> &str {
+    /// The error the outcome records.
+    pub fn error(&self) -> &str {
         match self {
             Outcome::RetryAt { error, .. }
             | Outcome::Dead { error }
@@ -280,114 +361,325 @@ impl Outcome<'_> {
             | Outcome::Killed { error, .. } => error,
         }
     }
+
+    /// Whether the attempt ran: a claim that only buried the job leaves no history row.
+    fn ran(&self) -> bool {
+        !matches!(
+            self,
+            Outcome::Lost { .. } | Outcome::Killed { ran: false, .. }
+        )
+    }
+
+    /// True when the job will not run again.
+    pub fn is_dead(&self) -> bool {
+        !matches!(self, Outcome::RetryAt { .. })
+    }
 }
 
-/// Records the end of a failed attempt, if `worker` still holds the job, and the attempt in
-/// its history.
-pub async fn finish(db: &Db, id: &str, worker: &str, outcome: Outcome<'_>) -> sqlx::Result<bool> {
+/// What the ledger knew of an attempt when its outcome was recorded.
+#[derive(Debug, FromRow)]
+struct Ran {
+    attempts: i64,
+    worker: Option<String>,
+    started_at: Option<i64>,
+}
+
+/// Records the end of a failed attempt in the caller's transaction, if the attempt is still
+/// the job's latest (running, or handed back with nobody claiming it since), with its history
+/// row. False when another attempt holds the job: the caller records this one as refused.
+/// Dead outcomes take the caller's transaction so the kind's subject fails in it too.
+pub async fn finish(
+    conn: &mut AnyConnection,
+    attempt: &Attempt,
+    outcome: Outcome<'_>,
+) -> sqlx::Result<bool> {
     let now = now_ms();
-    let mut tx = db.begin().await?;
-    // The attempt is written first, while the row still says who ran it since when.
-    let ran = !matches!(outcome, Outcome::Killed { ran: false, .. });
-    if ran {
-        sqlx::query(
-            "INSERT INTO job_attempts (job_id, started_at, attempt, worker, finished_at, outcome, \
-             error) SELECT id, started_at, attempts, worker, $3, $4, $5 FROM jobs \
-             WHERE id = $1 AND worker = $2 AND state = 'running' AND started_at IS NOT NULL \
-             ON CONFLICT (job_id, started_at) DO NOTHING",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(now)
-        .bind(outcome.name())
-        .bind(outcome.error())
-        .execute(&mut *tx)
-        .await?;
-    }
+    // Only the latest attempt may end the job; a hand-back without a new claim keeps it so.
+    let held = "id = $1 AND claims = $2 AND state IN ('running', 'pending')";
+    let returning = "RETURNING attempts, worker, started_at";
     let query = match outcome {
-        Outcome::RetryAt { error, run_at } => sqlx::query(
-            "UPDATE jobs SET state = 'failed', finished_at = $3, updated_at = $3, \
-             lease_until = NULL, dispatched_at = NULL, last_error = $4, run_at = $5 \
-             WHERE id = $1 AND worker = $2 AND state = 'running'",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(now)
-        .bind(error)
-        .bind(run_at),
-        Outcome::Dead { error } => sqlx::query(
+        Outcome::RetryAt { error, run_at } => {
+            sqlx::query_as::<_, Ran>(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET state = 'failed', finished_at = $3, updated_at = $3, \
+                 lease_until = NULL, dispatched_at = NULL, last_error = $4, run_at = $5 \
+                 WHERE {held} {returning}"
+            )))
+            .bind(&attempt.job_id)
+            .bind(attempt.claim)
+            .bind(now)
+            .bind(error)
+            .bind(run_at)
+        }
+        Outcome::Dead { error } => sqlx::query_as::<_, Ran>(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
-             lease_until = NULL, last_error = $4 \
-             WHERE id = $1 AND worker = $2 AND state = 'running'",
-        )
-        .bind(id)
-        .bind(worker)
-        .bind(now)
-        .bind(error),
-        Outcome::Lost { error } => sqlx::query(
-            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
-             lease_until = NULL, last_error = $4, attempts = max_attempts \
-             WHERE id = $1 AND worker = $2 AND state = 'running'",
-        )
-        .bind(id)
-        .bind(worker)
+             lease_until = NULL, last_error = $4 WHERE {held} {returning}"
+        )))
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
         .bind(now)
         .bind(error),
-        Outcome::Killed { error, ran } => sqlx::query(
+        Outcome::Lost { error } => sqlx::query_as::<_, Ran>(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
-             lease_until = NULL, last_error = $4, attempts = attempts - $5 \
-             WHERE id = $1 AND worker = $2 AND state = 'running'",
-        )
-        .bind(id)
-        .bind(worker)
+             lease_until = NULL, last_error = $4, attempts = max_attempts WHERE {held} {returning}"
+        )))
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
+        .bind(now)
+        .bind(error),
+        Outcome::Killed { error, ran } => sqlx::query_as::<_, Ran>(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
+             lease_until = NULL, last_error = $4, attempts = attempts - $5 WHERE {held} {returning}"
+        )))
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
         .bind(now)
         .bind(error)
         .bind(i64::from(!ran)),
     };
-    let recorded = query.execute(&mut *tx).await?.rows_affected() == 1;
-    tx.commit().await?;
-    Ok(recorded)
+    let Some(ran) = query.fetch_optional(&mut *conn).await? else {
+        return Ok(false);
+    };
+    if outcome.ran() {
+        write_attempt(
+            conn,
+            attempt,
+            &ran,
+            now,
+            outcome.name(),
+            Some(outcome.error()),
+        )
+        .await?;
+    }
+    Ok(true)
 }
 
-/// Records many finished jobs at once (the worker's outcome writer groups them) and returns
-/// the ids recorded; the others were no longer held by `worker`. A done attempt needs no
-/// history row: the job row itself says who ran it and when (see `job_attempts`), which
-/// keeps this hot path one statement.
-pub async fn finish_done(db: &Db, ids: &[String], worker: &str) -> sqlx::Result<Vec<String>> {
-    if ids.is_empty() {
+/// Writes (or rewrites) the history row of one attempt.
+async fn write_attempt(
+    conn: &mut AnyConnection,
+    attempt: &Attempt,
+    ran: &Ran,
+    finished_at: i64,
+    outcome: &str,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, claim, attempt, worker, started_at, finished_at, \
+         outcome, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (job_id, claim) DO UPDATE SET finished_at = excluded.finished_at, \
+         outcome = excluded.outcome, error = excluded.error",
+    )
+    .bind(&attempt.job_id)
+    .bind(attempt.claim)
+    .bind(ran.attempts)
+    .bind(ran.worker.as_deref())
+    .bind(ran.started_at.unwrap_or(finished_at))
+    .bind(finished_at)
+    .bind(outcome)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records an attempt whose outcome came too late: another attempt holds the job (or it was
+/// killed meanwhile), so its result was discarded. `job` is the row as the attempt claimed it.
+pub async fn record_refused(db: &Db, job: &JobRow, why: &str) -> sqlx::Result<()> {
+    let ran = Ran {
+        attempts: job.attempts,
+        worker: job.worker.clone(),
+        started_at: job.started_at,
+    };
+    let mut conn = db.acquire().await?;
+    write_attempt(
+        &mut conn,
+        &job.attempt(),
+        &ran,
+        now_ms(),
+        "refused",
+        Some(why),
+    )
+    .await
+}
+
+/// Records many finished attempts at once (the worker's outcome writer groups them), each
+/// with its history row, and returns those recorded; the others were overtaken by another
+/// claim. On PostgreSQL one statement; on SQLite two in one transaction (in-process, cheap).
+pub async fn finish_done(db: &Db, attempts: &[Attempt]) -> sqlx::Result<Vec<Attempt>> {
+    if attempts.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "UPDATE jobs SET state = 'done', finished_at = $2, updated_at = $2, lease_until = NULL \
-         WHERE {} AND worker = $1 AND state = 'running' RETURNING id",
-        listed(db, 3, ids.len(), Lock::InOrder)
+    let now = now_ms();
+    let update = format!(
+        "UPDATE jobs SET state = 'done', finished_at = $1, updated_at = $1, lease_until = NULL \
+         WHERE {} AND state IN ('running', 'pending') \
+         RETURNING id, claims, attempts, worker, started_at",
+        fenced(db, 2, attempts.len())
     );
-    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(worker)
-        .bind(now_ms());
-    bind_ids(query, ids).fetch_all(db).await
+    let history = "INSERT INTO job_attempts (job_id, claim, attempt, worker, started_at, \
+         finished_at, outcome) SELECT id, claims, attempts, worker, COALESCE(started_at, $1), $1, \
+         'done' FROM done ON CONFLICT (job_id, claim) DO UPDATE SET \
+         finished_at = excluded.finished_at, outcome = excluded.outcome, error = NULL";
+    if super::is_postgres(db) {
+        let sql =
+            format!("WITH done AS ({update}), history AS ({history}) SELECT id, claims FROM done");
+        let query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).bind(now);
+        let rows = bind_attempts(query, attempts).fetch_all(db).await?;
+        return Ok(rows.into_iter().map(Attempt::from).collect());
+    }
+    let mut tx = db.begin().await?;
+    let query = sqlx::query_as::<_, DoneRow>(sqlx::AssertSqlSafe(update)).bind(now);
+    let rows = bind_attempts(query, attempts).fetch_all(&mut *tx).await?;
+    for row in &rows {
+        let ran = Ran {
+            attempts: row.attempts,
+            worker: row.worker.clone(),
+            started_at: row.started_at,
+        };
+        let attempt = Attempt {
+            job_id: row.id.clone(),
+            claim: row.claims,
+        };
+        write_attempt(&mut tx, &attempt, &ran, now, "done", None).await?;
+    }
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Attempt {
+            job_id: row.id,
+            claim: row.claims,
+        })
+        .collect())
 }
 
-/// Gives running jobs whose lease lapsed (their worker died) back to the queue. A job whose
-/// attempts are used up goes back too: the worker that claims it sees that and runs the kind's
-/// dead hook before recording it dead, so every road to `dead` runs that hook.
+/// A row [`finish_done`] recorded.
+#[derive(FromRow)]
+struct DoneRow {
+    id: String,
+    claims: i64,
+    attempts: i64,
+    worker: Option<String>,
+    started_at: Option<i64>,
+}
+
+/// Gives running jobs whose lease lapsed (their worker died or froze) back to the queue, each
+/// lost attempt a history row. A job whose attempts are used up goes back too: the worker that
+/// claims it sees that and runs the kind's dead hook before recording it dead, so every road to
+/// `dead` runs that hook. The attempt keeps its token: if it was only frozen and nobody claims
+/// the job before it wakes, its renewal or outcome still counts.
 pub async fn recover_expired_leases(db: &Db) -> sqlx::Result<u64> {
     let now = now_ms();
-    let sql = format!(
+    let error = "worker lost while running (its lease lapsed); handed to another worker";
+    let update = format!(
         "UPDATE jobs SET state = 'pending', lease_until = NULL, dispatched_at = NULL, \
-         updated_at = $1, last_error = 'worker lost while running; handed to another worker' \
-         WHERE {} AND state = 'running' AND lease_until < $1",
+         updated_at = $1, last_error = $2 WHERE {} AND state = 'running' AND lease_until < $1 \
+         RETURNING id, claims, attempts, worker, started_at",
         picked(
             db,
             "SELECT id FROM jobs WHERE state = 'running' AND lease_until < $1",
             Lock::InOrder
         )
     );
-    let requeued = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let history = "INSERT INTO job_attempts (job_id, claim, attempt, worker, started_at, \
+         finished_at, outcome, error) SELECT id, claims, attempts, worker, \
+         COALESCE(started_at, $1), $1, 'lost', $2 FROM lost ON CONFLICT (job_id, claim) DO NOTHING";
+    if super::is_postgres(db) {
+        let sql =
+            format!("WITH lost AS ({update}), history AS ({history}) SELECT COUNT(*) FROM lost");
+        return sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(error)
+            .fetch_one(db)
+            .await
+            .map(|n| n as u64);
+    }
+    let mut tx = db.begin().await?;
+    let rows = sqlx::query_as::<_, DoneRow>(sqlx::AssertSqlSafe(update))
         .bind(now)
-        .execute(db)
+        .bind(error)
+        .fetch_all(&mut *tx)
         .await?;
-    Ok(requeued.rows_affected())
+    for row in &rows {
+        write_lost(&mut tx, row, row.attempts, now, "lost", error).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len() as u64)
+}
+
+/// A history row for an attempt that ended without an outcome of its own (lost, cut).
+async fn write_lost(
+    conn: &mut AnyConnection,
+    row: &DoneRow,
+    attempt_no: i64,
+    now: i64,
+    outcome: &str,
+    error: &str,
+) -> sqlx::Result<()> {
+    let ran = Ran {
+        attempts: attempt_no,
+        worker: row.worker.clone(),
+        started_at: row.started_at,
+    };
+    let attempt = Attempt {
+        job_id: row.id.clone(),
+        claim: row.claims,
+    };
+    write_attempt(conn, &attempt, &ran, now, outcome, Some(error)).await
+}
+
+/// Hands back the attempts a shutting-down worker cut at the end of its grace period, so they
+/// start again elsewhere at once instead of when their lease lapses. A cut does not count
+/// against the job's attempts (the job did nothing wrong). Returns how many went back.
+pub async fn hand_back(db: &Db, attempts: &[Attempt]) -> sqlx::Result<u64> {
+    if attempts.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    let error = "cut when its worker shut down; handed to another worker";
+    let sql = format!(
+        "UPDATE jobs SET state = 'pending', lease_until = NULL, dispatched_at = NULL, \
+         attempts = attempts - 1, updated_at = $1, last_error = $2 \
+         WHERE {} AND state = 'running' RETURNING id, claims, attempts, worker, started_at",
+        fenced(db, 3, attempts.len())
+    );
+    let mut tx = db.begin().await?;
+    let query = sqlx::query_as::<_, DoneRow>(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(error);
+    let rows = bind_attempts(query, attempts).fetch_all(&mut *tx).await?;
+    for row in &rows {
+        // The history counts the attempt that was cut, not the count it was given back to.
+        write_lost(&mut tx, row, row.attempts + 1, now, "cut", error).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len() as u64)
+}
+
+/// The SQL condition "the attempt named by parameters `$job` (job id) and `$claim` still holds
+/// its job" (running, or handed back with nobody claiming it since), for writes of a job's
+/// subject that must be fenced like the job's own outcome (an artifact's commit).
+pub fn holds(job: usize, claim: usize) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM jobs WHERE jobs.id = ${job} AND jobs.claims = ${claim} \
+         AND jobs.state IN ('running', 'pending'))"
+    )
+}
+
+/// The condition "the row is the attempt named by one of the `n` fence parameters": the ids
+/// from `$first` on (locked like [`listed`]), then the tokens `id:claims` after them. Bind with
+/// [`bind_attempts`].
+fn fenced(db: &Db, first: usize, n: usize) -> String {
+    format!(
+        "{} AND (id || ':' || claims) IN ({})",
+        listed(db, first, n, Lock::InOrder),
+        id_list(first + n.next_power_of_two(), n)
+    )
+}
+
+/// Binds the ids, then the tokens, of `attempts`, padded like [`id_list`].
+fn bind_attempts<'q, Q: BindId<'q>>(query: Q, attempts: &[Attempt]) -> Q {
+    let ids = attempts.iter().map(|a| a.job_id.clone()).collect();
+    let query = bind_padded(query, ids);
+    bind_padded(query, attempts.iter().map(Attempt::fence).collect())
 }
 
 /// How a statement that changes many jobs takes their row locks on PostgreSQL. Every such
@@ -453,14 +745,34 @@ fn bind_ids<'q, Q: BindId<'q>>(mut query: Q, ids: &'q [String]) -> Q {
     query
 }
 
+/// Binds owned `values` padded like [`id_list`] (repeating the last).
+fn bind_padded<'q, Q: BindId<'q>>(mut query: Q, values: Vec<String>) -> Q {
+    let n = values.len();
+    let last = values
+        .last()
+        .cloned()
+        .expect("callers check for an empty list");
+    for value in values {
+        query = query.bind_text(value);
+    }
+    for _ in n..n.next_power_of_two() {
+        query = query.bind_text(last.clone());
+    }
+    query
+}
+
 /// The three sqlx query types share no bind trait; this lets [`bind_ids`] serve them all.
 trait BindId<'q>: Sized {
     fn bind_id(self, id: &'q str) -> Self;
+    fn bind_text(self, value: String) -> Self;
 }
 
 impl<'q> BindId<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     fn bind_id(self, id: &'q str) -> Self {
         self.bind(id)
+    }
+    fn bind_text(self, value: String) -> Self {
+        self.bind(value)
     }
 }
 
@@ -468,11 +780,17 @@ impl<'q, O> BindId<'q> for sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any:
     fn bind_id(self, id: &'q str) -> Self {
         self.bind(id)
     }
+    fn bind_text(self, value: String) -> Self {
+        self.bind(value)
+    }
 }
 
 impl<'q, O> BindId<'q> for sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
     fn bind_id(self, id: &'q str) -> Self {
         self.bind(id)
+    }
+    fn bind_text(self, value: String) -> Self {
+        self.bind(value)
     }
 }
 
@@ -500,13 +818,17 @@ pub async fn redispatch_stale(db: &Db, dispatched_before: i64) -> sqlx::Result<u
 /// finished): deliveries travel in order, so a job dispatched well before it and still
 /// unclaimed lost its delivery (a worker killed between taking it and claiming, a relay killed
 /// between marking and pushing).
+/// One end of the `jobs_dispatch` index per state (a single `MAX` over both states scanned
+/// every finished row of the queue: its cost grew with the ledger's history).
 pub async fn latest_claimed_dispatch(db: &Db, queue: &str) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT MAX(dispatched_at) FROM jobs WHERE queue = $1 AND state IN ('running', 'done')",
+    let (running, done): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT MAX(dispatched_at) FROM jobs WHERE queue = $1 AND state = 'running'), \
+         (SELECT MAX(dispatched_at) FROM jobs WHERE queue = $1 AND state = 'done')",
     )
     .bind(queue)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok(running.max(done))
 }
 
 /// Re-offers the unclaimed jobs of `queue` dispatched before `dispatched_before` (see

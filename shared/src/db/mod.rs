@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod missions;
 pub mod patients;
+pub mod repair;
 pub mod sessions;
 pub mod stats;
 pub mod tokens;
@@ -125,6 +126,24 @@ pub fn is_unique_violation(err: &sqlx::Error, index: &str, table_column: &str) -
                     || db.message().contains(index)
                     || db.message().contains(table_column))
         }
+        _ => false,
+    }
+}
+
+/// True when `err` says the database is out of reach rather than that the statement was wrong:
+/// no connection to be had, a connection cut, or the server shutting down or starting up
+/// (SQLSTATE class 57, e.g. 57P01 "terminating connection due to administrator command", and
+/// class 08, connection exceptions). Callers answer these with 503 and try again later.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("57") || code.starts_with("08")),
         _ => false,
     }
 }

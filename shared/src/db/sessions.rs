@@ -399,7 +399,13 @@ pub async fn note_attempt_error(db: &Db, id: &str, job_id: &str, error: &str) ->
 }
 
 /// Marks the session failed at `stage` (when that stage's job is dead).
-pub async fn fail(db: &Db, id: &str, job_id: &str, stage: Stage, error: &str) -> sqlx::Result<()> {
+pub async fn fail(
+    db: impl sqlx::AnyExecutor<'_>,
+    id: &str,
+    job_id: &str,
+    stage: Stage,
+    error: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE sessions SET status = 'failed', failed_stage = $3, error = $4, updated_at = $5 \
          WHERE id = $1 AND job_id = $2 AND status <> 'processed'",

@@ -121,6 +121,17 @@ pub async fn set_password(
     Ok(())
 }
 
+/// Holds the account's row until the transaction ends, so that a check and the write it
+/// allows (a per-account quota) are not interleaved with another request's: a row lock on
+/// PostgreSQL, the database's write lock on SQLite (an update takes it at once).
+pub async fn lock(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Changes the display name.
 pub async fn set_display_name(db: &Db, id: &str, name: Option<&str>) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET display_name = $2, updated_at = $3 WHERE id = $1")

@@ -75,6 +75,34 @@ impl Job for Cleanup {
     }
 }
 
+/// The repair pass ([`db::repair`]): fails the sessions, exports, data exports and drafts left
+/// in a working state by a job that is over, logs and counts them. Runs at worker start and in
+/// every cleanup.
+pub async fn resolve_stuck(db: &db::Db) -> sqlx::Result<u64> {
+    let repaired = db::repair::resolve_stuck(db).await?;
+    for (table, count) in [
+        ("sessions", repaired.sessions),
+        ("exports", repaired.exports),
+        ("data_exports", repaired.data_exports),
+        ("mission_drafts", repaired.drafts),
+    ] {
+        if count > 0 {
+            metrics::counter!("tend_stuck_subjects_failed_total", "table" => table)
+                .increment(count);
+        }
+    }
+    if repaired.total() > 0 {
+        tracing::warn!(
+            sessions = repaired.sessions,
+            exports = repaired.exports,
+            data_exports = repaired.data_exports,
+            drafts = repaired.drafts,
+            "subjects left in a working state by a finished job were failed (retry runs them again)"
+        );
+    }
+    Ok(repaired.total())
+}
+
 fn ms_ago(d: Duration) -> i64 {
     db::now_ms() - d.as_millis() as i64
 }
@@ -128,6 +156,10 @@ pub async fn run(env: &JobEnv, dry_run: bool) -> Result<Report, JobError> {
             .await
             .map_err(|e| JobError::transient("vacuuming the queue", e))?;
         categories.push(rows("transport_deliveries", deliveries as u64));
+        let stuck = resolve_stuck(&env.db)
+            .await
+            .map_err(|e| JobError::transient("failing stuck subjects", e))?;
+        categories.push(rows("stuck_subjects_failed", stuck));
     }
 
     categories.push(abandoned_uploads(env, dry_run).await?);

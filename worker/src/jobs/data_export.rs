@@ -127,7 +127,9 @@ impl Job for DataExport {
             .await
             .map_err(|e| JobError::transient("reading the archive", e))?
             .len();
-        let key = format!("data-exports/{}/{}.zip", user.id, id);
+        // Each attempt writes its own file: a stale attempt that loses the race removes only
+        // what it wrote, never the winner's.
+        let key = format!("data-exports/{}/{}-{}.zip", user.id, id, ctx.job.claims);
         let body = tokio_util::io::ReaderStream::new(
             tokio::fs::File::open(&zip_path)
                 .await
@@ -138,7 +140,7 @@ impl Job for DataExport {
             .await
             .map_err(|e| JobError::transient("storing the archive", e))?;
         let mut tx = JobTx::begin(&env.relay).await.map_err(db_err)?;
-        if !db::data_exports::finish(&mut tx, &id, &key, size as i64)
+        if !db::data_exports::finish(&mut tx, &id, &ctx.job.attempt(), &key, size as i64)
             .await
             .map_err(db_err)?
         {
@@ -172,8 +174,8 @@ impl Job for DataExport {
         record(ctx, &self.data_export_id, error, false).await;
     }
 
-    async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
-        record(ctx, &self.data_export_id, error, true).await;
+    async fn on_dead(&self, _ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
+        db::data_exports::fail(&mut **tx, &self.data_export_id.to_string(), error, true).await
     }
 
     async fn on_admin_retry(

@@ -119,10 +119,16 @@ impl Job for DraftMission {
         }
     }
 
-    async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
-        if let Err(err) = fail_and_notify(ctx.env, &self.draft_id.to_string(), error).await {
-            tracing::warn!(error = %err, "could not record the failure on the draft");
+    async fn on_dead(&self, ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
+        let id = self.draft_id.to_string();
+        if db::missions::fail_draft(&mut **tx, &id, error, true).await?
+            && let Some(draft) = db::missions::find_draft(&ctx.env.db, &id).await?
+        {
+            notify(tx, &draft, EmailTemplate::MissionDraftFailed)
+                .await
+                .map_err(|e| sqlx::Error::Protocol(format!("queueing the notice: {e}")))?;
         }
+        Ok(())
     }
 
     async fn on_admin_retry(
@@ -136,23 +142,6 @@ impl Job for DraftMission {
             Err(err) => Err(format!("database: {err}")),
         }
     }
-}
-
-/// Fails the draft for good and mails its requester, in one transaction.
-async fn fail_and_notify(env: &JobEnv, id: &str, error: &str) -> Result<(), JobError> {
-    let db_err = |e: sqlx::Error| JobError::transient("database", e);
-    let mut tx = JobTx::begin(&env.relay).await.map_err(db_err)?;
-    if db::missions::fail_draft(&mut *tx, id, error, true)
-        .await
-        .map_err(db_err)?
-        && let Some(draft) = db::missions::find_draft(&env.db, id)
-            .await
-            .map_err(db_err)?
-    {
-        notify(&mut tx, &draft, EmailTemplate::MissionDraftFailed).await?;
-    }
-    tx.commit().await.map_err(db_err)?;
-    Ok(())
 }
 
 /// Mails the requester about the draft.

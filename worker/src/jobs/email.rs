@@ -74,12 +74,12 @@ impl JobPayload for SendEmail {
 
 impl Job for SendEmail {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
-        send(ctx.env, self).await
+        send(ctx.env, &ctx.job.id, self).await
     }
 }
 
 /// Renders and sends the mail.
-async fn send(env: &JobEnv, job: &SendEmail) -> Result<(), JobError> {
+async fn send(env: &JobEnv, job_id: &str, job: &SendEmail) -> Result<(), JobError> {
     let user_id = job.user_id.to_string();
     let user = db::users::find(&env.db, &user_id)
         .await
@@ -138,7 +138,7 @@ async fn send(env: &JobEnv, job: &SendEmail) -> Result<(), JobError> {
         token,
         inviter: None,
     };
-    deliver(env, &user.email, job.template, &context).await
+    deliver(env, job_id, &user.email, job.template, &context).await
 }
 
 /// The record a notice is about.
@@ -157,9 +157,13 @@ fn api_link(env: &JobEnv, path: &str) -> String {
     link.to_string()
 }
 
-/// Renders `template` and sends it to `to`.
+/// Renders `template` and sends it to `to`. The Message-ID is made from the job's id, so every
+/// attempt of one job sends the same Message-ID: SMTP cannot be fenced (a frozen worker's mail
+/// may already be on its way when another worker takes the job over), so mail is at least
+/// once, and a receiver drops a duplicate by its Message-ID.
 pub(crate) async fn deliver(
     env: &JobEnv,
+    job_id: &str,
     to: &str,
     template: EmailTemplate,
     context: &EmailContext,
@@ -177,7 +181,9 @@ pub(crate) async fn deliver(
     let to: Mailbox = to
         .parse()
         .map_err(|e| JobError::permanent("the recipient address is not deliverable", e))?;
+    let message_id = format!("<{job_id}@{}>", from.email.domain());
     let message = Message::builder()
+        .message_id(Some(message_id))
         .from(from)
         .to(to)
         .subject(rendered.subject)

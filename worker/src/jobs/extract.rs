@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tend_shared::{
     db::{self, jobs::JobRow, metrics::MetricsRow, sessions::SessionRow, usage::UsageRow},
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy},
     sessions::{Notes, Segment, Stage},
 };
 use uuid::Uuid;
@@ -47,13 +47,11 @@ impl Job for ExtractNotes {
     }
 
     async fn on_retry(&self, ctx: &JobCtx<'_>, error: &str) {
-        let stage = Stage::Extraction;
-        session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, false).await;
+        session_attempt_failed(ctx.env, ctx.job, &self.session_id, error).await;
     }
 
-    async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
-        let stage = Stage::Extraction;
-        session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, true).await;
+    async fn on_dead(&self, ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
+        super::session_stage_dead(tx, ctx.job, &self.session_id, Stage::Extraction, error).await
     }
 
     async fn on_admin_retry(

@@ -42,11 +42,11 @@ impl JobPayload for SendInvitation {
 
 impl Job for SendInvitation {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
-        send(ctx.env, self).await
+        send(ctx.env, &ctx.job.id, self).await
     }
 }
 
-async fn send(env: &JobEnv, job: &SendInvitation) -> Result<(), JobError> {
+async fn send(env: &JobEnv, job_id: &str, job: &SendInvitation) -> Result<(), JobError> {
     let db_err = |e: sqlx::Error| JobError::transient("database", e);
     let patient_id = job.patient_id.to_string();
     let patient = db::patients::find(&env.db, &patient_id)
@@ -77,5 +77,12 @@ async fn send(env: &JobEnv, job: &SendInvitation) -> Result<(), JobError> {
         token,
         inviter: Some(inviter),
     };
-    deliver(env, &email, EmailTemplate::PatientInvitation, &context).await
+    deliver(
+        env,
+        job_id,
+        &email,
+        EmailTemplate::PatientInvitation,
+        &context,
+    )
+    .await
 }

@@ -22,7 +22,7 @@ pub mod weekly_snapshots;
 
 use tend_shared::{
     db::{self, jobs::JobRow, sessions::SessionRow, usage::UsageRow},
-    jobs::JobError,
+    jobs::{JobError, JobTx},
     sessions::Stage,
 };
 
@@ -54,25 +54,24 @@ async fn begin_session_stage(
         .map(Some)
 }
 
-/// Tells the session that an attempt of its `stage` failed: it shows the error, and says
-/// `failed` (with the stage) once the job is dead. Best effort: the ledger keeps the truth.
-async fn session_attempt_failed(
-    env: &JobEnv,
+/// Tells the session that an attempt of its `stage` failed and will be retried: it shows the
+/// error. Best effort: the ledger keeps the truth.
+async fn session_attempt_failed(env: &JobEnv, job: &JobRow, session_id: &uuid::Uuid, error: &str) {
+    let id = session_id.to_string();
+    if let Err(err) = db::sessions::note_attempt_error(&env.db, &id, &job.id, error).await {
+        tracing::warn!(error = %err, "could not record the failure on the session");
+    }
+}
+
+/// Fails the session at `stage` (with the error) in the transaction that records its job dead.
+async fn session_stage_dead(
+    tx: &mut JobTx,
     job: &JobRow,
     session_id: &uuid::Uuid,
     stage: Stage,
     error: &str,
-    dead: bool,
-) {
-    let id = session_id.to_string();
-    let result = if dead {
-        db::sessions::fail(&env.db, &id, &job.id, stage, error).await
-    } else {
-        db::sessions::note_attempt_error(&env.db, &id, &job.id, error).await
-    };
-    if let Err(err) = result {
-        tracing::warn!(error = %err, "could not record the failure on the session");
-    }
+) -> sqlx::Result<()> {
+    db::sessions::fail(&mut **tx, &session_id.to_string(), &job.id, stage, error).await
 }
 
 /// An admin retries a dead stage job: the failed session waits for that job again (as its

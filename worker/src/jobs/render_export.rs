@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tend_documents::{Block, Document, MoodPoint, Table};
 use tend_shared::{
     db::{self, exports::ExportRow, stats::Week},
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy},
     sessions::Notes,
 };
 use uuid::Uuid;
@@ -73,9 +73,11 @@ impl Job for RenderExport {
         } else {
             "pdf"
         };
+        // Each attempt writes its own file: a stale attempt that loses the race removes only
+        // what it wrote, never the winner's.
         let key = format!(
-            "exports/{}/{}.{extension}",
-            export.practitioner_id, export.id
+            "exports/{}/{}-{}.{extension}",
+            export.practitioner_id, export.id, ctx.job.claims
         );
         let size = bytes.len() as i64;
         let body = futures::stream::once(async move { Ok(bytes::Bytes::from(bytes)) });
@@ -84,11 +86,12 @@ impl Job for RenderExport {
             .await
             .map_err(|e| JobError::transient("storing the export", e))?;
         let file_name = format!("{subject}.{extension}");
-        if !db::exports::finish(&env.db, &id, &key, size, &file_name)
+        if !db::exports::finish(&env.db, &id, &ctx.job.attempt(), &key, size, &file_name)
             .await
             .map_err(db_err)?
         {
-            // Deleted while rendering: its file must not outlive it.
+            // Deleted while rendering, or another attempt holds the job: this attempt's file
+            // must not outlive it.
             env.store
                 .delete(&key)
                 .await
@@ -103,8 +106,8 @@ impl Job for RenderExport {
         record_failure(ctx, &self.export_id, error, false).await;
     }
 
-    async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
-        record_failure(ctx, &self.export_id, error, true).await;
+    async fn on_dead(&self, _ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
+        db::exports::fail(&mut **tx, &self.export_id.to_string(), error, true).await
     }
 
     async fn on_admin_retry(

@@ -51,13 +51,11 @@ impl Job for TranscribeSession {
     }
 
     async fn on_retry(&self, ctx: &JobCtx<'_>, error: &str) {
-        let stage = Stage::Transcription;
-        session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, false).await;
+        session_attempt_failed(ctx.env, ctx.job, &self.session_id, error).await;
     }
 
-    async fn on_dead(&self, ctx: &JobCtx<'_>, error: &str) {
-        let stage = Stage::Transcription;
-        session_attempt_failed(ctx.env, ctx.job, &self.session_id, stage, error, true).await;
+    async fn on_dead(&self, ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
+        super::session_stage_dead(tx, ctx.job, &self.session_id, Stage::Transcription, error).await
     }
 
     async fn on_admin_retry(

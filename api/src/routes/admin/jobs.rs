@@ -98,7 +98,9 @@ pub struct AttemptView {
     pub started_at: DateTime<Utc>,
     /// When it ended (absent while it runs).
     pub finished_at: Option<DateTime<Utc>>,
-    /// `running`, `done`, `failed` (retried), `dead` or `killed`.
+    /// `running`, `done`, `failed` (retried), `dead`, `killed`, `lost` (its worker stopped
+    /// renewing the lease), `cut` (its worker shut down) or `refused` (it finished after
+    /// another attempt had claimed the job; its outcome was discarded).
     pub outcome: String,
     /// Why it failed.
     pub error: Option<String>,
@@ -135,7 +137,9 @@ pub struct AdminJobDetail {
     pub payload: serde_json::Value,
     /// What it belongs to.
     pub subject: Option<JobSubject>,
-    /// Every attempt, oldest first: those that failed, then the running or done one.
+    /// Every attempt, oldest first, however it ended (done, failed, dead, killed, lost with
+    /// its worker, cut at shutdown, refused because another attempt held the job), then the
+    /// running one.
     pub attempts: Vec<AttemptView>,
     /// The estimated cost of its paid provider calls, in US dollars.
     pub cost_usd: f64,
@@ -245,10 +249,8 @@ impl AdminJobsApi {
             .into_iter()
             .map(Into::into)
             .collect();
-        // The latest attempt of a running or done job is the job row itself.
-        if let (LedgerState::Running | LedgerState::Done, Some(started)) =
-            (job.state, job.started_at)
-        {
+        // A running attempt has no history row until it ends: the job row shows it.
+        if let (LedgerState::Running, Some(started)) = (job.state, job.started_at) {
             attempts.push(AttemptView {
                 attempt: job.attempts,
                 worker: job.worker.clone(),

@@ -1,0 +1,83 @@
+//! The repair pass: no subject stays in a working state once its job is over. A dead job's
+//! subject is failed in the transaction that records it dead; this pass catches what that
+//! could not cover (a dead hook that failed, rows from before that rule, a job row gone), so
+//! that a session, an export, a data export or a draft always ends somewhere a user can act on
+//! (`failed`, which both retry paths accept). It runs at worker start and in the daily cleanup.
+
+use super::{Db, now_ms};
+
+/// The error a repaired subject shows.
+const ERROR: &str = "its job ended without finishing it; retry to run it again";
+
+/// Subjects moved to `failed`, per table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    pub sessions: u64,
+    pub exports: u64,
+    pub data_exports: u64,
+    pub drafts: u64,
+}
+
+impl Repaired {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.sessions + self.exports + self.data_exports + self.drafts
+    }
+}
+
+/// "No job of this subject can still move it": its job is dead, done without moving it, or
+/// gone. `table` names the subject's table (with its `job_id` column).
+fn job_is_over(table: &str) -> String {
+    format!(
+        "{table}.job_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = {table}.job_id \
+         AND jobs.state IN ('pending', 'running', 'failed'))"
+    )
+}
+
+/// Fails every subject stuck in a working state whose job is over, and says how many. Every
+/// change of a subject commits with its job's (the outbox, the dead hook), so a subject whose
+/// job is over can only be stuck: no grace period is needed.
+pub async fn resolve_stuck(db: &Db) -> sqlx::Result<Repaired> {
+    let now = now_ms();
+    let mut repaired = Repaired::default();
+    // A session's stage job that finished moved it on in the same transaction, so only a dead
+    // or missing job leaves it stuck; `done` with the session still waiting is a newer stage's
+    // job not yet written, never the case, but not worth failing a session over.
+    let sessions = String::from(
+        "UPDATE sessions SET status = 'failed', \
+         failed_stage = CASE WHEN status IN ('uploaded', 'transcribing') THEN 'transcription' \
+         ELSE 'extraction' END, error = $1, updated_at = $2 \
+         WHERE status IN ('uploaded', 'transcribing', 'transcribed', 'extracting') \
+         AND job_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs \
+         WHERE jobs.id = sessions.job_id AND jobs.state IN ('pending', 'running', 'failed', 'done'))",
+    );
+    repaired.sessions = run(db, &sessions, now).await?;
+    let exports = format!(
+        "UPDATE exports SET status = 'failed', error = $1, updated_at = $2 \
+         WHERE status IN ('queued', 'rendering') AND {}",
+        job_is_over("exports")
+    );
+    repaired.exports = run(db, &exports, now).await?;
+    let data_exports = format!(
+        "UPDATE data_exports SET status = 'failed', error = $1, updated_at = $2 \
+         WHERE status IN ('queued', 'building') AND {}",
+        job_is_over("data_exports")
+    );
+    repaired.data_exports = run(db, &data_exports, now).await?;
+    let drafts = format!(
+        "UPDATE mission_drafts SET status = 'failed', error = $1, updated_at = $2 \
+         WHERE status IN ('queued', 'generating') AND {}",
+        job_is_over("mission_drafts")
+    );
+    repaired.drafts = run(db, &drafts, now).await?;
+    Ok(repaired)
+}
+
+async fn run(db: &Db, sql: &str, now: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .bind(ERROR)
+        .bind(now)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
