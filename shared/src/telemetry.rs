@@ -20,7 +20,9 @@ fn filter(default: &str) -> EnvFilter {
 
 /// Installs the global subscriber once; later calls (tests) are ignored.
 pub fn init(format: LogFormat) {
-    let filter = filter("info,sqlx=warn,apalis=warn,apalis_core=warn");
+    // apalis logs every restart of a worker whose queue is away (about 1,200 lines a minute
+    // while Redis was down); the runtime reports those quietly instead.
+    let filter = filter("info,sqlx=warn,apalis=warn,apalis_core=error");
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry

@@ -67,6 +67,32 @@ impl WorkerHandle {
     }
 }
 
+/// Reports apalis worker restarts (each a poll that failed, many a second while the queue is
+/// away) at most once per [`tend_shared::outage::REMINDER_EVERY`], with how many there were.
+#[derive(Default)]
+struct RestartLog {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl RestartLog {
+    fn restarted(&self, worker: &str, error: &dyn std::fmt::Debug) {
+        let mut state = self.state.lock().expect("restart log lock");
+        state.1 += 1;
+        let due = state
+            .0
+            .is_none_or(|said| said.elapsed() >= tend_shared::outage::REMINDER_EVERY);
+        if due {
+            tracing::warn!(
+                worker,
+                restarts = state.1,
+                error = ?error,
+                "queue workers restarting after errors (the queue is unreachable?)"
+            );
+            *state = (Some(std::time::Instant::now()), 0);
+        }
+    }
+}
+
 /// What the apalis handler of one queue needs.
 struct QueueWorker {
     runner: Arc<Runner>,
@@ -132,10 +158,14 @@ pub async fn start(
         env,
     });
 
+    let restarts = Arc::new(RestartLog::default());
     let mut monitor = Monitor::new()
         .shutdown_timeout(settings.shutdown_grace)
-        // A worker whose backend failed (queue unreachable) is started again.
-        .should_restart(|_, _| true);
+        // A worker whose backend failed (queue unreachable) is started again, said quietly.
+        .should_restart(move |worker, error| {
+            restarts.restarted(worker.name(), error);
+            true
+        });
     let mut served = Vec::new();
     for &queue in &settings.worker_queues {
         let slots = settings.concurrency(queue);
