@@ -511,7 +511,10 @@ impl Relay {
         let mut last_stale_check = tokio::time::Instant::now();
         let mut last_overtaken_check = tokio::time::Instant::now();
         loop {
-            let holding = recover_from.is_some_and(|t| tokio::time::Instant::now() < t);
+            // Not while the ledger is (or just was) away: a pass must see it back first, and
+            // then every worker gets a whole lease to renew.
+            let holding =
+                database.is_down() || recover_from.is_some_and(|t| tokio::time::Instant::now() < t);
             if !holding && due(&mut last_recovery, RECOVERY_INTERVAL) {
                 if let Some(leases) = &self.leases {
                     leases.renew_now().await;

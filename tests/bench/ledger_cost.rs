@@ -44,8 +44,10 @@ async fn main() {
     .await;
     let pg = db::is_postgres(&app.db);
     let now = db::now_ms();
-    // A few hundred live jobs, as a busy installation has.
+    // A few hundred live jobs and the last hour's 3,600 done ones, as a busy installation
+    // has, whatever its history.
     seed(&app.db, pg, 0, 300, "pending", now).await;
+    seed(&app.db, pg, 0, 3_600, "recent", now).await;
     println!("backend: {}", if pg { "PostgreSQL" } else { "SQLite" });
     println!(
         "| finished jobs | queue figures p50 / p99 | in-flight count | newest claimed dispatch \
@@ -99,7 +101,8 @@ async fn main() {
     }
 }
 
-/// Inserts `n` email jobs in `state`, numbered from `from`, finished over the last 14 days.
+/// Inserts `n` email jobs numbered from `from`: `pending`, `recent` (done within the last
+/// hour, one a second) or `done` (finished between an hour and 15 days ago, spread evenly).
 async fn seed(db: &db::Db, pg: bool, from: i64, n: i64, state: &str, now: i64) {
     let series = if pg {
         "SELECT g AS n FROM generate_series(1, $1) AS g"
@@ -110,9 +113,12 @@ async fn seed(db: &db::Db, pg: bool, from: i64, n: i64, state: &str, now: i64) {
     let sql = format!(
         "INSERT INTO jobs (id, kind, queue, payload, state, attempts, max_attempts, run_at, \
          dispatched_at, worker, created_at, started_at, finished_at, updated_at, claims) \
-         SELECT 'bench-' || CAST(n + $2 AS TEXT), 'send_email', 'email', '{{}}', $3, 1, 10, \
+         SELECT 'bench-' || $3 || '-' || CAST(n + $2 AS TEXT), 'send_email', 'email', '{{}}', \
+         CASE WHEN $3 = 'pending' THEN 'pending' ELSE 'done' END, 1, 10, \
          $4 - n * 1000, $4 - n * 1000, 'bench', $4 - n * 1000, $4 - n * 1000, \
-         CASE WHEN $3 = 'done' THEN $4 - (n * 1209) % 1209600000 END, $4, 1 FROM ({series}) AS s"
+         CASE WHEN $3 = 'recent' THEN $4 - n * 1000 \
+         WHEN $3 = 'done' THEN $4 - 3600000 - ((n + $2) * 7919 % 1209600) * 1000 END, $4, 1 \
+         FROM ({series}) AS s"
     );
     let mut left = n;
     let mut start = from;

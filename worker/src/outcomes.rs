@@ -15,7 +15,7 @@ use crate::retry::outcome_retry;
 /// Most jobs in one write.
 const MAX_GROUP: usize = 256;
 
-type Request = (Attempt, oneshot::Sender<bool>);
+type Request = (Attempt, oneshot::Sender<Option<bool>>);
 
 /// The handle runners use; the writer task stops once every handle is dropped.
 #[derive(Clone)]
@@ -31,15 +31,14 @@ impl DoneWriter {
         Self { tx }
     }
 
-    /// Records the attempt done; `false` when another attempt had claimed the job (the
-    /// outcome is refused) or the write failed for longer than an outcome is retried (then
-    /// the lease lapses and the job runs again: at least once).
-    pub async fn done(&self, attempt: Attempt) -> bool {
+    /// Records the attempt done: `Some(true)` once written, `Some(false)` when another attempt
+    /// had claimed the job (the outcome is refused), `None` when the write failed for longer
+    /// than an outcome is retried (then the lease lapses and the job runs again: at least
+    /// once).
+    pub async fn done(&self, attempt: Attempt) -> Option<bool> {
         let (reply, answer) = oneshot::channel();
-        if self.tx.send((attempt, reply)).is_err() {
-            return false;
-        }
-        answer.await.unwrap_or(false)
+        self.tx.send((attempt, reply)).ok()?;
+        answer.await.ok().flatten()
     }
 }
 
@@ -49,14 +48,14 @@ async fn write_groups(mut rx: mpsc::UnboundedReceiver<Request>, db: Db, relay: R
         let ids: Vec<Attempt> = group.iter().map(|(attempt, _)| attempt.clone()).collect();
         let write = || db::jobs::finish_done(&db, &ids);
         let recorded = match outcome_retry("recording finished jobs", write).await {
-            Ok(recorded) => recorded.into_iter().collect::<HashSet<_>>(),
+            Ok(recorded) => Some(recorded.into_iter().collect::<HashSet<_>>()),
             Err(err) => {
                 tracing::error!(error = %err, jobs = ids.len(), "outcomes not recorded; the leases will lapse and the jobs run again");
-                HashSet::new()
+                None
             }
         };
         for (id, reply) in group.drain(..) {
-            let _ = reply.send(recorded.contains(&id));
+            let _ = reply.send(recorded.as_ref().map(|r| r.contains(&id)));
         }
         relay.nudge();
     }

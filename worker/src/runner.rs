@@ -199,10 +199,11 @@ async fn run_job(runner: &Runner, job: JobRow) {
         let (error, delay) = match result {
             Ok(()) => {
                 runner.metrics.count(&job.kind, "done", Some(elapsed));
-                if runner.done.done(job.attempt()).await {
-                    tracing::info!(elapsed_ms, "job done");
-                } else {
-                    refused(env, &job).await;
+                match runner.done.done(job.attempt()).await {
+                    Some(true) => tracing::info!(elapsed_ms, "job done"),
+                    Some(false) => refused(env, &job).await,
+                    // Logged by the writer; the lease lapses and the job runs again.
+                    None => {}
                 }
                 runner.leases.release(&job.id);
                 return;

@@ -52,24 +52,21 @@ pub async fn resolve_stuck(db: &Db) -> sqlx::Result<Repaired> {
          WHERE jobs.id = sessions.job_id AND jobs.state IN ('pending', 'running', 'failed', 'done'))",
     );
     repaired.sessions = run(db, &sessions, now).await?;
-    let exports = format!(
-        "UPDATE exports SET status = 'failed', error = $1, updated_at = $2 \
-         WHERE status IN ('queued', 'rendering') AND {}",
-        job_is_over("exports")
-    );
-    repaired.exports = run(db, &exports, now).await?;
-    let data_exports = format!(
-        "UPDATE data_exports SET status = 'failed', error = $1, updated_at = $2 \
-         WHERE status IN ('queued', 'building') AND {}",
-        job_is_over("data_exports")
-    );
-    repaired.data_exports = run(db, &data_exports, now).await?;
-    let drafts = format!(
-        "UPDATE mission_drafts SET status = 'failed', error = $1, updated_at = $2 \
-         WHERE status IN ('queued', 'generating') AND {}",
-        job_is_over("mission_drafts")
-    );
-    repaired.drafts = run(db, &drafts, now).await?;
+    // The other subjects have one job each: any end of it that left them working is stuck.
+    let mut others = [0; 3];
+    for (count, (table, working)) in others.iter_mut().zip([
+        ("exports", "'queued', 'rendering'"),
+        ("data_exports", "'queued', 'building'"),
+        ("mission_drafts", "'queued', 'generating'"),
+    ]) {
+        let sql = format!(
+            "UPDATE {table} SET status = 'failed', error = $1, updated_at = $2 \
+             WHERE status IN ({working}) AND {}",
+            job_is_over(table)
+        );
+        *count = run(db, &sql, now).await?;
+    }
+    [repaired.exports, repaired.data_exports, repaired.drafts] = others;
     Ok(repaired)
 }
 
