@@ -2,12 +2,18 @@
 //! format that does not depend on the database it came from, so a backup of an embedded
 //! (SQLite) installation restores into PostgreSQL and the reverse.
 //!
-//! A backup is `backups/<id>/` in the object store: one JSON-lines file per table (a header
-//! line naming the columns and their kinds, then one JSON array per row, values in the order
-//! of the sorted column names) and `manifest.json` (time, schema version, and per table its
-//! row count, the SHA-256 of its file and a checksum of its rows). The row checksum is the
-//! SHA-256 of the rows' own SHA-256 digests in sorted order: it does not depend on row order
-//! or on the database, so a restore proves itself by computing it again on the target.
+//! A backup is `backups/<id>/` in the object store: one zstd-compressed JSON-lines file per
+//! table (a header line naming the columns and their kinds, then one JSON array per row,
+//! values in the order of the sorted column names) and `manifest.json` (time, schema version,
+//! and per table its row count, the SHA-256 of its stored file and a checksum of its rows).
+//! The row checksum is the sum modulo 2^256 of the rows' own SHA-256 digests: it does not
+//! depend on row order or on the database, so a restore proves itself by computing it again
+//! on the target, and it is computed in one pass with 32 bytes of state.
+//!
+//! Both directions stream: rows go from the database through the compressor to a staging file
+//! and the store, and back through the decompressor in batches, so memory does not grow with
+//! the database (`tests/bench/backup_memory.sh`). Format 1 backups (uncompressed, with the
+//! sorted-digest checksum) still restore.
 //!
 //! Recorded audio and exports live in the object store, not in the database: the backup does
 //! not copy them (see the README: bucket versioning, or a copy of `DATA_DIR/objects`).
@@ -18,6 +24,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use async_compression::tokio::{bufread::ZstdDecoder, write::ZstdEncoder};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,8 +39,12 @@ use crate::{
 
 /// Where backups live in the object store.
 pub const PREFIX: &str = "backups/";
-/// The format written into every manifest; a restore refuses others.
-pub const FORMAT: u32 = 1;
+/// The format written into every manifest. 2: zstd files, summed row checksum.
+pub const FORMAT: u32 = 2;
+/// The earliest format a restore still reads (1: plain files, sorted-digest checksum).
+const OLDEST_FORMAT: u32 = 1;
+/// Bytes read at a time when hashing a stored file.
+const HASH_CHUNK: usize = 64 * 1024;
 /// The migrations table is the schema version, not data.
 const SKIPPED_TABLES: [&str; 1] = ["_sqlx_migrations"];
 
@@ -106,8 +117,9 @@ fn manifest_key(id: &str) -> String {
     format!("{PREFIX}{id}/manifest.json")
 }
 
-fn table_key(id: &str, table: &str) -> String {
-    format!("{PREFIX}{id}/{table}.jsonl")
+fn table_key(id: &str, table: &str, format: u32) -> String {
+    let extension = if format == 1 { "jsonl" } else { "jsonl.zst" };
+    format!("{PREFIX}{id}/{table}.{extension}")
 }
 
 /// The schema version this build's migrations end at.
@@ -244,14 +256,82 @@ fn encode_row(row: &sqlx::any::AnyRow, columns: &[Column]) -> anyhow::Result<Val
     Ok(Value::Array(values))
 }
 
-/// The order-free checksum of rows, given each row's SHA-256.
-fn rows_checksum(mut digests: Vec<[u8; 32]>) -> String {
-    digests.sort_unstable();
-    let mut hasher = Sha256::new();
-    for digest in &digests {
-        hasher.update(digest);
+/// The order-free checksum of a table's rows, fed one row at a time.
+enum RowsChecksum {
+    /// Format 2: the sum of the rows' digests as 256-bit big-endian numbers, modulo 2^256
+    /// (little-endian limbs here). Constant memory.
+    Sum { limbs: [u64; 4], rows: u64 },
+    /// Format 1: the SHA-256 of the rows' digests in sorted order (32 bytes a row, kept only
+    /// to check backups taken in that format).
+    Sorted(Vec<[u8; 32]>),
+}
+
+impl RowsChecksum {
+    fn new(format: u32) -> Self {
+        if format == 1 {
+            RowsChecksum::Sorted(Vec::new())
+        } else {
+            RowsChecksum::Sum {
+                limbs: [0; 4],
+                rows: 0,
+            }
+        }
     }
-    hex::encode(hasher.finalize())
+
+    /// Adds one row, as its encoded line.
+    fn add(&mut self, line: &[u8]) {
+        let digest: [u8; 32] = Sha256::digest(line).into();
+        match self {
+            RowsChecksum::Sum { limbs, rows } => {
+                *rows += 1;
+                let mut carry = false;
+                for (i, limb) in limbs.iter_mut().enumerate() {
+                    let start = 32 - 8 * (i + 1);
+                    let part = u64::from_be_bytes(digest[start..start + 8].try_into().unwrap());
+                    let (sum, c1) = limb.overflowing_add(part);
+                    let (sum, c2) = sum.overflowing_add(u64::from(carry));
+                    *limb = sum;
+                    carry = c1 || c2;
+                }
+            }
+            RowsChecksum::Sorted(digests) => digests.push(digest),
+        }
+    }
+
+    /// The row count and the checksum, hex.
+    fn finish(self) -> (u64, String) {
+        match self {
+            RowsChecksum::Sum { limbs, rows } => {
+                let bytes: Vec<u8> = limbs.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
+                (rows, hex::encode(bytes))
+            }
+            RowsChecksum::Sorted(mut digests) => {
+                digests.sort_unstable();
+                let mut hasher = Sha256::new();
+                for digest in &digests {
+                    hasher.update(digest);
+                }
+                (digests.len() as u64, hex::encode(hasher.finalize()))
+            }
+        }
+    }
+}
+
+/// The SHA-256 (hex) and size of a local file, read in chunks.
+async fn file_sha256(path: &Path) -> anyhow::Result<(String, u64)> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; HASH_CHUNK];
+    let mut size = 0;
+    loop {
+        let n = file.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok((hex::encode(hasher.finalize()), size));
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
 }
 
 fn select_all(table: &str, columns: &[Column]) -> String {
@@ -259,20 +339,20 @@ fn select_all(table: &str, columns: &[Column]) -> String {
     format!("SELECT {} FROM \"{table}\"", list.join(", "))
 }
 
-/// Counts and checksums `table` as it is now in `conn`.
+/// Counts and checksums `table` as it is now in `conn`, the way backups of `format` do.
 async fn checksum_table(
     conn: &mut AnyConnection,
     table: &str,
     columns: &[Column],
+    format: u32,
 ) -> anyhow::Result<(u64, String)> {
     let sql = select_all(table, columns);
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *conn);
-    let mut digests = Vec::new();
+    let mut checksum = RowsChecksum::new(format);
     while let Some(row) = rows.try_next().await? {
-        let line = serde_json::to_vec(&encode_row(&row, columns)?)?;
-        digests.push(Sha256::digest(&line).into());
+        checksum.add(&serde_json::to_vec(&encode_row(&row, columns)?)?);
     }
-    Ok((digests.len() as u64, rows_checksum(digests)))
+    Ok(checksum.finish())
 }
 
 /// Takes a backup of `db` into `store`, staging each table file in `work_dir`.
@@ -302,34 +382,29 @@ pub async fn take(db: &Db, store: &ObjectStore, work_dir: &Path) -> anyhow::Resu
     let mut manifests = Vec::new();
     for table in tables(&mut tx, postgres).await? {
         let columns = columns(&mut tx, postgres, &table).await?;
-        let path = staging.path().join(format!("{table}.jsonl"));
+        let path = staging.path().join(format!("{table}.jsonl.zst"));
         let file = tokio::fs::File::create(&path).await?;
-        let mut out = BufWriter::new(file);
-        let mut file_hash = Sha256::new();
+        let mut out = ZstdEncoder::new(BufWriter::new(file));
         let header =
             serde_json::to_vec(&serde_json::json!({ "table": table, "columns": columns }))?;
-        for chunk in [header.as_slice(), b"\n"] {
-            out.write_all(chunk).await?;
-            file_hash.update(chunk);
-        }
-        let mut digests = Vec::new();
-        let mut bytes = header.len() as u64 + 1;
+        out.write_all(&header).await?;
+        out.write_all(b"\n").await?;
+        let mut checksum = RowsChecksum::new(FORMAT);
         {
             let sql = select_all(&table, &columns);
             let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
             while let Some(row) = rows.try_next().await? {
                 let line = serde_json::to_vec(&encode_row(&row, &columns)?)?;
-                digests.push(Sha256::digest(&line).into());
-                for chunk in [line.as_slice(), b"\n"] {
-                    out.write_all(chunk).await?;
-                    file_hash.update(chunk);
-                }
-                bytes += line.len() as u64 + 1;
+                checksum.add(&line);
+                out.write_all(&line).await?;
+                out.write_all(b"\n").await?;
             }
         }
-        out.flush().await?;
+        // Ends the zstd frame and flushes the file.
+        out.shutdown().await?;
         drop(out);
-        let rows = digests.len() as u64;
+        let (rows, rows_sha256) = checksum.finish();
+        let (file_sha256, bytes) = file_sha256(&path).await?;
         manifests.push((
             path,
             TableManifest {
@@ -337,8 +412,8 @@ pub async fn take(db: &Db, store: &ObjectStore, work_dir: &Path) -> anyhow::Resu
                 columns,
                 rows,
                 bytes,
-                file_sha256: hex::encode(file_hash.finalize()),
-                rows_sha256: rows_checksum(digests),
+                file_sha256,
+                rows_sha256,
             },
         ));
     }
@@ -349,8 +424,8 @@ pub async fn take(db: &Db, store: &ObjectStore, work_dir: &Path) -> anyhow::Resu
         let body = tokio_util::io::ReaderStream::new(file);
         store
             .put(
-                &table_key(&id, &table.name),
-                "application/x-ndjson",
+                &table_key(&id, &table.name, FORMAT),
+                "application/zstd",
                 body,
                 u64::MAX,
             )
@@ -418,9 +493,9 @@ pub async fn find(store: &ObjectStore, id: &str) -> anyhow::Result<Manifest> {
         .with_context(|| format!("backup {id} has no manifest"))?;
     let manifest: Manifest = serde_json::from_slice(&raw)
         .with_context(|| format!("backup {id}: unreadable manifest"))?;
-    if manifest.format != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&manifest.format) {
         bail!(
-            "backup {id} is in format {}, this build reads {FORMAT}",
+            "backup {id} is in format {}, this build reads {OLDEST_FORMAT} to {FORMAT}",
             manifest.format
         );
     }
@@ -466,13 +541,12 @@ pub async fn restore(
     let staging = tempfile::tempdir_in(work_dir)?;
     let mut files = BTreeMap::new();
     for table in &manifest.tables {
-        let path = staging.path().join(format!("{}.jsonl", table.name));
+        let path = staging.path().join(format!("{}.table", table.name));
         store
-            .download(&table_key(&id, &table.name), &path)
+            .download(&table_key(&id, &table.name, manifest.format), &path)
             .await
             .with_context(|| format!("backup {id}: the file of table {} is missing", table.name))?;
-        let bytes = tokio::fs::read(&path).await?;
-        if hex::encode(Sha256::digest(&bytes)) != table.file_sha256 {
+        if file_sha256(&path).await?.0 != table.file_sha256 {
             bail!(
                 "backup {id} is damaged: the file of table {} does not match its checksum; \
                  nothing was restored",
@@ -533,8 +607,14 @@ pub async fn restore(
         let Some(table) = by_name.get(name.as_str()) else {
             continue;
         };
-        rows += load_table(&mut tx, table, &files[&table.name]).await?;
-        let (count, checksum) = checksum_table(&mut tx, &table.name, &table.columns).await?;
+        let file = BufReader::new(tokio::fs::File::open(&files[&table.name]).await?);
+        rows += if manifest.format == 1 {
+            load_table(&mut tx, table, file).await?
+        } else {
+            load_table(&mut tx, table, BufReader::new(ZstdDecoder::new(file))).await?
+        };
+        let (count, checksum) =
+            checksum_table(&mut tx, &table.name, &table.columns, manifest.format).await?;
         if count != table.rows || checksum != table.rows_sha256 {
             bail!(
                 "table {} restored as {count} rows that do not match the backup's {} rows; \
@@ -562,14 +642,13 @@ pub async fn restore(
     })
 }
 
-/// Inserts the rows of `path` into `table`, in batches.
+/// Inserts the rows read from `file` (a table file, decompressed) into `table`, in batches.
 async fn load_table(
     conn: &mut AnyConnection,
     table: &TableManifest,
-    path: &Path,
+    file: impl tokio::io::AsyncBufRead + Unpin,
 ) -> anyhow::Result<u64> {
-    let file = tokio::fs::File::open(path).await?;
-    let mut lines = BufReader::new(file).lines();
+    let mut lines = file.lines();
     lines.next_line().await?.context("an empty table file")?;
     let per_statement = (30_000 / table.columns.len().max(1)).clamp(1, 500);
     let names: Vec<String> = table
@@ -791,10 +870,19 @@ mod tests {
 
     #[test]
     fn row_checksums_ignore_order() {
-        let a: [u8; 32] = Sha256::digest(b"a").into();
-        let b: [u8; 32] = Sha256::digest(b"b").into();
-        assert_eq!(rows_checksum(vec![a, b]), rows_checksum(vec![b, a]));
-        assert_ne!(rows_checksum(vec![a]), rows_checksum(vec![a, b]));
+        for format in [1, 2] {
+            let of = |rows: &[&[u8]]| {
+                let mut checksum = RowsChecksum::new(format);
+                for row in rows {
+                    checksum.add(row);
+                }
+                checksum.finish()
+            };
+            assert_eq!(of(&[b"a", b"b"]), of(&[b"b", b"a"]));
+            assert_ne!(of(&[b"a"]).1, of(&[b"a", b"b"]).1);
+            // A repeated row counts: a multiset, not a set.
+            assert_ne!(of(&[b"a", b"a", b"b"]).1, of(&[b"b"]).1);
+        }
     }
 
     #[test]

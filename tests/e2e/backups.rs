@@ -159,14 +159,14 @@ async fn a_backup_restores_into_a_fresh_database_row_for_row_and_a_damaged_one_i
     assert_eq!(forced.rows, manifest.total_rows());
 
     // One flipped byte in a table file: refused with a clear reason, the target stays empty.
-    let key = format!("backups/{}/patients.jsonl", manifest.id);
+    let key = format!("backups/{}/patients.jsonl.zst", manifest.id);
     let mut bytes = store.read(&key).await.unwrap().to_vec();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
     store
         .put(
             &key,
-            "application/x-ndjson",
+            "application/zstd",
             futures::stream::iter([Ok(bytes::Bytes::from(bytes))]),
             u64::MAX,
         )
