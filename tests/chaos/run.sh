@@ -237,8 +237,8 @@ ups = [float(x) for x in open(sys.argv[3])]
 counts = {"503": 0, "500": 0, "000": 0, "other": 0}
 for line in open(sys.argv[1]):
     t, code, _ = line.split()
-    # A request sent up to 10 s (its timeout) before the stop may be answered in the outage.
-    if any(d - 10 <= float(t) <= u for d, u in zip(downs, ups)):
+    # Logged when the answer came: answers that came while the database was away.
+    if any(d <= float(t) <= u for d, u in zip(downs, ups)):
         counts[code if code in counts else "other"] += 1
 print(counts["503"], counts["500"], counts["000"], counts["other"])
 PY
@@ -252,6 +252,10 @@ attempt_rows=$(sql "SELECT string_agg(outcome || '=' || n, ' ' ORDER BY outcome)
 stuck_sql="SELECT (SELECT COUNT(*) FROM jobs WHERE state NOT IN ('done', 'dead') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM sessions WHERE status IN ('uploaded', 'transcribing', 'transcribed', 'extracting') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM exports WHERE status IN ('queued', 'rendering') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM data_exports WHERE status IN ('queued', 'building') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM mission_drafts WHERE status IN ('queued', 'generating') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000)"
 stuck=$(sql "$stuck_sql")
 log_lines=$(cat "$tmp"/worker*.log | wc -l)
+codes=$(awk '{print $2}' "$tmp/clients.log" | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}')
+# What the workers said most (the message, without time and fields).
+top_lines=$(sed -e 's/\x1b\[[0-9;]*m//g' "$tmp"/worker*.log | sed -E 's/^[^ ]+ +[A-Z]+ +//; s/ [a-z_]+=.*//' \
+  | sort | uniq -c | sort -rn | head -5)
 
 echo
 echo "| guarantee | measured | goal |"
@@ -265,9 +269,13 @@ echo "| mail duplicates | $duplicates | at least once |"
 echo "| duplicates under another Message-ID | $dup_ids | 0 |"
 echo "| API answers while PostgreSQL was away: 503 / 500 / no answer in 10 s / other | $outage_503 / $outage_500 / $outage_hang / $outage_other | no 500, no hang |"
 echo "| API 500s in the whole run | $all_500 | 0 |"
+echo "| API answers in the whole run, by status | $codes | |"
 echo "| attempts in job_attempts by outcome | $attempt_rows | every attempt a row |"
 echo "| worker log lines in the whole run | $log_lines | quiet |"
 echo "| longest stall | $(printf '%.1f s' "$(cat "$tmp/longest_stall" 2>/dev/null || echo 0)") | |"
+echo
+echo "most frequent worker log lines:"
+echo "$top_lines"
 echo
 echo "stuck query: $stuck_sql"
 

@@ -103,6 +103,16 @@ impl Leases {
         self.held.lock().expect("leases lock").len()
     }
 
+    /// Renews unless a renewal reached the database less than a quarter of the lease ago (the
+    /// relay asks before each recovery pass; after a freeze the last renewal is old, so it
+    /// renews then).
+    pub async fn renew_if_stale(&self) {
+        let last = *self.last_renewed.lock().expect("leases lock");
+        if last.elapsed() >= self.lease / 4 {
+            self.renew().await;
+        }
+    }
+
     /// Renews every lease now, cancelling what was lost; when the database stays out of reach
     /// until the leases would lapse, cancels every handler.
     pub async fn renew(&self) {
@@ -189,6 +199,6 @@ impl Leases {
 
 impl LeaseHolder for Leases {
     fn renew_now(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.renew())
+        Box::pin(self.renew_if_stale())
     }
 }

@@ -217,6 +217,13 @@ pub async fn kill(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
 
 /// Deletes a finished (done or dead) job and its history. False if it is not finished.
 pub async fn delete_finished(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
+    sqlx::query(
+        "DELETE FROM job_attempts WHERE job_id = $1 AND EXISTS \
+         (SELECT 1 FROM jobs WHERE id = $1 AND state IN ('done', 'dead'))",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state IN ('done', 'dead')")
         .bind(id)
         .execute(conn)

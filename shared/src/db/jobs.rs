@@ -139,7 +139,7 @@ pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<JobRow>> {
 }
 
 /// Jobs handed to the queue but not yet started: what the relay keeps bounded.
-pub async fn in_flight(db: &Db, queue: &str) -> sqlx::Result<i64> {
+pub async fn in_flight(db: impl sqlx::AnyExecutor<'_>, queue: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state IN ('pending', 'failed') \
          AND dispatched_at IS NOT NULL",
@@ -147,6 +147,38 @@ pub async fn in_flight(db: &Db, queue: &str) -> sqlx::Result<i64> {
     .bind(queue)
     .fetch_one(db)
     .await
+}
+
+/// Which of `queues` have due jobs not yet dispatched and room in the transport (fewer than
+/// `max_in_flight` in it), read from the `jobs_dispatch` index in one statement. A relay pass
+/// opens the locked take of [`take_for_dispatch`] only for those: the take sorts every due job
+/// of its queue (tens of milliseconds during a burst of 20,000), and while the transport is
+/// full it could take nothing anyway. Unlocked, so only a hint: the take itself holds the bound.
+pub async fn queues_to_feed(
+    db: &Db,
+    queues: &[&'static str],
+    max_in_flight: i64,
+    now: i64,
+) -> sqlx::Result<Vec<String>> {
+    if queues.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<String> = (0..queues.len()).map(|i| format!("(${})", i + 3)).collect();
+    let sql = format!(
+        "SELECT column1 FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM jobs \
+         WHERE jobs.queue = v.column1 AND state IN ('pending', 'failed') \
+         AND dispatched_at IS NULL AND run_at <= $1) \
+         AND (SELECT COUNT(*) FROM jobs WHERE jobs.queue = v.column1 \
+              AND state IN ('pending', 'failed') AND dispatched_at IS NOT NULL) < $2",
+        values.join(", ")
+    );
+    let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(max_in_flight);
+    for queue in queues {
+        query = query.bind(*queue);
+    }
+    query.fetch_all(db).await
 }
 
 /// Marks up to `limit` due, undispatched jobs of `queue` as dispatched, never more than leaves
@@ -162,40 +194,60 @@ pub async fn take_for_dispatch(
 ) -> sqlx::Result<Vec<String>> {
     let now = now_ms();
     let pg = super::is_postgres(db);
+    // PostgreSQL counts the room once, under the lock, and binds it as `$3`; SQLite counts it
+    // inside the one statement (`$3` the limit, `$4` the bound).
     let room = if pg {
-        "(SELECT GREATEST(0, LEAST($3, $4 - COUNT(*))) FROM jobs WHERE queue = $1 \
-         AND state IN ('pending', 'failed') AND dispatched_at IS NOT NULL)"
+        "$3"
     } else {
         "(SELECT max(0, min($3, $4 - COUNT(*))) FROM jobs WHERE queue = $1 \
          AND state IN ('pending', 'failed') AND dispatched_at IS NOT NULL)"
     };
-    // Rows another relay or a hand-over is taking are skipped, never waited for. A killed job
-    // is dispatched even while its queue is paused, so that a worker buries it.
+    // The due jobs in `run_at` order, per state straight from the `jobs_dispatch` index
+    // (queue, state, dispatched_at, run_at): ordering by `dispatched_at, run_at` (all NULL
+    // here) lets the planner walk the index and stop at the limit, where `ORDER BY run_at`
+    // over both states read and sorted every due job (24 ms a pass during a burst of 20,000,
+    // measured with pg_stat_statements). A killed job is dispatched even while its queue is
+    // paused, so that a worker buries it.
+    let due = |state: &str, alias: &str| {
+        format!(
+            "SELECT id, run_at FROM (SELECT id, run_at FROM jobs WHERE queue = $1 \
+             AND state = '{state}' AND dispatched_at IS NULL AND run_at <= $2 \
+             AND (killed_at IS NOT NULL OR \
+                  NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $1)) \
+             ORDER BY dispatched_at, run_at LIMIT {room}) AS {alias}"
+        )
+    };
+    let candidates = format!(
+        "SELECT id FROM ({} UNION ALL {}) AS due ORDER BY run_at LIMIT {room}",
+        due("pending", "p"),
+        due("failed", "f")
+    );
+    // Rows another relay or a hand-over is taking are skipped, never waited for.
+    let select = if pg {
+        format!("SELECT id FROM jobs WHERE id = ANY(ARRAY({candidates}))")
+    } else {
+        candidates
+    };
     let sql = format!(
         "UPDATE jobs SET dispatched_at = $2, updated_at = $2 WHERE {} \
          AND dispatched_at IS NULL RETURNING id",
-        picked(
-            db,
-            &format!(
-                "SELECT id FROM jobs WHERE queue = $1 AND state IN ('pending', 'failed') \
-                 AND dispatched_at IS NULL AND run_at <= $2 AND (killed_at IS NOT NULL OR \
-                 NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $1)) \
-                 ORDER BY run_at LIMIT {room}"
-            ),
-            Lock::Skip
-        )
+        picked(db, &select, Lock::Skip)
     );
     let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(queue)
-        .bind(now)
-        .bind(limit)
-        .bind(max_in_flight);
+        .bind(now);
     if !pg {
-        return query.fetch_all(db).await;
+        return query.bind(limit).bind(max_in_flight).fetch_all(db).await;
     }
     let mut tx = db.begin().await?;
     lock_dispatch(&mut tx, queue).await?;
-    let ids = query.fetch_all(&mut *tx).await?;
+    // A new snapshot after the lock: it sees every dispatch committed before it.
+    let room = (max_in_flight - in_flight(&mut *tx, queue).await?).min(limit);
+    let ids = if room > 0 {
+        query.bind(room).fetch_all(&mut *tx).await?
+    } else {
+        Vec::new()
+    };
     tx.commit().await?;
     Ok(ids)
 }
@@ -858,6 +910,13 @@ pub async fn redispatch_overtaken(
 
 /// Deletes finished jobs older than the cut-off (done only; dead jobs stay for admins).
 pub async fn prune_done(conn: &mut AnyConnection, finished_before: i64) -> sqlx::Result<u64> {
+    sqlx::query(
+        "DELETE FROM job_attempts WHERE job_id IN \
+         (SELECT id FROM jobs WHERE state = 'done' AND finished_at < $1)",
+    )
+    .bind(finished_before)
+    .execute(&mut *conn)
+    .await?;
     let done = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND finished_at < $1")
         .bind(finished_before)
         .execute(&mut *conn)
