@@ -317,6 +317,27 @@ impl RowsChecksum {
     }
 }
 
+/// One table of a backup as JSON-lines text (decompressed): for checks and tools that read a
+/// backup without restoring it.
+pub async fn table_text(
+    store: &ObjectStore,
+    manifest: &Manifest,
+    table: &str,
+) -> anyhow::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let bytes = store
+        .read(&table_key(&manifest.id, table, manifest.format))
+        .await?;
+    if manifest.format == 1 {
+        return Ok(String::from_utf8(bytes.to_vec())?);
+    }
+    let mut text = String::new();
+    ZstdDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .await?;
+    Ok(text)
+}
+
 /// The SHA-256 (hex) and size of a local file, read in chunks.
 async fn file_sha256(path: &Path) -> anyhow::Result<(String, u64)> {
     use tokio::io::AsyncReadExt;

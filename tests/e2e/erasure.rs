@@ -70,14 +70,9 @@ async fn an_erased_practitioner_leaves_nothing_but_a_pseudonymous_trail() {
         .await
         .unwrap();
     for table in &manifest.tables {
-        let text = String::from_utf8(
-            store
-                .read(&format!("backups/{}/{}.jsonl", manifest.id, table.name))
-                .await
-                .unwrap()
-                .to_vec(),
-        )
-        .unwrap();
+        let text = backup::table_text(&store, &manifest, &table.name)
+            .await
+            .unwrap();
         for needle in [user.email.as_str(), "Hélène Françoise"] {
             assert!(!text.contains(needle), "{needle} is left in {}", table.name);
         }
