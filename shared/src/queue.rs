@@ -198,10 +198,12 @@ impl Transport {
             return;
         };
         let channel = self.wake_channel();
+        let outage = Outage::new("queue", "wake-up listener");
         while !shutdown.is_cancelled() {
             let listened = async {
                 let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(&channel).await?;
+                outage.recovered();
                 let mut messages = pubsub.on_message();
                 while let Some(message) = messages.next().await {
                     let name: String = message.get_payload()?;
@@ -214,8 +216,9 @@ impl Transport {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 result = listened => {
-                    if let Err(err) = result {
-                        tracing::warn!(error = %err, "wake-up channel lost; reconnecting");
+                    match result {
+                        Err(err) => outage.failed(&err),
+                        Ok(()) => outage.failed(&"the wake-up channel closed"),
                     }
                     // Wakes only speed things up: polling carries on meanwhile.
                     tokio::time::sleep(Duration::from_secs(1)).await;
