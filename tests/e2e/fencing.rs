@@ -315,7 +315,7 @@ async fn a_dead_hook_that_fails_leaves_its_subject_failed_by_the_repair_pass_and
 
 #[tokio::test]
 async fn outcomes_present_their_attempt() {
-    // The fence is the job's claim count, never reset by an admin's retry.
+    // The fence is the job's claim count: a claim number the job never reached is refused.
     let app = spawn_api_only().await;
     let ids = enqueue(&app, 1).await;
     let job = db::jobs::claim(&app.db, &ids, "w", 60_000).await.unwrap()[0].clone();

@@ -150,7 +150,13 @@ pub async fn start(
         instance.clone(),
     )?);
     let leases = Arc::new(Leases::new(db.clone(), settings.job_lease));
-    let db_for_repair = db.clone();
+    // The repair pass, once per start: whatever a crash or a failed dead hook left stuck.
+    let repair_db = db.clone();
+    tokio::spawn(async move {
+        if let Err(err) = crate::jobs::cleanup::resolve_stuck(&repair_db).await {
+            tracing::warn!(error = %err, "the repair pass at start failed; the daily cleanup runs it again");
+        }
+    });
     let runner = Arc::new(Runner {
         done: DoneWriter::start(db.clone(), env.relay.clone()),
         leases: leases.clone(),
@@ -252,13 +258,6 @@ pub async fn start(
             drained.clone(),
         )),
     ];
-    // The repair pass, once per start: whatever a crash or a failed dead hook left stuck.
-    let repair_db = db_for_repair;
-    tokio::spawn(async move {
-        if let Err(err) = crate::jobs::cleanup::resolve_stuck(&repair_db).await {
-            tracing::warn!(error = %err, "the repair pass at start failed; the daily cleanup runs it again");
-        }
-    });
     tracing::info!(%instance, queues = %served.join(","), "workers started");
     Ok(WorkerHandle {
         monitor,

@@ -428,12 +428,24 @@ impl Outcome<'_> {
     }
 }
 
-/// What the ledger knew of an attempt when its outcome was recorded.
-#[derive(Debug, FromRow)]
-struct Ran {
+/// An attempt as the ledger knew it when it ended: what its history row records.
+#[derive(Debug, Clone, FromRow)]
+struct Ended {
+    id: String,
+    claims: i64,
+    /// Which attempt of the job's count it was.
     attempts: i64,
     worker: Option<String>,
     started_at: Option<i64>,
+}
+
+impl Ended {
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            job_id: self.id.clone(),
+            claim: self.claims,
+        }
+    }
 }
 
 /// Records the end of a failed attempt in the caller's transaction, if the attempt is still
@@ -448,10 +460,10 @@ pub async fn finish(
     let now = now_ms();
     // Only the latest attempt may end the job; a hand-back without a new claim keeps it so.
     let held = "id = $1 AND claims = $2 AND state IN ('running', 'pending')";
-    let returning = "RETURNING attempts, worker, started_at";
+    let returning = "RETURNING id, claims, attempts, worker, started_at";
     let query = match outcome {
         Outcome::RetryAt { error, run_at } => {
-            sqlx::query_as::<_, Ran>(sqlx::AssertSqlSafe(format!(
+            sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET state = 'failed', finished_at = $3, updated_at = $3, \
                  lease_until = NULL, dispatched_at = NULL, last_error = $4, run_at = $5 \
                  WHERE {held} {returning}"
@@ -462,7 +474,7 @@ pub async fn finish(
             .bind(error)
             .bind(run_at)
         }
-        Outcome::Dead { error } => sqlx::query_as::<_, Ran>(sqlx::AssertSqlSafe(format!(
+        Outcome::Dead { error } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
              lease_until = NULL, last_error = $4 WHERE {held} {returning}"
         )))
@@ -470,7 +482,7 @@ pub async fn finish(
         .bind(attempt.claim)
         .bind(now)
         .bind(error),
-        Outcome::Lost { error } => sqlx::query_as::<_, Ran>(sqlx::AssertSqlSafe(format!(
+        Outcome::Lost { error } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
              lease_until = NULL, last_error = $4, attempts = max_attempts WHERE {held} {returning}"
         )))
@@ -478,7 +490,7 @@ pub async fn finish(
         .bind(attempt.claim)
         .bind(now)
         .bind(error),
-        Outcome::Killed { error, ran } => sqlx::query_as::<_, Ran>(sqlx::AssertSqlSafe(format!(
+        Outcome::Killed { error, ran } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
              lease_until = NULL, last_error = $4, attempts = attempts - $5 WHERE {held} {returning}"
         )))
@@ -488,19 +500,11 @@ pub async fn finish(
         .bind(error)
         .bind(i64::from(!ran)),
     };
-    let Some(ran) = query.fetch_optional(&mut *conn).await? else {
+    let Some(ended) = query.fetch_optional(&mut *conn).await? else {
         return Ok(false);
     };
     if outcome.ran() {
-        write_attempt(
-            conn,
-            attempt,
-            &ran,
-            now,
-            outcome.name(),
-            Some(outcome.error()),
-        )
-        .await?;
+        write_attempt(conn, &ended, now, outcome.name(), Some(outcome.error())).await?;
     }
     Ok(true)
 }
@@ -508,8 +512,7 @@ pub async fn finish(
 /// Writes (or rewrites) the history row of one attempt.
 async fn write_attempt(
     conn: &mut AnyConnection,
-    attempt: &Attempt,
-    ran: &Ran,
+    ended: &Ended,
     finished_at: i64,
     outcome: &str,
     error: Option<&str>,
@@ -520,11 +523,11 @@ async fn write_attempt(
          ON CONFLICT (job_id, claim) DO UPDATE SET finished_at = excluded.finished_at, \
          outcome = excluded.outcome, error = excluded.error",
     )
-    .bind(&attempt.job_id)
-    .bind(attempt.claim)
-    .bind(ran.attempts)
-    .bind(ran.worker.as_deref())
-    .bind(ran.started_at.unwrap_or(finished_at))
+    .bind(&ended.id)
+    .bind(ended.claims)
+    .bind(ended.attempts)
+    .bind(ended.worker.as_deref())
+    .bind(ended.started_at.unwrap_or(finished_at))
     .bind(finished_at)
     .bind(outcome)
     .bind(error)
@@ -536,21 +539,15 @@ async fn write_attempt(
 /// Records an attempt whose outcome came too late: another attempt holds the job (or it was
 /// killed meanwhile), so its result was discarded. `job` is the row as the attempt claimed it.
 pub async fn record_refused(db: &Db, job: &JobRow, why: &str) -> sqlx::Result<()> {
-    let ran = Ran {
+    let ended = Ended {
+        id: job.id.clone(),
+        claims: job.claims,
         attempts: job.attempts,
         worker: job.worker.clone(),
         started_at: job.started_at,
     };
     let mut conn = db.acquire().await?;
-    write_attempt(
-        &mut conn,
-        &job.attempt(),
-        &ran,
-        now_ms(),
-        "refused",
-        Some(why),
-    )
-    .await
+    write_attempt(&mut conn, &ended, now_ms(), "refused", Some(why)).await
 }
 
 /// Records many finished attempts at once (the worker's outcome writer groups them), each
@@ -579,38 +576,13 @@ pub async fn finish_done(db: &Db, attempts: &[Attempt]) -> sqlx::Result<Vec<Atte
         return Ok(rows.into_iter().map(Attempt::from).collect());
     }
     let mut tx = db.begin().await?;
-    let query = sqlx::query_as::<_, DoneRow>(sqlx::AssertSqlSafe(update)).bind(now);
+    let query = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(update)).bind(now);
     let rows = bind_attempts(query, attempts).fetch_all(&mut *tx).await?;
     for row in &rows {
-        let ran = Ran {
-            attempts: row.attempts,
-            worker: row.worker.clone(),
-            started_at: row.started_at,
-        };
-        let attempt = Attempt {
-            job_id: row.id.clone(),
-            claim: row.claims,
-        };
-        write_attempt(&mut tx, &attempt, &ran, now, "done", None).await?;
+        write_attempt(&mut tx, row, now, "done", None).await?;
     }
     tx.commit().await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Attempt {
-            job_id: row.id,
-            claim: row.claims,
-        })
-        .collect())
-}
-
-/// A row [`finish_done`] recorded.
-#[derive(FromRow)]
-struct DoneRow {
-    id: String,
-    claims: i64,
-    attempts: i64,
-    worker: Option<String>,
-    started_at: Option<i64>,
+    Ok(rows.iter().map(Ended::attempt).collect())
 }
 
 /// Gives running jobs whose lease lapsed (their worker died or froze) back to the queue, each
@@ -645,37 +617,16 @@ pub async fn recover_expired_leases(db: &Db) -> sqlx::Result<u64> {
             .map(|n| n as u64);
     }
     let mut tx = db.begin().await?;
-    let rows = sqlx::query_as::<_, DoneRow>(sqlx::AssertSqlSafe(update))
+    let rows = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(update))
         .bind(now)
         .bind(error)
         .fetch_all(&mut *tx)
         .await?;
     for row in &rows {
-        write_lost(&mut tx, row, row.attempts, now, "lost", error).await?;
+        write_attempt(&mut tx, row, now, "lost", Some(error)).await?;
     }
     tx.commit().await?;
     Ok(rows.len() as u64)
-}
-
-/// A history row for an attempt that ended without an outcome of its own (lost, cut).
-async fn write_lost(
-    conn: &mut AnyConnection,
-    row: &DoneRow,
-    attempt_no: i64,
-    now: i64,
-    outcome: &str,
-    error: &str,
-) -> sqlx::Result<()> {
-    let ran = Ran {
-        attempts: attempt_no,
-        worker: row.worker.clone(),
-        started_at: row.started_at,
-    };
-    let attempt = Attempt {
-        job_id: row.id.clone(),
-        claim: row.claims,
-    };
-    write_attempt(conn, &attempt, &ran, now, outcome, Some(error)).await
 }
 
 /// Hands back the attempts a shutting-down worker cut at the end of its grace period, so they
@@ -694,13 +645,17 @@ pub async fn hand_back(db: &Db, attempts: &[Attempt]) -> sqlx::Result<u64> {
         fenced(db, 3, attempts.len())
     );
     let mut tx = db.begin().await?;
-    let query = sqlx::query_as::<_, DoneRow>(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(error);
     let rows = bind_attempts(query, attempts).fetch_all(&mut *tx).await?;
     for row in &rows {
         // The history counts the attempt that was cut, not the count it was given back to.
-        write_lost(&mut tx, row, row.attempts + 1, now, "cut", error).await?;
+        let cut = Ended {
+            attempts: row.attempts + 1,
+            ..row.clone()
+        };
+        write_attempt(&mut tx, &cut, now, "cut", Some(error)).await?;
     }
     tx.commit().await?;
     Ok(rows.len() as u64)
