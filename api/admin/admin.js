@@ -73,6 +73,17 @@
     }
   }
 
+  // A queue's dead jobs come back through a job of their own: follow it.
+  async function retryDead(queue) {
+    try {
+      const started = await api("POST", "/admin/queues/" + queue + "/retry-dead");
+      say("Retrying the dead jobs of " + queue + ".");
+      await showJob(started.job_id);
+    } catch (error) {
+      say(error.message, true);
+    }
+  }
+
   // --- views ---
   const views = {
     async queues() {
@@ -93,8 +104,7 @@
               "/admin/queues/" + q.name + (q.paused ? "/resume" : "/pause"), show) },
               q.paused ? "Resume" : "Pause"),
             " ",
-            el("button", { class: "quiet", onclick: () => act("POST",
-              "/admin/queues/" + q.name + "/retry-dead", show) }, "Retry dead"))));
+            el("button", { class: "quiet", onclick: () => retryDead(q.name) }, "Retry dead"))));
       return [el("h1", {}, "Queues"),
         table(["Queue", "State", "Due", "Scheduled", "Running", "Dead", "Done (1 h)",
           "Per minute (1/5/15 min)", "Oldest due", "Run time p50 / p95",
@@ -198,7 +208,7 @@
         el("td", {}, when(a.started_at)), el("td", {}, when(a.finished_at)),
         el("td", { class: "error-text" }, a.error || "")));
       const again = () => showJob(id);
-      view.replaceChildren(
+      view.replaceChildren(...[
         el("h1", {}, "Job " + j.kind),
         el("p", {}, stateBadge(j.state), " ", j.id, " on ", j.queue,
           ", attempts ", j.attempts, " / ", j.max_attempts, j.killed ? " (being killed)" : ""),
@@ -214,10 +224,14 @@
           el("button", { class: "quiet", onclick: () => act("DELETE", "/admin/jobs/" + id, () => select("jobs")) }, "Delete"),
           " ",
           el("button", { class: "quiet", onclick: () => select("jobs") }, "Back to jobs")),
+        detail.report ? el("h2", {}, "Report") : null,
+        detail.report ? table(["What", "Items", "Bytes"], detail.report.categories.map((c) =>
+          el("tr", {}, el("td", {}, c.category), el("td", {}, c.items),
+            el("td", {}, c.bytes == null ? "" : c.bytes)))) : null,
         el("h2", {}, "Attempts"),
         table(["#", "Outcome", "Worker", "Started", "Finished", "Error"], attempts),
         el("h2", {}, "Payload (ids only)"),
-        el("pre", {}, JSON.stringify(detail.payload, null, 2)));
+        el("pre", {}, JSON.stringify(detail.payload, null, 2))].filter(Boolean));
       timer = setTimeout(() => { if (current === "job") showJob(id); }, REFRESH_MS);
     } catch (error) {
       say(error.message, true);

@@ -603,8 +603,7 @@ impl Relay {
     /// side by side in many processes never overfill the transport together.
     pub async fn pass(&self) -> Result<usize, PassError> {
         let names = Queue::ALL.map(Queue::as_str);
-        let waiting =
-            db::jobs::queues_to_feed(&self.db, &names, self.max_in_flight, db::now_ms()).await?;
+        let waiting = db::jobs::queues_to_feed(&self.db, &names, db::now_ms()).await?;
         let mut moved = 0;
         for queue in Queue::ALL {
             if !waiting.iter().any(|name| name == queue.as_str()) {

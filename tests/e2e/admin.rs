@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tend_shared::jobs::JobOrigin;
 use tend_tests::{
     PASSWORD, TestApp, eventually, fake_openai::FakeOpenAi, fake_openai::Reply, problem, spawn_app,
     spawn_app_with_env, unique_email,
 };
+use tend_worker::jobs::email::{EmailTemplate, SendEmail};
 
 /// An admin account, signed in: its access token.
 async fn admin(app: &TestApp) -> String {
@@ -433,7 +435,7 @@ async fn a_paused_queue_hands_out_nothing_and_a_waiting_job_can_be_killed() {
 }
 
 #[tokio::test]
-async fn retry_all_dead_brings_a_queues_dead_jobs_back() {
+async fn retry_all_dead_brings_a_queues_dead_jobs_back_as_a_job() {
     let app = spawn_app().await;
     let token = admin(&app).await;
     let email = unique_email();
@@ -443,25 +445,91 @@ async fn retry_all_dead_brings_a_queues_dead_jobs_back() {
         .unwrap()
         .to_owned();
     wait_for_job_state(&app, &token, &id, "done").await;
-    // A mail job that died (its recipient's address was briefly undeliverable).
+    // A mail job that died (its recipient's address was briefly undeliverable)...
     sqlx::query("UPDATE jobs SET state = 'dead', last_error = 'SMTP refused' WHERE id = $1")
         .bind(&id)
         .execute(&app.db)
         .await
         .unwrap();
-    let retried = json_of(
+    // ...and more dead beside it than one batch holds (mail for accounts since deleted:
+    // nothing to send, so they finish at once).
+    let mut tx = app.job_tx().await;
+    let mut others = Vec::new();
+    for _ in 0..1_200 {
+        let payload = SendEmail {
+            user_id: uuid::Uuid::now_v7(),
+            template: EmailTemplate::PasswordChanged,
+            subject_id: None,
+        };
+        others.push(
+            tx.enqueue(&payload, &JobOrigin::default())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let listed = others
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE jobs SET state = 'dead', finished_at = created_at, last_error = 'SMTP refused' \
+         WHERE id IN ({listed})"
+    )))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let started = json_of(
         app.post_empty("/api/v1/admin/queues/email/retry-dead", &token)
             .await,
-        200,
+        202,
     )
     .await;
-    assert_eq!(retried["retried"], 1);
+    assert_eq!(started["queue"], "email");
+    let runner = started["job_id"].as_str().unwrap();
+    let ran = wait_for_job_state(&app, &token, runner, "done").await;
+    let count = |category: &str| {
+        ran["report"]["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["category"] == category)
+            .map(|c| c["items"].clone())
+    };
+    assert_eq!(count("retried"), Some(json!(1_201)), "{ran}");
+    assert_eq!(count("left_dead"), Some(json!(0)), "{ran}");
     wait_for_job_state(&app, &token, &id, "done").await;
     eventually("the mail again", Duration::from_secs(20), || async {
         Ok(app.mails_to(&email).len() >= 2)
     })
     .await
     .unwrap();
+    eventually(
+        "every retried job done",
+        Duration::from_secs(60),
+        || async {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE kind = 'send_email' AND state <> 'done'",
+            )
+            .fetch_one(&app.db)
+            .await?;
+            Ok(left == 0)
+        },
+    )
+    .await
+    .unwrap();
+    // A second run finds nothing left, and says so.
+    let again = json_of(
+        app.post_empty("/api/v1/admin/queues/email/retry-dead", &token)
+            .await,
+        202,
+    )
+    .await;
+    let ran = wait_for_job_state(&app, &token, again["job_id"].as_str().unwrap(), "done").await;
+    assert_eq!(ran["report"]["categories"][0]["items"], 0, "{ran}");
 }
 
 #[tokio::test]

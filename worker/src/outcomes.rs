@@ -1,8 +1,9 @@
 //! Records finished jobs in groups: while one write is in flight, the jobs that finish meanwhile
-//! queue up and go in the next single statement (a group commit). Under load a write covers
-//! dozens of jobs; when idle, a job is written alone at once, so nothing waits on a timer.
+//! queue up and go in the next single statement (a group commit). Under a steady stream the
+//! writer also lingers a moment before each write, so one statement covers more jobs; when
+//! idle, a job is written alone at once.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use tend_shared::{
     db::{self, Db, jobs::Attempt},
@@ -14,6 +15,11 @@ use crate::retry::outcome_retry;
 
 /// Most jobs in one write.
 const MAX_GROUP: usize = 256;
+/// A write that starts this soon after the previous one ended is part of a stream...
+const STREAM: Duration = Duration::from_millis(20);
+/// ...and waits this long for more jobs before it goes (statements, not rows, are what the
+/// ledger pays for: a group of one cost 2.3 ms during a burst, a group of six 2.9 ms).
+const LINGER: Duration = Duration::from_millis(3);
 
 type Request = (Attempt, oneshot::Sender<Option<bool>>);
 
@@ -44,7 +50,19 @@ impl DoneWriter {
 
 async fn write_groups(mut rx: mpsc::UnboundedReceiver<Request>, db: Db, relay: Relay) {
     let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
+    let mut last_write = None::<tokio::time::Instant>;
     while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        if last_write.is_some_and(|t| t.elapsed() < STREAM) {
+            let linger = tokio::time::sleep(LINGER);
+            tokio::pin!(linger);
+            while group.len() < MAX_GROUP {
+                let room = MAX_GROUP - group.len();
+                tokio::select! {
+                    _ = &mut linger => break,
+                    got = rx.recv_many(&mut group, room) => if got == 0 { break },
+                }
+            }
+        }
         let ids: Vec<Attempt> = group.iter().map(|(attempt, _)| attempt.clone()).collect();
         let write = || db::jobs::finish_done(&db, &ids);
         let recorded = match outcome_retry("recording finished jobs", write).await {
@@ -58,5 +76,6 @@ async fn write_groups(mut rx: mpsc::UnboundedReceiver<Request>, db: Db, relay: R
             let _ = reply.send(recorded.as_ref().map(|r| r.contains(&id)));
         }
         relay.nudge();
+        last_write = Some(tokio::time::Instant::now());
     }
 }

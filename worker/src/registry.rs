@@ -12,7 +12,7 @@ use crate::{
         account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
         data_export::DataExport, draft_mission::DraftMission, email::SendEmail,
         erase_account::EraseAccount, extract::ExtractNotes, invitation::SendInvitation,
-        render_export::RenderExport, transcribe::TranscribeSession,
+        render_export::RenderExport, retry_dead::RetryDeadJobs, transcribe::TranscribeSession,
         weekly_snapshots::WeeklySnapshots,
     },
 };
@@ -32,6 +32,7 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<RenderExport>(),
     Kind::of::<DraftMission>(),
     Kind::of::<DataExport>(),
+    Kind::of::<RetryDeadJobs>(),
 ];
 
 /// A job kind with its type erased, as the runner uses it.

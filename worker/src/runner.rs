@@ -24,7 +24,7 @@ use tend_shared::{
     },
     jobs::{JobError, JobTx},
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
 use crate::{
@@ -125,13 +125,13 @@ pub async fn run_delivery(runner: Arc<Runner>, slots: Arc<Semaphore>, job_ids: V
         // Held from the claim, so renewals cover a job that waits for a slot.
         let cancel = runner.leases.hold(job.attempt());
         async move {
-            let Ok(_slot) = slots.acquire().await else {
+            let Ok(slot) = slots.acquire().await else {
                 return;
             };
             let stopped = job.clone();
             tokio::select! {
                 biased;
-                _ = run_job(&runner, job) => {}
+                _ = run_job(&runner, job, slot) => {}
                 _ = cancel.cancelled() => bury_if_killed(&runner, &stopped).await,
             }
         }
@@ -139,8 +139,11 @@ pub async fn run_delivery(runner: Arc<Runner>, slots: Arc<Semaphore>, job_ids: V
     futures::future::join_all(runs).await;
 }
 
-/// Runs one claimed job and records its outcome.
-async fn run_job(runner: &Runner, job: JobRow) {
+/// Runs one claimed job in its queue's `slot` and records its outcome. The slot is given up
+/// as soon as the handler returns: the outcome's write is bookkeeping (grouped with other
+/// jobs' by the [`DoneWriter`]), and the next job need not wait for it. The lease stays
+/// renewed until the write lands.
+async fn run_job(runner: &Runner, job: JobRow, slot: SemaphorePermit<'_>) {
     let env = &runner.env;
     let span = tracing::info_span!(
         "job",
@@ -190,6 +193,7 @@ async fn run_job(runner: &Runner, job: JobRow) {
             ))),
         };
 
+        drop(slot);
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
         // The attempt is over: from here only its outcome is written. The lease stays renewed

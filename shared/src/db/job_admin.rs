@@ -181,19 +181,53 @@ pub async fn retry(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Retries every dead job of `queue`; returns how many.
-pub async fn retry_dead(conn: &mut AnyConnection, queue: Queue) -> sqlx::Result<u64> {
-    let now = now_ms();
-    let done = sqlx::query(
-        "UPDATE jobs SET state = 'pending', attempts = 0, run_at = $2, dispatched_at = NULL, \
-         lease_until = NULL, worker = NULL, killed_at = NULL, finished_at = NULL, \
-         updated_at = $2 WHERE queue = $1 AND state = 'dead'",
+/// A dead job as the bulk retry reads it.
+#[derive(Debug, Clone, FromRow)]
+pub struct DeadJob {
+    /// The job's id.
+    pub id: String,
+    /// Its kind (whose hook puts its subject back).
+    pub kind: String,
+    /// Its payload, for the hook.
+    pub payload: String,
+    /// When it died: with the id, the walk's position.
+    pub finished_at: i64,
+}
+
+/// Up to `limit` dead jobs of `queue` that died at or before `died_by`, in the order they
+/// died, after the position `after` (the last job of the previous batch).
+pub async fn dead_batch(
+    db: &Db,
+    queue: Queue,
+    died_by: i64,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> sqlx::Result<Vec<DeadJob>> {
+    let (after_at, after_id) = after.unwrap_or((i64::MIN, String::new()));
+    sqlx::query_as(
+        "SELECT id, kind, payload, finished_at FROM jobs WHERE state = 'dead' AND queue = $1 \
+         AND finished_at <= $2 AND (finished_at > $3 OR (finished_at = $3 AND id > $4)) \
+         ORDER BY finished_at, id LIMIT $5",
     )
     .bind(queue.as_str())
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    .bind(died_by)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// How many jobs of `queue` that died at or before `died_by` are still dead.
+pub async fn count_dead(db: &Db, queue: Queue, died_by: i64) -> sqlx::Result<u64> {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'dead' AND queue = $1 AND finished_at <= $2",
+    )
+    .bind(queue.as_str())
+    .bind(died_by)
+    .fetch_one(db)
+    .await
+    .map(|n| n as u64)
 }
 
 /// Asks for a waiting or running job to be killed. A waiting one is made due and offered at

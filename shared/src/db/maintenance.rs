@@ -1,6 +1,7 @@
 //! The `maintenance_reports` table: what each maintenance run did, or would do in a dry run.
 
 use serde::{Deserialize, Serialize};
+use sqlx::AnyConnection;
 
 use super::{Db, now_ms};
 
@@ -27,9 +28,21 @@ pub struct Report {
 /// Stores the report of job `job_id` (of `kind`), replacing one of an earlier attempt.
 pub async fn save(db: &Db, job_id: &str, kind: &str, report: &Report) -> sqlx::Result<()> {
     let mut tx = db.begin().await?;
+    save_in(&mut tx, job_id, kind, report).await?;
+    tx.commit().await
+}
+
+/// [`save`] in the caller's transaction: a run that works in batches stores its count with
+/// each batch, so the report never says more or less than was committed.
+pub async fn save_in(
+    conn: &mut AnyConnection,
+    job_id: &str,
+    kind: &str,
+    report: &Report,
+) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM maintenance_reports WHERE job_id = $1")
         .bind(job_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     sqlx::query(
         "INSERT INTO maintenance_reports (job_id, kind, dry_run, report, created_at) \
@@ -40,9 +53,9 @@ pub async fn save(db: &Db, job_id: &str, kind: &str, report: &Report) -> sqlx::R
     .bind(i64::from(report.dry_run))
     .bind(serde_json::to_string(report).unwrap_or_default())
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// The report of job `job_id`, if it wrote one.

@@ -17,6 +17,7 @@ pub mod erase_account;
 pub mod extract;
 pub mod invitation;
 pub mod render_export;
+pub mod retry_dead;
 pub mod transcribe;
 pub mod weekly_snapshots;
 

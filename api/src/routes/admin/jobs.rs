@@ -18,7 +18,7 @@ use tend_shared::{
     jobs::{Enqueued, JobState as LedgerState, JobTx, Queue},
 };
 
-use super::{audited, parse_since};
+use super::{audited, maintenance::MaintenanceReport, parse_since};
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
@@ -143,6 +143,9 @@ pub struct AdminJobDetail {
     pub attempts: Vec<AttemptView>,
     /// The estimated cost of its paid provider calls, in US dollars.
     pub cost_usd: f64,
+    /// What it did, for the jobs that report (cleanup, a queue's retry of its dead jobs):
+    /// updated as it goes, final once the job is done.
+    pub report: Option<MaintenanceReport>,
 }
 
 /// One page of jobs.
@@ -261,6 +264,7 @@ impl AdminJobsApi {
             });
         }
         let cost = db::job_admin::cost_micro_usd(&state.db, &job.id).await?;
+        let report = db::maintenance::find(&state.db, &job.id).await?;
         let payload: serde_json::Value =
             serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null);
         Ok(JobDetailResponse::Ok(Json(AdminJobDetail {
@@ -268,6 +272,7 @@ impl AdminJobsApi {
             payload,
             attempts,
             cost_usd: cost as f64 / 1e6,
+            report: report.map(Into::into),
             job: (&job).into(),
         })))
     }

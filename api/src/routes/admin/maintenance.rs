@@ -50,9 +50,10 @@ pub struct ScheduleView {
 /// One category of what a run removed (or would remove).
 #[derive(Debug, Object)]
 pub struct ReportCategory {
-    /// What it is: `expired_tokens`, `finished_jobs`, `mail_requests`, `silent_workers`,
-    /// `transport_deliveries` (real runs only), `abandoned_uploads`, `failed_recording_audio`,
-    /// `orphan_objects`, `old_backups`.
+    /// What it is. Cleanup: `expired_tokens`, `finished_jobs`, `mail_requests`,
+    /// `silent_workers`, `transport_deliveries` (real runs only), `abandoned_uploads`,
+    /// `failed_recording_audio`, `orphan_objects`, `old_backups`, `stuck_subjects_failed`.
+    /// A queue's retry of its dead jobs: `retried`, then `left_dead` once it is over.
     pub category: String,
     /// Rows or objects.
     pub items: u64,
@@ -67,6 +68,23 @@ pub struct MaintenanceReport {
     pub dry_run: bool,
     /// Each category.
     pub categories: Vec<ReportCategory>,
+}
+
+impl From<db::maintenance::Report> for MaintenanceReport {
+    fn from(report: db::maintenance::Report) -> Self {
+        Self {
+            dry_run: report.dry_run,
+            categories: report
+                .categories
+                .into_iter()
+                .map(|c| ReportCategory {
+                    category: c.category,
+                    items: c.items,
+                    bytes: c.bytes,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Every periodic job.
@@ -209,17 +227,6 @@ async fn view(
         next_run_at: schedule.next_after(now),
         supports_dry_run: schedule.spec.dry_run,
         last_run: last.first().map(AdminJobView::from),
-        last_report: last_report.map(|r| MaintenanceReport {
-            dry_run: r.dry_run,
-            categories: r
-                .categories
-                .into_iter()
-                .map(|c| ReportCategory {
-                    category: c.category,
-                    items: c.items,
-                    bytes: c.bytes,
-                })
-                .collect(),
-        }),
+        last_report: last_report.map(Into::into),
     })
 }

@@ -1,11 +1,13 @@
 //! `/admin/queues`: each queue's figures, and the actions on a whole queue.
 
+use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use tend_shared::{
     db::{self, audit::AuditAction, job_admin::QueueCounts},
     jobs::Queue,
 };
+use tend_worker::jobs::retry_dead::RetryDeadJobs;
 
 use super::audited;
 use crate::{
@@ -14,7 +16,7 @@ use crate::{
     guards::Admin,
     routes::ApiTags,
     state::AppState,
-    views::QueueName,
+    views::{QueueName, ms_to_datetime},
 };
 
 /// Finished jobs per minute, over three windows.
@@ -69,11 +71,15 @@ pub struct QueueView {
     pub done_per_minute: Vec<i64>,
 }
 
-/// What retrying a queue's dead jobs did.
+/// A retry of a queue's dead jobs, started.
 #[derive(Debug, Object)]
-pub struct Retried {
-    /// Dead jobs made due again.
-    pub retried: u64,
+pub struct RetryDeadStarted {
+    /// The queue.
+    pub queue: String,
+    /// The job doing it: follow it at `GET /api/v1/admin/jobs/{id}`.
+    pub job_id: String,
+    /// Jobs that died up to this instant come back; those that die later stay dead.
+    pub died_by: DateTime<Utc>,
 }
 
 #[derive(ApiResponse)]
@@ -91,10 +97,10 @@ enum QueueResponse {
 }
 
 #[derive(ApiResponse)]
-enum RetriedResponse {
-    /// Done.
-    #[oai(status = 200)]
-    Ok(Json<Retried>),
+enum RetryDeadResponse {
+    /// Started.
+    #[oai(status = 202)]
+    Accepted(Json<RetryDeadStarted>),
 }
 
 /// The admin queue operations.
@@ -140,8 +146,10 @@ impl AdminQueuesApi {
         set_paused(&state, &admin.id, &meta, queue.0.into(), false).await
     }
 
-    /// Retry every dead job of a queue now, up to 10,000 a call (kinds with a subject, such as
-    /// a session's stage, put it back to waiting; jobs whose subject moved on stay dead).
+    /// Retry every dead job of a queue, as a job: the jobs that died up to now come back
+    /// in batches (kinds with a subject, such as a session's stage, put it back to waiting;
+    /// jobs whose subject moved on stay dead). Follow it at `GET /api/v1/admin/jobs/{id}`:
+    /// its report counts `retried` as it goes and `left_dead` once it is done.
     #[oai(
         path = "/:queue/retry-dead",
         method = "post",
@@ -153,29 +161,17 @@ impl AdminQueuesApi {
         Admin(admin): Admin,
         meta: RequestMeta,
         queue: Path<QueueName>,
-    ) -> ApiResult<RetriedResponse> {
+    ) -> ApiResult<RetryDeadResponse> {
         let queue = Queue::from(queue.0);
-        let dead = db::job_admin::list(
-            &state.db,
-            &db::job_admin::JobFilter {
-                queue: Some(queue.as_str()),
-                state: Some(tend_shared::jobs::JobState::Dead),
-                ..Default::default()
-            },
-            None,
-            10_000,
-        )
-        .await?;
-        let mut retried = 0;
-        for job in &dead {
-            let mut tx = state.begin().await?;
-            if super::jobs::retry_in(&mut tx, job).await.is_ok() {
-                tx.commit().await?;
-                retried += 1;
-            }
-        }
+        let payload = RetryDeadJobs {
+            queue: queue.as_str().to_owned(),
+            died_by: db::now_ms(),
+        };
         let mut tx = state.begin().await?;
-        let detail = serde_json::json!({ "queue": queue.as_str(), "retried": retried });
+        let job = tx
+            .enqueue(&payload, &meta.job_origin(Some(&admin.id)))
+            .await?;
+        let detail = serde_json::json!({ "queue": queue.as_str(), "job_id": job.id });
         audited(
             &mut tx,
             AuditAction::QueueDeadRetried,
@@ -185,8 +181,12 @@ impl AdminQueuesApi {
         )
         .await?;
         tx.commit().await?;
-        state.relay.nudge();
-        Ok(RetriedResponse::Ok(Json(Retried { retried })))
+        tracing::info!(queue = queue.as_str(), job_id = %job.id, "dead jobs retried by an admin");
+        Ok(RetryDeadResponse::Accepted(Json(RetryDeadStarted {
+            queue: queue.as_str().to_owned(),
+            job_id: job.id,
+            died_by: ms_to_datetime(payload.died_by),
+        })))
     }
 }
 
