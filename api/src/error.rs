@@ -313,9 +313,14 @@ pub fn render_error(err: poem::Error) -> Response {
     if let Some(param) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
         return ApiError::invalid_field(param.name, param.reason.clone()).into_response();
     }
-    // A path segment outside what the spec lists (a queue name, say) names nothing: 404.
+    // A path segment outside what the spec lists (a queue name, say) names nothing: 404,
+    // naming the parameter as the spec does.
     if let Some(param) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
-        return ApiError::not_found(param.name).into_response();
+        let name = err
+            .data::<poem_openapi::OperationId>()
+            .and_then(|op| crate::spec::path_param_name(op.0, param.name))
+            .unwrap_or("resource");
+        return ApiError::not_found(name).into_response();
     }
     let status = err.status();
     let message = err.to_string();

@@ -12,6 +12,17 @@ use crate::{middleware::RequestId, state::AppState};
 #[oai(ty = "bearer", bearer_format = "JWT")]
 pub struct BearerAuth(pub Bearer);
 
+/// The token of a request's `Authorization` header, read exactly as [`BearerAuth`] reads it
+/// (`Bearer` in any case, any spaces before the token). Everything keyed on the token (the
+/// per-user limit, the metrics check) reads it here, so no spelling that authenticates can
+/// pass them by.
+pub fn bearer_token(headers: &poem::http::HeaderMap) -> Option<String> {
+    use poem::web::headers::{Authorization, HeaderMapExt, authorization};
+    headers
+        .typed_get::<Authorization<authorization::Bearer>>()
+        .map(|auth| auth.token().to_owned())
+}
+
 /// Who is calling and from where: request id, client IP and user agent.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
@@ -40,9 +51,23 @@ impl RequestMeta {
         }
     }
 
-    /// The key rate limits count per client.
+    /// The key rate limits count per client: the IPv4 address, or the /64 network of an
+    /// IPv6 one (one subscriber is given a whole /64, and could otherwise take a fresh address
+    /// for each try).
     pub fn client_key(&self) -> String {
-        self.ip.clone().unwrap_or_else(|| "unknown".into())
+        match self.ip.as_deref().map(str::parse::<std::net::IpAddr>) {
+            Some(Ok(std::net::IpAddr::V6(v6))) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+            Some(Ok(v4)) => v4.to_string(),
+            // Not an address (a proxy's odd header): counted as it came.
+            Some(Err(_)) => self.ip.clone().unwrap_or_default(),
+            None => "unknown".into(),
+        }
     }
 }
 
@@ -71,5 +96,28 @@ impl<'a> FromRequest<'a> for RequestMeta {
             ip,
             user_agent: req.header("user-agent").map(str::to_owned),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestMeta;
+
+    fn key(ip: &str) -> String {
+        RequestMeta {
+            request_id: String::new(),
+            ip: Some(ip.into()),
+            user_agent: None,
+        }
+        .client_key()
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_network() {
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb:cccc:dddd:eeee"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
     }
 }

@@ -26,6 +26,8 @@ pub mod error;
 pub mod extract;
 pub mod fields;
 pub mod guards;
+pub mod idempotency;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod middleware;

@@ -28,10 +28,7 @@ pub async fn scrape(req: &Request, state: Data<&AppState>) -> Response {
     if state.settings.metrics_addr.is_some() {
         return ApiError::not_found("route").into_response();
     }
-    let token = req
-        .header(header::AUTHORIZATION)
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let token = crate::extract::bearer_token(req.headers()).unwrap_or_default();
     let by_token = state
         .settings
         .metrics_token
@@ -39,7 +36,7 @@ pub async fn scrape(req: &Request, state: Data<&AppState>) -> Response {
         .is_some_and(|t| constant_time_eq(t.expose_secret().as_bytes(), token.as_bytes()));
     let allowed = by_token
         || state
-            .authenticate(token)
+            .authenticate(&token)
             .await
             .is_ok_and(|(user, _)| user.role() == tend_shared::domain::Role::Admin);
     if !allowed {
@@ -58,6 +55,8 @@ pub async fn scrape(req: &Request, state: Data<&AppState>) -> Response {
     Response::builder()
         .status(StatusCode::OK)
         .content_type("text/plain; version=0.0.4; charset=utf-8")
+        // Figures of the moment, behind a token: no cache may keep them.
+        .header(header::CACHE_CONTROL, "no-store")
         .body(body)
 }
 

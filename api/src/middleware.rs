@@ -27,6 +27,14 @@ pub struct RequestId(pub String);
 /// The header that carries it both ways.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The header that makes a creating request safe to repeat.
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The documented pattern of an `Idempotency-Key`: `^[!-~]{1,255}$`.
+fn acceptable_idempotency_key(value: &[u8]) -> bool {
+    (1..=255).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic)
+}
+
 fn acceptable_request_id(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 128
@@ -57,6 +65,19 @@ pub async fn request_context<E: Endpoint>(
         Some(ApiError::invalid_field(
             "query",
             "must not contain NUL characters",
+        ))
+    } else if req
+        .headers()
+        .get_all(&IDEMPOTENCY_KEY)
+        .iter()
+        .any(|v| !acceptable_idempotency_key(v.as_bytes()))
+        || req.headers().get_all(&IDEMPOTENCY_KEY).iter().count() > 1
+    {
+        // Checked here, for every operation that takes one: a key the operation could not
+        // read (non-ASCII) would otherwise count as absent, and the request run twice.
+        Some(ApiError::invalid_field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters, sent once",
         ))
     } else {
         None
@@ -150,7 +171,8 @@ fn add_security_headers(headers: &mut poem::http::HeaderMap, path: &str) {
 
 /// Counts each request of a signed-in user against `API_RATE_LIMIT_PER_MINUTE` (shared by
 /// replicas through Redis): past it, 429 with `Retry-After`. The user is the `sub` of a valid
-/// bearer token (checked here only for its signature; the operation checks the rest). Uploads
+/// bearer token, however the header spells the scheme (checked here only for its signature;
+/// the operation checks the rest). Uploads
 /// and requests without a token are not counted here (logins, registrations and mail
 /// requests have limits of their own).
 pub async fn limit_user_requests<E: Endpoint>(
@@ -160,13 +182,8 @@ pub async fn limit_user_requests<E: Endpoint>(
     let user = req
         .data::<AppState>()
         .filter(|_| !is_upload(&req) && !is_probe(&req))
-        .zip(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer ")),
-        )
-        .and_then(|(state, token)| Some((state, state.keys.verify(token).ok()?.sub)));
+        .zip(crate::extract::bearer_token(req.headers()))
+        .and_then(|(state, token)| Some((state, state.keys.verify(&token).ok()?.sub)));
     if let Some((state, user_id)) = user {
         let limit = state.settings.api_rate_limit_per_minute;
         if let Decision::Limited { retry_after } = state

@@ -24,11 +24,31 @@ struct Routes(Vec<(Vec<String>, String)>);
 
 static ROUTES: OnceLock<Routes> = OnceLock::new();
 
+/// Each operation's path parameters, in the order its path template names them. poem-openapi
+/// calls them `param0`, `param1`, … in its parse errors; a 404 names them as the spec does.
+static PATH_PARAMS: OnceLock<Vec<(String, Vec<String>)>> = OnceLock::new();
+
 /// Learns the routes of `spec` (the document served); the first call wins, and every app in
 /// a process serves the same operations.
 pub fn remember_routes(spec: &str) {
+    let parsed: Value = serde_json::from_str(spec).unwrap_or_default();
+    PATH_PARAMS.get_or_init(|| {
+        let mut operations = Vec::new();
+        for (path, item) in parsed["paths"].as_object().into_iter().flatten() {
+            let names: Vec<String> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .map(str::to_owned)
+                .collect();
+            for operation in item.as_object().into_iter().flatten().map(|(_, op)| op) {
+                if let Some(id) = operation["operationId"].as_str() {
+                    operations.push((id.to_owned(), names.clone()));
+                }
+            }
+        }
+        operations
+    });
     ROUTES.get_or_init(|| {
-        let parsed: Value = serde_json::from_str(spec).unwrap_or_default();
         let mut routes = Vec::new();
         for (path, item) in parsed["paths"].as_object().into_iter().flatten() {
             let mut methods: Vec<String> = item
@@ -50,6 +70,17 @@ pub fn remember_routes(spec: &str) {
         }
         Routes(routes)
     });
+}
+
+/// The spec's name of path parameter `internal` (poem-openapi's `param<N>`) of `operation`.
+pub fn path_param_name(operation: &str, internal: &str) -> Option<&'static str> {
+    let index: usize = internal.strip_prefix("param")?.parse().ok()?;
+    PATH_PARAMS
+        .get()?
+        .iter()
+        .find(|(id, _)| id == operation)
+        .and_then(|(_, names)| names.get(index))
+        .map(String::as_str)
 }
 
 /// The `Allow` value for `path`, if it is a documented path.

@@ -31,6 +31,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// Per-account budgets (issue 20): each paid provider call or mail to a third party a request
+/// can start is counted against its account, so one account (a stolen one, a buggy client)
+/// cannot run up the provider's bill or make Tend a spam relay. Past a budget: 429 with the
+/// seconds until it refills; admins see and reset an account's use.
+#[derive(Debug, Clone)]
+pub struct AccountLimits {
+    /// `UPLOADS_PER_HOUR`: session uploads (each a transcription, then an extraction) (60).
+    pub uploads_per_hour: u32,
+    /// `MISSION_DRAFTS_PER_HOUR`: mission drafts (each a chat call) (30).
+    pub drafts_per_hour: u32,
+    /// `REEXTRACTIONS_PER_HOUR`: notes extracted again on request (each a chat call) (30).
+    pub reextractions_per_hour: u32,
+    /// `INVITATIONS_PER_HOUR`: invitations and re-invitations sent (each a mail) (30).
+    pub invitations_per_hour: u32,
+    /// `INVITATION_MAILS_PER_RECIPIENT_PER_DAY`: invitation mails one address receives a day,
+    /// from every account together (3).
+    pub invitation_mails_per_recipient_per_day: u32,
+}
+
 /// How much password hashing one API process does at once. Argon2 holds 19 MiB per hash, so
 /// these two numbers set the memory ceiling of an unauthenticated burst.
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +195,8 @@ pub struct Settings {
     /// `API_RATE_LIMIT_PER_MINUTE`: requests per signed-in user and minute (100); uploads and
     /// health probes are not counted.
     pub api_rate_limit_per_minute: u32,
+    /// Per-account budgets of the work that costs money or mails third parties.
+    pub account_limits: AccountLimits,
     /// `PASSWORD_HASH_THREADS` and `PASSWORD_HASH_QUEUE`: how much password hashing may run
     /// and wait at once (each hash holds 19 MiB).
     pub password_hashing: HashingLimits,
@@ -325,6 +346,17 @@ impl Settings {
             login_rate_limit_per_minute: parse(&lookup, "LOGIN_RATE_LIMIT_PER_MINUTE", "5")?,
             register_rate_limit_per_hour: parse(&lookup, "REGISTER_RATE_LIMIT_PER_HOUR", "3")?,
             api_rate_limit_per_minute: parse(&lookup, "API_RATE_LIMIT_PER_MINUTE", "100")?,
+            account_limits: AccountLimits {
+                uploads_per_hour: parse(&lookup, "UPLOADS_PER_HOUR", "60")?,
+                drafts_per_hour: parse(&lookup, "MISSION_DRAFTS_PER_HOUR", "30")?,
+                reextractions_per_hour: parse(&lookup, "REEXTRACTIONS_PER_HOUR", "30")?,
+                invitations_per_hour: parse(&lookup, "INVITATIONS_PER_HOUR", "30")?,
+                invitation_mails_per_recipient_per_day: parse(
+                    &lookup,
+                    "INVITATION_MAILS_PER_RECIPIENT_PER_DAY",
+                    "3",
+                )?,
+            },
             password_hashing: HashingLimits {
                 threads: parse(&lookup, "PASSWORD_HASH_THREADS", "2")?,
                 queue: parse(&lookup, "PASSWORD_HASH_QUEUE", "64")?,

@@ -93,6 +93,63 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// How many attempts `key` has made in the current `window` (admins read budgets with it).
+    /// An unreachable Redis reads as none.
+    pub async fn used(&self, key: &str, window: Duration) -> u32 {
+        let (slot, ends) = Self::slot(window);
+        match self {
+            RateLimiter::Memory(map) => {
+                let map = map.lock().unwrap_or_else(|p| p.into_inner());
+                map.get(key)
+                    .filter(|(e, _)| *e == ends)
+                    .map_or(0, |(_, n)| *n)
+            }
+            RateLimiter::Redis { conn, namespace } => {
+                let mut conn = conn.clone();
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(format!("{namespace}:ratelimit:{key}:{slot}"));
+                let get = cmd.query_async::<Option<u32>>(&mut conn);
+                match tokio::time::timeout(REDIS_TIMEOUT, get).await {
+                    Ok(Ok(count)) => count.unwrap_or(0),
+                    _ => 0,
+                }
+            }
+        }
+    }
+
+    /// Forgets the attempts of `key` in the current `window` (an admin's reset).
+    pub async fn reset(&self, key: &str, window: Duration) -> anyhow::Result<()> {
+        let (slot, _) = Self::slot(window);
+        match self {
+            RateLimiter::Memory(map) => {
+                map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+            }
+            RateLimiter::Redis { conn, namespace } => {
+                let mut conn = conn.clone();
+                redis::cmd("DEL")
+                    .arg(format!("{namespace}:ratelimit:{key}:{slot}"))
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When the current `window` ends (ms since the epoch).
+    pub fn window_ends(window: Duration) -> u64 {
+        Self::slot(window).1
+    }
+
+    /// The current window's number and end (ms since the epoch).
+    fn slot(window: Duration) -> (u64, u64) {
+        let window_ms = window.as_millis().max(1) as u64;
+        let now = chrono::Utc::now().timestamp_millis() as u64;
+        let slot = now / window_ms;
+        (slot, (slot + 1) * window_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +166,10 @@ mod tests {
             Decision::Allowed => panic!("fourth attempt allowed"),
         }
         assert_eq!(limiter.hit("other", 3, window).await, Decision::Allowed);
+        assert_eq!(limiter.used("k", window).await, 4);
+        limiter.reset("k", window).await.unwrap();
+        assert_eq!(limiter.used("k", window).await, 0);
+        assert_eq!(limiter.hit("k", 3, window).await, Decision::Allowed);
     }
 
     #[tokio::test]

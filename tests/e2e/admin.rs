@@ -425,13 +425,14 @@ async fn a_paused_queue_hands_out_nothing_and_a_waiting_job_can_be_killed() {
         404,
     )
     .await;
-    // The spec lists the queues: another name names nothing.
-    problem(
+    // The spec lists the queues: another name names nothing, and the answer says what.
+    let body = problem(
         app.post_empty("/api/v1/admin/queues/nope/pause", &token)
             .await,
         404,
     )
     .await;
+    assert_eq!(body["detail"], "No such queue.", "{body}");
 }
 
 #[tokio::test]

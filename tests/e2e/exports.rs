@@ -174,6 +174,18 @@ async fn session_notes_render_as_pdf_and_docx_that_read_back() {
     assert_eq!(replay.status(), 200);
     let replay: Value = replay.json().await.unwrap();
     assert_eq!(replay["id"], first["id"]);
+    // The same key for another request is refused, naming the key; the same request with its
+    // fields in another order is the same request.
+    let other = json!({"type": "session_notes", "format": "docx", "session_id": session});
+    let clash = problem(
+        request_export(&app, token, &other, Some("notes-pdf-1")).await,
+        422,
+    )
+    .await;
+    assert_eq!(clash["errors"][0]["field"], "Idempotency-Key", "{clash}");
+    let reordered = json!({"session_id": session, "format": "pdf", "type": "session_notes"});
+    let replay = request_export(&app, token, &reordered, Some("notes-pdf-1")).await;
+    assert_eq!(replay.status(), 200);
     let export = wait_ready(&app, token, first["id"].as_str().unwrap()).await;
     assert!(export["expires_at"].is_string() && export["size_bytes"].as_i64() > Some(1000));
 
@@ -509,6 +521,15 @@ async fn an_expired_export_answers_410_and_the_cleanup_removes_its_file() {
         .await;
     let body = problem(resp, 410).await;
     assert_eq!(body["type"], "/problems/expired");
+    // Before the cleanup has run, the export already reads as its download answers.
+    let before: Value = app
+        .get(&format!("/api/v1/exports/{id}"), Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["status"], "expired", "{before}");
+    assert!(before["download_url"].is_null(), "{before}");
 
     let admin = app.admin_token().await;
     let report = crate::cleanup::cleanup(&app, &admin, true).await;

@@ -412,3 +412,123 @@ async fn a_signed_in_user_is_limited_per_minute_but_probes_and_others_are_not() 
         assert_eq!(app.get("/health", None).await.status(), 200);
     }
 }
+
+#[tokio::test]
+async fn the_per_user_limit_counts_every_spelling_of_the_bearer_scheme() {
+    let app = spawn_app_with_env(&[("API_RATE_LIMIT_PER_MINUTE", "4")]).await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    // Each spelling the authentication accepts is one request of the same account.
+    let spellings = [
+        format!("Bearer {token}"),
+        format!("bearer {token}"),
+        format!("BEARER {token}"),
+        format!("Bearer   {token}"),
+    ];
+    for spelling in &spellings {
+        let resp = app
+            .client
+            .get(format!("{}/api/v1/users/me", app.address))
+            .header("authorization", spelling)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{spelling:.12}");
+    }
+    for spelling in &spellings {
+        let resp = app
+            .client
+            .get(format!("{}/api/v1/users/me", app.address))
+            .header("authorization", spelling)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.headers().contains_key("retry-after"));
+        problem(resp, 429).await;
+    }
+}
+
+#[tokio::test]
+async fn paid_work_and_invitation_mail_have_per_account_budgets_admins_see_and_reset() {
+    let app = spawn_app_with_env(&[
+        ("UPLOADS_PER_HOUR", "2"),
+        ("INVITATION_MAILS_PER_RECIPIENT_PER_DAY", "1"),
+    ])
+    .await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    let patient = app.create_patient(token, "Budgeted").await;
+    let upload = || {
+        app.upload_session(
+            token,
+            &patient,
+            b"A short transcript.".to_vec(),
+            "t.txt",
+            &[],
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(upload().await.status(), 202);
+    }
+    let refused = upload().await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    problem(refused, 429).await;
+
+    // Admins see the budget spent, refill it, and the account uploads again.
+    let admin = app.admin_token().await;
+    let path = format!("/api/v1/admin/users/{}/limits", user.id);
+    let limits: Value = app.get(&path, Some(&admin)).await.json().await.unwrap();
+    let uploads = limits["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "uploads")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (uploads["limit"].clone(), uploads["used"].clone()),
+        (json!(2), json!(3))
+    );
+    let reset: Value = app
+        .post_empty(&format!("{path}/reset"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        reset["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["used"] == 0),
+        "{reset}"
+    );
+    assert_eq!(upload().await.status(), 202);
+    problem(app.get(&path, Some(token)).await, 403).await;
+
+    // One invitation mail a day to an address, whoever sends it.
+    let address = unique_email();
+    let invite = |token: String, patient: String| {
+        let address = address.clone();
+        let app = &app;
+        async move {
+            app.patch_auth(
+                &format!("/api/v1/patients/{patient}"),
+                &token,
+                &json!({"account_email": address}),
+            )
+            .await
+        }
+    };
+    assert_eq!(invite(token.clone(), patient.clone()).await.status(), 200);
+    let other = app.signed_in_user().await;
+    let theirs = app.create_patient(&other.access_token, "Theirs").await;
+    let refused = invite(other.access_token.clone(), theirs).await;
+    assert!(refused.headers().contains_key("retry-after"));
+    problem(refused, 429).await;
+}

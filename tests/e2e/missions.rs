@@ -151,6 +151,15 @@ async fn a_good_answer_becomes_a_draft_then_a_mission_the_client_reads() {
     let mission: Value = resp.json().await.unwrap();
     let id = mission["id"].as_str().unwrap().to_owned();
     assert_eq!(mission["plan"], draft["draft"]);
+    // Once only: a second confirmation names the mission the first made.
+    let again = problem(
+        app.post_auth("/api/v1/missions", token, &json!({"draft_id": draft["id"]}))
+            .await,
+        409,
+    )
+    .await;
+    assert_eq!(again["type"], "/problems/already-confirmed");
+    assert!(again["detail"].as_str().unwrap().contains(&id), "{again}");
 
     // The linked client reads it; another coach does not find it.
     let client = app.signed_in_as("patient").await;

@@ -867,6 +867,45 @@ async fn an_upload_retried_with_its_idempotency_key_makes_one_session() {
 
     let bad = problem(send("has space").await.unwrap(), 422).await;
     assert_eq!(bad["errors"][0]["field"], "Idempotency-Key");
+    // The same key with another recording is a mistake the client must hear of.
+    let longer = reqwest::multipart::Form::new()
+        .text("patient_id", patient.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(fake_openai::wav(2.0, 16_000, 1)),
+        );
+    let clash = app
+        .client
+        .post(format!("{}/api/v1/sessions", app.address))
+        .bearer_auth(token)
+        .header("idempotency-key", "upload-7f3c")
+        .multipart(longer)
+        .send()
+        .await
+        .unwrap();
+    let clash = problem(clash, 422).await;
+    assert_eq!(clash["errors"][0]["field"], "Idempotency-Key", "{clash}");
+    // Keys outside the documented form are refused, never ignored.
+    let too_long = "k".repeat(256);
+    let non_ascii = reqwest::header::HeaderValue::from_bytes("clé-1".as_bytes()).unwrap();
+    for key in [
+        reqwest::header::HeaderValue::from_str(&too_long).unwrap(),
+        non_ascii,
+    ] {
+        let resp = app
+            .client
+            .post(format!("{}/api/v1/sessions", app.address))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .multipart(reqwest::multipart::Form::new().text("patient_id", patient.clone()))
+            .send()
+            .await
+            .unwrap();
+        let bad = problem(resp, 422).await;
+        assert_eq!(bad["errors"][0]["field"], "Idempotency-Key", "{bad}");
+    }
+    // Neither the replay's nor the clash's copy was kept.
+    assert_eq!(app.store().await.list("sessions/").await.unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -6,22 +6,22 @@
 //! a file is kept 7 days after it is ready, then the cleanup job removes it and the export
 //! says `expired` (its download answers 410).
 
-use std::time::Duration;
-
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi, Union,
     param::{Header, Path, Query},
     payload::Json,
+    types::ToJSON,
 };
 use tend_shared::db::{
     self,
     audit::AuditAction,
     exports::{ExportRow, NewExport},
+    idempotency::Keyed,
 };
 use tend_worker::jobs::render_export::{RenderExport, content_type};
 
-use super::{ApiTags, auth::check_limit};
+use super::ApiTags;
 use crate::{
     body::JsonBody,
     download::{FileDownload, Kinds, Stored},
@@ -29,6 +29,8 @@ use crate::{
     extract::RequestMeta,
     fields::{IdempotencyKey, PageCursor, RecordId},
     guards::Practitioner,
+    idempotency,
+    limits::{self, Budget},
     pagination::PageRequest,
     state::AppState,
     views::ms_to_datetime,
@@ -147,6 +149,15 @@ impl From<ExportRow> for ExportView {
         let status = match row.status.as_str() {
             "queued" => ExportStatus::Queued,
             "rendering" => ExportStatus::Rendering,
+            // Past its time the file is gone (or about to be, once the cleanup runs): the
+            // download answers 410, so the export reads expired already.
+            "ready"
+                if row
+                    .expires_at
+                    .is_some_and(|at| at <= tend_shared::db::now_ms()) =>
+            {
+                ExportStatus::Expired
+            }
             "ready" => ExportStatus::Ready,
             "expired" => ExportStatus::Expired,
             _ => ExportStatus::Failed,
@@ -254,20 +265,16 @@ impl ExportsApi {
         body: JsonBody<NewExportRequest>,
     ) -> ApiResult<ExportAccepted> {
         let key = idempotency_key.0.map(|k| k.0);
+        let fingerprint = idempotency::fingerprint(&body.0.to_json().unwrap_or_default());
         if let Some(key) = &key
             && let Some(row) =
                 db::exports::find_by_idempotency_key(&state.db, &user.id, key).await?
         {
+            idempotency::check_replay(&state, Keyed::Export, &row.id, &fingerprint).await?;
             let location = location(&row.id);
             return Ok(ExportAccepted::Replayed(Json(row.into()), location));
         }
-        check_limit(
-            &state,
-            &format!("exports:account:{}", user.id),
-            EXPORTS_PER_HOUR,
-            Duration::from_secs(3600),
-        )
-        .await?;
+        limits::spend(&state, Budget::Exports, &user.id).await?;
         let (kind, format, session_id, patient_id, weeks) = match &body.0 {
             NewExportRequest::SessionNotes(req) => {
                 let session = db::sessions::find(&state.db, &req.session_id)
@@ -340,10 +347,14 @@ impl ExportsApi {
                     .ok_or_else(|| {
                         ApiError::internal("an idempotency key clashed with no export")
                     })?;
+                idempotency::check_replay(&state, Keyed::Export, &row.id, &fingerprint).await?;
                 let location = location(&row.id);
                 return Ok(ExportAccepted::Replayed(Json(row.into()), location));
             }
             return Err(err.into());
+        }
+        if key.is_some() {
+            idempotency::remember(&mut tx, Keyed::Export, &id_text, &fingerprint).await?;
         }
         tx.commit().await?;
         let row = db::exports::find(&state.db, &id_text)

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tend_shared::{
     db::{
         self,
+        idempotency::Keyed,
         missions::{DraftRow, MissionRow, NewDraft},
         patients::Patient,
         users::User,
@@ -32,6 +33,8 @@ use crate::{
     extract::RequestMeta,
     fields::{CalendarDate, IdempotencyKey, PageCursor, RecordId},
     guards::{Practitioner, SignedIn},
+    idempotency,
+    limits::{self, Budget},
     pagination::PageRequest,
     state::AppState,
     views::ms_to_datetime,
@@ -355,13 +358,16 @@ impl MissionsApi {
         body: JsonBody<NewDraftRequest>,
     ) -> ApiResult<DraftAccepted> {
         let key = idempotency_key.0.map(|k| k.0);
+        let fingerprint = idempotency::fingerprint(&body.0.to_json().unwrap_or_default());
         if let Some(key) = &key
             && let Some(row) = db::missions::find_draft_by_key(&state.db, &user.id, key).await?
         {
+            idempotency::check_replay(&state, Keyed::MissionDraft, &row.id, &fingerprint).await?;
             let location = draft_location(&row.id);
             return Ok(DraftAccepted::Replayed(Json(draft_view(row)?), location));
         }
         let patient = client_record(&state, &user, &body.patient_id).await?;
+        limits::spend(&state, Budget::MissionDrafts, &user.id).await?;
         let questionnaire = questionnaire(&body.questionnaire)?;
         let errors = questionnaire.check(Utc::now().date_naive());
         if !errors.is_empty() {
@@ -400,10 +406,15 @@ impl MissionsApi {
                     .ok_or_else(|| {
                         ApiError::internal("an idempotency key clashed with no draft")
                     })?;
+                idempotency::check_replay(&state, Keyed::MissionDraft, &row.id, &fingerprint)
+                    .await?;
                 let location = draft_location(&row.id);
                 return Ok(DraftAccepted::Replayed(Json(draft_view(row)?), location));
             }
             return Err(err.into());
+        }
+        if key.is_some() {
+            idempotency::remember(&mut tx, Keyed::MissionDraft, &id_text, &fingerprint).await?;
         }
         tx.commit().await?;
         let row = db::missions::find_draft(&state.db, &id_text)
@@ -430,7 +441,8 @@ impl MissionsApi {
     /// Confirm a ready draft, optionally edited, into a mission.
     ///
     /// An edited plan keeps the questionnaire's rules (a 422 names each broken one, e.g.
-    /// `plan.weeks[2].sessions[0].day`); a draft not ready is a 409.
+    /// `plan.weeks[2].sessions[0].day`); a draft not ready, or confirmed already (once only:
+    /// the answer names its mission), is a 409.
     #[oai(path = "/", method = "post", operation_id = "confirmMission")]
     async fn confirm(
         &self,
@@ -468,7 +480,15 @@ impl MissionsApi {
             created_at: now,
             updated_at: now,
         };
-        db::missions::insert_mission(&state.db, &row).await?;
+        if !db::missions::insert_mission(&state.db, &row).await? {
+            let mission = db::missions::mission_of_draft(&state.db, &draft.id)
+                .await?
+                .unwrap_or_default();
+            return Err(ApiError::conflict(
+                "already-confirmed",
+                format!("The draft was confirmed already, as mission {mission}."),
+            ));
+        }
         let location = format!("/api/v1/missions/{}", row.id);
         Ok(MissionCreated::Created(Json(mission_view(row)?), location))
     }

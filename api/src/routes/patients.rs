@@ -32,6 +32,7 @@ use crate::{
     extract::RequestMeta,
     fields::{DisplayName, EmailAddress, Label, PageCursor, SearchText},
     guards::Practitioner,
+    limits::{self, Budget},
     pagination::PageRequest,
     state::AppState,
     views::ms_to_datetime,
@@ -200,7 +201,7 @@ impl PatientsApi {
         let mut tx = state.begin().await?;
         let mut patient = db::patients::insert(&mut tx, &user.id, &fields).await?;
         if let Some(email) = &invite {
-            open_invitation(&mut tx, &patient.id, email, &meta, &user).await?;
+            open_invitation(&state, &mut tx, &patient.id, email, &meta, &user).await?;
             patient = db::patients::find_owned_in(&mut tx, &patient.id, &user.id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("patient"))?;
@@ -301,7 +302,7 @@ impl PatientsApi {
             LinkChange::Keep => {}
             LinkChange::Unlink => db::patients::unlink(&mut tx, &current.id).await?,
             LinkChange::Invite(email) => {
-                open_invitation(&mut tx, &current.id, email, &meta, &user).await?
+                open_invitation(&state, &mut tx, &current.id, email, &meta, &user).await?
             }
         }
         let patient = db::patients::update(&mut tx, &current.id, &user.id, &fields)
@@ -365,14 +366,18 @@ fn may_invite(user: &User) -> ApiResult<()> {
     Ok(())
 }
 
-/// Opens an invitation on the record and starts the job that mails it.
+/// Opens an invitation on the record and starts the job that mails it: one of the account's
+/// `INVITATIONS_PER_HOUR`, and one of the address's `INVITATION_MAILS_PER_RECIPIENT_PER_DAY`.
 async fn open_invitation(
+    state: &AppState,
     tx: &mut JobTx,
     patient_id: &str,
     email: &Email,
     meta: &RequestMeta,
     user: &User,
 ) -> ApiResult<()> {
+    limits::spend(state, Budget::Invitations, &user.id).await?;
+    limits::spend_recipient_mail(state, email).await?;
     let expires_at = db::now_ms() + INVITATION_TTL.as_millis() as i64;
     db::patients::invite(tx, patient_id, email, expires_at).await?;
     let patient_id = uuid::Uuid::parse_str(patient_id)

@@ -29,6 +29,8 @@ pub enum AuditAction {
     /// An admin ran a schedule's job now.
     MaintenanceRun,
     UserUpdated,
+    /// An admin refilled an account's budgets.
+    UserLimitsReset,
     ExportDownloaded,
     DataExportRequested,
     DataExportDownloaded,
@@ -59,6 +61,7 @@ impl AuditAction {
             AuditAction::QueueDeadRetried => "queue_dead_retried",
             AuditAction::MaintenanceRun => "maintenance_run",
             AuditAction::UserUpdated => "user_updated",
+            AuditAction::UserLimitsReset => "user_limits_reset",
             AuditAction::ExportDownloaded => "export_downloaded",
             AuditAction::DataExportRequested => "data_export_requested",
             AuditAction::DataExportDownloaded => "data_export_downloaded",

@@ -211,12 +211,13 @@ pub async fn requeue_draft(conn: &mut AnyConnection, id: &str) -> sqlx::Result<b
     Ok(done.rows_affected() == 1)
 }
 
-/// Stores a confirmed mission.
-pub async fn insert_mission(db: &Db, row: &MissionRow) -> sqlx::Result<()> {
-    sqlx::query(
+/// Stores a confirmed mission; false (nothing stored) when its draft was confirmed already.
+pub async fn insert_mission(db: &Db, row: &MissionRow) -> sqlx::Result<bool> {
+    let done = sqlx::query(
         "INSERT INTO missions (id, practitioner_id, patient_id, draft_id, created_by, \
          questionnaire, plan, planned_on, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (draft_id) WHERE draft_id IS NOT NULL DO NOTHING",
     )
     .bind(&row.id)
     .bind(&row.practitioner_id)
@@ -229,7 +230,15 @@ pub async fn insert_mission(db: &Db, row: &MissionRow) -> sqlx::Result<()> {
     .bind(row.created_at)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// The mission confirmed from draft `draft_id`, if any.
+pub async fn mission_of_draft(db: &Db, draft_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT id FROM missions WHERE draft_id = $1")
+        .bind(draft_id)
+        .fetch_optional(db)
+        .await
 }
 
 /// The mission `id` if `user_id` may read it.

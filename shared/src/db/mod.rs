@@ -8,6 +8,7 @@ pub mod audit;
 pub mod chunks;
 pub mod data_exports;
 pub mod exports;
+pub mod idempotency;
 pub mod installation;
 pub mod job_admin;
 pub mod jobs;

@@ -203,8 +203,9 @@ impl Provider {
 }
 
 /// Sorts a provider failure: 408/409/429/5xx, timeouts and broken connections are worth
-/// retrying; other 4xx (bad request, bad key, unsupported audio) are not. Messages name the
-/// status and the provider's own explanation, never the request or answer bodies.
+/// retrying; other 4xx (bad request, bad key, unsupported audio) are not. Messages are ours
+/// and name the status; the provider's own explanation is logged, never stored (it may quote
+/// the request), and never the request or answer bodies.
 fn classify(stage: &str, err: OpenAIError) -> JobError {
     match err {
         OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpFailure>() {
@@ -221,8 +222,11 @@ fn classify(stage: &str, err: OpenAIError) -> JobError {
         OpenAIError::ApiError(api) => {
             HttpFailure::new(api.status_code, None, api.api_error.message).into_job_error(stage)
         }
+        // Not the parser's message: it quotes the answer it could not read.
         OpenAIError::JSONDeserialize(e, _body) => JobError::Transient(format!(
-            "{stage}: the provider's answer was not the expected JSON ({e})"
+            "{stage}: the provider's answer was not the expected JSON (line {}, column {})",
+            e.line(),
+            e.column()
         )),
         OpenAIError::InvalidArgument(msg) => JobError::Permanent(format!("{stage}: {msg}")),
         other => JobError::Transient(format!("{stage}: {other}")),

@@ -19,8 +19,10 @@ pub struct HttpFailure {
 }
 
 impl std::fmt::Display for HttpFailure {
+    /// The status only: the provider's message may echo what was sent (patient text), and it
+    /// goes where users read (a session's error); it is logged instead.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status, self.message)
+        write!(f, "HTTP {}", self.status.as_u16())
     }
 }
 
@@ -53,8 +55,15 @@ impl HttpFailure {
         ) || self.status.is_server_error()
     }
 
-    /// The job error for this failure.
+    /// The job error for this failure: a short message of our own words and the status (what
+    /// a session's `error` shows). The provider's message goes to the log only.
     pub fn into_job_error(self, stage: &str) -> JobError {
+        tracing::warn!(
+            stage,
+            status = self.status.as_u16(),
+            provider_message = %self.message,
+            "the provider answered with an error"
+        );
         let what = match self.status {
             StatusCode::TOO_MANY_REQUESTS => "the provider is rate limiting us",
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -66,7 +75,7 @@ impl HttpFailure {
             s if s.is_server_error() => "the provider failed",
             _ => "the provider refused the request",
         };
-        let message = format!("{stage}: {what}: {self}");
+        let message = format!("{stage}: {what} ({self})");
         match (self.is_transient(), self.retry_after) {
             (true, Some(after)) => JobError::RetryAfter(message, after),
             (true, None) => JobError::Transient(message),
@@ -179,5 +188,22 @@ mod tests {
         assert!(matches!(fail(400, None), JobError::Permanent(_)));
         assert!(matches!(fail(401, None), JobError::Permanent(m) if m.contains("OPENAI_API_KEY")));
         assert!(matches!(fail(413, None), JobError::Permanent(_)));
+    }
+
+    #[test]
+    fn the_providers_own_words_stay_out_of_the_message() {
+        let error = HttpFailure::new(
+            StatusCode::BAD_REQUEST,
+            None,
+            "<b>Invalid</b> input: 'I felt so alone last week'".into(),
+        )
+        .into_job_error("extraction");
+        let JobError::Permanent(message) = error else {
+            panic!("a 400 is permanent")
+        };
+        assert_eq!(
+            message,
+            "extraction: the provider refused the request (HTTP 400)"
+        );
     }
 }

@@ -24,6 +24,7 @@ use crate::{
     extract::RequestMeta,
     fields::{PageCursor, SearchText, Timestamp},
     guards::Admin,
+    limits,
     pagination::PageRequest,
     routes::ApiTags,
     state::AppState,
@@ -107,6 +108,50 @@ pub struct AuditPage {
     pub items: Vec<AuditView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// One budget of an account.
+#[derive(Debug, Object)]
+pub struct BudgetView {
+    /// `uploads`, `mission_drafts`, `reextractions` (extract-notes and retries),
+    /// `invitations` or `exports`.
+    pub name: String,
+    /// Units per hour.
+    pub limit: u32,
+    /// Spent this hour (refused attempts included).
+    pub used: u32,
+    /// When it refills.
+    pub refills_at: DateTime<Utc>,
+}
+
+/// An account's budgets.
+#[derive(Debug, Object)]
+pub struct UserLimits {
+    /// Every budget.
+    pub items: Vec<BudgetView>,
+}
+
+#[derive(ApiResponse)]
+enum LimitsResponse {
+    /// The budgets now.
+    #[oai(status = 200)]
+    Ok(Json<UserLimits>),
+}
+
+/// `user_id`'s budgets as admins read them.
+async fn limits_view(state: &AppState, user_id: &str) -> UserLimits {
+    let uses = limits::usage(&state.limiter, &state.settings.account_limits, user_id).await;
+    UserLimits {
+        items: uses
+            .into_iter()
+            .map(|u| BudgetView {
+                name: u.budget.name().to_owned(),
+                limit: u.limit,
+                used: u.used,
+                refills_at: ms_to_datetime(u.refills_at as i64),
+            })
+            .collect(),
+    }
 }
 
 #[derive(ApiResponse)]
@@ -214,6 +259,67 @@ impl AdminUsersApi {
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
         Ok(UserResponse::Ok(Json((&user).into())))
+    }
+
+    /// Read an account's budgets (`UPLOADS_PER_HOUR` and the others): used this hour, and when
+    /// each refills.
+    #[oai(
+        path = "/users/:id/limits",
+        method = "get",
+        operation_id = "adminGetUserLimits"
+    )]
+    async fn user_limits(
+        &self,
+        state: Data<&AppState>,
+        _admin: Admin,
+        id: Path<String>,
+    ) -> ApiResult<LimitsResponse> {
+        let user = db::users::find(&state.db, &id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        Ok(LimitsResponse::Ok(Json(
+            limits_view(&state, &user.id).await,
+        )))
+    }
+
+    /// Refill every budget of an account now (after a legitimate burst, say). Audited.
+    #[oai(
+        path = "/users/:id/limits/reset",
+        method = "post",
+        operation_id = "adminResetUserLimits"
+    )]
+    async fn reset_user_limits(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<LimitsResponse> {
+        let user = db::users::find(&state.db, &id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        limits::reset(&state.limiter, &user.id)
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %format!("{err:#}"), "budgets not reset");
+                ApiError::unavailable(
+                    "The rate limiter is unavailable; nothing was reset. Try again.",
+                )
+            })?;
+        let mut tx = state.begin().await?;
+        let detail = serde_json::json!({ "user_id": user.id });
+        audited(
+            &mut tx,
+            AuditAction::UserLimitsReset,
+            &admin.id,
+            &meta,
+            detail,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(LimitsResponse::Ok(Json(
+            limits_view(&state, &user.id).await,
+        )))
     }
 
     /// The audit log, newest first, filtered by account, action and time.

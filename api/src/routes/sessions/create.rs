@@ -1,11 +1,12 @@
 //! The upload workflow behind `POST /sessions`: read the form while the file streams into the
 //! store, then record the session and start its first job in one transaction (or answer the
-//! session an earlier upload with the same `Idempotency-Key` made). A refused upload leaves
-//! nothing behind.
+//! session an earlier upload of the same request with the same `Idempotency-Key` made, and
+//! refuse the key with another request). A refused upload leaves nothing behind.
 
 use poem_openapi::payload::Json;
 use tend_shared::{
-    db::{self, sessions::NewSession, users::User},
+    auth::opaque,
+    db::{self, idempotency::Keyed, sessions::NewSession, users::User},
     domain::FieldError,
     sessions::{SessionStatus, recording_key},
 };
@@ -20,6 +21,7 @@ use super::{
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
+    idempotency,
     routes::patients::owned,
     state::AppState,
 };
@@ -34,9 +36,8 @@ pub(super) async fn accept(
     body: SessionUpload,
 ) -> ApiResult<SessionAccepted> {
     let idempotency_key = parse_idempotency_key(idempotency_key)?;
-    if let Some(existing) = replayed(state, user, idempotency_key.as_deref()).await? {
-        return Ok(existing);
-    }
+    // A retry with a key already used is read like any upload, so that it can be compared
+    // with the request that used the key first; its copy is then discarded.
     let session_id = db::new_id();
     let key = recording_key(&session_id);
     // Recorded first, so the cleanup job removes what a crash mid-upload leaves behind.
@@ -275,15 +276,31 @@ async fn create_session(
         job_id: &job.id,
         idempotency_key: idempotency_key.as_deref(),
     };
+    // What the request asked for: the same key with another patient, time or file is refused.
+    let fingerprint = idempotency::fingerprint(&serde_json::json!({
+        "patient_id": patient.id,
+        "recorded_at": recorded_at,
+        "source": source,
+        "media_type": media_type,
+        "size_bytes": size,
+        "transcript": transcript.map(|t| opaque::digest(&t.text)),
+    }));
     if let Err(err) = db::sessions::insert(&mut tx, &new).await {
         if db::is_unique_violation(&err, "sessions_idempotency_key", "sessions.practitioner_id") {
             drop(tx);
-            return replayed(state, user, new.idempotency_key)
+            let answer = replayed(state, user, new.idempotency_key)
                 .await?
-                .map(Created::Replayed)
-                .ok_or_else(|| ApiError::internal("an idempotency key clashed with no session"));
+                .ok_or_else(|| ApiError::internal("an idempotency key clashed with no session"))?;
+            let SessionAccepted::Replayed(Json(first), _) = &answer else {
+                return Err(ApiError::internal("a replay that is not one"));
+            };
+            idempotency::check_replay(state, Keyed::Session, &first.id, &fingerprint).await?;
+            return Ok(Created::Replayed(answer));
         }
         return Err(err.into());
+    }
+    if new.idempotency_key.is_some() {
+        idempotency::remember(&mut tx, Keyed::Session, &id, &fingerprint).await?;
     }
     db::uploads::end_upload(&mut *tx, &recording_key(&session_id)).await?;
     // Read back before the commit hands the job over, so the answer shows the session as

@@ -40,6 +40,7 @@ use crate::{
     extract::RequestMeta,
     fields::{IdempotencyKey, PageCursor, RecordId},
     guards::{Practitioner, SignedIn},
+    limits::{self, Budget},
     pagination::PageRequest,
     state::AppState,
 };
@@ -107,6 +108,7 @@ impl SessionsApi {
     /// Answers `202` as soon as the file is stored; transcription (skipped for a transcript)
     /// and note extraction run as jobs. The file type is recognised from its content. Audio
     /// larger than `MAX_UPLOAD_BYTES` (default 500 MiB) answers `413` and nothing is kept.
+    /// Each upload spends one of the account's `UPLOADS_PER_HOUR` (429 with `Retry-After`).
     #[oai(path = "/", method = "post", operation_id = "uploadSession")]
     async fn upload(
         &self,
@@ -120,6 +122,7 @@ impl SessionsApi {
         idempotency_key: Header<Option<IdempotencyKey>>,
         body: SessionUpload,
     ) -> ApiResult<SessionAccepted> {
+        limits::spend(&state, Budget::Uploads, &user.id).await?;
         create::accept(&state, &user, &meta, idempotency_key.0.map(|k| k.0), body).await
     }
 
@@ -236,7 +239,8 @@ impl SessionsApi {
     }
 
     /// Extract the notes again from the stored transcript (after a prompt or model change,
-    /// say). The current notes stay readable until the new ones replace them.
+    /// say). The current notes stay readable until the new ones replace them. Spends one of
+    /// the account's `REEXTRACTIONS_PER_HOUR`, as a retry does (429 with `Retry-After`).
     #[oai(
         path = "/:id/extract-notes",
         method = "post",
@@ -264,6 +268,7 @@ impl SessionsApi {
                 ),
             ));
         }
+        limits::spend(&state, Budget::ReExtractions, &user.id).await?;
         let queued = requeue(&state, &user, &meta, &row, Stage::Extraction).await?;
         Ok(StageResponse::Accepted(Json(queued)))
     }
@@ -290,6 +295,7 @@ impl SessionsApi {
                 ));
             }
         };
+        limits::spend(&state, Budget::ReExtractions, &user.id).await?;
         let queued = requeue(&state, &user, &meta, &row, stage).await?;
         Ok(StageResponse::Accepted(Json(queued)))
     }
