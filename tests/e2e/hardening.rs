@@ -532,3 +532,42 @@ async fn paid_work_and_invitation_mail_have_per_account_budgets_admins_see_and_r
     assert!(refused.headers().contains_key("retry-after"));
     problem(refused, 429).await;
 }
+
+#[tokio::test]
+async fn strangers_guessing_a_password_do_not_lock_its_owner_out() {
+    let app = spawn_app_with_env(&[
+        ("LOGIN_RATE_LIMIT_PER_MINUTE", "3"),
+        ("TRUST_PROXY_HEADERS", "true"),
+    ])
+    .await;
+    let owner = app.signed_in_as("patient").await;
+    let login_from = |ip: String, password: &'static str| {
+        app.client
+            .post(format!("{}/api/v1/auth/login", app.address))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": owner.email, "password": password}))
+            .send()
+    };
+    let home = "2001:db8:5:6::1";
+    assert_eq!(
+        login_from(home.into(), PASSWORD).await.unwrap().status(),
+        200
+    );
+    // Strangers at five addresses guess until strangers are refused, the right password too.
+    for i in 1..=5 {
+        let _ = login_from(format!("203.0.113.{i}"), "wrong guess here").await;
+    }
+    let stranger = login_from("203.0.113.9".into(), PASSWORD).await.unwrap();
+    assert!(stranger.headers().contains_key("retry-after"));
+    problem(stranger, 429).await;
+    // The owner, on the network they signed in from (another address of the same /64), is in.
+    let at_home = login_from("2001:db8:5:6::abcd".into(), PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(at_home.status(), 200);
+    // Guessing from the owner's network is limited too, on its own budget.
+    for _ in 0..2 {
+        let _ = login_from(home.into(), "wrong guess here").await;
+    }
+    problem(login_from(home.into(), PASSWORD).await.unwrap(), 429).await;
+}

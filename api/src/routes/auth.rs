@@ -269,7 +269,9 @@ impl AuthApi {
     /// Sign in with email and password.
     ///
     /// Limited per client IP and per account (`LOGIN_RATE_LIMIT_PER_MINUTE`, default 5):
-    /// beyond it, 429 with `Retry-After`.
+    /// beyond it, 429 with `Retry-After`. An account's attempts from a network it signed in
+    /// from in the last 90 days (an IPv4 address, an IPv6 /64) have a budget of their own, so
+    /// strangers guessing its password cannot lock its owner out.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -279,10 +281,26 @@ impl AuthApi {
     ) -> ApiResult<SignInResponse> {
         let limit = state.settings.login_rate_limit_per_minute;
         let email = Email::parse(&body.email).ok();
-        let account_key = email
-            .as_ref()
-            .map(|e| format!("login:account:{}", opaque::digest(e.as_str())));
-        let ip_key = format!("login:ip:{}", meta.client_key());
+        let user = match &email {
+            Some(email) => db::users::find_by_email(&state.db, email).await?,
+            None => None,
+        };
+        // Attempts from a network the account signed in from before are counted apart, so
+        // strangers' guesses exhaust only the strangers' budget, never the owner's.
+        let client = meta.client_key();
+        let known = match &user {
+            Some(user) => db::sign_ins::is_known(&state.db, &user.id, &client).await?,
+            None => false,
+        };
+        let account_key = email.as_ref().map(|e| {
+            let account = format!("login:account:{}", opaque::digest(e.as_str()));
+            if known {
+                format!("{account}:known:{client}")
+            } else {
+                account
+            }
+        });
+        let ip_key = format!("login:ip:{client}");
         let mut verdicts = vec![state.limiter.hit(&ip_key, limit, LIMIT_WINDOW).await];
         if let Some(key) = &account_key {
             verdicts.push(state.limiter.hit(key, limit, LIMIT_WINDOW).await);
@@ -303,10 +321,6 @@ impl AuthApi {
             return Err(ApiError::rate_limited(retry_after));
         }
 
-        let user = match &email {
-            Some(email) => db::users::find_by_email(&state.db, email).await?,
-            None => None,
-        };
         let verified = match &user {
             Some(user) => {
                 state
@@ -339,6 +353,7 @@ impl AuthApi {
             return Err(disabled());
         }
         let pair = issue_tokens(&state, &mut tx, user, &Uuid::now_v7().to_string()).await?;
+        db::sign_ins::remember(&mut tx, &user.id, &client).await?;
         audit::record(
             &mut tx,
             AuditAction::LoginSucceeded,

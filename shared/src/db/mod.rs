@@ -19,6 +19,7 @@ pub mod missions;
 pub mod patients;
 pub mod repair;
 pub mod sessions;
+pub mod sign_ins;
 pub mod stats;
 pub mod tokens;
 pub mod uploads;

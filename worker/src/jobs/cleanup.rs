@@ -140,6 +140,9 @@ pub async fn run(env: &JobEnv, dry_run: bool) -> Result<Report, JobError> {
     let workers = db::workers::delete_silent_since(&mut tx, ms_ago(KEEP_SILENT_WORKERS))
         .await
         .map_err(fail("forgetting silent workers"))?;
+    let networks = db::sign_ins::forget_stale(&mut tx, db::now_ms())
+        .await
+        .map_err(fail("forgetting old sign-in networks"))?;
     if dry_run {
         tx.rollback().await.map_err(fail("rolling back"))?;
     } else {
@@ -149,6 +152,7 @@ pub async fn run(env: &JobEnv, dry_run: bool) -> Result<Report, JobError> {
     categories.push(rows("finished_jobs", jobs));
     categories.push(rows("mail_requests", mail_requests));
     categories.push(rows("silent_workers", workers));
+    categories.push(rows("stale_sign_in_networks", networks));
     if !dry_run {
         let deliveries = env
             .transport()
