@@ -399,8 +399,7 @@ async fn a_signed_in_user_is_limited_per_minute_but_probes_and_others_are_not() 
         );
     }
     let resp = app.get("/api/v1/users/me", Some(&user.access_token)).await;
-    assert!(resp.headers().contains_key("retry-after"));
-    problem(resp, 429).await;
+    refused_for_now(resp).await;
     assert_eq!(
         app.get("/api/v1/users/me", Some(&other.access_token))
             .await
@@ -443,8 +442,7 @@ async fn the_per_user_limit_counts_every_spelling_of_the_bearer_scheme() {
             .send()
             .await
             .unwrap();
-        assert!(resp.headers().contains_key("retry-after"));
-        problem(resp, 429).await;
+        refused_for_now(resp).await;
     }
 }
 
@@ -529,8 +527,7 @@ async fn paid_work_and_invitation_mail_have_per_account_budgets_admins_see_and_r
     let other = app.signed_in_user().await;
     let theirs = app.create_patient(&other.access_token, "Theirs").await;
     let refused = invite(other.access_token.clone(), theirs).await;
-    assert!(refused.headers().contains_key("retry-after"));
-    problem(refused, 429).await;
+    refused_for_now(refused).await;
 }
 
 #[tokio::test]
@@ -558,8 +555,7 @@ async fn strangers_guessing_a_password_do_not_lock_its_owner_out() {
         let _ = login_from(format!("203.0.113.{i}"), "wrong guess here").await;
     }
     let stranger = login_from("203.0.113.9".into(), PASSWORD).await.unwrap();
-    assert!(stranger.headers().contains_key("retry-after"));
-    problem(stranger, 429).await;
+    refused_for_now(stranger).await;
     // The owner, on the network they signed in from (another address of the same /64), is in.
     let at_home = login_from("2001:db8:5:6::abcd".into(), PASSWORD)
         .await
@@ -570,4 +566,10 @@ async fn strangers_guessing_a_password_do_not_lock_its_owner_out() {
         let _ = login_from(home.into(), "wrong guess here").await;
     }
     problem(login_from(home.into(), PASSWORD).await.unwrap(), 429).await;
+}
+
+/// A 429 problem that says when to come back.
+async fn refused_for_now(resp: reqwest::Response) {
+    assert!(resp.headers().contains_key("retry-after"));
+    problem(resp, 429).await;
 }
