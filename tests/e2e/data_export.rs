@@ -216,6 +216,15 @@ async fn a_patient_account_gets_what_it_may_read() {
     let (app, _fake) = spawn_app_with_fake().await;
     let practitioner = app.signed_in_user().await;
     let record = app.create_patient(&practitioner.access_token, "Zoë").await;
+    // The practitioner's private reference, which the patient's account cannot read.
+    let resp = app
+        .patch_auth(
+            &format!("/api/v1/patients/{record}"),
+            &practitioner.access_token,
+            &serde_json::json!({"reference": "kept-private-7731"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
     let resp = app
         .upload_session(
             &practitioner.access_token,
@@ -243,7 +252,23 @@ async fn a_patient_account_gets_what_it_may_read() {
         !names.iter().any(|n| n.starts_with("recordings/")),
         "{names:?}"
     );
-    assert_eq!(json_file(&files, "patients.json")[0]["display_name"], "Zoë");
+    // What the API shows this account, and nothing of its practitioner's record.
+    assert_eq!(
+        names,
+        [
+            "README.txt",
+            "account.json",
+            "audit_log.json",
+            "missions.json",
+            "sessions.json"
+        ]
+    );
+    for (name, data) in &files {
+        let text = String::from_utf8_lossy(data);
+        assert!(!text.contains("kept-private-7731"), "{name}");
+        assert!(!text.contains("practitioner_id"), "{name}");
+        assert!(!text.contains(&practitioner.id), "{name}");
+    }
     let sessions = json_file(&files, "sessions.json");
     assert_eq!(sessions.as_array().unwrap().len(), 1);
     assert!(

@@ -1,8 +1,8 @@
 //! `data_export`: the right of access. One ZIP of everything an account holds: the account,
 //! its audit entries and, for a practitioner, every patient, recording (the audio too),
-//! transcript, notes, mission and export; for a patient account, what it may read (its
-//! linked records, their sessions' summaries, their missions). JSON files, with a README
-//! saying what each holds.
+//! transcript, notes, mission and export; for a patient account, what the API shows it (its
+//! sessions' summaries and its missions, never its practitioner's records). JSON files, with
+//! a README saying what each holds.
 //!
 //! Streamed: rows are read a page at a time and each stored file is copied through a local
 //! file into the archive, which is written to disk and streamed to the store, so a
@@ -230,23 +230,22 @@ async fn practitioner(archive: &mut Archive<'_>, user_id: &str) -> Result<(), Jo
     Ok(())
 }
 
-/// What a patient account may read: its linked records, their sessions as it sees them
-/// (when, how long, and the summary written for it) and their missions.
+/// What a patient account may read, as the API shows it to that account: its sessions as it
+/// sees them (when, how long, and the summary written for it) and its missions. Not the
+/// records its practitioners keep about it: the API does not show those to it (403), and
+/// neither does its export (they hold the practitioner's private reference and ids).
 async fn patient(archive: &mut Archive<'_>, user_id: &str) -> Result<(), JobError> {
     let linked = "patient_id IN (SELECT id FROM patients WHERE user_id = $1)";
     let binds = &[user_id];
     archive
         .table(
-            "patients.json",
-            "patients",
-            "user_id = $1",
+            "missions.json",
+            "missions",
+            linked,
             binds,
-            whole,
+            mission_for_patient,
             no_files,
         )
-        .await?;
-    archive
-        .table("missions.json", "missions", linked, binds, whole, no_files)
         .await?;
     archive
         .table(
@@ -271,19 +270,49 @@ fn whole(row: Map<String, Value>) -> Value {
     Value::Object(row)
 }
 
+/// The `keys` of `row`, in that order (`null` where absent).
+fn picked(row: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
+    keys.iter()
+        .map(|key| {
+            (
+                (*key).to_owned(),
+                row.get(*key).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+/// A mission as its patient's account reads it: the fields `GET /missions` shows, without the
+/// practitioner's ids.
+fn mission_for_patient(row: Map<String, Value>) -> Value {
+    Value::Object(picked(
+        &row,
+        &[
+            "id",
+            "patient_id",
+            "draft_id",
+            "questionnaire",
+            "plan",
+            "planned_on",
+            "created_at",
+            "updated_at",
+        ],
+    ))
+}
+
 /// A session as its patient's account reads it.
 fn patient_view(row: Map<String, Value>) -> Value {
-    let mut view: Map<String, Value> = [
-        "id",
-        "patient_id",
-        "status",
-        "recorded_at",
-        "duration_ms",
-        "created_at",
-    ]
-    .into_iter()
-    .map(|key| (key.to_owned(), row.get(key).cloned().unwrap_or(Value::Null)))
-    .collect();
+    let mut view = picked(
+        &row,
+        &[
+            "id",
+            "patient_id",
+            "status",
+            "recorded_at",
+            "duration_ms",
+            "created_at",
+        ],
+    );
     let summary = row
         .get("notes")
         .and_then(|n| n.get("patient_summary"))
