@@ -106,9 +106,11 @@ pub fn pattern_message(pattern: &str) -> Option<&'static str> {
         p if p == Email::PATTERN => "must be a plain address such as name@example.org",
         p if p == Password::PATTERN => "must not be only spaces",
         p if p == NAME_PATTERN => {
-            "must not be blank or contain control or text-direction characters"
+            "must not be blank or contain control, text-direction or invisible characters"
         }
-        p if p == PRINTABLE_PATTERN => "must not contain control or text-direction characters",
+        p if p == PRINTABLE_PATTERN => {
+            "must not contain control, text-direction or invisible characters"
+        }
         IDEMPOTENCY_KEY_PATTERN => "must be 1 to 255 visible ASCII characters",
         _ => return None,
     })

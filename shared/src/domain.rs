@@ -170,7 +170,7 @@ pub const NAME_MAX_CHARS: usize = 100;
 /// The characters [`check_printable`] refuses, as the body of a regular-expression class.
 macro_rules! unprintable_class {
     () => {
-        r"\x00-\x1F\x7F-\x9F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069"
+        r"\x00-\x1F\x7F-\x9F\xAD\u061C\u180E\u200B\u200E\u200F\u2028\u2029\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF"
     };
 }
 
@@ -202,17 +202,52 @@ pub fn parse_display_name(raw: &str) -> Result<String, String> {
 }
 
 /// Refuses characters that have no place in a name or a short label: control characters
-/// (NUL, line breaks, escapes) and the invisible bidirectional controls that make a name
-/// read differently from what it is (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C).
+/// (NUL, line breaks, escapes), the invisible bidirectional controls that make a name read
+/// differently from what it is (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C), and
+/// invisible characters that make two names look alike (zero-width space U+200B, word joiner
+/// and invisible operators U+2060-U+2064, byte-order mark U+FEFF, soft hyphen U+00AD,
+/// U+180E) or break a line where none shows (U+2028, U+2029). Zero-width (non-)joiners stay:
+/// Persian and Indic names and emoji sequences need them.
 pub fn check_printable(value: &str) -> Result<(), String> {
-    let bidi = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
-    match value.chars().find(|&c| c.is_control() || bidi(c)) {
+    match value.chars().find(|&c| c.is_control() || hidden(c)) {
         Some(c) => Err(format!(
-            "must not contain control or text-direction characters (found U+{:04X})",
+            "must not contain control, text-direction or invisible characters (found U+{:04X})",
             c as u32
         )),
         None => Ok(()),
     }
+}
+
+/// As [`check_printable`] for text of several lines (notes, advice): line breaks and tabs are
+/// allowed, every other control, text-direction or invisible character is not.
+pub fn check_text(value: &str) -> Result<(), String> {
+    let refused = |c: char| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || hidden(c);
+    match value.chars().find(|&c| refused(c)) {
+        Some(c) => Err(format!(
+            "must not contain control, text-direction or invisible characters (found U+{:04X})",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The bidirectional controls and invisible characters [`check_printable`] refuses.
+fn hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{061C}'
+            | '\u{200B}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}'
+            | '\u{00AD}'
+            | '\u{180E}'
+    )
 }
 
 #[cfg(test)]

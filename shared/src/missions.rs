@@ -10,12 +10,31 @@ use chrono::{Datelike, Days, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::domain::FieldError;
+use crate::domain::{FieldError, check_printable, check_text};
 
 /// Longest event name.
 pub const EVENT_NAME_MAX_CHARS: usize = 255;
 /// Longest constraints text.
 pub const CONSTRAINTS_MAX_CHARS: usize = 1_000;
+/// Longest advice for a whole plan.
+pub const PLAN_NOTES_MAX_CHARS: usize = 4_000;
+/// Longest focus of a week.
+pub const WEEK_FOCUS_MAX_CHARS: usize = 200;
+/// Longest description of a session.
+pub const SESSION_DESCRIPTION_MAX_CHARS: usize = 1_000;
+
+/// The error of a text field longer than `max` characters or holding characters it must not
+/// (`line`: a one-line label; otherwise text of several lines), if any.
+fn text_error(value: &str, max: usize, line: bool) -> Option<String> {
+    if value.chars().count() > max {
+        return Some(format!("must be at most {max} characters"));
+    }
+    if line {
+        check_printable(value).err()
+    } else {
+        check_text(value).err()
+    }
+}
 /// Weekly hours a client may offer, each bound.
 pub const WEEKLY_HOURS: std::ops::RangeInclusive<u32> = 1..=40;
 /// The FTP range accepted, in watts.
@@ -149,11 +168,8 @@ impl Questionnaire {
         let name = self.event_name.trim();
         if name.is_empty() {
             errors.push(FieldError::new("event_name", "must not be empty"));
-        } else if self.event_name.chars().count() > EVENT_NAME_MAX_CHARS {
-            errors.push(FieldError::new(
-                "event_name",
-                format!("must be at most {EVENT_NAME_MAX_CHARS} characters"),
-            ));
+        } else if let Some(error) = text_error(&self.event_name, EVENT_NAME_MAX_CHARS, true) {
+            errors.push(FieldError::new("event_name", error));
         }
         if self.event_date <= today {
             errors.push(FieldError::new("event_date", "must be a future date"));
@@ -188,15 +204,12 @@ impl Questionnaire {
                 "must not repeat a day",
             ));
         }
-        if self
+        if let Some(error) = self
             .constraints
-            .as_ref()
-            .is_some_and(|c| c.chars().count() > CONSTRAINTS_MAX_CHARS)
+            .as_deref()
+            .and_then(|c| text_error(c, CONSTRAINTS_MAX_CHARS, false))
         {
-            errors.push(FieldError::new(
-                "constraints",
-                format!("must be at most {CONSTRAINTS_MAX_CHARS} characters"),
-            ));
+            errors.push(FieldError::new("constraints", error));
         }
         errors
     }
@@ -378,6 +391,8 @@ impl Plan {
         }
         if self.notes.trim().is_empty() {
             errors.push(FieldError::new("notes", "must not be empty"));
+        } else if let Some(error) = text_error(&self.notes, PLAN_NOTES_MAX_CHARS, false) {
+            errors.push(FieldError::new("notes", error));
         }
         let days = q.training_days();
         let (low, high) = q.power_bounds();
@@ -386,6 +401,8 @@ impl Plan {
             let at = |field: &str| format!("weeks[{w}].{field}");
             if week.focus.trim().is_empty() {
                 errors.push(FieldError::new(&at("focus"), "must not be empty"));
+            } else if let Some(error) = text_error(&week.focus, WEEK_FOCUS_MAX_CHARS, true) {
+                errors.push(FieldError::new(&at("focus"), error));
             }
             let mut minutes = 0;
             for (s, session) in week.sessions.iter().enumerate() {
@@ -410,6 +427,11 @@ impl Plan {
                         &at("day"),
                         format!("{date} is in the past"),
                     ));
+                }
+                if let Some(error) =
+                    text_error(&session.description, SESSION_DESCRIPTION_MAX_CHARS, false)
+                {
+                    errors.push(FieldError::new(&at("description"), error));
                 }
                 if !SESSION_MINUTES.contains(&session.duration_minutes) {
                     errors.push(FieldError::new(

@@ -315,6 +315,50 @@ async fn two_misfits_fail_the_draft_with_the_reason_and_a_mail() {
 }
 
 #[tokio::test]
+async fn an_oversized_answer_is_a_misfit_asked_again_then_a_clear_failure() {
+    let (app, fake) = spawn_app_with_fake().await;
+    let coach = app.signed_in_user().await;
+    let client_id = app.create_patient(&coach.access_token, "Sam").await;
+    let q = questionnaire(&client_id);
+    let mut huge = good_plan(&q);
+    huge["notes"] = json!("ride ".repeat(80_000));
+    huge["weeks"][0]["focus"] = json!("base".repeat(100));
+    fake.on_chat([
+        Reply::Content(huge.to_string()),
+        Reply::Content(huge.to_string()),
+    ]);
+    let draft = drafted(&app, &coach.access_token, &q).await;
+    assert_eq!(draft["status"], "failed", "{}", &draft.to_string()[..300]);
+    let error = draft["error"].as_str().unwrap();
+    assert!(
+        error.contains("notes must be at most 4000 characters"),
+        "{error}"
+    );
+    assert!(
+        error.len() < 2_000,
+        "the reason names rules, not the answer"
+    );
+    assert!(draft["draft"].is_null());
+    let chats = fake.chats();
+    assert_eq!(chats[1]["temperature"], 0.0);
+
+    // An edited plan is held to the same limits.
+    fake.on_chat([Reply::Content(good_plan(&q).to_string())]);
+    let ready = drafted(&app, &coach.access_token, &q).await;
+    let mut plan = ready["draft"].clone();
+    plan["notes"] = json!("x".repeat(900_000));
+    let resp = app
+        .post_auth(
+            "/api/v1/missions",
+            &coach.access_token,
+            &json!({"draft_id": ready["id"], "plan": plan}),
+        )
+        .await;
+    let refused = problem(resp, 422).await;
+    assert_eq!(refused["errors"][0]["field"], "plan.notes", "{refused}");
+}
+
+#[tokio::test]
 async fn a_429_is_retried_after_its_retry_after_then_drafted() {
     let (app, fake) = spawn_app_with_fake().await;
     let coach = app.signed_in_user().await;
@@ -348,6 +392,12 @@ async fn each_questionnaire_rule_is_a_422_naming_its_field() {
     let cases: Vec<(&str, Value, &str)> = vec![
         ("event_name", json!(""), "event_name"),
         ("event_name", json!("x".repeat(256)), "event_name"),
+        // One line, nothing hidden: NUL, a line break, a bidi override, a zero-width space.
+        ("event_name", json!("Tour\u{0}"), "event_name"),
+        ("event_name", json!("Tour\r\nX-Injected: 1"), "event_name"),
+        ("event_name", json!("Tour \u{202e}edirtS"), "event_name"),
+        ("event_name", json!("Tour\u{200b}"), "event_name"),
+        ("constraints", json!("knee\u{2028}"), "constraints"),
         ("event_date", json!(yesterday), "event_date"),
         ("event_date", json!(far), "event_date"),
         ("mission_type", json!("time_trial"), "mission_type"),

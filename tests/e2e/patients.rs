@@ -143,6 +143,30 @@ async fn a_patient_record_validates_its_fields() {
         ["display_name", "reference", "account_email"],
         "{bad}"
     );
+    // Names that look like another name: a zero-width space, a soft hyphen, a line separator.
+    for name in ["Sam\u{200b}", "Sa\u{ad}m", "Sam\u{2028}Smith"] {
+        let bad = problem(
+            post(
+                &app,
+                token,
+                "/api/v1/patients",
+                json!({"display_name": name}),
+            )
+            .await,
+            422,
+        )
+        .await;
+        assert_eq!(bad["errors"][0]["field"], "display_name", "{bad}");
+    }
+    // Scripts that need a joiner keep it (Persian, with a zero-width non-joiner).
+    let resp = post(
+        &app,
+        token,
+        "/api/v1/patients",
+        json!({"display_name": "می\u{200c}خواهم"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 201);
     // A number where the schema says string, and a missing required field: 422, named.
     let bad = problem(
         post(&app, token, "/api/v1/patients", json!({"reference": 42})).await,

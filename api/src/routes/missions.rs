@@ -126,7 +126,8 @@ pub struct NotificationPreferences {
 /// The mission questionnaire.
 #[derive(Debug, Clone, Object)]
 pub struct QuestionnaireBody {
-    /// The event, 1 to 255 characters.
+    /// The event, 1 to 255 characters, one line (no control, text-direction or invisible
+    /// characters).
     #[oai(validator(min_length = 1, max_length = 255))]
     pub event_name: String,
     /// The event's day: in the future, within 366 days.
@@ -175,7 +176,9 @@ pub struct PlannedSession {
     /// Target power, high end (at most 150 % of the FTP).
     #[oai(validator(minimum(value = "0"), maximum(value = "2000")))]
     pub target_power_high_w: i64,
-    /// What to do.
+    /// What to do: at most 1,000 characters (lines allowed; no control, text-direction or
+    /// invisible characters).
+    #[oai(validator(max_length = 1000))]
     pub description: String,
 }
 
@@ -184,7 +187,8 @@ pub struct PlannedSession {
 pub struct PlanWeek {
     /// Its Monday.
     pub week_start: CalendarDate,
-    /// What the week builds.
+    /// What the week builds: one line, at most 200 characters.
+    #[oai(validator(max_length = 200))]
     pub focus: String,
     /// Its sessions.
     pub sessions: Vec<PlannedSession>,
@@ -195,7 +199,8 @@ pub struct PlanWeek {
 pub struct PlanBody {
     /// The weeks, in order.
     pub weeks: Vec<PlanWeek>,
-    /// Advice for the whole plan.
+    /// Advice for the whole plan: at most 4,000 characters (lines allowed).
+    #[oai(validator(max_length = 4000))]
     pub notes: String,
 }
 
