@@ -138,6 +138,13 @@ enum LimitsResponse {
     Ok(Json<UserLimits>),
 }
 
+/// The account `id`, or 404.
+async fn account(state: &AppState, id: &str) -> ApiResult<db::users::User> {
+    db::users::find(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))
+}
+
 /// `user_id`'s budgets as admins read them.
 async fn limits_view(state: &AppState, user_id: &str) -> UserLimits {
     let uses = limits::usage(&state.limiter, &state.settings.account_limits, user_id).await;
@@ -228,9 +235,7 @@ impl AdminUsersApi {
         id: Path<String>,
         body: JsonBody<AdminUserUpdate>,
     ) -> ApiResult<UserResponse> {
-        let user = db::users::find(&state.db, &id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found("user"))?;
+        let user = account(&state, &id.0).await?;
         let demotes_self = body.role.is_some_and(|r| role_of(r) != Role::Admin);
         if user.id == admin.id && (demotes_self || body.disabled == Some(true)) {
             return Err(ApiError::conflict(
@@ -274,9 +279,7 @@ impl AdminUsersApi {
         _admin: Admin,
         id: Path<String>,
     ) -> ApiResult<LimitsResponse> {
-        let user = db::users::find(&state.db, &id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found("user"))?;
+        let user = account(&state, &id.0).await?;
         Ok(LimitsResponse::Ok(Json(
             limits_view(&state, &user.id).await,
         )))
@@ -295,9 +298,7 @@ impl AdminUsersApi {
         meta: RequestMeta,
         id: Path<String>,
     ) -> ApiResult<LimitsResponse> {
-        let user = db::users::find(&state.db, &id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found("user"))?;
+        let user = account(&state, &id.0).await?;
         limits::reset(&state.limiter, &user.id)
             .await
             .map_err(|err| {
