@@ -273,9 +273,11 @@ async fn bury_if_killed(runner: &Runner, job: &JobRow) {
     }
     tracing::warn!(job_id = %job.id, kind = %job.kind, "attempt stopped: killed by an admin");
     let ctx = JobCtx { env, job };
+    // A job claimed already killed never runs its handler: the renewal that stopped it may
+    // only have overtaken the claim's own burial.
     let outcome = Outcome::Killed {
         error: KILLED,
-        ran: true,
+        ran: job.killed_at.is_none(),
     };
     record(runner, &ctx, registry::find(&job.kind), outcome).await;
     runner.metrics.count(&job.kind, "killed", None);
