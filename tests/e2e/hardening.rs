@@ -428,25 +428,17 @@ async fn the_per_user_limit_counts_every_spelling_of_the_bearer_scheme() {
         format!("BEARER {token}"),
         format!("Bearer   {token}"),
     ];
-    for spelling in &spellings {
-        let resp = app
-            .client
+    let me = |spelling: &String| {
+        app.client
             .get(format!("{}/api/v1/users/me", app.address))
             .header("authorization", spelling)
             .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "{spelling:.12}");
+    };
+    for spelling in &spellings {
+        assert_eq!(me(spelling).await.unwrap().status(), 200, "{spelling:.12}");
     }
     for spelling in &spellings {
-        let resp = app
-            .client
-            .get(format!("{}/api/v1/users/me", app.address))
-            .header("authorization", spelling)
-            .send()
-            .await
-            .unwrap();
-        refused_for_now(resp).await;
+        refused_for_now(me(spelling).await.unwrap()).await;
     }
 }
 
