@@ -83,9 +83,12 @@ impl Budget {
 }
 
 /// Spends one unit of `user_id`'s `budget`, or answers 429 with `Retry-After`.
+/// Refusals are counted in `tend_budget_refusals_total{budget}`, so abuse (or a limit set
+/// too low) shows on the dashboards.
 pub async fn spend(state: &AppState, budget: Budget, user_id: &str) -> ApiResult<()> {
     let limit = budget.limit(&state.settings.account_limits);
     over(state.limiter.hit(&budget.key(user_id), limit, WINDOW).await)
+        .inspect_err(|_| refused(budget.name()))
 }
 
 /// Spends one invitation mail to `email` for the day (the address is kept only as a digest).
@@ -96,6 +99,11 @@ pub async fn spend_recipient_mail(state: &AppState, email: &Email) -> ApiResult<
         .invitation_mails_per_recipient_per_day;
     let key = recipient_key(email);
     over(state.limiter.hit(&key, limit, RECIPIENT_WINDOW).await)
+        .inspect_err(|_| refused("invitation_mails_per_recipient"))
+}
+
+fn refused(budget: &'static str) {
+    metrics::counter!("tend_budget_refusals_total", "budget" => budget).increment(1);
 }
 
 fn recipient_key(email: &Email) -> String {

@@ -504,6 +504,18 @@ async fn paid_work_and_invitation_mail_have_per_account_budgets_admins_see_and_r
     );
     assert_eq!(upload().await.status(), 202);
     problem(app.get(&path, Some(token)).await, 403).await;
+    let metrics = app
+        .get("/metrics", Some(&admin))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tend_budget_refusals_total{budget=\"uploads\"}")),
+        "the refusal is counted"
+    );
 
     // One invitation mail a day to an address, whoever sends it.
     let address = unique_email();
