@@ -100,6 +100,13 @@ macro_rules! rule_string {
 /// Pattern of [`IdempotencyKey`].
 const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
 
+/// Whether `value` matches [`IdempotencyKey`]'s pattern: 1 to 255 visible ASCII characters.
+/// The middleware checks every request's header with it (a non-ASCII key would otherwise
+/// reach an operation as absent).
+pub fn is_idempotency_key(value: &[u8]) -> bool {
+    (1..=255).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic)
+}
+
 /// What breaking `pattern` means, for a person to read (the messages of the domain parsers).
 pub fn pattern_message(pattern: &str) -> Option<&'static str> {
     Some(match pattern {

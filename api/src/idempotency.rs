@@ -6,10 +6,7 @@
 
 use tend_shared::{
     auth::opaque,
-    db::{
-        self,
-        idempotency::{self as keyed, Keyed},
-    },
+    db::idempotency::{self as keyed, Keyed},
 };
 
 use crate::{
@@ -39,14 +36,4 @@ pub async fn check_replay(
         )),
         _ => Ok(()),
     }
-}
-
-/// Records `fingerprint` for the new resource `id` in the transaction that makes it.
-pub async fn remember(
-    conn: &mut sqlx::AnyConnection,
-    keyed: Keyed,
-    id: &str,
-    fingerprint: &str,
-) -> ApiResult<()> {
-    Ok(db::idempotency::remember(conn, keyed, id, fingerprint).await?)
 }

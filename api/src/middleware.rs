@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::{
     error::{ApiError, render_error},
+    fields::is_idempotency_key,
     state::AppState,
 };
 
@@ -30,9 +31,14 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The header that makes a creating request safe to repeat.
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// The documented pattern of an `Idempotency-Key`: `^[!-~]{1,255}$`.
-fn acceptable_idempotency_key(value: &[u8]) -> bool {
-    (1..=255).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic)
+/// An `Idempotency-Key` sent twice, or outside its pattern ([`is_idempotency_key`]).
+fn bad_idempotency_key(headers: &poem::http::HeaderMap) -> bool {
+    let mut keys = headers.get_all(&IDEMPOTENCY_KEY).iter();
+    match (keys.next(), keys.next()) {
+        (None, _) => false,
+        (Some(key), None) => !is_idempotency_key(key.as_bytes()),
+        (Some(_), Some(_)) => true,
+    }
 }
 
 fn acceptable_request_id(value: &str) -> bool {
@@ -66,13 +72,7 @@ pub async fn request_context<E: Endpoint>(
             "query",
             "must not contain NUL characters",
         ))
-    } else if req
-        .headers()
-        .get_all(&IDEMPOTENCY_KEY)
-        .iter()
-        .any(|v| !acceptable_idempotency_key(v.as_bytes()))
-        || req.headers().get_all(&IDEMPOTENCY_KEY).iter().count() > 1
-    {
+    } else if bad_idempotency_key(req.headers()) {
         // Checked here, for every operation that takes one: a key the operation could not
         // read (non-ASCII) would otherwise count as absent, and the request run twice.
         Some(ApiError::invalid_field(

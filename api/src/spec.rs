@@ -18,65 +18,64 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-/// Each documented path template (split into segments, `{..}` matching any one) with the
-/// methods it answers: what a `405` names in its `Allow` header, as RFC 9110 requires.
-struct Routes(Vec<(Vec<String>, String)>);
+/// What the served document says about its routes, learnt once.
+struct Routes {
+    /// Each documented path template (split into segments, `{..}` matching any one) with the
+    /// methods it answers: what a `405` names in its `Allow` header, as RFC 9110 requires.
+    paths: Vec<(Vec<String>, String)>,
+    /// Each operation's path parameters, in the order its path template names them.
+    /// poem-openapi calls them `param0`, `param1`, … in its parse errors; a 404 names them as
+    /// the spec does.
+    path_params: Vec<(String, Vec<String>)>,
+}
 
 static ROUTES: OnceLock<Routes> = OnceLock::new();
-
-/// Each operation's path parameters, in the order its path template names them. poem-openapi
-/// calls them `param0`, `param1`, … in its parse errors; a 404 names them as the spec does.
-static PATH_PARAMS: OnceLock<Vec<(String, Vec<String>)>> = OnceLock::new();
 
 /// Learns the routes of `spec` (the document served); the first call wins, and every app in
 /// a process serves the same operations.
 pub fn remember_routes(spec: &str) {
-    let parsed: Value = serde_json::from_str(spec).unwrap_or_default();
-    PATH_PARAMS.get_or_init(|| {
-        let mut operations = Vec::new();
-        for (path, item) in parsed["paths"].as_object().into_iter().flatten() {
-            let names: Vec<String> = path
-                .split('/')
-                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-                .map(str::to_owned)
-                .collect();
-            for operation in item.as_object().into_iter().flatten().map(|(_, op)| op) {
-                if let Some(id) = operation["operationId"].as_str() {
-                    operations.push((id.to_owned(), names.clone()));
-                }
-            }
-        }
-        operations
-    });
     ROUTES.get_or_init(|| {
-        let mut routes = Vec::new();
+        let parsed: Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut routes = Routes {
+            paths: Vec::new(),
+            path_params: Vec::new(),
+        };
         for (path, item) in parsed["paths"].as_object().into_iter().flatten() {
-            let mut methods: Vec<String> = item
-                .as_object()
-                .into_iter()
-                .flatten()
+            let operations = item.as_object().into_iter().flatten();
+            let mut methods: Vec<String> = operations
+                .clone()
                 .map(|(m, _)| m.to_ascii_uppercase())
                 .filter(|m| ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str()))
                 .collect();
             if methods.iter().any(|m| m == "GET") {
                 methods.push("HEAD".into());
             }
-            let segments = path
+            let segments: Vec<String> = path
                 .trim_matches('/')
                 .split('/')
                 .map(str::to_owned)
                 .collect();
-            routes.push((segments, methods.join(", ")));
+            let names: Vec<String> = segments
+                .iter()
+                .filter_map(|s| Some(s.strip_prefix('{')?.strip_suffix('}')?.to_owned()))
+                .collect();
+            for (_, operation) in operations {
+                if let Some(id) = operation["operationId"].as_str() {
+                    routes.path_params.push((id.to_owned(), names.clone()));
+                }
+            }
+            routes.paths.push((segments, methods.join(", ")));
         }
-        Routes(routes)
+        routes
     });
 }
 
 /// The spec's name of path parameter `internal` (poem-openapi's `param<N>`) of `operation`.
 pub fn path_param_name(operation: &str, internal: &str) -> Option<&'static str> {
     let index: usize = internal.strip_prefix("param")?.parse().ok()?;
-    PATH_PARAMS
+    ROUTES
         .get()?
+        .path_params
         .iter()
         .find(|(id, _)| id == operation)
         .and_then(|(_, names)| names.get(index))
@@ -86,7 +85,7 @@ pub fn path_param_name(operation: &str, internal: &str) -> Option<&'static str> 
 /// The `Allow` value for `path`, if it is a documented path.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
     let wanted: Vec<&str> = path.trim_matches('/').split('/').collect();
-    ROUTES.get()?.0.iter().find_map(|(segments, methods)| {
+    ROUTES.get()?.paths.iter().find_map(|(segments, methods)| {
         let same = segments.len() == wanted.len()
             && segments
                 .iter()

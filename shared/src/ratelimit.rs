@@ -44,10 +44,8 @@ impl RateLimiter {
     /// If Redis cannot be reached the attempt is allowed (and logged): an outage of the limiter
     /// must not lock every user out.
     pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
-        let window_ms = window.as_millis().max(1) as u64;
-        let now = chrono::Utc::now().timestamp_millis() as u64;
-        let slot = now / window_ms;
-        let retry_after = Duration::from_millis((slot + 1) * window_ms - now);
+        let Window { slot, now, ends } = Window::now(window);
+        let retry_after = Duration::from_millis(ends - now);
         let count = match self {
             RateLimiter::Memory(map) => {
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
@@ -56,7 +54,6 @@ impl RateLimiter {
                     // a per-minute limit's pruning never forgets an hourly counter.
                     map.retain(|_, (ends, _)| *ends > now);
                 }
-                let ends = (slot + 1) * window_ms;
                 let entry = map.entry(key.to_owned()).or_insert((ends, 0));
                 if entry.0 != ends {
                     *entry = (ends, 0);
@@ -65,12 +62,12 @@ impl RateLimiter {
                 entry.1
             }
             RateLimiter::Redis { conn, namespace } => {
-                let redis_key = format!("{namespace}:ratelimit:{key}:{slot}");
+                let redis_key = redis_key(namespace, key, slot);
                 let mut conn = conn.clone();
                 let mut pipe = redis::pipe();
                 pipe.atomic()
                     .incr(&redis_key, 1)
-                    .pexpire(&redis_key, window_ms as i64 + 1000);
+                    .pexpire(&redis_key, window.as_millis() as i64 + 1000);
                 let query = pipe.query_async::<(u32, i64)>(&mut conn);
                 match tokio::time::timeout(REDIS_TIMEOUT, query).await {
                     Ok(Ok((count, _))) => count,
@@ -91,13 +88,11 @@ impl RateLimiter {
             Decision::Allowed
         }
     }
-}
 
-impl RateLimiter {
     /// How many attempts `key` has made in the current `window` (admins read budgets with it).
     /// An unreachable Redis reads as none.
     pub async fn used(&self, key: &str, window: Duration) -> u32 {
-        let (slot, ends) = Self::slot(window);
+        let Window { slot, ends, .. } = Window::now(window);
         match self {
             RateLimiter::Memory(map) => {
                 let map = map.lock().unwrap_or_else(|p| p.into_inner());
@@ -108,7 +103,7 @@ impl RateLimiter {
             RateLimiter::Redis { conn, namespace } => {
                 let mut conn = conn.clone();
                 let mut cmd = redis::cmd("GET");
-                cmd.arg(format!("{namespace}:ratelimit:{key}:{slot}"));
+                cmd.arg(redis_key(namespace, key, slot));
                 let get = cmd.query_async::<Option<u32>>(&mut conn);
                 match tokio::time::timeout(REDIS_TIMEOUT, get).await {
                     Ok(Ok(count)) => count.unwrap_or(0),
@@ -120,7 +115,7 @@ impl RateLimiter {
 
     /// Forgets the attempts of `key` in the current `window` (an admin's reset).
     pub async fn reset(&self, key: &str, window: Duration) -> anyhow::Result<()> {
-        let (slot, _) = Self::slot(window);
+        let slot = Window::now(window).slot;
         match self {
             RateLimiter::Memory(map) => {
                 map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
@@ -128,7 +123,7 @@ impl RateLimiter {
             RateLimiter::Redis { conn, namespace } => {
                 let mut conn = conn.clone();
                 redis::cmd("DEL")
-                    .arg(format!("{namespace}:ratelimit:{key}:{slot}"))
+                    .arg(redis_key(namespace, key, slot))
                     .query_async::<()>(&mut conn)
                     .await?;
             }
@@ -138,16 +133,36 @@ impl RateLimiter {
 
     /// When the current `window` ends (ms since the epoch).
     pub fn window_ends(window: Duration) -> u64 {
-        Self::slot(window).1
+        Window::now(window).ends
     }
+}
 
-    /// The current window's number and end (ms since the epoch).
-    fn slot(window: Duration) -> (u64, u64) {
-        let window_ms = window.as_millis().max(1) as u64;
+/// The fixed window of a given length that holds the present moment.
+struct Window {
+    /// Its number since the epoch.
+    slot: u64,
+    /// Now, in ms since the epoch.
+    now: u64,
+    /// When it ends, in ms since the epoch.
+    ends: u64,
+}
+
+impl Window {
+    fn now(length: Duration) -> Self {
+        let length_ms = length.as_millis().max(1) as u64;
         let now = chrono::Utc::now().timestamp_millis() as u64;
-        let slot = now / window_ms;
-        (slot, (slot + 1) * window_ms)
+        let slot = now / length_ms;
+        Self {
+            slot,
+            now,
+            ends: (slot + 1) * length_ms,
+        }
     }
+}
+
+/// The Redis counter of `key` in window `slot`.
+fn redis_key(namespace: &str, key: &str, slot: u64) -> String {
+    format!("{namespace}:ratelimit:{key}:{slot}")
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ async fn main() {
                 segments: None,
                 job_id: &db::new_id().to_string(),
                 idempotency_key: None,
+                idempotency_fingerprint: None,
             },
         )
         .await

@@ -102,6 +102,39 @@ pub fn find(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|kind| kind.name == name)
 }
 
+/// Why an admin's retry of a job did not happen.
+#[derive(Debug)]
+pub enum RetryRefused {
+    /// The job is neither dead nor failed (finished, running, or gone).
+    NotRetryable,
+    /// Its kind's subject moved on meanwhile (a session retried by its practitioner): why.
+    SubjectMovedOn(String),
+}
+
+/// An admin's retry of the job `id` of kind `kind` (with `payload`; `dead` when it is dead),
+/// in `conn`'s transaction: due now with its attempts counted afresh and, for a dead job, the
+/// kind's [`Job::on_admin_retry`] hook putting its subject back to waiting. On a refusal the
+/// caller rolls its transaction (or savepoint) back. The single retry of the admin API and
+/// the bulk `retry_dead_jobs` both go through here.
+pub async fn admin_retry(
+    conn: &mut AnyConnection,
+    id: &str,
+    kind: &str,
+    payload: &str,
+    dead: bool,
+) -> sqlx::Result<Result<(), RetryRefused>> {
+    if !tend_shared::db::job_admin::retry(conn, id).await? {
+        return Ok(Err(RetryRefused::NotRetryable));
+    }
+    if dead
+        && let Some(kind) = find(kind)
+        && let Err(reason) = kind.on_admin_retry(conn, payload, id).await
+    {
+        return Ok(Err(RetryRefused::SubjectMovedOn(reason)));
+    }
+    Ok(Ok(()))
+}
+
 fn run<'a, J: Job>(ctx: &'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>> {
     Box::pin(async move { decode::<J>(&ctx.job.payload)?.run(ctx).await })
 }

@@ -332,6 +332,7 @@ impl ExportsApi {
             weeks,
             job_id: &job.id,
             idempotency_key: key.as_deref(),
+            idempotency_fingerprint: key.as_ref().map(|_| fingerprint.as_str()),
         };
         if let Err(err) = db::exports::insert(&mut tx, &new).await {
             if let Some(key) = &key
@@ -352,9 +353,6 @@ impl ExportsApi {
                 return Ok(ExportAccepted::Replayed(Json(row.into()), location));
             }
             return Err(err.into());
-        }
-        if key.is_some() {
-            idempotency::remember(&mut tx, Keyed::Export, &id_text, &fingerprint).await?;
         }
         tx.commit().await?;
         let row = db::exports::find(&state.db, &id_text)

@@ -396,6 +396,7 @@ impl MissionsApi {
             questionnaire: &stored,
             job_id: &job.id,
             idempotency_key: key.as_deref(),
+            idempotency_fingerprint: key.as_ref().map(|_| fingerprint.as_str()),
         };
         if let Err(err) = db::missions::insert_draft(&mut tx, &new).await {
             if let Some(key) = &key
@@ -417,9 +418,6 @@ impl MissionsApi {
                 return Ok(DraftAccepted::Replayed(Json(draft_view(row)?), location));
             }
             return Err(err.into());
-        }
-        if key.is_some() {
-            idempotency::remember(&mut tx, Keyed::MissionDraft, &id_text, &fingerprint).await?;
         }
         tx.commit().await?;
         let row = db::missions::find_draft(&state.db, &id_text)

@@ -48,6 +48,8 @@ pub struct NewExport<'a> {
     pub weeks: Option<i64>,
     pub job_id: &'a str,
     pub idempotency_key: Option<&'a str>,
+    /// What the request with that key asked for ([`super::idempotency`]).
+    pub idempotency_fingerprint: Option<&'a str>,
 }
 
 /// Stores a new export, `queued`, in the transaction that enqueues its job.
@@ -55,8 +57,8 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewExport<'_>) -> sqlx::Resu
     let now = now_ms();
     sqlx::query(
         "INSERT INTO exports (id, practitioner_id, kind, format, session_id, patient_id, \
-         weeks, status, job_id, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $10)",
+         weeks, status, job_id, idempotency_key, idempotency_fingerprint, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10, $11, $11)",
     )
     .bind(new.id)
     .bind(new.practitioner_id)
@@ -67,6 +69,7 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewExport<'_>) -> sqlx::Resu
     .bind(new.weeks)
     .bind(new.job_id)
     .bind(new.idempotency_key)
+    .bind(new.idempotency_fingerprint)
     .bind(now)
     .execute(conn)
     .await?;

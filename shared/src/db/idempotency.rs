@@ -1,7 +1,6 @@
 //! The fingerprints kept beside `Idempotency-Key`s: what the request that used a key asked for,
-//! so a retry with the same key can be told from a different request reusing it.
-
-use sqlx::AnyConnection;
+//! so a retry with the same key can be told from a different request reusing it. Each is
+//! written with its row (the `New…` structs); this reads it back when a key is used again.
 
 use super::Db;
 
@@ -24,25 +23,6 @@ impl Keyed {
             Keyed::Session => "sessions",
         }
     }
-}
-
-/// Records the fingerprint of the request that made resource `id`, in its transaction.
-pub async fn remember(
-    conn: &mut AnyConnection,
-    keyed: Keyed,
-    id: &str,
-    fingerprint: &str,
-) -> sqlx::Result<()> {
-    let sql = format!(
-        "UPDATE {} SET idempotency_fingerprint = $1 WHERE id = $2",
-        keyed.table()
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(fingerprint)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// The fingerprint recorded for resource `id` (none for rows made before fingerprints).

@@ -68,6 +68,8 @@ pub struct NewDraft<'a> {
     pub questionnaire: &'a str,
     pub job_id: &'a str,
     pub idempotency_key: Option<&'a str>,
+    /// What the request with that key asked for ([`super::idempotency`]).
+    pub idempotency_fingerprint: Option<&'a str>,
 }
 
 /// Stores a new draft, `queued`, in the transaction that enqueues its job.
@@ -75,8 +77,8 @@ pub async fn insert_draft(conn: &mut AnyConnection, new: &NewDraft<'_>) -> sqlx:
     let now = now_ms();
     sqlx::query(
         "INSERT INTO mission_drafts (id, practitioner_id, patient_id, requested_by, \
-         questionnaire, status, job_id, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $8)",
+         questionnaire, status, job_id, idempotency_key, idempotency_fingerprint, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9)",
     )
     .bind(new.id)
     .bind(new.practitioner_id)
@@ -85,6 +87,7 @@ pub async fn insert_draft(conn: &mut AnyConnection, new: &NewDraft<'_>) -> sqlx:
     .bind(new.questionnaire)
     .bind(new.job_id)
     .bind(new.idempotency_key)
+    .bind(new.idempotency_fingerprint)
     .bind(now)
     .execute(conn)
     .await?;

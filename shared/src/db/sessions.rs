@@ -81,6 +81,8 @@ pub struct NewSession<'a> {
     pub segments: Option<&'a str>,
     pub job_id: &'a str,
     pub idempotency_key: Option<&'a str>,
+    /// What the request with that key asked for ([`super::idempotency`]).
+    pub idempotency_fingerprint: Option<&'a str>,
 }
 
 /// Inserts a session (in the transaction that enqueues its first job).
@@ -92,9 +94,9 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> sqlx::Res
     sqlx::query(
         "INSERT INTO sessions (id, practitioner_id, patient_id, status, source, media_type, \
          object_key, size_bytes, recorded_at, duration_ms, transcript, segments, job_id, \
-         transcription_started_at, transcription_finished_at, idempotency_key, created_at, \
-         updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, $16)",
+         transcription_started_at, transcription_finished_at, idempotency_key, \
+         idempotency_fingerprint, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, $17, $17)",
     )
     .bind(new.id)
     .bind(new.practitioner_id)
@@ -111,6 +113,7 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> sqlx::Res
     .bind(new.job_id)
     .bind(transcribed_at)
     .bind(new.idempotency_key)
+    .bind(new.idempotency_fingerprint)
     .bind(now)
     .execute(conn)
     .await?;

@@ -75,22 +75,15 @@ impl Job for RetryDeadJobs {
             for job in &batch {
                 // A savepoint per job: a refused hook undoes its own retry only.
                 let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(db_err)?;
-                if !db::job_admin::retry(&mut one, &job.id)
+                let done = registry::admin_retry(&mut one, &job.id, &job.kind, &job.payload, true)
                     .await
-                    .map_err(db_err)?
-                {
-                    continue; // retried (or deleted) by someone else meanwhile
+                    .map_err(db_err)?;
+                // Refused (retried or deleted meanwhile, or its subject moved on): the
+                // savepoint rolls back as it is dropped, and the job stays as it is.
+                if done.is_ok() {
+                    one.commit().await.map_err(db_err)?;
+                    retried += 1;
                 }
-                if let Some(kind) = registry::find(&job.kind)
-                    && kind
-                        .on_admin_retry(&mut one, &job.payload, &job.id)
-                        .await
-                        .is_err()
-                {
-                    continue; // dropped: rolled back, the job stays dead
-                }
-                one.commit().await.map_err(db_err)?;
-                retried += 1;
             }
             let report = report(retried, None);
             db::maintenance::save_in(&mut tx, &ctx.job.id, Self::KIND, &report)

@@ -17,6 +17,7 @@ use tend_shared::{
     },
     jobs::{Enqueued, JobState as LedgerState, JobTx, Queue},
 };
+use tend_worker::registry::{self, RetryRefused};
 
 use super::{audited, maintenance::MaintenanceReport, parse_since};
 use crate::{
@@ -391,24 +392,25 @@ fn enqueued(job: &JobRow) -> ApiResult<Enqueued> {
 
 /// Makes `job` due again in `tx` (its kind's hook puts its subject back), to be handed over
 /// at commit. 409 when it is not dead or failed, or its subject moved on.
-pub(super) async fn retry_in(tx: &mut JobTx, job: &JobRow) -> ApiResult<()> {
-    if !db::job_admin::retry(tx, &job.id).await? {
-        return Err(ApiError::conflict(
-            "job-not-retryable",
-            format!(
-                "Only a dead or failed job can be retried; this one is {}.",
-                job.state
-            ),
-        ));
-    }
-    if job.state == LedgerState::Dead
-        && let Some(kind) = tend_worker::registry::find(&job.kind)
-        && let Err(reason) = kind.on_admin_retry(tx, &job.payload, &job.id).await
-    {
-        return Err(ApiError::conflict(
-            "job-subject-moved-on",
-            format!("The job cannot be retried: {reason}."),
-        ));
+async fn retry_in(tx: &mut JobTx, job: &JobRow) -> ApiResult<()> {
+    let dead = job.state == LedgerState::Dead;
+    match registry::admin_retry(tx, &job.id, &job.kind, &job.payload, dead).await? {
+        Ok(()) => {}
+        Err(RetryRefused::NotRetryable) => {
+            return Err(ApiError::conflict(
+                "job-not-retryable",
+                format!(
+                    "Only a dead or failed job can be retried; this one is {}.",
+                    job.state
+                ),
+            ));
+        }
+        Err(RetryRefused::SubjectMovedOn(reason)) => {
+            return Err(ApiError::conflict(
+                "job-subject-moved-on",
+                format!("The job cannot be retried: {reason}."),
+            ));
+        }
     }
     tx.hand_over_too(enqueued(job)?);
     Ok(())

@@ -35,9 +35,9 @@ pub(super) async fn accept(
     idempotency_key: Option<String>,
     body: SessionUpload,
 ) -> ApiResult<SessionAccepted> {
-    let idempotency_key = parse_idempotency_key(idempotency_key)?;
-    // A retry with a key already used is read like any upload, so that it can be compared
-    // with the request that used the key first; its copy is then discarded.
+    // The key's form was checked by the middleware. A retry with a key already used is read
+    // like any upload, so that it can be compared with the request that used the key first;
+    // its copy is then discarded.
     let session_id = db::new_id();
     let key = recording_key(&session_id);
     // Recorded first, so the cleanup job removes what a crash mid-upload leaves behind.
@@ -140,41 +140,6 @@ enum Created {
     Replayed(SessionAccepted),
 }
 
-/// Checks `Idempotency-Key`: 1 to 255 visible ASCII characters.
-fn parse_idempotency_key(raw: Option<String>) -> ApiResult<Option<String>> {
-    match raw {
-        None => Ok(None),
-        Some(key)
-            if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            Ok(Some(key))
-        }
-        Some(_) => Err(ApiError::invalid_field(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters",
-        )),
-    }
-}
-
-/// The answer to replay when an upload with this key already created a session.
-async fn replayed(
-    state: &AppState,
-    user: &User,
-    key: Option<&str>,
-) -> ApiResult<Option<SessionAccepted>> {
-    let Some(key) = key else {
-        return Ok(None);
-    };
-    Ok(
-        db::sessions::find_by_idempotency_key(&state.db, &user.id, key)
-            .await?
-            .map(|row| {
-                let location = format!("/api/v1/sessions/{}", row.id);
-                SessionAccepted::Replayed(Json(SessionView::new(row, None)), location)
-            }),
-    )
-}
-
 /// Checks the fields and stores the session with its first job.
 async fn create_session(
     state: &AppState,
@@ -260,6 +225,15 @@ async fn create_session(
         }
         Some(_) => tx.enqueue(&ExtractNotes { session_id }, &origin).await?,
     };
+    // What the request asked for: the same key with another patient, time or file is refused.
+    let fingerprint = idempotency::fingerprint(&serde_json::json!({
+        "patient_id": patient.id,
+        "recorded_at": recorded_at,
+        "source": source,
+        "media_type": media_type,
+        "size_bytes": size,
+        "transcript": transcript.map(|t| opaque::digest(&t.text)),
+    }));
     let new = NewSession {
         id: &id,
         practitioner_id: &user.id,
@@ -275,32 +249,24 @@ async fn create_session(
         segments: segments_json.as_deref(),
         job_id: &job.id,
         idempotency_key: idempotency_key.as_deref(),
+        idempotency_fingerprint: idempotency_key.as_ref().map(|_| fingerprint.as_str()),
     };
-    // What the request asked for: the same key with another patient, time or file is refused.
-    let fingerprint = idempotency::fingerprint(&serde_json::json!({
-        "patient_id": patient.id,
-        "recorded_at": recorded_at,
-        "source": source,
-        "media_type": media_type,
-        "size_bytes": size,
-        "transcript": transcript.map(|t| opaque::digest(&t.text)),
-    }));
     if let Err(err) = db::sessions::insert(&mut tx, &new).await {
         if db::is_unique_violation(&err, "sessions_idempotency_key", "sessions.practitioner_id") {
             drop(tx);
-            let answer = replayed(state, user, new.idempotency_key)
+            let key = new.idempotency_key.unwrap_or_default();
+            let first = db::sessions::find_by_idempotency_key(&state.db, &user.id, key)
                 .await?
                 .ok_or_else(|| ApiError::internal("an idempotency key clashed with no session"))?;
-            let SessionAccepted::Replayed(Json(first), _) = &answer else {
-                return Err(ApiError::internal("a replay that is not one"));
-            };
             idempotency::check_replay(state, Keyed::Session, &first.id, &fingerprint).await?;
-            return Ok(Created::Replayed(answer));
+            let location = format!("/api/v1/sessions/{}", first.id);
+            let view = SessionView::new(first, None);
+            return Ok(Created::Replayed(SessionAccepted::Replayed(
+                Json(view),
+                location,
+            )));
         }
         return Err(err.into());
-    }
-    if new.idempotency_key.is_some() {
-        idempotency::remember(&mut tx, Keyed::Session, &id, &fingerprint).await?;
     }
     db::uploads::end_upload(&mut *tx, &recording_key(&session_id)).await?;
     // Read back before the commit hands the job over, so the answer shows the session as
