@@ -6,6 +6,10 @@
 //! generated ones) read the spec as the contract, so here a body that breaks its schema is a
 //! 422 whose `errors` name every field that is missing or of the wrong JSON type; malformed
 //! JSON stays a 400.
+//!
+//! The rules a schema cannot state (a password's strength, a date in the future, a minimum not
+//! above its maximum) are a body's [`BodyRules`]: they run on the same raw JSON, on the fields
+//! that can be read, so one 422 names every violation, the schema's and the rules', at once.
 
 use std::{
     collections::HashMap,
@@ -56,7 +60,19 @@ impl<T: Type> Payload for JsonBody<T> {
     }
 }
 
-impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
+/// The rules of a body that its schema cannot state, checked on the raw JSON next to the
+/// schema so one 422 names every violation. A rule reads only the fields it can (a field of
+/// the wrong type is the schema's error), and a field the schema already refused is not named
+/// twice. A rule a field's own schema states (a pattern mirroring a domain parser) needs no
+/// entry here; these are the rules across fields or against the clock.
+pub trait BodyRules {
+    /// Every rule `body` breaks.
+    fn rule_errors(_body: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+}
+
+impl<T: ParseFromJSON + BodyRules> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = T::IS_REQUIRED;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> Result<Self> {
@@ -68,7 +84,14 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
                 reason: err.to_string(),
             })?
         };
-        let errors = schema_errors::<T>(&value);
+        let mut errors = schema_errors::<T>(&value);
+        if value.is_object() {
+            for rule in T::rule_errors(&value) {
+                if !errors.iter().any(|e| e.field == rule.field) {
+                    errors.push(rule);
+                }
+            }
+        }
         if !errors.is_empty() {
             return Err(refuse(ApiError::validation(errors)));
         }
@@ -79,7 +102,7 @@ impl<T: ParseFromJSON> ParsePayload for JsonBody<T> {
     }
 }
 
-impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON);
+impl_apirequest_for_payload!(JsonBody<T>, T: ParseFromJSON + BodyRules);
 
 fn refuse(err: ApiError) -> poem::Error {
     poem::Error::from_response(err.into_response())

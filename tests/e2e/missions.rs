@@ -449,6 +449,25 @@ async fn each_questionnaire_rule_is_a_422_naming_its_field() {
         problem(resp, 422).await["errors"].as_array().unwrap().len(),
         2
     );
+    // A schema violation (an FTP of 900) does not hide the rules' (a minimum above its
+    // maximum, a past date): one 422 names all three.
+    let mut body = q.clone();
+    body["weekly_hours"] = json!({"min": 9, "max": 5});
+    body["current_ftp"] = json!(900);
+    body["event_date"] = json!(yesterday);
+    let problem_doc = problem(post_draft(&app, token, &body, None).await, 422).await;
+    let mut named: Vec<&str> = problem_doc["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        ["current_ftp", "event_date", "weekly_hours"],
+        "{problem_doc}"
+    );
     let mut body = q.clone();
     body.as_object_mut().unwrap().remove("riding_style");
     body.as_object_mut()

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
-    body::JsonBody,
+    body::{BodyRules, JsonBody},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
     fields::{DisplayName, EmailAddress, NewPassword},
@@ -50,6 +50,8 @@ pub struct RegisterRequest {
     /// The name shown to others (1 to 100 characters, no control characters).
     pub display_name: Option<DisplayName>,
 }
+
+impl BodyRules for RegisterRequest {}
 
 /// The roles anyone may sign up for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -88,6 +90,8 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+impl BodyRules for LoginRequest {}
+
 /// A sign-in: the token pair a login or refresh answers.
 #[derive(Debug, Object)]
 pub struct TokenPair {
@@ -112,6 +116,8 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+impl BodyRules for RefreshRequest {}
+
 /// A token from an emailed link.
 #[derive(Debug, Object)]
 pub struct TokenRequest {
@@ -119,12 +125,16 @@ pub struct TokenRequest {
     pub token: String,
 }
 
+impl BodyRules for TokenRequest {}
+
 /// An email address.
 #[derive(Debug, Object)]
 pub struct EmailRequest {
     /// The account's email address.
     pub email: EmailAddress,
 }
+
+impl BodyRules for EmailRequest {}
 
 /// A new password, proved by an emailed reset token.
 #[derive(Debug, Object)]
@@ -134,6 +144,8 @@ pub struct ResetPasswordRequest {
     /// 12 to 128 characters, not all spaces.
     pub new_password: NewPassword,
 }
+
+impl BodyRules for ResetPasswordRequest {}
 
 /// The outcome of an email verification.
 #[derive(Debug, Object)]

@@ -23,7 +23,7 @@ use tend_worker::jobs::render_export::{RenderExport, content_type};
 
 use super::ApiTags;
 use crate::{
-    body::JsonBody,
+    body::{BodyRules, JsonBody},
     download::{FileDownload, Kinds, Stored},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
@@ -50,6 +50,8 @@ pub enum NewExportRequest {
     #[oai(mapping = "progress_report")]
     ProgressReport(ProgressReportExport),
 }
+
+impl BodyRules for NewExportRequest {}
 
 /// A session-notes export.
 #[derive(Debug, Object)]

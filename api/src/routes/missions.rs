@@ -28,7 +28,7 @@ use tend_worker::jobs::draft_mission::DraftMission;
 
 use super::ApiTags;
 use crate::{
-    body::JsonBody,
+    body::{BodyRules, JsonBody},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
     fields::{CalendarDate, IdempotencyKey, PageCursor, RecordId},
@@ -160,6 +160,12 @@ pub struct NewDraftRequest {
     pub questionnaire: QuestionnaireBody,
 }
 
+impl BodyRules for NewDraftRequest {
+    fn rule_errors(body: &Value) -> Vec<FieldError> {
+        Questionnaire::check_json(body, Utc::now().date_naive())
+    }
+}
+
 /// One planned session.
 #[derive(Debug, Clone, Object)]
 pub struct PlannedSession {
@@ -258,12 +264,19 @@ pub struct ConfirmRequest {
     pub plan: Option<PlanBody>,
 }
 
+/// A plan's rules depend on the questionnaire it is for, read from the database: they are
+/// checked by the handler once the body has passed its schema.
+impl BodyRules for ConfirmRequest {}
+
 /// Change a mission.
 #[derive(Debug, Object)]
 pub struct MissionUpdate {
     /// The whole new plan (the questionnaire's rules apply).
     pub plan: PlanBody,
 }
+
+/// As [`ConfirmRequest`]'s: the plan's rules need its questionnaire.
+impl BodyRules for MissionUpdate {}
 
 /// A confirmed mission.
 #[derive(Debug, Object)]
@@ -373,11 +386,8 @@ impl MissionsApi {
         }
         let patient = client_record(&state, &user, &body.patient_id).await?;
         limits::spend(&state, Budget::MissionDrafts, &user.id).await?;
+        // Its rules were checked with its schema (`BodyRules for NewDraftRequest`).
         let questionnaire = questionnaire(&body.questionnaire)?;
-        let errors = questionnaire.check(Utc::now().date_naive());
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
-        }
         let id = db::new_id();
         let id_text = id.to_string();
         let stored = serde_json::to_string(&questionnaire).map_err(ApiError::internal)?;

@@ -27,7 +27,7 @@ use tend_worker::jobs::invitation::{INVITATION_TTL, SendInvitation};
 
 use super::ApiTags;
 use crate::{
-    body::JsonBody,
+    body::{BodyRules, JsonBody},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
     fields::{DisplayName, EmailAddress, Label, PageCursor, SearchText},
@@ -108,6 +108,8 @@ pub struct CreatePatientRequest {
     pub account_email: Option<EmailAddress>,
 }
 
+impl BodyRules for CreatePatientRequest {}
+
 /// Changes to a patient; absent fields stay as they are, `null` clears.
 #[derive(Debug, Object)]
 pub struct UpdatePatientRequest {
@@ -119,6 +121,8 @@ pub struct UpdatePatientRequest {
     /// withdraw any open invitation.
     pub account_email: MaybeUndefined<EmailAddress>,
 }
+
+impl BodyRules for UpdatePatientRequest {}
 
 /// One page of patients.
 #[derive(Debug, Object)]

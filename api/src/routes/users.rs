@@ -17,7 +17,7 @@ use super::{
     auth::{check_limit, send_email},
 };
 use crate::{
-    body::JsonBody,
+    body::{BodyRules, JsonBody},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
     fields::{DisplayName, NewPassword},
@@ -38,12 +38,16 @@ pub struct UpdateMeRequest {
     pub current_password: Option<String>,
 }
 
+impl BodyRules for UpdateMeRequest {}
+
 /// Proof that the caller knows the account's password.
 #[derive(Debug, Object)]
 pub struct DeleteMeRequest {
     /// The account's current password.
     pub password: String,
 }
+
+impl BodyRules for DeleteMeRequest {}
 
 #[derive(ApiResponse)]
 enum MeResponse {

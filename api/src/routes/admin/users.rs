@@ -19,7 +19,7 @@ use tend_shared::{
 
 use super::{audited, parse_since};
 use crate::{
-    body::JsonBody,
+    body::{BodyRules, JsonBody},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
     fields::{PageCursor, SearchText, Timestamp},
@@ -67,6 +67,8 @@ pub struct AdminUserUpdate {
     /// `true` disables the account (signing it out everywhere), `false` enables it.
     pub disabled: Option<bool>,
 }
+
+impl BodyRules for AdminUserUpdate {}
 
 /// One audit-log event.
 #[derive(Debug, Object)]
