@@ -418,6 +418,31 @@ impl TestApp {
         }
     }
 
+    /// A second API process (no workers) of the same installation: the same database,
+    /// queue namespace, object store and secrets, on a port of its own. For what two replicas
+    /// must share (signing keys, limits).
+    pub async fn spawn_twin_api(&self) -> TestApp {
+        let shared = [
+            "DATA_DIR",
+            "DATABASE_URL",
+            "QUEUE_NAMESPACE",
+            "STORAGE_URL",
+            "JWT_SECRET",
+            "JWT_SECRET_PREVIOUS",
+            "METRICS_TOKEN",
+            "METRICS_TOKEN_PREVIOUS",
+        ];
+        let env = shared
+            .iter()
+            .filter_map(|k| Some(((*k).to_owned(), self.env.get(*k)?.clone())))
+            .collect();
+        spawn_app_with(AppOptions {
+            env,
+            api_only: true,
+        })
+        .await
+    }
+
     /// A new admin account (made as `tend-api create-admin` makes one), signed in: its access
     /// token.
     pub async fn admin_token(&self) -> String {

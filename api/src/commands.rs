@@ -2,7 +2,11 @@
 
 use anyhow::{Context, bail};
 use tend_shared::{
-    auth::password,
+    Settings,
+    auth::{
+        keys::{self, KeySource, RotatedBy},
+        password,
+    },
     db::{
         self, Db,
         audit::{self, AuditAction, Origin},
@@ -106,4 +110,41 @@ pub async fn backfill_stats(
         weeks,
         elapsed: started.elapsed(),
     })
+}
+
+/// `tend-api signing-keys list`: the keys in force, one line each (never a secret).
+pub async fn list_signing_keys(db: &Db, settings: &Settings) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for key in keys::list(db, settings).await? {
+        let role = if key.signing { "signing" } else { "verifying" };
+        let until = key
+            .verifies_until
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(String::new, |t| format!(" until {}", t.to_rfc3339()));
+        let source = match key.source {
+            KeySource::Stored => "stored",
+            KeySource::Environment => "environment",
+        };
+        out.push_str(&format!("{}\t{source}\t{role}{until}\n", key.kid));
+    }
+    Ok(out)
+}
+
+/// `tend-api signing-keys rotate`: a new key signs from now on.
+pub async fn rotate_signing_key(db: &Db, settings: &Settings) -> anyhow::Result<String> {
+    let kid = keys::rotate(db, settings, RotatedBy::Command)
+        .await?
+        .context("the rotation made no key")?;
+    Ok(format!(
+        "signing key {kid} signs from now on (in every API process within {} s)\n",
+        keys::RELOAD_EVERY.as_secs()
+    ))
+}
+
+/// `tend-api signing-keys remove <kid>`: the key's tokens are refused.
+pub async fn remove_signing_key(db: &Db, settings: &Settings, kid: &str) -> anyhow::Result<String> {
+    keys::remove(db, settings, kid, None, &Origin::default()).await??;
+    Ok(format!(
+        "signing key {kid} removed; its tokens are refused\n"
+    ))
 }

@@ -46,6 +46,25 @@ enum Command {
         #[command(subcommand)]
         command: StatsCommand,
     },
+    /// The keys that sign access tokens: list, rotate, remove.
+    SigningKeys {
+        #[command(subcommand)]
+        command: SigningKeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SigningKeysCommand {
+    /// The keys in force, the signing one first (never their secrets).
+    List,
+    /// A new key signs from now on (every API process within 10 s); the one it replaces
+    /// keeps verifying its tokens until they expire.
+    Rotate,
+    /// Remove a leaked key: every token it signed is refused.
+    Remove {
+        /// The key's id (its `kid`).
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +167,22 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                 done.weeks,
                 done.elapsed.as_secs_f64()
             );
+        }
+        Command::SigningKeys { command } => {
+            let db = db::connect(&settings).await?;
+            db::migrate(&db).await?;
+            let done = match command {
+                SigningKeysCommand::List => {
+                    tend_api::commands::list_signing_keys(&db, &settings).await?
+                }
+                SigningKeysCommand::Rotate => {
+                    tend_api::commands::rotate_signing_key(&db, &settings).await?
+                }
+                SigningKeysCommand::Remove { kid } => {
+                    tend_api::commands::remove_signing_key(&db, &settings, &kid).await?
+                }
+            };
+            print!("{done}");
         }
         command @ (Command::All | Command::Serve) => {
             let roles = match command {

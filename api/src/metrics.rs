@@ -29,11 +29,13 @@ pub async fn scrape(req: &Request, state: Data<&AppState>) -> Response {
         return ApiError::not_found("route").into_response();
     }
     let token = crate::extract::bearer_token(req.headers()).unwrap_or_default();
+    // METRICS_TOKEN, or one of METRICS_TOKEN_PREVIOUS while scrapers move to a new one.
     let by_token = state
         .settings
         .metrics_token
-        .as_ref()
-        .is_some_and(|t| constant_time_eq(t.expose_secret().as_bytes(), token.as_bytes()));
+        .iter()
+        .chain(&state.settings.metrics_token_previous)
+        .any(|t| constant_time_eq(t.expose_secret().as_bytes(), token.as_bytes()));
     let allowed = by_token
         || state
             .authenticate(&token)

@@ -179,11 +179,19 @@ pub async fn limit_user_requests<E: Endpoint>(
     next: Arc<E>,
     req: Request,
 ) -> poem::Result<Response> {
-    let user = req
+    let counted = req
         .data::<AppState>()
         .filter(|_| !is_upload(&req) && !is_probe(&req))
-        .zip(crate::extract::bearer_token(req.headers()))
-        .and_then(|(state, token)| Some((state, state.keys.verify(&token).ok()?.sub)));
+        .zip(crate::extract::bearer_token(req.headers()));
+    let user = match counted {
+        Some((state, token)) => state
+            .keys
+            .verify(&token)
+            .await
+            .ok()
+            .map(|claims| (state, claims.sub)),
+        None => None,
+    };
     if let Some((state, user_id)) = user {
         let limit = state.settings.api_rate_limit_per_minute;
         if let Decision::Limited { retry_after } = state

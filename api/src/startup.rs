@@ -80,7 +80,8 @@ impl Application {
             components.db.clone(),
             components.transport.clone(),
             components.store.clone(),
-        )?;
+        )
+        .await?;
         Ok(Self {
             acceptor,
             port,

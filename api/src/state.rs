@@ -37,8 +37,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state over connected components (and starts the hashing threads).
-    pub fn new(
+    /// Builds the state over connected components (reads the signing keys, starts the
+    /// hashing threads).
+    pub async fn new(
         settings: Arc<Settings>,
         db: Db,
         transport: Transport,
@@ -53,7 +54,7 @@ impl AppState {
         };
         Ok(Self {
             hasher: Hasher::start(settings.password_hashing)?,
-            keys: TokenKeys::new(&settings),
+            keys: TokenKeys::load(settings.clone(), Some(db.clone())).await?,
             relay: Relay::new(db.clone(), transport, &settings),
             limiter,
             store,
@@ -88,7 +89,7 @@ impl AppState {
     /// that the account still exists, and that the token was not issued before a password
     /// reset (to the millisecond).
     pub async fn authenticate(&self, token: &str) -> ApiResult<(User, Claims)> {
-        let claims = self.keys.verify(token).map_err(|err| {
+        let claims = self.keys.verify(token).await.map_err(|err| {
             let detail = match err {
                 TokenError::Expired => "The access token has expired.",
                 TokenError::Invalid => "The access token is invalid.",

@@ -20,7 +20,8 @@ use tend_shared::{
     schedules::Schedule,
 };
 use tend_worker::jobs::{
-    backup::Backup, cleanup::Cleanup, daily_stats::DailyStats, weekly_snapshots::WeeklySnapshots,
+    backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
+    rotate_signing_key::RotateSigningKey, weekly_snapshots::WeeklySnapshots,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +60,12 @@ async fn enqueue_tick(
         }
         "backup" => {
             let run = Backup {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&run, dedup_key).await?
+        }
+        "rotate_signing_key" => {
+            let run = RotateSigningKey {
                 scheduled_for: tick_ms,
             };
             tx.enqueue_once(&run, dedup_key).await?

@@ -45,8 +45,9 @@ pub const FORMAT: u32 = 2;
 const OLDEST_FORMAT: u32 = 1;
 /// Bytes read at a time when hashing a stored file.
 const HASH_CHUNK: usize = 64 * 1024;
-/// The migrations table is the schema version, not data.
-const SKIPPED_TABLES: [&str; 1] = ["_sqlx_migrations"];
+/// The migrations table is the schema version, not data; signing keys are secrets no backup
+/// may carry (a restored installation signs with `JWT_SECRET` until it rotates).
+const SKIPPED_TABLES: [&str; 2] = ["_sqlx_migrations", "signing_keys"];
 
 /// What a column holds, in the portable format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

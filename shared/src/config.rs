@@ -172,8 +172,13 @@ pub struct Settings {
     pub smtp_url: Option<SecretString>,
     /// `EMAIL_FROM`: the sender of every mail.
     pub email_from: String,
-    /// `JWT_SECRET`: HMAC key for access tokens.
+    /// `JWT_SECRET`: HMAC key for access tokens while no rotated key is stored (a fresh
+    /// installation); afterwards it only verifies the tokens it signed.
     pub jwt_secret: SecretString,
+    /// `JWT_SECRET_PREVIOUS`: comma-separated secrets that verify (never sign) tokens, so
+    /// `JWT_SECRET` itself can be replaced with an overlap: move the old value here for one
+    /// access-token lifetime, then remove it.
+    pub jwt_secret_previous: Vec<SecretString>,
     /// `JWT_ISSUER` and `JWT_AUDIENCE`: checked on every token.
     pub jwt_issuer: String,
     /// See `jwt_issuer`.
@@ -205,6 +210,9 @@ pub struct Settings {
     /// `METRICS_TOKEN`: the bearer token that reads the API's `/metrics` (admins' access
     /// tokens do too).
     pub metrics_token: Option<SecretString>,
+    /// `METRICS_TOKEN_PREVIOUS`: comma-separated tokens also accepted, so `METRICS_TOKEN` can
+    /// be rotated with an overlap while scrapers move to the new one.
+    pub metrics_token_previous: Vec<SecretString>,
     /// `METRICS_ADDR`: serve `/metrics` on this address instead (workers: their only
     /// listener), without a token; the API's own `/metrics` then answers 404.
     pub metrics_addr: Option<SocketAddr>,
@@ -325,6 +333,7 @@ impl Settings {
             smtp_url: lookup("SMTP_URL").map(SecretString::from),
             email_from: lookup("EMAIL_FROM").unwrap_or_else(|| "Tend <no-reply@localhost>".into()),
             jwt_secret: jwt_secret.into(),
+            jwt_secret_previous: secret_list(lookup("JWT_SECRET_PREVIOUS")),
             jwt_issuer: lookup("JWT_ISSUER").unwrap_or_else(|| "tend".into()),
             jwt_audience: lookup("JWT_AUDIENCE").unwrap_or_else(|| "tend-api".into()),
             access_token_ttl: Duration::from_secs(parse(&lookup, "ACCESS_TOKEN_TTL_SECS", "900")?),
@@ -368,6 +377,7 @@ impl Settings {
                 max_connections: parse(&lookup, "HTTP_MAX_CONNECTIONS", "10000")?,
             },
             metrics_token: lookup("METRICS_TOKEN").map(SecretString::from),
+            metrics_token_previous: secret_list(lookup("METRICS_TOKEN_PREVIOUS")),
             metrics_addr: lookup("METRICS_ADDR")
                 .map(|raw| {
                     raw.parse()
@@ -582,6 +592,16 @@ where
     let raw = lookup(key).unwrap_or_else(|| default.to_owned());
     raw.parse::<T>()
         .map_err(|e| anyhow::anyhow!("{key}={raw:?} is not valid: {e}"))
+}
+
+/// The values of a comma-separated list of secrets (blank items skipped).
+fn secret_list(raw: Option<String>) -> Vec<SecretString> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| SecretString::from(item.to_owned()))
+        .collect()
 }
 
 /// Development only: one random signing secret per data directory, kept across restarts so

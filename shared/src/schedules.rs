@@ -68,6 +68,15 @@ pub static SCHEDULES: &[ScheduleSpec] = &[
                       past retention.",
         dry_run: true,
     },
+    ScheduleSpec {
+        name: "rotate_signing_key",
+        kind: "rotate_signing_key",
+        default_cron: "0 0 4 1 * *",
+        description: "Rotates the key that signs access tokens (monthly): the new key signs, \
+                      the old one verifies its tokens until they expire, and keys that \
+                      verify nothing any more are deleted.",
+        dry_run: false,
+    },
 ];
 
 /// A schedule as this process runs it.
@@ -145,7 +154,13 @@ mod tests {
         let names: Vec<&str> = all.iter().map(|s| s.spec.name).collect();
         assert_eq!(
             names,
-            ["daily_stats", "weekly_snapshots", "backup", "cleanup"]
+            [
+                "daily_stats",
+                "weekly_snapshots",
+                "backup",
+                "cleanup",
+                "rotate_signing_key"
+            ]
         );
         let defaults = &all[3..];
         assert_eq!(defaults[0].cron.as_deref(), Some("0 0 3 * * *"));

@@ -90,6 +90,7 @@ async fn admins_see_each_schedule_and_run_one_now() {
         ("weekly_snapshots", "0 0 1 * * Sun", "T01:00:00+00:00"),
         ("backup", "0 0 2 * * *", "T02:00:00+00:00"),
         ("cleanup", "0 0 3 * * *", "T03:00:00+00:00"),
+        ("rotate_signing_key", "0 0 4 1 * *", "-01T04:00:00+00:00"),
     ] {
         let s = schedule(&list, name);
         assert_eq!(s["cron"], cron, "{s}");
@@ -99,7 +100,13 @@ async fn admins_see_each_schedule_and_run_one_now() {
     }
 
     // Each one runs now, through the queue, and its outcome shows.
-    for name in ["daily_stats", "weekly_snapshots", "backup", "cleanup"] {
+    for name in [
+        "daily_stats",
+        "weekly_snapshots",
+        "backup",
+        "cleanup",
+        "rotate_signing_key",
+    ] {
         let started = json_of(
             app.post_empty(&format!("/api/v1/admin/maintenance/{name}/run"), &token)
                 .await,

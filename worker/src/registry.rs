@@ -12,7 +12,8 @@ use crate::{
         account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
         data_export::DataExport, draft_mission::DraftMission, email::SendEmail,
         erase_account::EraseAccount, extract::ExtractNotes, invitation::SendInvitation,
-        render_export::RenderExport, retry_dead::RetryDeadJobs, transcribe::TranscribeSession,
+        render_export::RenderExport, retry_dead::RetryDeadJobs,
+        rotate_signing_key::RotateSigningKey, transcribe::TranscribeSession,
         weekly_snapshots::WeeklySnapshots,
     },
 };
@@ -33,6 +34,7 @@ pub static KINDS: &[Kind] = &[
     Kind::of::<DraftMission>(),
     Kind::of::<DataExport>(),
     Kind::of::<RetryDeadJobs>(),
+    Kind::of::<RotateSigningKey>(),
 ];
 
 /// A job kind with its type erased, as the runner uses it.

@@ -612,7 +612,7 @@ async fn issue_tokens(
     user: &User,
     family_id: &str,
 ) -> ApiResult<TokenPair> {
-    let access_token = state.keys.issue(&user.id, user.role(), family_id)?;
+    let access_token = state.keys.issue(&user.id, user.role(), family_id).await?;
     let refresh_token = opaque::generate();
     let refresh_ttl = state.settings.refresh_token_ttl;
     let expires_at = db::now_ms() + refresh_ttl.as_millis() as i64;

@@ -64,6 +64,7 @@ pub type Api = (
         admin::maintenance::AdminMaintenanceApi,
         admin::stats::AdminStatsApi,
         admin::backups::AdminBackupsApi,
+        admin::signing_keys::AdminSigningKeysApi,
     ),
 );
 
@@ -91,6 +92,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
                 admin::maintenance::AdminMaintenanceApi,
                 admin::stats::AdminStatsApi,
                 admin::backups::AdminBackupsApi,
+                admin::signing_keys::AdminSigningKeysApi,
             ),
         ),
         "Tend API",

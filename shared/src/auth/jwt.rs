@@ -1,14 +1,17 @@
-//! Access tokens: HS256 JWTs, short-lived, carrying `sub`, `role`, `jti`, `exp`, `iat`, `iss`
+//! Access tokens: HS256 JWTs naming their signing key (`kid`), short-lived, carrying `sub`, `role`, `jti`, `exp`, `iat`, `iss`
 //! and `aud`, all checked on every request, and `iat_ms` and `sid` (the sign-in). Only HS256 is accepted (so `alg: none` and
 //! algorithm confusion are refused).
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::ExposeSecret;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Settings, domain::Role};
+use super::keys::{self, ActiveKey, KeySource, LEEWAY_SECS, RELOAD_EVERY};
+use crate::{config::Settings, db::Db, domain::Role};
 
 /// Why a token was refused; the API words its 401 from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -48,43 +51,109 @@ pub struct Claims {
     pub aud: String,
 }
 
-/// Signs and checks access tokens with the configured secret.
+/// Signs and checks access tokens with the keys in force ([`super::keys`]): the newest
+/// signs and names itself in the token's `kid` header; a token is checked with the key its
+/// `kid` names (one without a `kid`, issued before keys rotated, with the environment's).
+/// The keys are read again every [`RELOAD_EVERY`], and at once (at most once a second) when
+/// a token names a key this process has not seen, one rotated in by another process.
 #[derive(Clone)]
 pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    settings: Arc<Settings>,
+    db: Option<Db>,
+    ring: Arc<RwLock<Arc<Ring>>>,
+    reloading: Arc<tokio::sync::Mutex<()>>,
     validation: Validation,
-    issuer: String,
-    audience: String,
-    ttl: Duration,
 }
 
+/// The keys in force as last read.
+struct Ring {
+    keys: Vec<ActiveKey>,
+    read_at: Instant,
+}
+
+/// An unknown `kid` reads the keys again at most this often.
+const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(1);
+
 impl TokenKeys {
-    /// Keys from settings.
-    pub fn new(settings: &Settings) -> Self {
-        let secret = settings.jwt_secret.expose_secret().as_bytes();
+    /// The keys in force, read from `db` (stored keys) and settings (the environment's);
+    /// without `db`, the environment's only.
+    pub async fn load(settings: Arc<Settings>, db: Option<Db>) -> anyhow::Result<Self> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&settings.jwt_issuer]);
         validation.set_audience(&[&settings.jwt_audience]);
         validation.set_required_spec_claims(&["sub", "exp", "iat", "iss", "aud", "jti"]);
-        validation.leeway = 5;
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+        validation.leeway = LEEWAY_SECS;
+        let keys = match &db {
+            Some(db) => keys::list(db, &settings).await?,
+            None => keys::active(&settings, &[], crate::db::now_ms()),
+        };
+        Ok(Self {
+            ring: Arc::new(RwLock::new(Arc::new(Ring {
+                keys,
+                read_at: Instant::now(),
+            }))),
+            settings,
+            db,
+            reloading: Arc::default(),
             validation,
-            issuer: settings.jwt_issuer.clone(),
-            audience: settings.jwt_audience.clone(),
-            ttl: settings.access_token_ttl,
-        }
+        })
     }
 
     /// How long an access token lives.
     pub fn ttl(&self) -> Duration {
-        self.ttl
+        self.settings.access_token_ttl
     }
 
-    /// Issues an access token for a user's sign-in `sid`.
-    pub fn issue(&self, user_id: &str, role: Role, sid: &str) -> anyhow::Result<String> {
+    /// The keys as last read.
+    fn ring(&self) -> Arc<Ring> {
+        self.ring
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Reads the keys again when the last read is older than `max_age` (one reader at a
+    /// time; the others wait for its read). A failed read keeps the keys it had and
+    /// is tried again after the same age.
+    async fn refresh(&self, max_age: Duration) -> Arc<Ring> {
+        let ring = self.ring();
+        let Some(db) = &self.db else { return ring };
+        if ring.read_at.elapsed() < max_age {
+            return ring;
+        }
+        let _guard = self.reloading.lock().await;
+        let ring = self.ring();
+        if ring.read_at.elapsed() < max_age {
+            return ring;
+        }
+        let keys = match keys::list(db, &self.settings).await {
+            Ok(keys) => keys,
+            Err(err) => {
+                tracing::warn!(error = %err, "signing keys not read again; using the last read");
+                ring.keys.clone()
+            }
+        };
+        let fresh = Arc::new(Ring {
+            keys,
+            read_at: Instant::now(),
+        });
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        fresh
+    }
+
+    /// Reads the keys again now (after this process rotated or removed one).
+    pub async fn reload(&self) {
+        self.refresh(Duration::ZERO).await;
+    }
+
+    /// Issues an access token for a user's sign-in `sid`, signed by the newest key.
+    pub async fn issue(&self, user_id: &str, role: Role, sid: &str) -> anyhow::Result<String> {
+        let ring = self.refresh(RELOAD_EVERY).await;
+        let signer = ring
+            .keys
+            .iter()
+            .find(|k| k.signing)
+            .ok_or_else(|| anyhow::anyhow!("no signing key in force"))?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         let now = now_ms.div_euclid(1000);
         let claims = Claims {
@@ -94,14 +163,16 @@ impl TokenKeys {
             iat: now,
             iat_ms: Some(now_ms),
             sid: Some(sid.to_owned()),
-            exp: now + self.ttl.as_secs() as i64,
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            exp: now + self.settings.access_token_ttl.as_secs() as i64,
+            iss: self.settings.jwt_issuer.clone(),
+            aud: self.settings.jwt_audience.clone(),
         };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(signer.kid.clone());
         Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
+            &header,
             &claims,
-            &self.encoding,
+            &EncodingKey::from_secret(&signer.secret),
         )?)
     }
 
@@ -111,13 +182,47 @@ impl TokenKeys {
         claims.iat_ms.unwrap_or(claims.iat * 1000)
     }
 
-    /// Checks signature, algorithm, expiry, issuer and audience.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|err| match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })
+    /// Checks signature (with the key the token names), algorithm, expiry, issuer and
+    /// audience.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let kid = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Invalid)?
+            .kid;
+        let mut ring = self.refresh(RELOAD_EVERY).await;
+        let named = |ring: &Ring| -> Vec<ActiveKey> {
+            ring.keys
+                .iter()
+                .filter(|k| match &kid {
+                    Some(kid) => &k.kid == kid,
+                    None => k.source == KeySource::Environment,
+                })
+                .cloned()
+                .collect()
+        };
+        let mut candidates = named(&ring);
+        if candidates.is_empty() && kid.is_some() {
+            ring = self.refresh(UNKNOWN_KID_RELOAD).await;
+            candidates = named(&ring);
+        }
+        let now = crate::db::now_ms();
+        let mut outcome = Err(TokenError::Invalid);
+        for key in candidates {
+            if key.verifies_until.is_some_and(|until| until <= now) {
+                continue;
+            }
+            let decoded = jsonwebtoken::decode::<Claims>(
+                token,
+                &DecodingKey::from_secret(&key.secret),
+                &self.validation,
+            );
+            match decoded {
+                Ok(data) => return Ok(data.claims),
+                Err(err) if *err.kind() == ErrorKind::ExpiredSignature => {
+                    outcome = Err(TokenError::Expired)
+                }
+                Err(_) => {}
+            }
+        }
+        outcome
     }
 }

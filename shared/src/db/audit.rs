@@ -34,6 +34,10 @@ pub enum AuditAction {
     ExportDownloaded,
     DataExportRequested,
     DataExportDownloaded,
+    /// A new key signs access tokens (an admin, the command line or the schedule).
+    SigningKeyRotated,
+    /// A signing key was removed: its tokens are refused.
+    SigningKeyRemoved,
 }
 
 impl AuditAction {
@@ -65,6 +69,8 @@ impl AuditAction {
             AuditAction::ExportDownloaded => "export_downloaded",
             AuditAction::DataExportRequested => "data_export_requested",
             AuditAction::DataExportDownloaded => "data_export_downloaded",
+            AuditAction::SigningKeyRotated => "signing_key_rotated",
+            AuditAction::SigningKeyRemoved => "signing_key_removed",
         }
     }
 }

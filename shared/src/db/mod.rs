@@ -20,6 +20,7 @@ pub mod patients;
 pub mod repair;
 pub mod sessions;
 pub mod sign_ins;
+pub mod signing_keys;
 pub mod stats;
 pub mod tokens;
 pub mod uploads;

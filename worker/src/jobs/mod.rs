@@ -18,6 +18,7 @@ pub mod extract;
 pub mod invitation;
 pub mod render_export;
 pub mod retry_dead;
+pub mod rotate_signing_key;
 pub mod transcribe;
 pub mod weekly_snapshots;
 

@@ -1,0 +1,48 @@
+//! The scheduled rotation of the key that signs access tokens (`rotate_signing_key`): some
+//! platforms Tend serves list periodic credential rotation as a duty. A run makes a new key,
+//! which signs from then on; the key it replaces verifies the tokens it signed until they
+//! expire, and keys that verify nothing any more are deleted. A retried run for the same
+//! tick makes no second key.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tend_shared::{
+    auth::keys::{self, RotatedBy},
+    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+};
+
+use crate::job::{Job, JobCtx};
+
+/// Rotate for one schedule tick.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotateSigningKey {
+    /// The schedule tick (ms since the epoch): one key per tick.
+    pub scheduled_for: i64,
+}
+
+impl JobPayload for RotateSigningKey {
+    const KIND: &'static str = "rotate_signing_key";
+    const QUEUE: Queue = Queue::Maintenance;
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 5,
+        timeout: Duration::from_secs(60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(30 * 60),
+    };
+}
+
+impl Job for RotateSigningKey {
+    async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
+        let env = ctx.env;
+        let by = RotatedBy::Schedule {
+            tick: self.scheduled_for,
+        };
+        match keys::rotate(&env.db, &env.settings, by).await {
+            Ok(Some(kid)) => tracing::info!(job_id = %ctx.job.id, kid, "signing key rotated"),
+            Ok(None) => tracing::info!(job_id = %ctx.job.id, "this tick's rotation was done"),
+            Err(err) => return Err(JobError::transient("database", err)),
+        }
+        Ok(())
+    }
+}
