@@ -54,8 +54,8 @@ pub struct Claims {
 /// Signs and checks access tokens with the keys in force ([`super::keys`]): the newest
 /// signs and names itself in the token's `kid` header; a token is checked with the key its
 /// `kid` names (one without a `kid`, issued before keys rotated, with the environment's).
-/// The keys are read again every [`RELOAD_EVERY`], and at once (at most once a second) when
-/// a token names a key this process has not seen, one rotated in by another process.
+/// The keys are read again every [`RELOAD_EVERY`], and at once when a token names a stored
+/// key this process has not seen (one rotated in by another process).
 #[derive(Clone)]
 pub struct TokenKeys {
     settings: Arc<Settings>,
@@ -70,9 +70,6 @@ struct Ring {
     keys: Vec<ActiveKey>,
     read_at: Instant,
 }
-
-/// An unknown `kid` reads the keys again at most this often.
-const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(1);
 
 impl TokenKeys {
     /// The keys in force, read from `db` (stored keys) and settings (the environment's);
@@ -200,9 +197,16 @@ impl TokenKeys {
                 .collect()
         };
         let mut candidates = named(&ring);
-        if candidates.is_empty() && kid.is_some() {
-            ring = self.refresh(UNKNOWN_KID_RELOAD).await;
-            candidates = named(&ring);
+        if let (true, Some(kid), Some(db)) = (candidates.is_empty(), &kid, &self.db) {
+            // A key rotated in elsewhere since the last read: one look by id (a made-up kid
+            // costs that look and no more), then the keys are read again.
+            if crate::db::signing_keys::exists(db, kid)
+                .await
+                .unwrap_or(false)
+            {
+                ring = self.refresh(Duration::ZERO).await;
+                candidates = named(&ring);
+            }
         }
         let now = crate::db::now_ms();
         let mut outcome = Err(TokenError::Invalid);

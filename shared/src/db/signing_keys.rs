@@ -39,6 +39,15 @@ pub async fn all(db: &Db) -> sqlx::Result<Vec<StoredKey>> {
     .await
 }
 
+/// Whether a key with id `kid` is stored.
+pub async fn exists(db: &Db, kid: &str) -> sqlx::Result<bool> {
+    let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE kid = $1")
+        .bind(kid)
+        .fetch_one(db)
+        .await?;
+    Ok(found > 0)
+}
+
 /// Stores a new key; `false` when `rotation` already made one (a retried scheduled run).
 pub async fn insert(
     conn: &mut AnyConnection,
