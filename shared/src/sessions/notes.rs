@@ -89,6 +89,30 @@ impl MoodTrajectory {
 
 /// Fewest and most key topics.
 pub const KEY_TOPICS: std::ops::RangeInclusive<usize> = 3..=7;
+/// Longest topic label (one line).
+pub const KEY_TOPIC_MAX_CHARS: usize = 80;
+/// Most items in `strategies`, `action_items` and `risk_flags`.
+pub const LIST_MAX_ITEMS: usize = 20;
+/// Longest item of those lists.
+pub const LIST_ITEM_MAX_CHARS: usize = 500;
+/// Longest `topic_summary` and `patient_summary`.
+pub const SUMMARY_MAX_CHARS: usize = 4_000;
+/// Longest `therapist_notes`.
+pub const THERAPIST_NOTES_MAX_CHARS: usize = 8_000;
+
+/// The error of a text longer than `max` characters or holding characters it must not
+/// (`line`: a one-line label), if any.
+fn text_error(name: &str, value: &str, max: usize, line: bool) -> Option<String> {
+    if value.chars().count() > max {
+        return Some(format!("{name} must be at most {max} characters"));
+    }
+    let checked = if line {
+        crate::domain::check_printable(value)
+    } else {
+        crate::domain::check_text(value)
+    };
+    checked.err().map(|error| format!("{name} {error}"))
+}
 
 /// The notes of one session, as stored and as the model must produce them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,7 +148,9 @@ impl Notes {
         Ok(notes)
     }
 
-    /// Checks what the schema cannot: counts and non-empty text.
+    /// Checks what the schema cannot: counts, non-empty text, and every field's length and
+    /// characters (the limits the API documents): an oversized answer is a misfit, asked
+    /// again once, never stored.
     pub fn check(&self) -> Result<(), String> {
         if !KEY_TOPICS.contains(&self.key_topics.len()) {
             return Err(format!(
@@ -144,14 +170,35 @@ impl Notes {
             if items.iter().any(|item| item.trim().is_empty()) {
                 return Err(format!("{name} must not contain empty strings"));
             }
+            if name != "key_topics" && items.len() > LIST_MAX_ITEMS {
+                return Err(format!("{name} must have at most {LIST_MAX_ITEMS} items"));
+            }
+            let (max, line) = match name {
+                "key_topics" => (KEY_TOPIC_MAX_CHARS, true),
+                _ => (LIST_ITEM_MAX_CHARS, false),
+            };
+            if let Some(error) = items
+                .iter()
+                .find_map(|item| text_error(&format!("each of {name}"), item, max, line))
+            {
+                return Err(error);
+            }
         }
         let texts = [
-            ("topic_summary", &self.topic_summary),
-            ("patient_summary", &self.patient_summary),
+            ("topic_summary", &self.topic_summary, SUMMARY_MAX_CHARS),
+            ("patient_summary", &self.patient_summary, SUMMARY_MAX_CHARS),
+            (
+                "therapist_notes",
+                &self.therapist_notes,
+                THERAPIST_NOTES_MAX_CHARS,
+            ),
         ];
-        for (name, text) in texts {
-            if text.trim().is_empty() {
+        for (name, text, max) in texts {
+            if name != "therapist_notes" && text.trim().is_empty() {
                 return Err(format!("{name} must not be empty"));
+            }
+            if let Some(error) = text_error(name, text, max, false) {
+                return Err(error);
             }
         }
         Ok(())
@@ -159,7 +206,14 @@ impl Notes {
 
     /// The JSON schema sent as the `response_format` (OpenAI strict structured output).
     pub fn json_schema() -> Value {
-        let strings = |description: &str| json!({"type": "array", "items": {"type": "string"}, "description": description});
+        let strings = |description: &str| {
+            json!({
+                "type": "array",
+                "items": {"type": "string"},
+                "maxItems": LIST_MAX_ITEMS,
+                "description": format!("{description}; each at most {LIST_ITEM_MAX_CHARS} characters")
+            })
+        };
         json!({
             "type": "object",
             "additionalProperties": false,
@@ -173,9 +227,9 @@ impl Notes {
                     "items": {"type": "string"},
                     "minItems": KEY_TOPICS.start(),
                     "maxItems": KEY_TOPICS.end(),
-                    "description": "3 to 7 short labels of the main topics"
+                    "description": format!("3 to 7 short labels of the main topics, each at most {KEY_TOPIC_MAX_CHARS} characters")
                 },
-                "topic_summary": {"type": "string", "description": "What was discussed, one paragraph"},
+                "topic_summary": {"type": "string", "description": format!("What was discussed, one paragraph, at most {SUMMARY_MAX_CHARS} characters")},
                 "strategies": strings("Coping strategies or techniques discussed or practised"),
                 "action_items": strings("Concrete next steps agreed in the session"),
                 "session_mood": {
@@ -188,8 +242,8 @@ impl Notes {
                     "enum": MoodTrajectory::ALL.map(MoodTrajectory::as_str),
                     "description": "How the mood moved during the session"
                 },
-                "therapist_notes": {"type": "string", "description": "Clinical observations for the practitioner"},
-                "patient_summary": {"type": "string", "description": "A warm, plain-language summary addressed to the patient"},
+                "therapist_notes": {"type": "string", "description": format!("Clinical observations for the practitioner, at most {THERAPIST_NOTES_MAX_CHARS} characters")},
+                "patient_summary": {"type": "string", "description": format!("A warm, plain-language summary addressed to the patient, at most {SUMMARY_MAX_CHARS} characters")},
                 "risk_flags": strings("Signs of risk (self-harm, harm to others, abuse, crisis); empty if none")
             }
         })
@@ -236,6 +290,35 @@ mod tests {
         extra["diagnosis"] = json!("x");
         assert!(Notes::from_model_answer(&extra.to_string()).is_err());
         assert!(Notes::from_model_answer("{not json").is_err());
+    }
+
+    #[test]
+    fn oversized_or_hidden_text_is_refused() {
+        let cases = [
+            (
+                "therapist_notes",
+                json!("x".repeat(THERAPIST_NOTES_MAX_CHARS + 1)),
+            ),
+            ("patient_summary", json!("x".repeat(SUMMARY_MAX_CHARS + 1))),
+            (
+                "key_topics",
+                json!(["sleep", "work\nX-Injected: 1", "family"]),
+            ),
+            ("key_topics", json!(["sleep", "y".repeat(81), "family"])),
+            ("strategies", json!(vec!["breathe"; LIST_MAX_ITEMS + 1])),
+            ("action_items", json!(["z".repeat(LIST_ITEM_MAX_CHARS + 1)])),
+            ("topic_summary", json!("hidden \u{202e} text")),
+        ];
+        for (field, value) in cases {
+            let mut answer = sample();
+            answer[field] = value;
+            let error = Notes::from_model_answer(&answer.to_string()).unwrap_err();
+            assert!(error.contains(field), "{field}: {error}");
+        }
+        let mut fine = sample();
+        fine["therapist_notes"] = json!("x".repeat(THERAPIST_NOTES_MAX_CHARS));
+        fine["topic_summary"] = json!("Line one.\nLine two.");
+        Notes::from_model_answer(&fine.to_string()).unwrap();
     }
 
     #[test]

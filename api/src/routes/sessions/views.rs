@@ -330,19 +330,20 @@ pub enum MoodTrajectoryView {
 pub struct NotesView {
     /// The session.
     pub session_id: String,
-    /// A plain-language summary addressed to the patient.
+    /// A plain-language summary addressed to the patient, at most 4000 characters.
+    #[oai(validator(max_length = 4000))]
     pub patient_summary: String,
-    /// 3 to 7 topic labels.
-    #[oai(skip_serializing_if_is_none)]
+    /// 3 to 7 topic labels, each one line of at most 80 characters.
+    #[oai(skip_serializing_if_is_none, validator(min_items = 3, max_items = 7))]
     pub key_topics: Option<Vec<String>>,
-    /// What was discussed.
-    #[oai(skip_serializing_if_is_none)]
+    /// What was discussed, at most 4000 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 4000))]
     pub topic_summary: Option<String>,
-    /// Strategies discussed or practised.
-    #[oai(skip_serializing_if_is_none)]
+    /// Strategies discussed or practised: at most 20, each at most 500 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_items = 20))]
     pub strategies: Option<Vec<String>>,
-    /// Next steps agreed.
-    #[oai(skip_serializing_if_is_none)]
+    /// Next steps agreed: at most 20, each at most 500 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_items = 20))]
     pub action_items: Option<Vec<String>>,
     /// The overall mood.
     #[oai(skip_serializing_if_is_none)]
@@ -350,11 +351,11 @@ pub struct NotesView {
     /// How the mood moved.
     #[oai(skip_serializing_if_is_none)]
     pub mood_trajectory: Option<MoodTrajectoryView>,
-    /// Clinical observations for the practitioner.
-    #[oai(skip_serializing_if_is_none)]
+    /// Clinical observations for the practitioner, at most 8000 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 8000))]
     pub therapist_notes: Option<String>,
-    /// Signs of risk; empty when none.
-    #[oai(skip_serializing_if_is_none)]
+    /// Signs of risk, empty when none: at most 20, each at most 500 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_items = 20))]
     pub risk_flags: Option<Vec<String>>,
 }
 
