@@ -422,6 +422,12 @@ impl TestApp {
     /// queue namespace, object store and secrets, on a port of its own. For what two replicas
     /// must share (signing keys, limits).
     pub async fn spawn_twin_api(&self) -> TestApp {
+        self.spawn_twin_api_with(&[]).await
+    }
+
+    /// [`TestApp::spawn_twin_api`] with some settings changed (an operator replacing a
+    /// secret, say).
+    pub async fn spawn_twin_api_with(&self, changed: &[(&str, &str)]) -> TestApp {
         let shared = [
             "DATA_DIR",
             "DATABASE_URL",
@@ -432,12 +438,17 @@ impl TestApp {
             "METRICS_TOKEN",
             "METRICS_TOKEN_PREVIOUS",
         ];
-        let env = shared
+        let mut env: HashMap<String, String> = shared
             .iter()
             .filter_map(|k| Some(((*k).to_owned(), self.env.get(*k)?.clone())))
             .collect();
+        env.extend(
+            changed
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         spawn_app_with(AppOptions {
-            env,
+            env: env.into_iter().collect(),
             api_only: true,
         })
         .await

@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use tend_shared::{
     Settings,
     auth::{
-        keys::{self, KeySource, RotatedBy},
+        keys::{self, RotatedBy},
         password,
     },
     db::{
@@ -121,10 +121,7 @@ pub async fn list_signing_keys(db: &Db, settings: &Settings) -> anyhow::Result<S
             .verifies_until
             .and_then(chrono::DateTime::from_timestamp_millis)
             .map_or_else(String::new, |t| format!(" until {}", t.to_rfc3339()));
-        let source = match key.source {
-            KeySource::Stored => "stored",
-            KeySource::Environment => "environment",
-        };
+        let source = key.source.as_str();
         out.push_str(&format!("{}\t{source}\t{role}{until}\n", key.kid));
     }
     Ok(out)
@@ -132,11 +129,12 @@ pub async fn list_signing_keys(db: &Db, settings: &Settings) -> anyhow::Result<S
 
 /// `tend-api signing-keys rotate`: a new key signs from now on.
 pub async fn rotate_signing_key(db: &Db, settings: &Settings) -> anyhow::Result<String> {
-    let kid = keys::rotate(db, settings, RotatedBy::Command)
+    let key = keys::rotate(db, settings, RotatedBy::Command)
         .await?
         .context("the rotation made no key")?;
     Ok(format!(
-        "signing key {kid} signs from now on (in every API process within {} s)\n",
+        "signing key {} signs from now on (in every API process within {} s)\n",
+        key.kid,
         keys::RELOAD_EVERY.as_secs()
     ))
 }

@@ -91,7 +91,7 @@ impl<K: Kinds> FileDownload<K> {
         content_type: &'static str,
         file_name: String,
     ) -> ApiResult<Self> {
-        if stored.status == "expired" || stored.expires_at.is_some_and(|at| at <= db::now_ms()) {
+        if stored.status == "expired" || past_expiry(stored.expires_at) {
             return Err(ApiError::gone(
                 "expired",
                 format!(
@@ -196,6 +196,12 @@ impl<K: Kinds> ApiResponse for FileDownload<K> {
     }
 
     fn register(_registry: &mut Registry) {}
+}
+
+/// Whether a file kept until `expires_at` is past it: its download answers 410, and its
+/// export reads `expired` before the cleanup has removed it.
+pub fn past_expiry(expires_at: Option<i64>) -> bool {
+    expires_at.is_some_and(|at| at <= db::now_ms())
 }
 
 #[cfg(test)]

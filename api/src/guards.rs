@@ -13,7 +13,7 @@ use tend_shared::{auth::jwt::Claims, db::users::User, domain::Role};
 use crate::{
     error::{ApiError, ApiResult},
     extract::BearerAuth,
-    state::AppState,
+    state::{AppState, VerifiedToken},
 };
 
 /// Any signed-in account.
@@ -41,7 +41,16 @@ async fn signed_in(req: &Request, body: &mut RequestBody) -> poem::Result<(User,
     let state = req
         .data::<AppState>()
         .ok_or_else(|| refused(ApiError::internal("the application state is missing")))?;
-    state.authenticate(&auth.0.token).await.map_err(refused)
+    // Verified already by the request-limit middleware (most requests), or here.
+    let verified = req
+        .extensions()
+        .get::<VerifiedToken>()
+        .filter(|v| v.token == auth.0.token);
+    match verified {
+        Some(v) => state.live_account(v.claims.clone()).await,
+        None => state.authenticate(&auth.0.token).await,
+    }
+    .map_err(refused)
 }
 
 /// An [`ApiError`] as the extractor error poem expects (the problem body is kept).

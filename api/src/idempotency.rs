@@ -14,9 +14,28 @@ use crate::{
     state::AppState,
 };
 
+/// A creating request sent with an `Idempotency-Key`: the key, and the fingerprint of what
+/// the request asked for (stored beside the key, compared on a retry).
+pub struct KeyedRequest {
+    /// The key as sent.
+    pub key: String,
+    /// [`fingerprint`] of the request.
+    pub fingerprint: String,
+}
+
+impl KeyedRequest {
+    /// `key` with the fingerprint of `request`, which is only built when a key was sent.
+    pub fn new(key: Option<String>, request: impl FnOnce() -> serde_json::Value) -> Option<Self> {
+        key.map(|key| Self {
+            key,
+            fingerprint: fingerprint(&request()),
+        })
+    }
+}
+
 /// The fingerprint of a request: SHA-256 of its parameters as canonical JSON (object keys
 /// sorted), so the same request spelt in another key order matches.
-pub fn fingerprint(request: &serde_json::Value) -> String {
+fn fingerprint(request: &serde_json::Value) -> String {
     opaque::digest(&request.to_string())
 }
 

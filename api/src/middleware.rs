@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::{
     error::{ApiError, render_error},
     fields::is_idempotency_key,
-    state::AppState,
+    state::{AppState, VerifiedToken},
 };
 
 /// The id of the current request: kept from `X-Request-Id` when the client sent a sane one,
@@ -177,31 +177,29 @@ fn add_security_headers(headers: &mut poem::http::HeaderMap, path: &str) {
 /// requests have limits of their own).
 pub async fn limit_user_requests<E: Endpoint>(
     next: Arc<E>,
-    req: Request,
+    mut req: Request,
 ) -> poem::Result<Response> {
-    let counted = req
-        .data::<AppState>()
-        .filter(|_| !is_upload(&req) && !is_probe(&req))
-        .zip(crate::extract::bearer_token(req.headers()));
-    let user = match counted {
-        Some((state, token)) => state
-            .keys
-            .verify(&token)
-            .await
-            .ok()
-            .map(|claims| (state, claims.sub)),
-        None => None,
+    let token =
+        crate::extract::bearer_token(req.headers()).filter(|_| !is_upload(&req) && !is_probe(&req));
+    let verified = match (req.data::<AppState>(), token) {
+        (Some(state), Some(token)) => {
+            (state.keys.verify(&token).await.ok()).map(|claims| VerifiedToken { token, claims })
+        }
+        _ => None,
     };
-    if let Some((state, user_id)) = user {
-        let limit = state.settings.api_rate_limit_per_minute;
-        if let Decision::Limited { retry_after } = state
-            .limiter
-            .hit(
-                &format!("api:user:{user_id}"),
-                limit,
-                Duration::from_secs(60),
-            )
-            .await
+    if let Some(verified) = verified {
+        let user_id = verified.claims.sub.clone();
+        // The operation's guard reads it back instead of verifying the token again.
+        req.extensions_mut().insert(verified);
+        if let Some(state) = req.data::<AppState>()
+            && let Decision::Limited { retry_after } = state
+                .limiter
+                .hit(
+                    &format!("api:user:{user_id}"),
+                    state.settings.api_rate_limit_per_minute,
+                    Duration::from_secs(60),
+                )
+                .await
         {
             return Ok(ApiError::rate_limited(retry_after).into_response());
         }

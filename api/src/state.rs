@@ -17,6 +17,16 @@ use tend_shared::{
 
 use crate::error::{ApiError, ApiResult};
 
+/// A bearer token the request-limit middleware verified, kept on the request so the
+/// operation's guard does not verify it a second time.
+#[derive(Clone)]
+pub struct VerifiedToken {
+    /// The token as sent.
+    pub token: String,
+    /// Its claims.
+    pub claims: Claims,
+}
+
 /// The application state handed to every operation through `Data<&AppState>`.
 #[derive(Clone)]
 pub struct AppState {
@@ -86,8 +96,7 @@ impl AppState {
     }
 
     /// Resolves a bearer token to its live user and the token's claims: checks the token,
-    /// that the account still exists, and that the token was not issued before a password
-    /// reset (to the millisecond).
+    /// then [`AppState::live_account`].
     pub async fn authenticate(&self, token: &str) -> ApiResult<(User, Claims)> {
         let claims = self.keys.verify(token).await.map_err(|err| {
             let detail = match err {
@@ -96,6 +105,12 @@ impl AppState {
             };
             ApiError::unauthorized("invalid-token", detail)
         })?;
+        self.live_account(claims).await
+    }
+
+    /// The live user of a verified token's claims: the account still exists, is not
+    /// disabled, and the token was not issued before a password reset (to the millisecond).
+    pub async fn live_account(&self, claims: Claims) -> ApiResult<(User, Claims)> {
         let user = db::users::find(&self.db, &claims.sub)
             .await?
             .ok_or_else(|| {

@@ -209,19 +209,35 @@ pub fn parse_display_name(raw: &str) -> Result<String, String> {
 /// U+180E) or break a line where none shows (U+2028, U+2029). Zero-width (non-)joiners stay:
 /// Persian and Indic names and emoji sequences need them.
 pub fn check_printable(value: &str) -> Result<(), String> {
-    match value.chars().find(|&c| c.is_control() || hidden(c)) {
-        Some(c) => Err(format!(
-            "must not contain control, text-direction or invisible characters (found U+{:04X})",
-            c as u32
-        )),
-        None => Ok(()),
-    }
+    refuse_first(value, |c| c.is_control() || hidden(c))
 }
 
 /// As [`check_printable`] for text of several lines (notes, advice): line breaks and tabs are
 /// allowed, every other control, text-direction or invisible character is not.
 pub fn check_text(value: &str) -> Result<(), String> {
-    let refused = |c: char| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || hidden(c);
+    refuse_first(value, |c| {
+        (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || hidden(c)
+    })
+}
+
+/// The error of a stored text longer than `max` characters or holding a character it must not
+/// (`one_line`: a name or label, [`check_printable`]; otherwise [`check_text`]), if any. The
+/// one length and character rule of every bounded text field, typed by a client or written by
+/// a model.
+pub fn text_error(value: &str, max: usize, one_line: bool) -> Option<String> {
+    if value.chars().count() > max {
+        return Some(format!("must be at most {max} characters"));
+    }
+    let checked = if one_line {
+        check_printable(value)
+    } else {
+        check_text(value)
+    };
+    checked.err()
+}
+
+/// The error naming the first character of `value` that `refused` refuses, if any.
+fn refuse_first(value: &str, refused: impl Fn(char) -> bool) -> Result<(), String> {
     match value.chars().find(|&c| refused(c)) {
         Some(c) => Err(format!(
             "must not contain control, text-direction or invisible characters (found U+{:04X})",

@@ -4,13 +4,13 @@
 //! model's answer (a misfit is asked again once, then fails the draft) and on a coach's
 //! edits when a mission is confirmed or changed.
 
-use std::collections::BTreeSet;
+use std::{borrow::Cow, collections::BTreeSet};
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::domain::{FieldError, check_printable, check_text};
+use crate::domain::{FieldError, text_error};
 
 /// Longest event name.
 pub const EVENT_NAME_MAX_CHARS: usize = 255;
@@ -23,18 +23,6 @@ pub const WEEK_FOCUS_MAX_CHARS: usize = 200;
 /// Longest description of a session.
 pub const SESSION_DESCRIPTION_MAX_CHARS: usize = 1_000;
 
-/// The error of a text field longer than `max` characters or holding characters it must not
-/// (`line`: a one-line label; otherwise text of several lines), if any.
-fn text_error(value: &str, max: usize, line: bool) -> Option<String> {
-    if value.chars().count() > max {
-        return Some(format!("must be at most {max} characters"));
-    }
-    if line {
-        check_printable(value).err()
-    } else {
-        check_text(value).err()
-    }
-}
 /// Weekly hours a client may offer, each bound.
 pub const WEEKLY_HOURS: std::ops::RangeInclusive<u32> = 1..=40;
 /// The FTP range accepted, in watts.
@@ -168,7 +156,7 @@ struct Readable<'a> {
     event_date: Option<NaiveDate>,
     weekly_hours: (Option<u32>, Option<u32>),
     current_ftp: Option<u32>,
-    preferred_training_days: Option<Vec<Day>>,
+    preferred_training_days: Option<Cow<'a, [Day]>>,
     constraints: Option<&'a str>,
 }
 
@@ -243,7 +231,7 @@ impl Questionnaire {
             event_date: Some(self.event_date),
             weekly_hours: (Some(self.weekly_hours.min), Some(self.weekly_hours.max)),
             current_ftp: Some(self.current_ftp),
-            preferred_training_days: Some(self.preferred_training_days.clone()),
+            preferred_training_days: Some(Cow::Borrowed(&self.preferred_training_days)),
             constraints: self.constraints.as_deref(),
         }
         .errors(today)
@@ -271,7 +259,8 @@ impl Questionnaire {
             current_ftp: number(body.get("current_ftp")),
             preferred_training_days: body
                 .get("preferred_training_days")
-                .and_then(|days| serde_json::from_value(days.clone()).ok()),
+                .and_then(|days| Vec::<Day>::deserialize(days).ok())
+                .map(Cow::Owned),
             constraints: body.get("constraints").and_then(Value::as_str),
         }
         .errors(today)

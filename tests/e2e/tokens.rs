@@ -268,28 +268,19 @@ async fn signing_keys_rotate_while_clients_hold_tokens() {
     .unwrap();
     assert_eq!(status_of(&app, &forged).await, 401);
 
-    // Each rotation and the removal are in the audit log, with who did them.
-    let audit = json_of(
-        app.get(
-            "/api/v1/admin/audit-logs?action=signing_key_rotated",
-            Some(&admin),
-        )
-        .await,
-        200,
-    )
-    .await;
-    assert_eq!(audit["items"].as_array().unwrap().len(), 3, "{audit}");
-    let audit = json_of(
-        app.get(
-            "/api/v1/admin/audit-logs?action=signing_key_removed",
-            Some(&admin),
-        )
-        .await,
-        200,
-    )
-    .await;
-    assert_eq!(audit["items"][0]["detail"]["kid"], second_kid.as_str());
-    assert_eq!(audit["items"][1]["detail"]["kid"], first_kid.as_str());
+    // Each rotation and the removal are in the audit log.
+    let audited = |action: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let path = format!("/api/v1/admin/audit-logs?action={action}");
+            json_of(app.get(&path, Some(admin)).await, 200).await["items"].clone()
+        }
+    };
+    let rotated = audited("signing_key_rotated").await;
+    assert_eq!(rotated.as_array().unwrap().len(), 3, "{rotated}");
+    let removed = audited("signing_key_removed").await;
+    assert_eq!(removed[0]["detail"]["kid"], second_kid.as_str());
+    assert_eq!(removed[1]["detail"]["kid"], first_kid.as_str());
 }
 
 #[tokio::test]
@@ -297,39 +288,23 @@ async fn a_previous_jwt_secret_and_metrics_token_are_accepted_during_their_overl
     let app = spawn_app().await;
     let user = app.signed_in_user().await;
     let old_secret = app.env["JWT_SECRET"].clone();
+    let new_secret = "a-brand-new-signing-secret-0123456789";
     // The operator replaces JWT_SECRET and keeps the old value in JWT_SECRET_PREVIOUS.
-    let mut replaced = app.env.clone();
-    replaced.insert(
-        "JWT_SECRET".into(),
-        "a-brand-new-signing-secret-0123456789".into(),
-    );
-    replaced.insert("JWT_SECRET_PREVIOUS".into(), old_secret.clone());
-    replaced.insert("METRICS_TOKEN".into(), "scrape-with-the-new-token".into());
-    replaced.insert(
-        "METRICS_TOKEN_PREVIOUS".into(),
-        "scrape-with-the-old-token".into(),
-    );
-    let twin = tend_tests::spawn_app_with(tend_tests::AppOptions {
-        env: replaced.into_iter().collect(),
-        api_only: true,
-    })
-    .await;
+    let twin = app
+        .spawn_twin_api_with(&[
+            ("JWT_SECRET", new_secret),
+            ("JWT_SECRET_PREVIOUS", &old_secret),
+            ("METRICS_TOKEN", "scrape-with-the-new-token"),
+            ("METRICS_TOKEN_PREVIOUS", "scrape-with-the-old-token"),
+        ])
+        .await;
     assert_eq!(status_of(&twin, &user.access_token).await, 200);
     let again = json_of(twin.login(&user.email, &user.password).await, 200).await;
     let token = again["access_token"].as_str().unwrap();
     assert_ne!(kid_of(token), kid_of(&user.access_token));
     assert_eq!(status_of(&twin, token).await, 200);
     // Without the old value, its tokens are refused.
-    let mut dropped = app.env.clone();
-    dropped.insert(
-        "JWT_SECRET".into(),
-        "a-brand-new-signing-secret-0123456789".into(),
-    );
-    let third = tend_tests::spawn_app_with(tend_tests::AppOptions {
-        env: dropped.into_iter().collect(),
-        api_only: true,
-    })
-    .await;
+    let third = app.spawn_twin_api_with(&[("JWT_SECRET", new_secret)]).await;
     assert_eq!(status_of(&third, &user.access_token).await, 401);
 
     for (token, status) in [

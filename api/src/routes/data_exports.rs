@@ -80,13 +80,7 @@ impl From<DataExportRow> for DataExportView {
             "building" => DataExportStatus::Building,
             // Past its time the file is gone (or about to be, once the cleanup runs): the
             // download answers 410, so the export reads expired already.
-            "ready"
-                if row
-                    .expires_at
-                    .is_some_and(|at| at <= tend_shared::db::now_ms()) =>
-            {
-                DataExportStatus::Expired
-            }
+            "ready" if crate::download::past_expiry(row.expires_at) => DataExportStatus::Expired,
             "ready" => DataExportStatus::Ready,
             "expired" => DataExportStatus::Expired,
             _ => DataExportStatus::Failed,

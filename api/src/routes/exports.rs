@@ -29,7 +29,7 @@ use crate::{
     extract::RequestMeta,
     fields::{IdempotencyKey, PageCursor, RecordId},
     guards::Practitioner,
-    idempotency,
+    idempotency::{self, KeyedRequest},
     limits::{self, Budget},
     pagination::PageRequest,
     state::AppState,
@@ -153,13 +153,7 @@ impl From<ExportRow> for ExportView {
             "rendering" => ExportStatus::Rendering,
             // Past its time the file is gone (or about to be, once the cleanup runs): the
             // download answers 410, so the export reads expired already.
-            "ready"
-                if row
-                    .expires_at
-                    .is_some_and(|at| at <= tend_shared::db::now_ms()) =>
-            {
-                ExportStatus::Expired
-            }
+            "ready" if crate::download::past_expiry(row.expires_at) => ExportStatus::Expired,
             "ready" => ExportStatus::Ready,
             "expired" => ExportStatus::Expired,
             _ => ExportStatus::Failed,
@@ -266,13 +260,14 @@ impl ExportsApi {
         idempotency_key: Header<Option<IdempotencyKey>>,
         body: JsonBody<NewExportRequest>,
     ) -> ApiResult<ExportAccepted> {
-        let key = idempotency_key.0.map(|k| k.0);
-        let fingerprint = idempotency::fingerprint(&body.0.to_json().unwrap_or_default());
-        if let Some(key) = &key
+        let keyed = KeyedRequest::new(idempotency_key.0.map(|k| k.0), || {
+            body.0.to_json().unwrap_or_default()
+        });
+        if let Some(keyed) = &keyed
             && let Some(row) =
-                db::exports::find_by_idempotency_key(&state.db, &user.id, key).await?
+                db::exports::find_by_idempotency_key(&state.db, &user.id, &keyed.key).await?
         {
-            idempotency::check_replay(&state, Keyed::Export, &row.id, &fingerprint).await?;
+            idempotency::check_replay(&state, Keyed::Export, &row.id, &keyed.fingerprint).await?;
             let location = location(&row.id);
             return Ok(ExportAccepted::Replayed(Json(row.into()), location));
         }
@@ -333,11 +328,11 @@ impl ExportsApi {
             patient_id: &patient_id,
             weeks,
             job_id: &job.id,
-            idempotency_key: key.as_deref(),
-            idempotency_fingerprint: key.as_ref().map(|_| fingerprint.as_str()),
+            idempotency_key: keyed.as_ref().map(|k| k.key.as_str()),
+            idempotency_fingerprint: keyed.as_ref().map(|k| k.fingerprint.as_str()),
         };
         if let Err(err) = db::exports::insert(&mut tx, &new).await {
-            if let Some(key) = &key
+            if let Some(keyed) = &keyed
                 && db::is_unique_violation(
                     &err,
                     "exports_idempotency_key",
@@ -345,12 +340,13 @@ impl ExportsApi {
                 )
             {
                 drop(tx);
-                let row = db::exports::find_by_idempotency_key(&state.db, &user.id, key)
+                let row = db::exports::find_by_idempotency_key(&state.db, &user.id, &keyed.key)
                     .await?
                     .ok_or_else(|| {
                         ApiError::internal("an idempotency key clashed with no export")
                     })?;
-                idempotency::check_replay(&state, Keyed::Export, &row.id, &fingerprint).await?;
+                idempotency::check_replay(&state, Keyed::Export, &row.id, &keyed.fingerprint)
+                    .await?;
                 let location = location(&row.id);
                 return Ok(ExportAccepted::Replayed(Json(row.into()), location));
             }

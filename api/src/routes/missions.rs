@@ -33,7 +33,7 @@ use crate::{
     extract::RequestMeta,
     fields::{CalendarDate, IdempotencyKey, PageCursor, RecordId},
     guards::{Practitioner, SignedIn},
-    idempotency,
+    idempotency::{self, KeyedRequest},
     limits::{self, Budget},
     pagination::PageRequest,
     state::AppState,
@@ -375,12 +375,15 @@ impl MissionsApi {
         idempotency_key: Header<Option<IdempotencyKey>>,
         body: JsonBody<NewDraftRequest>,
     ) -> ApiResult<DraftAccepted> {
-        let key = idempotency_key.0.map(|k| k.0);
-        let fingerprint = idempotency::fingerprint(&body.0.to_json().unwrap_or_default());
-        if let Some(key) = &key
-            && let Some(row) = db::missions::find_draft_by_key(&state.db, &user.id, key).await?
+        let keyed = KeyedRequest::new(idempotency_key.0.map(|k| k.0), || {
+            body.0.to_json().unwrap_or_default()
+        });
+        if let Some(keyed) = &keyed
+            && let Some(row) =
+                db::missions::find_draft_by_key(&state.db, &user.id, &keyed.key).await?
         {
-            idempotency::check_replay(&state, Keyed::MissionDraft, &row.id, &fingerprint).await?;
+            idempotency::check_replay(&state, Keyed::MissionDraft, &row.id, &keyed.fingerprint)
+                .await?;
             let location = draft_location(&row.id);
             return Ok(DraftAccepted::Replayed(Json(draft_view(row)?), location));
         }
@@ -405,11 +408,11 @@ impl MissionsApi {
             requested_by: &user.id,
             questionnaire: &stored,
             job_id: &job.id,
-            idempotency_key: key.as_deref(),
-            idempotency_fingerprint: key.as_ref().map(|_| fingerprint.as_str()),
+            idempotency_key: keyed.as_ref().map(|k| k.key.as_str()),
+            idempotency_fingerprint: keyed.as_ref().map(|k| k.fingerprint.as_str()),
         };
         if let Err(err) = db::missions::insert_draft(&mut tx, &new).await {
-            if let Some(key) = &key
+            if let Some(keyed) = &keyed
                 && db::is_unique_violation(
                     &err,
                     "mission_drafts_idempotency_key",
@@ -417,12 +420,12 @@ impl MissionsApi {
                 )
             {
                 drop(tx);
-                let row = db::missions::find_draft_by_key(&state.db, &user.id, key)
+                let row = db::missions::find_draft_by_key(&state.db, &user.id, &keyed.key)
                     .await?
                     .ok_or_else(|| {
                         ApiError::internal("an idempotency key clashed with no draft")
                     })?;
-                idempotency::check_replay(&state, Keyed::MissionDraft, &row.id, &fingerprint)
+                idempotency::check_replay(&state, Keyed::MissionDraft, &row.id, &keyed.fingerprint)
                     .await?;
                 let location = draft_location(&row.id);
                 return Ok(DraftAccepted::Replayed(Json(draft_view(row)?), location));

@@ -1,6 +1,7 @@
-//! Access tokens: HS256 JWTs naming their signing key (`kid`), short-lived, carrying `sub`, `role`, `jti`, `exp`, `iat`, `iss`
-//! and `aud`, all checked on every request, and `iat_ms` and `sid` (the sign-in). Only HS256 is accepted (so `alg: none` and
-//! algorithm confusion are refused).
+//! Access tokens: HS256 JWTs naming their signing key (`kid`), short-lived, carrying `sub`,
+//! `role`, `jti`, `exp`, `iat`, `iss` and `aud`, all checked on every request, and `iat_ms`
+//! and `sid` (the sign-in). Only HS256 is accepted (so `alg: none` and algorithm confusion are
+//! refused).
 
 use std::{
     sync::{Arc, RwLock},
@@ -185,32 +186,46 @@ impl TokenKeys {
         let kid = jsonwebtoken::decode_header(token)
             .map_err(|_| TokenError::Invalid)?
             .kid;
-        let mut ring = self.refresh(RELOAD_EVERY).await;
-        let named = |ring: &Ring| -> Vec<ActiveKey> {
-            ring.keys
-                .iter()
-                .filter(|k| match &kid {
-                    Some(kid) => &k.kid == kid,
-                    None => k.source == KeySource::Environment,
-                })
-                .cloned()
-                .collect()
-        };
-        let mut candidates = named(&ring);
-        if let (true, Some(kid), Some(db)) = (candidates.is_empty(), &kid, &self.db) {
-            // A key rotated in elsewhere since the last read: one look by id (a made-up kid
-            // costs that look and no more), then the keys are read again.
-            if crate::db::signing_keys::exists(db, kid)
+        let ring = self.refresh(RELOAD_EVERY).await;
+        if let Some(outcome) = self.check(&ring, kid.as_deref(), token) {
+            return outcome;
+        }
+        // A key rotated in elsewhere since the last read: one look by id (a made-up kid costs
+        // that look and no more), then the keys are read again.
+        if let (Some(kid), Some(db)) = (&kid, &self.db)
+            && crate::db::signing_keys::exists(db, kid)
                 .await
                 .unwrap_or(false)
-            {
-                ring = self.refresh(Duration::ZERO).await;
-                candidates = named(&ring);
+        {
+            let ring = self.refresh(Duration::ZERO).await;
+            if let Some(outcome) = self.check(&ring, Some(kid), token) {
+                return outcome;
             }
         }
+        Err(TokenError::Invalid)
+    }
+
+    /// `token` checked with the keys of `ring` its `kid` names (the environment's when it
+    /// names none); `None` when `ring` has no such key.
+    fn check(
+        &self,
+        ring: &Ring,
+        kid: Option<&str>,
+        token: &str,
+    ) -> Option<Result<Claims, TokenError>> {
         let now = crate::db::now_ms();
+        let mut named = ring
+            .keys
+            .iter()
+            .filter(|k| match kid {
+                Some(kid) => k.kid == kid,
+                None => k.source == KeySource::Environment,
+            })
+            .peekable();
+        named.peek()?;
         let mut outcome = Err(TokenError::Invalid);
-        for key in candidates {
+        for key in named {
+            // Read up to RELOAD_EVERY ago: a key's window may have closed since.
             if key.verifies_until.is_some_and(|until| until <= now) {
                 continue;
             }
@@ -220,13 +235,13 @@ impl TokenKeys {
                 &self.validation,
             );
             match decoded {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) => return Some(Ok(data.claims)),
                 Err(err) if *err.kind() == ErrorKind::ExpiredSignature => {
                     outcome = Err(TokenError::Expired)
                 }
                 Err(_) => {}
             }
         }
-        outcome
+        Some(outcome)
     }
 }

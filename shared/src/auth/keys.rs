@@ -1,7 +1,7 @@
 //! The keys that sign access tokens, and their rotation.
 //!
 //! A fresh installation signs with `JWT_SECRET`. Once a key is rotated in (by
-//! `tend-api rotate-signing-key`, an admin, or the `rotate_signing_key` schedule), keys are
+//! `tend-api signing-keys rotate`, an admin, or the `rotate_signing_key` schedule), keys are
 //! stored in the database so every process of an installation shares them, and the newest
 //! signs. A key stops signing when a newer one arrives and keeps verifying for one
 //! access-token lifetime after that (plus [`RELOAD_EVERY`], the time a process may still
@@ -16,7 +16,6 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use rand::RngCore;
 use secrecy::ExposeSecret;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -35,13 +34,22 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(10);
 pub const LEEWAY_SECS: u64 = 5;
 
 /// Where a key comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
     /// Stored in the database by a rotation.
     Stored,
     /// `JWT_SECRET` or `JWT_SECRET_PREVIOUS`.
     Environment,
+}
+
+impl KeySource {
+    /// Its name, as listings show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeySource::Stored => "stored",
+            KeySource::Environment => "environment",
+        }
+    }
 }
 
 /// A key in force: what signs or verifies, and until when.
@@ -164,14 +172,14 @@ impl RotatedBy<'_> {
 }
 
 /// Makes a new key, which signs from now on, deletes stored keys that no longer verify
-/// anything, and records the rotation in the audit log, in one transaction. A scheduled
-/// rotation happens once per tick: a second run for the same tick makes no key and answers
-/// `None`.
+/// anything, and records the rotation in the audit log, in one transaction. Answers the new
+/// key as it is in force. A scheduled rotation happens once per tick: a second run for the
+/// same tick makes no key and answers `None`.
 pub async fn rotate(
     db: &Db,
     settings: &Settings,
     by: RotatedBy<'_>,
-) -> sqlx::Result<Option<String>> {
+) -> sqlx::Result<Option<ActiveKey>> {
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let now = db::now_ms();
@@ -189,14 +197,12 @@ pub async fn rotate(
     if !db::signing_keys::insert(&mut tx, &key, rotation.as_deref()).await? {
         return Ok(None);
     }
-    let stored = db::signing_keys::all(db).await?;
-    let mut with_new = vec![key.clone()];
-    with_new.extend(stored.into_iter().filter(|k| k.kid != key.kid));
-    let kept: Vec<String> = active(settings, &with_new, now)
-        .into_iter()
-        .map(|k| k.kid)
-        .collect();
-    for old in with_new.iter().filter(|k| !kept.contains(&k.kid)) {
+    let stored = db::signing_keys::all(&mut *tx).await?;
+    let in_force = active(settings, &stored, now);
+    for old in stored
+        .iter()
+        .filter(|k| !in_force.iter().any(|f| f.kid == k.kid))
+    {
         db::signing_keys::delete(&mut tx, &old.kid).await?;
     }
     let (user_id, origin) = match by {
@@ -214,7 +220,7 @@ pub async fn rotate(
     .await?;
     tx.commit().await?;
     tracing::info!(kid = %key.kid, by = %key.created_by, "signing key rotated");
-    Ok(Some(key.kid))
+    Ok(in_force.into_iter().find(|k| k.kid == key.kid))
 }
 
 /// Why a key was not removed.
@@ -240,7 +246,8 @@ pub async fn remove(
     user_id: Option<&str>,
     origin: &Origin,
 ) -> sqlx::Result<Result<(), RemoveRefused>> {
-    let stored = db::signing_keys::all(db).await?;
+    let mut tx = db.begin().await?;
+    let stored = db::signing_keys::all(&mut *tx).await?;
     let keys = active(settings, &stored, db::now_ms());
     let found = keys.iter().find(|k| k.kid == kid);
     if found.is_some_and(|k| k.source == KeySource::Environment) {
@@ -249,7 +256,6 @@ pub async fn remove(
     if found.is_some_and(|k| k.signing) {
         return Ok(Err(RemoveRefused::Signing));
     }
-    let mut tx = db.begin().await?;
     if !db::signing_keys::delete(&mut tx, kid).await? {
         return Ok(Err(RemoveRefused::NotFound));
     }

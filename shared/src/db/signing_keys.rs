@@ -1,6 +1,6 @@
 //! The `signing_keys` table: the keys that sign access tokens, newest first. Only
-//! [`crate::auth::jwt`] reads the secrets; listings for admins go through [`StoredKey`] views
-//! that leave them out.
+//! [`crate::auth::keys`] reads them; what admins see of a key ([`crate::auth::keys::ActiveKey`]
+//! and its views) never holds the secret.
 
 use sqlx::AnyConnection;
 
@@ -15,7 +15,7 @@ pub struct StoredKey {
     pub secret: String,
     /// When it was made (ms since the epoch); the newest key signs.
     pub created_at: i64,
-    /// Who made it: `cli`, `admin:<user id>` or `schedule`.
+    /// Who made it: `command`, `admin:<user id>` or `schedule`.
     pub created_by: String,
 }
 
@@ -29,13 +29,13 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
-/// Every stored key, newest first.
-pub async fn all(db: &Db) -> sqlx::Result<Vec<StoredKey>> {
+/// Every stored key, newest first (in a rotation's transaction, the new key too).
+pub async fn all(conn: impl sqlx::AnyExecutor<'_>) -> sqlx::Result<Vec<StoredKey>> {
     sqlx::query_as(
         "SELECT kid, secret, created_at, created_by FROM signing_keys \
          ORDER BY created_at DESC, kid DESC",
     )
-    .fetch_all(db)
+    .fetch_all(conn)
     .await
 }
 

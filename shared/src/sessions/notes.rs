@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::domain::text_error;
+
 /// The patient's overall mood in the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,20 +102,6 @@ pub const SUMMARY_MAX_CHARS: usize = 4_000;
 /// Longest `therapist_notes`.
 pub const THERAPIST_NOTES_MAX_CHARS: usize = 8_000;
 
-/// The error of a text longer than `max` characters or holding characters it must not
-/// (`line`: a one-line label), if any.
-fn text_error(name: &str, value: &str, max: usize, line: bool) -> Option<String> {
-    if value.chars().count() > max {
-        return Some(format!("{name} must be at most {max} characters"));
-    }
-    let checked = if line {
-        crate::domain::check_printable(value)
-    } else {
-        crate::domain::check_text(value)
-    };
-    checked.err().map(|error| format!("{name} {error}"))
-}
-
 /// The notes of one session, as stored and as the model must produce them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,45 +148,79 @@ impl Notes {
                 self.key_topics.len()
             ));
         }
+        // Each list: its most items, each item's most characters, and whether items are
+        // one-line labels.
         let lists = [
-            ("key_topics", &self.key_topics),
-            ("strategies", &self.strategies),
-            ("action_items", &self.action_items),
-            ("risk_flags", &self.risk_flags),
+            (
+                "key_topics",
+                &self.key_topics,
+                *KEY_TOPICS.end(),
+                KEY_TOPIC_MAX_CHARS,
+                true,
+            ),
+            (
+                "strategies",
+                &self.strategies,
+                LIST_MAX_ITEMS,
+                LIST_ITEM_MAX_CHARS,
+                false,
+            ),
+            (
+                "action_items",
+                &self.action_items,
+                LIST_MAX_ITEMS,
+                LIST_ITEM_MAX_CHARS,
+                false,
+            ),
+            (
+                "risk_flags",
+                &self.risk_flags,
+                LIST_MAX_ITEMS,
+                LIST_ITEM_MAX_CHARS,
+                false,
+            ),
         ];
-        for (name, items) in lists {
+        for (name, items, max_items, max_chars, one_line) in lists {
             if items.iter().any(|item| item.trim().is_empty()) {
                 return Err(format!("{name} must not contain empty strings"));
             }
-            if name != "key_topics" && items.len() > LIST_MAX_ITEMS {
-                return Err(format!("{name} must have at most {LIST_MAX_ITEMS} items"));
+            if items.len() > max_items {
+                return Err(format!("{name} must have at most {max_items} items"));
             }
-            let (max, line) = match name {
-                "key_topics" => (KEY_TOPIC_MAX_CHARS, true),
-                _ => (LIST_ITEM_MAX_CHARS, false),
-            };
             if let Some(error) = items
                 .iter()
-                .find_map(|item| text_error(&format!("each of {name}"), item, max, line))
+                .find_map(|item| text_error(item, max_chars, one_line))
             {
-                return Err(error);
+                return Err(format!("each of {name} {error}"));
             }
         }
+        // Each text: its most characters, and whether it may be empty.
         let texts = [
-            ("topic_summary", &self.topic_summary, SUMMARY_MAX_CHARS),
-            ("patient_summary", &self.patient_summary, SUMMARY_MAX_CHARS),
+            (
+                "topic_summary",
+                &self.topic_summary,
+                SUMMARY_MAX_CHARS,
+                false,
+            ),
+            (
+                "patient_summary",
+                &self.patient_summary,
+                SUMMARY_MAX_CHARS,
+                false,
+            ),
             (
                 "therapist_notes",
                 &self.therapist_notes,
                 THERAPIST_NOTES_MAX_CHARS,
+                true,
             ),
         ];
-        for (name, text, max) in texts {
-            if name != "therapist_notes" && text.trim().is_empty() {
+        for (name, text, max_chars, may_be_empty) in texts {
+            if !may_be_empty && text.trim().is_empty() {
                 return Err(format!("{name} must not be empty"));
             }
-            if let Some(error) = text_error(name, text, max, false) {
-                return Err(error);
+            if let Some(error) = text_error(text, max_chars, false) {
+                return Err(format!("{name} {error}"));
             }
         }
         Ok(())

@@ -39,7 +39,9 @@ impl Job for RotateSigningKey {
             tick: self.scheduled_for,
         };
         match keys::rotate(&env.db, &env.settings, by).await {
-            Ok(Some(kid)) => tracing::info!(job_id = %ctx.job.id, kid, "signing key rotated"),
+            Ok(Some(key)) => {
+                tracing::info!(job_id = %ctx.job.id, kid = %key.kid, "signing key rotated")
+            }
             Ok(None) => tracing::info!(job_id = %ctx.job.id, "this tick's rotation was done"),
             Err(err) => return Err(JobError::transient("database", err)),
         }

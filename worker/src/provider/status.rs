@@ -56,12 +56,13 @@ impl HttpFailure {
     }
 
     /// The job error for this failure: a short message of our own words and the status (what
-    /// a session's `error` shows). The provider's message goes to the log only.
+    /// a session's `error` shows). The provider's message goes to the log only, with what it
+    /// quotes left out ([`unquoted`]).
     pub fn into_job_error(self, stage: &str) -> JobError {
         tracing::warn!(
             stage,
             status = self.status.as_u16(),
-            provider_message = %self.message,
+            provider_message = %unquoted(&self.message),
             "the provider answered with an error"
         );
         let what = match self.status {
@@ -166,6 +167,33 @@ fn endpoint_of(path: &str) -> &'static str {
     }
 }
 
+/// Longest provider message logged.
+const LOGGED_MESSAGE_CHARS: usize = 300;
+
+/// A provider's error message fit for the log: what it quotes (`'...'`, `"..."`, `` `...` ``,
+/// where a provider echoes what it was sent, patient text included) replaced by `…`, and cut
+/// to [`LOGGED_MESSAGE_CHARS`].
+fn unquoted(message: &str) -> String {
+    let mut out = String::new();
+    let mut open: Option<char> = None;
+    for c in message.chars().take(LOGGED_MESSAGE_CHARS) {
+        match open {
+            Some(quote) if c == quote => {
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None if matches!(c, '\'' | '"' | '`') => {
+                out.push(c);
+                out.push('…');
+                open = Some(c);
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +216,17 @@ mod tests {
         assert!(matches!(fail(400, None), JobError::Permanent(_)));
         assert!(matches!(fail(401, None), JobError::Permanent(m) if m.contains("OPENAI_API_KEY")));
         assert!(matches!(fail(413, None), JobError::Permanent(_)));
+    }
+
+    #[test]
+    fn a_logged_provider_message_leaves_out_what_it_quotes() {
+        assert_eq!(
+            unquoted("Invalid input: 'I felt so alone' in \"messages[1]\""),
+            "Invalid input: '…' in \"…\""
+        );
+        assert_eq!(unquoted("model `gpt-x` not found"), "model `…` not found");
+        assert_eq!(unquoted("unclosed 'I felt"), "unclosed '…");
+        assert_eq!(unquoted(&"x".repeat(1000)).len(), LOGGED_MESSAGE_CHARS);
     }
 
     #[test]

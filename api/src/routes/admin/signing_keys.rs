@@ -110,15 +110,10 @@ impl AdminSigningKeysApi {
             user_id: &admin.id,
             origin: &origin,
         };
-        let kid = keys::rotate(&state.db, &state.settings, by)
+        let key = keys::rotate(&state.db, &state.settings, by)
             .await?
             .ok_or_else(|| ApiError::internal("an admin's rotation made no key"))?;
         state.keys.reload().await;
-        let key = keys::list(&state.db, &state.settings)
-            .await?
-            .into_iter()
-            .find(|k| k.kid == kid)
-            .ok_or_else(|| ApiError::internal("the rotated key is not in force"))?;
         Ok(KeyRotated::Created(Json(key.into())))
     }
 
@@ -145,9 +140,11 @@ impl AdminSigningKeysApi {
             &meta.origin(),
         )
         .await?;
-        state.keys.reload().await;
         match removed {
-            Ok(()) => Ok(KeyRemoved::Done),
+            Ok(()) => {
+                state.keys.reload().await;
+                Ok(KeyRemoved::Done)
+            }
             Err(RemoveRefused::NotFound) => Err(ApiError::not_found("signing key")),
             Err(refused @ RemoveRefused::Signing) => {
                 Err(ApiError::conflict("signing-key", refused.to_string()))

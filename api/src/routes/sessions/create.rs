@@ -21,7 +21,7 @@ use super::{
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
-    idempotency,
+    idempotency::{self, KeyedRequest},
     routes::patients::owned,
     state::AppState,
 };
@@ -226,14 +226,16 @@ async fn create_session(
         Some(_) => tx.enqueue(&ExtractNotes { session_id }, &origin).await?,
     };
     // What the request asked for: the same key with another patient, time or file is refused.
-    let fingerprint = idempotency::fingerprint(&serde_json::json!({
-        "patient_id": patient.id,
-        "recorded_at": recorded_at,
-        "source": source,
-        "media_type": media_type,
-        "size_bytes": size,
-        "transcript": transcript.map(|t| opaque::digest(&t.text)),
-    }));
+    let keyed = KeyedRequest::new(idempotency_key, || {
+        serde_json::json!({
+            "patient_id": patient.id,
+            "recorded_at": recorded_at,
+            "source": source,
+            "media_type": media_type,
+            "size_bytes": size,
+            "transcript": transcript.map(|t| opaque::digest(&t.text)),
+        })
+    });
     let new = NewSession {
         id: &id,
         practitioner_id: &user.id,
@@ -248,17 +250,18 @@ async fn create_session(
         transcript: transcript.map(|t| t.text.as_str()),
         segments: segments_json.as_deref(),
         job_id: &job.id,
-        idempotency_key: idempotency_key.as_deref(),
-        idempotency_fingerprint: idempotency_key.as_ref().map(|_| fingerprint.as_str()),
+        idempotency_key: keyed.as_ref().map(|k| k.key.as_str()),
+        idempotency_fingerprint: keyed.as_ref().map(|k| k.fingerprint.as_str()),
     };
     if let Err(err) = db::sessions::insert(&mut tx, &new).await {
-        if db::is_unique_violation(&err, "sessions_idempotency_key", "sessions.practitioner_id") {
+        if let Some(keyed) = &keyed
+            && db::is_unique_violation(&err, "sessions_idempotency_key", "sessions.practitioner_id")
+        {
             drop(tx);
-            let key = new.idempotency_key.unwrap_or_default();
-            let first = db::sessions::find_by_idempotency_key(&state.db, &user.id, key)
+            let first = db::sessions::find_by_idempotency_key(&state.db, &user.id, &keyed.key)
                 .await?
                 .ok_or_else(|| ApiError::internal("an idempotency key clashed with no session"))?;
-            idempotency::check_replay(state, Keyed::Session, &first.id, &fingerprint).await?;
+            idempotency::check_replay(state, Keyed::Session, &first.id, &keyed.fingerprint).await?;
             let location = format!("/api/v1/sessions/{}", first.id);
             let view = SessionView::new(first, None);
             return Ok(Created::Replayed(SessionAccepted::Replayed(
