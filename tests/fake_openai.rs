@@ -68,6 +68,8 @@ struct State {
     transcriptions: Vec<TranscriptionCall>,
     chats: Vec<Value>,
     violations: Vec<String>,
+    /// Answers without a key, as a local server does.
+    keyless: bool,
 }
 
 /// A running fake; stops when dropped.
@@ -129,12 +131,21 @@ impl FakeOpenAi {
 
     /// The settings that point Tend at this fake.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("OPENAI_BASE_URL".into(), self.url.clone()),
-            ("OPENAI_API_KEY".into(), API_KEY.into()),
             ("TRANSCRIPTION_MODEL".into(), TRANSCRIPTION_MODEL.into()),
             ("EXTRACTION_MODEL".into(), CHAT_MODEL.into()),
-        ]
+        ];
+        if !self.state.lock().unwrap().keyless {
+            env.push(("OPENAI_API_KEY".into(), API_KEY.into()));
+        }
+        env
+    }
+
+    /// From now on answers without a key, as a local OpenAI-compatible server does (and
+    /// [`FakeOpenAi::env`] sets none).
+    pub fn needs_no_key(&self) {
+        self.state.lock().unwrap().keyless = true;
     }
 
     /// Scripts the next transcription answers (then proper answers again).
@@ -201,14 +212,15 @@ fn next(script: &mut VecDeque<Reply>) -> Reply {
     script.pop_front().unwrap_or(Reply::Ok)
 }
 
-fn check_key(req: &poem::Request, violations: &mut Vec<String>) -> bool {
-    let ok = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {API_KEY}"));
+fn check_key(req: &poem::Request, state: &mut State) -> bool {
+    let ok = state.keyless
+        || req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(&format!("Bearer {API_KEY}"));
     if !ok {
-        violations.push("missing or wrong API key".into());
+        state.violations.push("missing or wrong API key".into());
     }
     ok
 }
@@ -234,7 +246,7 @@ async fn transcriptions(
     let wav_seconds;
     let reply = {
         let mut state = shared.state.lock().unwrap();
-        if !check_key(req, &mut state.violations) {
+        if !check_key(req, &mut state) {
             return error(401, "Incorrect API key provided.", None);
         }
         let field = |name: &str| {
@@ -329,7 +341,7 @@ async fn chat(req: &poem::Request, shared: Data<&Shared>, body: Json<Value>) -> 
     let body = body.0;
     let reply = {
         let mut state = shared.state.lock().unwrap();
-        if !check_key(req, &mut state.violations) {
+        if !check_key(req, &mut state) {
             return error(401, "Incorrect API key provided.", None);
         }
         let mut problems = Vec::new();

@@ -167,9 +167,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     } else {
         Roles::AllInOne
     };
-    let running = run(settings.clone(), components, roles)
-        .await
-        .expect("app starts");
+    let running = run(settings, components, roles).await.expect("app starts");
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -178,7 +176,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{}", running.port),
         client,
-        settings,
+        settings: running.settings.clone(),
         db,
         env,
         transport,

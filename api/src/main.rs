@@ -193,7 +193,10 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             let running = run(settings.clone(), components, roles).await?;
             tracing::info!(
                 url = %format!("http://{}:{}", settings.bind_addr.ip(), running.port),
-                docs = %format!("{}/docs", settings.public_url.as_str().trim_end_matches('/')),
+                docs = %format!(
+                    "{}/docs",
+                    running.settings.public_url.as_str().trim_end_matches('/')
+                ),
                 ?roles,
                 "Tend is running"
             );

@@ -75,6 +75,7 @@ impl Application {
             .context("the listener has no TCP address")?;
         let cap = connection_cap(&settings.http);
         let acceptor = GuardedAcceptor::new(acceptor, settings.http, cap);
+        let settings = Arc::new(settings.listening_on(port));
         let state = AppState::new(
             settings,
             components.db.clone(),
@@ -92,6 +93,12 @@ impl Application {
     /// The port actually bound.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The settings as this process runs with them: the URLs that were not set name the port
+    /// actually bound ([`Settings::listening_on`]).
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.state.settings
     }
 
     /// Serves until `shutdown`, then lets in-flight requests finish (up to 30 s).
@@ -168,6 +175,8 @@ pub enum Roles {
 pub struct Running {
     /// The HTTP port.
     pub port: u16,
+    /// The settings it runs with (the URLs that were not set name `port`).
+    pub settings: Arc<Settings>,
     /// Cancel to shut down gracefully.
     pub shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -194,8 +203,9 @@ pub async fn run(
 ) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     tend_shared::metrics::install(settings.metrics_addr)?;
-    let app = Application::build(settings.clone(), &components).await?;
+    let app = Application::build(settings, &components).await?;
     let port = app.port();
+    let settings = app.settings().clone();
     let mut tasks = Vec::new();
     let mut workers = None;
     if roles == Roles::AllInOne {
@@ -230,6 +240,7 @@ pub async fn run(
     }));
     Ok(Running {
         port,
+        settings,
         shutdown,
         tasks,
         workers,

@@ -116,12 +116,16 @@ pub struct S3Settings {
     pub force_path_style: bool,
 }
 
+/// OpenAI's own API: the provider unless `OPENAI_BASE_URL` names another.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
 /// The OpenAI-compatible provider behind transcription and extraction, and its prices.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
     /// `OPENAI_BASE_URL`: OpenAI's API, or any server that copies it.
     pub base_url: String,
-    /// `OPENAI_API_KEY`: unset means paid jobs fail at once with a clear error.
+    /// `OPENAI_API_KEY`: unset means paid jobs fail at once with a clear error, unless
+    /// `OPENAI_BASE_URL` names another server (a local one often needs no key).
     pub api_key: Option<SecretString>,
     /// `OPENAI_TIMEOUT_SECS`: one provider request longer than this fails (transiently).
     pub request_timeout: Duration,
@@ -152,11 +156,14 @@ pub struct Settings {
     pub environment: Environment,
     /// `BIND_ADDR`: where the HTTP server listens.
     pub bind_addr: SocketAddr,
-    /// `PUBLIC_URL`: base of the links in emails.
+    /// `PUBLIC_URL`: base of the links in emails, of the spec's server and of the docs URL
+    /// printed at start; unset, the address the API listens on ([`Settings::listening_on`]).
     pub public_url: Url,
     /// `APP_URL`: the client app that opens links from emails (`/verify-email?token=..`,
     /// `/reset-password?token=..`); defaults to `PUBLIC_URL`.
     pub app_url: Url,
+    /// Which of the two URLs above were derived rather than set.
+    pub derived_urls: DerivedUrls,
     /// `DATA_DIR`: SQLite files, the generated secret, `.eml` outbox.
     pub data_dir: PathBuf,
     /// `DATABASE_URL`: `sqlite://...` or `postgres://...`.
@@ -259,6 +266,21 @@ impl Settings {
     pub fn staging_dir(&self) -> PathBuf {
         self.data_dir.join("staging")
     }
+
+    /// These settings for a process whose API listens on `port` (the one bound, which differs
+    /// from `BIND_ADDR`'s when that asks for any free port): the URLs that were not set follow
+    /// it, so mail links, the spec's server and the docs URL name where the API answers.
+    pub fn listening_on(&self, port: u16) -> Self {
+        let mut settings = self.clone();
+        let local = local_url(SocketAddr::new(self.bind_addr.ip(), port));
+        if self.derived_urls.public_url {
+            settings.public_url = local.clone();
+        }
+        if self.derived_urls.app_url {
+            settings.app_url = settings.public_url.clone();
+        }
+        settings
+    }
 }
 
 impl Settings {
@@ -279,7 +301,14 @@ impl Settings {
         };
         let data_dir = PathBuf::from(lookup("DATA_DIR").unwrap_or_else(|| "./data".into()));
         let bind_addr: SocketAddr = parse(&lookup, "BIND_ADDR", "127.0.0.1:8080")?;
-        let public_url: Url = parse(&lookup, "PUBLIC_URL", "http://127.0.0.1:8080")?;
+        let public_url_set = lookup("PUBLIC_URL").is_some();
+        let public_url: Url = match lookup("PUBLIC_URL") {
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| anyhow::anyhow!("PUBLIC_URL={raw:?} is not valid: {e}"))?,
+            None => local_url(bind_addr),
+        };
+        let app_url_set = lookup("APP_URL").is_some();
         let app_url: Url = match lookup("APP_URL") {
             Some(raw) => raw
                 .parse()
@@ -326,6 +355,10 @@ impl Settings {
             bind_addr,
             public_url,
             app_url,
+            derived_urls: DerivedUrls {
+                public_url: !public_url_set,
+                app_url: !app_url_set,
+            },
             database_max_connections: parse(&lookup, "DATABASE_MAX_CONNECTIONS", "10")?,
             database_url: database_url.into(),
             queue,
@@ -534,11 +567,24 @@ fn storage_backend(
     }))
 }
 
+impl ProviderSettings {
+    /// The key calls are made with: `OPENAI_API_KEY`, or none at all for a server other than
+    /// OpenAI's (`OPENAI_BASE_URL`), since local OpenAI-compatible servers mostly need none.
+    /// `None`: no call can be made (OpenAI's API without a key).
+    pub fn call_key(&self) -> Option<&str> {
+        match &self.api_key {
+            Some(key) => Some(key.expose_secret()),
+            None if self.base_url != OPENAI_BASE_URL => Some(""),
+            None => None,
+        }
+    }
+}
+
 /// Reads the `OPENAI_*`, model and price variables.
 fn provider_settings(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<ProviderSettings> {
     let settings = ProviderSettings {
         base_url: lookup("OPENAI_BASE_URL")
-            .unwrap_or_else(|| "https://api.openai.com/v1".into())
+            .unwrap_or_else(|| OPENAI_BASE_URL.into())
             .trim_end_matches('/')
             .to_owned(),
         api_key: lookup("OPENAI_API_KEY").map(SecretString::from),
@@ -592,6 +638,27 @@ where
     let raw = lookup(key).unwrap_or_else(|| default.to_owned());
     raw.parse::<T>()
         .map_err(|e| anyhow::anyhow!("{key}={raw:?} is not valid: {e}"))
+}
+
+/// Which public URLs were not set, and follow the address the API listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct DerivedUrls {
+    /// `PUBLIC_URL` was unset.
+    pub public_url: bool,
+    /// `APP_URL` was unset (it follows `PUBLIC_URL`).
+    pub app_url: bool,
+}
+
+/// The URL of a local listener on `addr` (the loopback address when it listens on every
+/// interface).
+fn local_url(addr: SocketAddr) -> Url {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_owned(),
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    Url::parse(&format!("http://{host}:{}/", addr.port())).expect("a valid local URL")
 }
 
 /// The values of a comma-separated list of secrets (blank items skipped).
@@ -739,6 +806,29 @@ mod tests {
         );
         assert!(first.jwt_secret.expose_secret().len() >= 32);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn unset_public_urls_follow_the_address_the_api_listens_on() {
+        let data = std::env::temp_dir().join("tend-config-urls");
+        let data = data.to_str().unwrap();
+        let any = settings(&[("DATA_DIR", data), ("BIND_ADDR", "0.0.0.0:9000")]).unwrap();
+        assert_eq!(any.public_url.as_str(), "http://127.0.0.1:9000/");
+        let bound = any.listening_on(43_210);
+        assert_eq!(bound.public_url.as_str(), "http://127.0.0.1:43210/");
+        assert_eq!(bound.app_url.as_str(), "http://127.0.0.1:43210/");
+        let v6 = settings(&[("DATA_DIR", data), ("BIND_ADDR", "[::]:8080")]).unwrap();
+        assert_eq!(v6.public_url.as_str(), "http://[::1]:8080/");
+        // What was set stays as it was.
+        let set = settings(&[
+            ("DATA_DIR", data),
+            ("BIND_ADDR", "0.0.0.0:0"),
+            ("PUBLIC_URL", "https://api.example.org"),
+        ])
+        .unwrap()
+        .listening_on(43_210);
+        assert_eq!(set.public_url.as_str(), "https://api.example.org/");
+        assert_eq!(set.app_url.as_str(), "https://api.example.org/");
     }
 
     #[test]

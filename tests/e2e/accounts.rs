@@ -36,6 +36,18 @@ async fn a_newcomer_registers_verifies_signs_in_refreshes_resets_and_signs_out()
         .await;
     assert!(mail.text.contains("Hello Ada"));
     assert!(mail.html.contains("<a href="));
+    // PUBLIC_URL is unset and the API took any free port: the link names that port.
+    let link = mail.link();
+    assert_eq!(
+        format!(
+            "{}://{}:{}",
+            link.scheme(),
+            link.host_str().unwrap(),
+            link.port().unwrap()
+        ),
+        app.address,
+        "{link}"
+    );
     let token = mail.link_token();
 
     // Sign in before verifying works, and shows the account unverified.

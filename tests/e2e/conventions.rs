@@ -1,7 +1,7 @@
 //! API conventions: ops endpoints, the spec and docs, problem+json, request ids, headers.
 
 use serde_json::{Value, json};
-use tend_tests::{problem, spawn_app};
+use tend_tests::{problem, spawn_app, spawn_app_with_env};
 
 #[tokio::test]
 async fn health_and_ready_report_the_process_and_its_dependencies() {
@@ -22,6 +22,13 @@ async fn the_openapi_spec_and_swagger_ui_are_served() {
     let app = spawn_app().await;
     let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
     assert_eq!(spec["info"]["title"], "Tend API");
+    // PUBLIC_URL unset: the server clients are generated for is where the API listens.
+    assert_eq!(
+        spec["servers"][0]["url"],
+        app.address.as_str(),
+        "{}",
+        spec["servers"]
+    );
     for path in [
         "/api/v1/auth/register",
         "/api/v1/auth/login",
@@ -198,7 +205,8 @@ async fn browsers_from_configured_origins_may_call_the_api() {
 /// `INSTA_UPDATE=always cargo test`) and commit the new snapshot with the change.
 #[tokio::test]
 async fn the_openapi_spec_matches_its_snapshot() {
-    let app = spawn_app().await;
+    // A fixed server URL: unset, it would name the port this run happened to get.
+    let app = spawn_app_with_env(&[("PUBLIC_URL", "http://127.0.0.1:8080")]).await;
     let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
     insta::assert_json_snapshot!("openapi", spec);
 }

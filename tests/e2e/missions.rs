@@ -302,6 +302,10 @@ async fn two_misfits_fail_the_draft_with_the_reason_and_a_mail() {
     );
     assert!(draft["draft"].is_null());
     assert_eq!(fake.chats().len(), 2);
+    // Both calls were paid for, and the failed draft says what they cost.
+    assert!(draft["prompt_tokens"].as_i64() > Some(0), "{draft}");
+    assert!(draft["cost_usd"].as_f64() > Some(0.0), "{draft}");
+    assert!(draft["model_used"].is_string(), "{draft}");
     app.wait_for_mail(&coach.email, "could not be drafted")
         .await;
     let resp = app

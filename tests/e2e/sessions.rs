@@ -724,6 +724,24 @@ async fn without_an_api_key_paid_stages_fail_clearly() {
 }
 
 #[tokio::test]
+async fn a_local_provider_needs_no_api_key() {
+    let fake = FakeOpenAi::start().await;
+    fake.needs_no_key();
+    let app = app_with(&fake, &[]).await;
+    assert!(!app.env.contains_key("OPENAI_API_KEY"));
+    let (user, patient) = practitioner_with_patient(&app).await;
+    let (_, session) = upload_and_wait(
+        &app,
+        &user.access_token,
+        &patient,
+        fake_openai::wav(2.0, 16_000, 1),
+        "a.wav",
+    )
+    .await;
+    assert_eq!(session["status"], "processed", "{session}");
+}
+
+#[tokio::test]
 async fn a_long_transcript_is_extracted_in_parts_and_combined() {
     let fake = FakeOpenAi::start().await;
     let app = app_with(&fake, &[("EXTRACTION_CONTEXT_TOKENS", "1000")]).await;

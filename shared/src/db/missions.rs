@@ -188,8 +188,13 @@ pub async fn fail_draft(
     dead: bool,
 ) -> sqlx::Result<bool> {
     let status = if dead { "failed" } else { "generating" };
+    // What its paid calls cost so far, every attempt's: a failed draft was paid for too.
     let done = sqlx::query(
-        "UPDATE mission_drafts SET status = $2, error = $3, updated_at = $4 \
+        "UPDATE mission_drafts SET status = $2, error = $3, updated_at = $4, \
+         model_used = (SELECT MAX(model) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id), \
+         prompt_tokens = (SELECT SUM(prompt_tokens) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id), \
+         completion_tokens = (SELECT SUM(completion_tokens) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id), \
+         cost_micro_usd = (SELECT SUM(cost_micro_usd) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id) \
          WHERE id = $1 AND status IN ('queued', 'generating')",
     )
     .bind(id)

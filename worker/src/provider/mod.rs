@@ -20,7 +20,6 @@ use async_openai::{
     },
 };
 use bytes::Bytes;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 use tend_shared::{config::ProviderSettings, jobs::JobError};
@@ -107,9 +106,10 @@ struct RawUsage {
 }
 
 impl Provider {
-    /// Builds the client (no key: every call fails permanently, saying so).
+    /// Builds the client (no key for OpenAI's own API: every call fails permanently, saying
+    /// so).
     pub fn new(settings: &ProviderSettings) -> anyhow::Result<Self> {
-        let client = match &settings.api_key {
+        let client = match settings.call_key() {
             Some(key) => {
                 let http = reqwest::Client::builder()
                     .timeout(settings.request_timeout)
@@ -117,7 +117,7 @@ impl Provider {
                     .build()?;
                 let config = OpenAIConfig::new()
                     .with_api_base(settings.base_url.clone())
-                    .with_api_key(key.expose_secret());
+                    .with_api_key(key);
                 Some(Client::with_config(config).with_http_service(StatusCheck::new(http)))
             }
             None => None,
