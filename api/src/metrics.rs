@@ -102,7 +102,7 @@ async fn refresh_ledger_gauges(db: &Db) -> sqlx::Result<()> {
         let is_paused = paused.iter().any(|p| p == name);
         metrics::gauge!("tend_queue_paused", "queue" => name).set(f64::from(u8::from(is_paused)));
     }
-    let gone_before = now - tend_worker::presence::GONE_AFTER.as_millis() as i64;
+    let gone_before = now - tend_shared::db::workers::GONE_AFTER.as_millis() as i64;
     let alive = db::workers::list(db)
         .await?
         .iter()

@@ -19,7 +19,7 @@ use tend_shared::{
     queue::Relay,
     schedules::Schedule,
 };
-use tend_worker::jobs::{
+use tend_shared::jobs::kinds::{
     backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
     rotate_signing_key::RotateSigningKey, weekly_snapshots::WeeklySnapshots,
 };

@@ -16,7 +16,7 @@ use std::{
 
 use tend_shared::jobs::JobOrigin;
 use tend_tests::{AppOptions, spawn_app_with};
-use tend_worker::jobs::email::{EmailTemplate, SendEmail};
+use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 use tracing::{
     Subscriber,
     field::{Field, Visit},

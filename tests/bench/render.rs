@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use chrono::{Days, Utc};
 use tend_shared::{db::stats::Week, sessions::Notes};
-use tend_worker::jobs::render_export::{
+use tend_shared::jobs::kinds::render_export::{
     ProgressInput, ReportSession, SessionNotesInput, progress_report_document,
     session_notes_document,
 };

@@ -9,7 +9,7 @@ use tend_tests::{
     PASSWORD, TestApp, eventually, fake_openai::FakeOpenAi, fake_openai::Reply, problem, spawn_app,
     spawn_app_with_env, unique_email,
 };
-use tend_worker::jobs::email::{EmailTemplate, SendEmail};
+use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 
 /// An admin account, signed in: its access token.
 async fn admin(app: &TestApp) -> String {

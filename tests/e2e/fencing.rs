@@ -14,7 +14,7 @@ use tend_shared::{
     jobs::{JobOrigin, JobState},
 };
 use tend_tests::{AppOptions, TestApp, eventually, smtp::SlowSmtp, spawn_api_only, spawn_app_with};
-use tend_worker::jobs::cleanup::Cleanup;
+use tend_shared::jobs::kinds::cleanup::Cleanup;
 
 /// Enqueues `n` maintenance jobs (nothing runs them: the tests drive the ledger by hand).
 async fn enqueue(app: &TestApp, n: i64) -> Vec<String> {

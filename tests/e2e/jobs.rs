@@ -12,7 +12,7 @@ use tend_tests::{
     AppOptions, PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_api_only, spawn_app,
     spawn_app_with, spawn_app_with_env, unique_email,
 };
-use tend_worker::jobs::cleanup::Cleanup;
+use tend_shared::jobs::kinds::cleanup::Cleanup;
 
 async fn register(app: &tend_tests::TestApp) -> (String, String, String) {
     let email = unique_email();

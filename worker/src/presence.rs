@@ -1,19 +1,15 @@
 //! The worker process's presence, for admins (`GET /admin/workers`): registered on start, a
 //! heartbeat every [`HEARTBEAT`] with the jobs it runs, and a last word on a graceful stop. A
-//! process killed outright just falls silent; admins see it gone after [`GONE_AFTER`].
+//! process killed outright just falls silent; admins see it gone after [`tend_shared::db::workers::GONE_AFTER`].
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use tend_shared::db::{self, Db, workers::WorkerRow};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Leases;
 
-/// How often a worker process says it is alive.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// Silence after which a process counts as gone: three missed heartbeats.
-pub const GONE_AFTER: Duration = Duration::from_secs(15);
+use tend_shared::db::workers::HEARTBEAT;
 
 /// Registers the process and beats until `drained`, then records the stop.
 pub async fn keep(db: Db, row: WorkerRow, leases: Arc<Leases>, drained: CancellationToken) {

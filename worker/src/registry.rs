@@ -6,16 +6,13 @@ use futures::future::BoxFuture;
 use sqlx::AnyConnection;
 use tend_shared::jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy};
 
-use crate::{
-    job::{Job, JobCtx},
-    jobs::{
-        account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
-        data_export::DataExport, draft_mission::DraftMission, email::SendEmail,
-        erase_account::EraseAccount, extract::ExtractNotes, invitation::SendInvitation,
-        render_export::RenderExport, retry_dead::RetryDeadJobs,
-        rotate_signing_key::RotateSigningKey, transcribe::TranscribeSession,
-        weekly_snapshots::WeeklySnapshots,
-    },
+use crate::job::{Job, JobCtx};
+use tend_shared::jobs::kinds::{
+    account_mail::AnswerMailRequest, backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
+    data_export::DataExport, draft_mission::DraftMission, email::SendEmail,
+    erase_account::EraseAccount, extract::ExtractNotes, invitation::SendInvitation,
+    render_export::RenderExport, retry_dead::RetryDeadJobs, rotate_signing_key::RotateSigningKey,
+    transcribe::TranscribeSession, weekly_snapshots::WeeklySnapshots,
 };
 
 /// Every job kind this build runs.

@@ -1,9 +1,9 @@
 //! Email templates: a plain-text and an HTML body per mail, rendered with minijinja (HTML
 //! escaping on for `.html`). The templates live in `worker/templates/` and are compiled in.
 
-use crate::jobs::email::EmailTemplate;
 use minijinja::Environment;
 use serde::Serialize;
+use tend_shared::jobs::kinds::email::EmailTemplate;
 
 /// The compiled templates.
 pub struct Templates {

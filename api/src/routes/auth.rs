@@ -22,7 +22,7 @@ use tend_shared::{
     jobs::{self, JobTx},
     ratelimit::Decision,
 };
-use tend_worker::jobs::{
+use tend_shared::jobs::kinds::{
     account_mail::AnswerMailRequest,
     email::{EmailTemplate, SendEmail},
 };

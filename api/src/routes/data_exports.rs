@@ -17,7 +17,7 @@ use tend_shared::db::{
     audit::{self, AuditAction},
     data_exports::DataExportRow,
 };
-use tend_worker::jobs::data_export::DataExport;
+use tend_shared::jobs::kinds::data_export::DataExport;
 
 use super::ApiTags;
 use crate::{

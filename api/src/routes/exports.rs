@@ -19,7 +19,7 @@ use tend_shared::db::{
     exports::{ExportRow, NewExport},
     idempotency::Keyed,
 };
-use tend_worker::jobs::render_export::{RenderExport, content_type};
+use tend_shared::jobs::kinds::render_export::{RenderExport, content_type};
 
 use super::ApiTags;
 use crate::{

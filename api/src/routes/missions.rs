@@ -24,7 +24,7 @@ use tend_shared::{
     domain::{FieldError, Role},
     missions::{Plan, Questionnaire},
 };
-use tend_worker::jobs::draft_mission::DraftMission;
+use tend_shared::jobs::kinds::draft_mission::DraftMission;
 
 use super::ApiTags;
 use crate::{

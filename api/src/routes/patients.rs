@@ -23,7 +23,7 @@ use tend_shared::{
     domain::{Email, FieldError, check_printable, parse_display_name},
     jobs::JobTx,
 };
-use tend_worker::jobs::invitation::{INVITATION_TTL, SendInvitation};
+use tend_shared::jobs::kinds::invitation::{INVITATION_TTL, SendInvitation};
 
 use super::ApiTags;
 use crate::{

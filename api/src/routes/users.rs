@@ -10,7 +10,7 @@ use tend_shared::{
     domain::{FieldError, Password, parse_display_name},
 };
 
-use tend_worker::jobs::{email::EmailTemplate, erase_account::EraseAccount};
+use tend_shared::jobs::kinds::{email::EmailTemplate, erase_account::EraseAccount};
 
 use super::{
     ApiTags,

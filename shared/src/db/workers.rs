@@ -1,8 +1,16 @@
 //! The `workers` table: which worker processes are alive, for admins.
 
+use std::time::Duration;
+
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, now_ms};
+
+/// How often a worker process says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Silence after which a process counts as gone: three missed heartbeats.
+pub const GONE_AFTER: Duration = Duration::from_secs(15);
 
 /// A worker process's row.
 #[derive(Debug, Clone, FromRow)]

@@ -1,14 +1,16 @@
 //! What every job kind declares ([`JobPayload`]: its name, queue and policy) and the one way to
 //! start jobs ([`JobTx`]).
 //!
-//! The kinds themselves (payload, policy and handler in one file each) live in `tend-worker`'s
-//! `jobs` folder and are listed once in its registry.
+//! What each kind is (its payload, queue and policy) is declared once in [`kinds`], where the
+//! API and the scheduler name it; what it does (its handler) lives in `tend-worker`'s `jobs`
+//! folder, one file per kind, listed once in its registry.
 //!
 //! A job is enqueued inside the transaction of the request (or job) that starts it, so either
 //! both the change and the job are stored or neither is (the transactional outbox). When that
 //! transaction commits, [`JobTx::commit`] hands the new jobs to the transport at once; the relay
 //! in [`crate::queue`] catches up on anything that could not be handed over then.
 
+pub mod kinds;
 mod state;
 mod tx;
 

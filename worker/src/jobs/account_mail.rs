@@ -4,9 +4,6 @@
 //! does the look-up and, when the address has a fitting account, starts the mail. So the
 //! answer's timing tells nothing about which addresses have accounts.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     db::{
         self,
@@ -14,34 +11,16 @@ use tend_shared::{
         mail_requests::MailPurpose,
     },
     domain::Email,
-    jobs::{JobError, JobOrigin, JobPayload, JobTx, Queue, RetryPolicy},
+    jobs::{JobError, JobOrigin, JobTx},
 };
 use uuid::Uuid;
 
 use crate::{
     env::JobEnv,
     job::{Job, JobCtx},
-    jobs::email::{EmailTemplate, SendEmail},
 };
-
-/// Answer the account-mail request `request_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AnswerMailRequest {
-    /// The stored request (its address stays in the database).
-    pub request_id: Uuid,
-}
-
-impl JobPayload for AnswerMailRequest {
-    const KIND: &'static str = "answer_mail_request";
-    const QUEUE: Queue = Queue::Email;
-    /// Database work only; the mail it starts has its own, longer patience.
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        timeout: Duration::from_secs(30),
-        backoff_base: Duration::from_secs(2),
-        backoff_max: Duration::from_secs(60),
-    };
-}
+use tend_shared::jobs::kinds::account_mail::AnswerMailRequest;
+use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 
 impl Job for AnswerMailRequest {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

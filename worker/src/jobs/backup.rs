@@ -3,33 +3,10 @@
 //! backup retries, then is a dead job with its reason for admins; nothing half-written is
 //! listed (the manifest is written last).
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-use tend_shared::{
-    backup,
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
-};
+use tend_shared::{backup, jobs::JobError};
 
 use crate::job::{Job, JobCtx};
-
-/// One backup run (scheduled, asked for by an admin, or from the shell).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Backup {
-    /// The schedule tick or the moment it was asked for (ms since the epoch).
-    pub scheduled_for: i64,
-}
-
-impl JobPayload for Backup {
-    const KIND: &'static str = "backup";
-    const QUEUE: Queue = Queue::Maintenance;
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 3,
-        timeout: Duration::from_secs(2 * 3600),
-        backoff_base: Duration::from_secs(5 * 60),
-        backoff_max: Duration::from_secs(30 * 60),
-    };
-}
+use tend_shared::jobs::kinds::backup::Backup;
 
 impl Job for Backup {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

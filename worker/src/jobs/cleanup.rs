@@ -12,7 +12,6 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     backup,
     db::{
@@ -20,34 +19,14 @@ use tend_shared::{
         exports::ExpiringTable,
         maintenance::{CategoryReport, Report},
     },
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::{JobError, JobPayload},
 };
 
 use crate::{
     env::JobEnv,
     job::{Job, JobCtx},
 };
-
-/// Housekeeping for one scheduled (or admin-started) run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Cleanup {
-    /// The schedule tick (ms since the epoch) this run belongs to.
-    pub scheduled_for: i64,
-    /// Count what would go, delete nothing.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
-impl JobPayload for Cleanup {
-    const KIND: &'static str = "cleanup";
-    const QUEUE: Queue = Queue::Maintenance;
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 3,
-        timeout: Duration::from_secs(30 * 60),
-        backoff_base: Duration::from_secs(60),
-        backoff_max: Duration::from_secs(15 * 60),
-    };
-}
+use tend_shared::jobs::kinds::cleanup::Cleanup;
 
 /// Done jobs are kept this long for `GET /jobs/{id}` and admins, then deleted.
 pub const KEEP_DONE_JOBS: Duration = Duration::from_secs(14 * 24 * 3600);

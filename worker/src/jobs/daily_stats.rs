@@ -3,37 +3,17 @@
 //! computed that a stopped scheduler missed (at most 31 days back, none before the
 //! installation started). Idempotent: a day computed twice has the same rows.
 
-use std::time::Duration;
-
 use chrono::{Days, NaiveDate};
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     db::{self, stats},
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::JobError,
 };
 
 use crate::job::{Job, JobCtx};
+use tend_shared::jobs::kinds::daily_stats::DailyStats;
 
 /// Most days one run catches up.
 pub const MAX_CATCH_UP_DAYS: u64 = 31;
-
-/// The daily rollup for one scheduled run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DailyStats {
-    /// The schedule tick (ms since the epoch): the day before it is computed.
-    pub scheduled_for: i64,
-}
-
-impl JobPayload for DailyStats {
-    const KIND: &'static str = "daily_stats";
-    const QUEUE: Queue = Queue::Maintenance;
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        timeout: Duration::from_secs(30 * 60),
-        backoff_base: Duration::from_secs(60),
-        backoff_max: Duration::from_secs(30 * 60),
-    };
-}
 
 /// The days a run at `tick_day` computes: yesterday, and the missed days since `last`
 /// (bounded by [`MAX_CATCH_UP_DAYS`] and by the installation's first day).

@@ -12,14 +12,13 @@ use std::{
     fs::File,
     io::Write,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use serde_json::{Map, Value};
 use tend_shared::{
     backup, db,
     domain::Role,
-    jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy},
+    jobs::{JobError, JobTx},
     sessions::media::audio_extension,
 };
 use uuid::Uuid;
@@ -28,27 +27,9 @@ use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
 use crate::{
     env::JobEnv,
     job::{Job, JobCtx},
-    jobs::email::{EmailTemplate, SendEmail},
 };
-
-/// Build one personal data export.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct DataExport {
-    /// The `data_exports` row.
-    pub data_export_id: Uuid,
-}
-
-impl JobPayload for DataExport {
-    const KIND: &'static str = "data_export";
-    const QUEUE: Queue = Queue::Documents;
-    /// Gigabytes of audio take minutes; a store outage is retried.
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        timeout: Duration::from_secs(2 * 60 * 60),
-        backoff_base: Duration::from_secs(30),
-        backoff_max: Duration::from_secs(30 * 60),
-    };
-}
+use tend_shared::jobs::kinds::data_export::DataExport;
+use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 
 /// Rows read at a time.
 const PAGE: i64 = 100;

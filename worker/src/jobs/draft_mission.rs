@@ -5,10 +5,7 @@
 //! fails the draft with the reason. The requester is mailed when the draft is ready or has
 //! failed. Prompts and answers hold health and schedule details: never logged.
 
-use std::time::Duration;
-
 use chrono::{NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tend_shared::{
     db::{
@@ -17,7 +14,7 @@ use tend_shared::{
         missions::{DraftRow, DraftUsage},
         usage::UsageRow,
     },
-    jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy},
+    jobs::{JobError, JobTx},
     missions::{Plan, Questionnaire},
 };
 use uuid::Uuid;
@@ -26,28 +23,10 @@ use super::record_usage;
 use crate::{
     env::JobEnv,
     job::{Job, JobCtx},
-    jobs::email::{EmailTemplate, SendEmail},
     provider::ChatAnswer,
 };
-
-/// Draft one mission.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DraftMission {
-    /// The draft row (the questionnaire stays there).
-    pub draft_id: Uuid,
-}
-
-impl JobPayload for DraftMission {
-    const KIND: &'static str = "draft_mission";
-    const QUEUE: Queue = Queue::Extraction;
-    /// Two chat calls at most per attempt; provider outages and 429s are retried.
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        timeout: Duration::from_secs(10 * 60),
-        backoff_base: Duration::from_secs(15),
-        backoff_max: Duration::from_secs(15 * 60),
-    };
-}
+use tend_shared::jobs::kinds::draft_mission::DraftMission;
+use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 
 /// The provider-usage stage of these calls.
 const STAGE: &str = "mission_draft";

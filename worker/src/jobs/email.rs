@@ -10,11 +10,10 @@ use lettre::{
     Message,
     message::{Mailbox, MultiPart},
 };
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     auth::opaque,
     db::{self, tokens::EmailPurpose},
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::JobError,
 };
 use uuid::Uuid;
 
@@ -23,54 +22,10 @@ use crate::{
     job::{Job, JobCtx},
     templates::EmailContext,
 };
+use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 
 const VERIFY_TTL: Duration = Duration::from_secs(24 * 3600);
 const RESET_TTL: Duration = Duration::from_secs(3600);
-
-/// Which mail to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EmailTemplate {
-    /// "Confirm your address", with a 24 h single-use link.
-    VerifyEmail,
-    /// "Reset your password", with a 1 h single-use link.
-    PasswordReset,
-    /// "Your password was changed": tells the owner when it was not them.
-    PasswordChanged,
-    /// "An invitation to link your account", with a 7-day single-use link; sent to an
-    /// invited address by [`crate::jobs::invitation`], never to an account by [`SendEmail`].
-    PatientInvitation,
-    /// "Your training mission draft is ready", linking the draft (`subject_id`).
-    MissionDraftReady,
-    /// "Your training mission could not be drafted", linking the draft, which says why.
-    MissionDraftFailed,
-    /// "Your data export is ready", linking its download (`subject_id`), for 7 days.
-    DataExportReady,
-}
-
-/// Send `template` to the user `user_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendEmail {
-    /// The recipient's account (its address is read at send time, never stored here).
-    pub user_id: Uuid,
-    /// What to send.
-    pub template: EmailTemplate,
-    /// The record the mail is about (a mission draft, a data export), for its link.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_id: Option<Uuid>,
-}
-
-impl JobPayload for SendEmail {
-    const KIND: &'static str = "send_email";
-    const QUEUE: Queue = Queue::Email;
-    /// An SMTP outage of a few hours is survivable: 10 attempts span about 1.5 hours.
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 10,
-        timeout: Duration::from_secs(60),
-        backoff_base: Duration::from_secs(10),
-        backoff_max: Duration::from_secs(30 * 60),
-    };
-}
 
 impl Job for SendEmail {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

@@ -7,34 +7,13 @@
 //! Its pending mail requests and open invitations to its address go too. The audit log keeps
 //! a pseudonymous trail: the user id and actions, without address, IP or user agent.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     db::{self, exports::ExportOwner},
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::JobError,
 };
-use uuid::Uuid;
 
 use crate::job::{Job, JobCtx};
-
-/// Erase one account.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EraseAccount {
-    /// The account.
-    pub user_id: Uuid,
-}
-
-impl JobPayload for EraseAccount {
-    const KIND: &'static str = "erase_account";
-    const QUEUE: Queue = Queue::Maintenance;
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 10,
-        timeout: Duration::from_secs(60 * 60),
-        backoff_base: Duration::from_secs(30),
-        backoff_max: Duration::from_secs(30 * 60),
-    };
-}
+use tend_shared::jobs::kinds::erase_account::EraseAccount;
 
 impl Job for EraseAccount {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

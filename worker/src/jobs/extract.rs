@@ -4,16 +4,12 @@
 //! A transcript over `EXTRACTION_CONTEXT_TOKENS` is cut into parts at line boundaries, each
 //! part extracted, and the partial notes combined by one more call: nothing is truncated.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tend_shared::{
     db::{self, jobs::JobRow, metrics::MetricsRow, sessions::SessionRow, usage::UsageRow},
-    jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy},
+    jobs::{JobError, JobTx},
     sessions::{Notes, Segment, Stage},
 };
-use uuid::Uuid;
 
 use super::{begin_session_stage, record_usage, session_attempt_failed};
 use crate::{
@@ -21,25 +17,7 @@ use crate::{
     job::{Job, JobCtx},
     provider::ChatAnswer,
 };
-
-/// Extract structured notes from the session's transcript.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExtractNotes {
-    /// The session.
-    pub session_id: Uuid,
-}
-
-impl JobPayload for ExtractNotes {
-    const KIND: &'static str = "extract_notes";
-    const QUEUE: Queue = Queue::Extraction;
-    /// As transcription; long transcripts are several requests.
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 6,
-        timeout: Duration::from_secs(30 * 60),
-        backoff_base: Duration::from_secs(30),
-        backoff_max: Duration::from_secs(20 * 60),
-    };
-}
+use tend_shared::jobs::kinds::extract::ExtractNotes;
 
 impl Job for ExtractNotes {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

@@ -6,39 +6,15 @@
 //! works. The mail names the practitioner (their own display name) and nothing the
 //! practitioner typed about the patient: the address may be mistyped.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-use tend_shared::{
-    auth::opaque,
-    db,
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
-};
-use uuid::Uuid;
+use tend_shared::{auth::opaque, db, jobs::JobError};
 
 use crate::{
     env::JobEnv,
     job::{Job, JobCtx},
-    jobs::email::{EmailTemplate, SendEmail, app_link, deliver},
+    jobs::email::{app_link, deliver},
     templates::EmailContext,
 };
-
-/// How long an invitation stays open.
-pub const INVITATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Mail the invitation open on patient record `patient_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendInvitation {
-    /// The invited record (its address is read at send time).
-    pub patient_id: Uuid,
-}
-
-impl JobPayload for SendInvitation {
-    const KIND: &'static str = "send_invitation";
-    const QUEUE: Queue = Queue::Email;
-    /// Mail: the same patience with SMTP as every other mail.
-    const POLICY: RetryPolicy = SendEmail::POLICY;
-}
+use tend_shared::jobs::kinds::{email::EmailTemplate, invitation::SendInvitation};
 
 impl Job for SendInvitation {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

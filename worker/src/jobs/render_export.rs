@@ -3,38 +3,17 @@
 //! threads and stores the file under `exports/`; the export row says `ready` with the file,
 //! or `failed` with the reason. The payload carries the export id only.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Days, Utc};
-use serde::{Deserialize, Serialize};
 use tend_documents::{Block, Document, MoodPoint, Table};
 use tend_shared::{
     db::{self, exports::ExportRow, stats::Week},
-    jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy},
+    jobs::{JobError, JobTx},
     sessions::Notes,
 };
 use uuid::Uuid;
 
 use crate::job::{Job, JobCtx};
-
-/// Render one export.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RenderExport {
-    /// The export row.
-    pub export_id: Uuid,
-}
-
-impl JobPayload for RenderExport {
-    const KIND: &'static str = "render_export";
-    const QUEUE: Queue = Queue::Documents;
-    /// Rendering takes seconds; a failure is the store or the database, worth a few retries.
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 4,
-        timeout: Duration::from_secs(5 * 60),
-        backoff_base: Duration::from_secs(5),
-        backoff_max: Duration::from_secs(5 * 60),
-    };
-}
+use tend_shared::jobs::kinds::render_export::{RenderExport, content_type};
 
 impl Job for RenderExport {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
@@ -126,14 +105,6 @@ impl Job for RenderExport {
 async fn record_failure(ctx: &JobCtx<'_>, id: &Uuid, error: &str, dead: bool) {
     if let Err(err) = db::exports::fail(&ctx.env.db, &id.to_string(), error, dead).await {
         tracing::warn!(error = %err, "could not record the failure on the export");
-    }
-}
-
-/// The media type of a format.
-pub fn content_type(format: &str) -> &'static str {
-    match format {
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        _ => "application/pdf",
     }
 }
 

@@ -8,42 +8,19 @@
 //! kind's `on_admin_retry` hook puts its subject (a session's stage, an export) back to
 //! waiting. A job whose subject moved on meanwhile stays dead and is counted.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     db::{
         self,
         maintenance::{CategoryReport, Report},
     },
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::{JobError, JobPayload, Queue},
 };
 
 use crate::{
     job::{Job, JobCtx},
     registry,
 };
-
-/// Retry the dead jobs of one queue that died up to the moment the admin asked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RetryDeadJobs {
-    /// The queue's name.
-    pub queue: String,
-    /// Jobs that died at or before this instant (ms since the epoch) come back: one that dies
-    /// again during the run is not retried twice.
-    pub died_by: i64,
-}
-
-impl JobPayload for RetryDeadJobs {
-    const KIND: &'static str = "retry_dead_jobs";
-    const QUEUE: Queue = Queue::Maintenance;
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        timeout: Duration::from_secs(30 * 60),
-        backoff_base: Duration::from_secs(10),
-        backoff_max: Duration::from_secs(5 * 60),
-    };
-}
+use tend_shared::jobs::kinds::retry_dead::RetryDeadJobs;
 
 /// Dead jobs retried per transaction.
 const BATCH: i64 = 500;

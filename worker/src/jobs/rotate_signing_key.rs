@@ -4,33 +4,13 @@
 //! expire, and keys that verify nothing any more are deleted. A retried run for the same
 //! tick makes no second key.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     auth::keys::{self, RotatedBy},
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::JobError,
 };
 
 use crate::job::{Job, JobCtx};
-
-/// Rotate for one schedule tick.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RotateSigningKey {
-    /// The schedule tick (ms since the epoch): one key per tick.
-    pub scheduled_for: i64,
-}
-
-impl JobPayload for RotateSigningKey {
-    const KIND: &'static str = "rotate_signing_key";
-    const QUEUE: Queue = Queue::Maintenance;
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        timeout: Duration::from_secs(60),
-        backoff_base: Duration::from_secs(30),
-        backoff_max: Duration::from_secs(30 * 60),
-    };
-}
+use tend_shared::jobs::kinds::rotate_signing_key::RotateSigningKey;
 
 impl Job for RotateSigningKey {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

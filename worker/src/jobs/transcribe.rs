@@ -5,45 +5,23 @@
 //! chunks it lacks. On success the transcript is stored and the extraction job enqueued in
 //! the same transaction.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     db::{self, chunks::ChunkRow, jobs::JobRow, sessions::SessionRow, usage::UsageRow},
-    jobs::{JobError, JobOrigin, JobPayload, JobTx, Queue, RetryPolicy},
+    jobs::{JobError, JobOrigin, JobTx},
     sessions::{Segment, Stage, media::audio_extension, transcript::Transcript},
 };
-use uuid::Uuid;
 
 use tend_audio::{self as audio, AudioError, ChunkFile};
 
-use super::{begin_session_stage, extract::ExtractNotes, record_usage, session_attempt_failed};
+use super::{begin_session_stage, record_usage, session_attempt_failed};
 use crate::{
     env::JobEnv,
     job::{Job, JobCtx},
     provider::TranscriptionAnswer,
 };
-
-/// Transcribe the session's audio (chunked when over the provider's upload limit).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TranscribeSession {
-    /// The session.
-    pub session_id: Uuid,
-}
-
-impl JobPayload for TranscribeSession {
-    const KIND: &'static str = "transcribe_session";
-    const QUEUE: Queue = Queue::Transcription;
-    /// A provider outage of about an hour is survivable; one attempt may take long (a
-    /// two-hour recording is a dozen chunk requests).
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 6,
-        timeout: Duration::from_secs(60 * 60),
-        backoff_base: Duration::from_secs(30),
-        backoff_max: Duration::from_secs(20 * 60),
-    };
-}
+use tend_shared::jobs::kinds::extract::ExtractNotes;
+use tend_shared::jobs::kinds::transcribe::TranscribeSession;
 
 impl Job for TranscribeSession {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

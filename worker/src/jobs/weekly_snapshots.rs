@@ -3,39 +3,19 @@
 //! stopped scheduler missed (at most 12 weeks back, none before the installation started).
 //! Idempotent: a week snapshotted twice has the same rows.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 use tend_shared::{
     db::{
         self,
         stats::{self, Week},
     },
-    jobs::{JobError, JobPayload, Queue, RetryPolicy},
+    jobs::JobError,
 };
 
 use crate::job::{Job, JobCtx};
+use tend_shared::jobs::kinds::weekly_snapshots::WeeklySnapshots;
 
 /// Most weeks one run catches up.
 pub const MAX_CATCH_UP_WEEKS: usize = 12;
-
-/// The weekly snapshot for one scheduled run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WeeklySnapshots {
-    /// The schedule tick (ms since the epoch): the complete weeks before it are snapshotted.
-    pub scheduled_for: i64,
-}
-
-impl JobPayload for WeeklySnapshots {
-    const KIND: &'static str = "weekly_snapshots";
-    const QUEUE: Queue = Queue::Maintenance;
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        timeout: Duration::from_secs(30 * 60),
-        backoff_base: Duration::from_secs(60),
-        backoff_max: Duration::from_secs(30 * 60),
-    };
-}
 
 impl Job for WeeklySnapshots {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {

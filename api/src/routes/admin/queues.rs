@@ -7,7 +7,7 @@ use tend_shared::{
     db::{self, audit::AuditAction, job_admin::QueueCounts},
     jobs::Queue,
 };
-use tend_worker::jobs::retry_dead::RetryDeadJobs;
+use tend_shared::jobs::kinds::retry_dead::RetryDeadJobs;
 
 use super::audited;
 use crate::{

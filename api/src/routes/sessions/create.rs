@@ -10,7 +10,7 @@ use tend_shared::{
     domain::FieldError,
     sessions::{SessionStatus, recording_key},
 };
-use tend_worker::jobs::{extract::ExtractNotes, transcribe::TranscribeSession};
+use tend_shared::jobs::kinds::{extract::ExtractNotes, transcribe::TranscribeSession};
 use uuid::Uuid;
 
 use super::{

@@ -24,7 +24,7 @@ use tend_shared::{
     domain::Role,
     sessions::{Notes, Segment, SessionStatus, Stage},
 };
-use tend_worker::jobs::{extract::ExtractNotes, transcribe::TranscribeSession};
+use tend_shared::jobs::kinds::{extract::ExtractNotes, transcribe::TranscribeSession};
 use uuid::Uuid;
 
 use self::{

@@ -1,0 +1,26 @@
+//! What a `backup` job is: its payload, queue and retry policy. `tend-worker` runs it
+//! (`worker/src/jobs/backup.rs`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::jobs::{JobPayload, Queue, RetryPolicy};
+
+/// One backup run (scheduled, asked for by an admin, or from the shell).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Backup {
+    /// The schedule tick or the moment it was asked for (ms since the epoch).
+    pub scheduled_for: i64,
+}
+
+impl JobPayload for Backup {
+    const KIND: &'static str = "backup";
+    const QUEUE: Queue = Queue::Maintenance;
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        timeout: Duration::from_secs(2 * 3600),
+        backoff_base: Duration::from_secs(5 * 60),
+        backoff_max: Duration::from_secs(30 * 60),
+    };
+}

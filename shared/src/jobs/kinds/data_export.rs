@@ -1,0 +1,28 @@
+//! What a `data_export` job is: its payload, queue and retry policy. `tend-worker` runs it
+//! (`worker/src/jobs/data_export.rs`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::jobs::{JobPayload, Queue, RetryPolicy};
+
+/// Build one personal data export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataExport {
+    /// The `data_exports` row.
+    pub data_export_id: Uuid,
+}
+
+impl JobPayload for DataExport {
+    const KIND: &'static str = "data_export";
+    const QUEUE: Queue = Queue::Documents;
+    /// Gigabytes of audio take minutes; a store outage is retried.
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 5,
+        timeout: Duration::from_secs(2 * 60 * 60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(30 * 60),
+    };
+}

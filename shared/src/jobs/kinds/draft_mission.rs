@@ -1,0 +1,28 @@
+//! What a `draft_mission` job is: its payload, queue and retry policy. `tend-worker` runs it
+//! (`worker/src/jobs/draft_mission.rs`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::jobs::{JobPayload, Queue, RetryPolicy};
+
+/// Draft one mission.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DraftMission {
+    /// The draft row (the questionnaire stays there).
+    pub draft_id: Uuid,
+}
+
+impl JobPayload for DraftMission {
+    const KIND: &'static str = "draft_mission";
+    const QUEUE: Queue = Queue::Extraction;
+    /// Two chat calls at most per attempt; provider outages and 429s are retried.
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 5,
+        timeout: Duration::from_secs(10 * 60),
+        backoff_base: Duration::from_secs(15),
+        backoff_max: Duration::from_secs(15 * 60),
+    };
+}

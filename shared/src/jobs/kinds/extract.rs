@@ -1,0 +1,28 @@
+//! What a `extract` job is: its payload, queue and retry policy. `tend-worker` runs it
+//! (`worker/src/jobs/extract.rs`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::jobs::{JobPayload, Queue, RetryPolicy};
+
+/// Extract structured notes from the session's transcript.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtractNotes {
+    /// The session.
+    pub session_id: Uuid,
+}
+
+impl JobPayload for ExtractNotes {
+    const KIND: &'static str = "extract_notes";
+    const QUEUE: Queue = Queue::Extraction;
+    /// As transcription; long transcripts are several requests.
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 6,
+        timeout: Duration::from_secs(30 * 60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(20 * 60),
+    };
+}

@@ -1,0 +1,36 @@
+//! What a `render_export` job is: its payload, queue and retry policy. `tend-worker` runs it
+//! (`worker/src/jobs/render_export.rs`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::jobs::{JobPayload, Queue, RetryPolicy};
+
+/// Render one export.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenderExport {
+    /// The export row.
+    pub export_id: Uuid,
+}
+
+impl JobPayload for RenderExport {
+    const KIND: &'static str = "render_export";
+    const QUEUE: Queue = Queue::Documents;
+    /// Rendering takes seconds; a failure is the store or the database, worth a few retries.
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 4,
+        timeout: Duration::from_secs(5 * 60),
+        backoff_base: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(5 * 60),
+    };
+}
+
+/// The media type of a format.
+pub fn content_type(format: &str) -> &'static str {
+    match format {
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        _ => "application/pdf",
+    }
+}

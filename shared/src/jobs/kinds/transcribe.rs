@@ -1,0 +1,29 @@
+//! What a `transcribe` job is: its payload, queue and retry policy. `tend-worker` runs it
+//! (`worker/src/jobs/transcribe.rs`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::jobs::{JobPayload, Queue, RetryPolicy};
+
+/// Transcribe the session's audio (chunked when over the provider's upload limit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TranscribeSession {
+    /// The session.
+    pub session_id: Uuid,
+}
+
+impl JobPayload for TranscribeSession {
+    const KIND: &'static str = "transcribe_session";
+    const QUEUE: Queue = Queue::Transcription;
+    /// A provider outage of about an hour is survivable; one attempt may take long (a
+    /// two-hour recording is a dozen chunk requests).
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 6,
+        timeout: Duration::from_secs(60 * 60),
+        backoff_base: Duration::from_secs(30),
+        backoff_max: Duration::from_secs(20 * 60),
+    };
+}
