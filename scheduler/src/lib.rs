@@ -14,14 +14,14 @@ use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use tend_shared::jobs::kinds::{
+    backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
+    rotate_signing_key::RotateSigningKey, weekly_snapshots::WeeklySnapshots,
+};
 use tend_shared::{
     jobs::{Enqueued, JobTx},
     queue::Relay,
     schedules::Schedule,
-};
-use tend_shared::jobs::kinds::{
-    backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
-    rotate_signing_key::RotateSigningKey, weekly_snapshots::WeeklySnapshots,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -204,10 +204,10 @@ mod tests {
     fn every_declared_schedule_names_a_registered_job_kind() {
         for spec in SCHEDULES {
             assert!(
-                tend_worker::registry::KINDS
+                tend_shared::jobs::kinds::KINDS
                     .iter()
                     .any(|kind| kind.name == spec.kind),
-                "{} enqueues {}, which no worker runs",
+                "{} enqueues {}, which is no job kind",
                 spec.name,
                 spec.kind
             );

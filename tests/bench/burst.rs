@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
+use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 use tend_shared::{db, jobs::JobOrigin};
 use tend_tests::{AppOptions, spawn_app_with, status_kib};
-use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 
 #[tokio::main]
 async fn main() {

@@ -15,8 +15,8 @@ use std::{
 };
 
 use tend_shared::jobs::JobOrigin;
-use tend_tests::{AppOptions, spawn_app_with};
 use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
+use tend_tests::{AppOptions, spawn_app_with};
 use tracing::{
     Subscriber,
     field::{Field, Visit},

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tend_shared::jobs::JobOrigin;
+use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 use tend_tests::{
     PASSWORD, TestApp, eventually, fake_openai::FakeOpenAi, fake_openai::Reply, problem, spawn_app,
     spawn_app_with_env, unique_email,
 };
-use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 
 /// An admin account, signed in: its access token.
 async fn admin(app: &TestApp) -> String {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tend_shared::jobs::kinds::cleanup::Cleanup;
 use tend_shared::{
     db::{
         self,
@@ -14,7 +15,6 @@ use tend_shared::{
     jobs::{JobOrigin, JobState},
 };
 use tend_tests::{AppOptions, TestApp, eventually, smtp::SlowSmtp, spawn_api_only, spawn_app_with};
-use tend_shared::jobs::kinds::cleanup::Cleanup;
 
 /// Enqueues `n` maintenance jobs (nothing runs them: the tests drive the ledger by hand).
 async fn enqueue(app: &TestApp, n: i64) -> Vec<String> {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tend_shared::jobs::kinds::cleanup::Cleanup;
 use tend_shared::{
     db,
     jobs::{JobOrigin, JobState},
@@ -12,7 +13,6 @@ use tend_tests::{
     AppOptions, PASSWORD, eventually, problem, smtp::SlowSmtp, spawn_api_only, spawn_app,
     spawn_app_with, spawn_app_with_env, unique_email,
 };
-use tend_shared::jobs::kinds::cleanup::Cleanup;
 
 async fn register(app: &tend_tests::TestApp) -> (String, String, String) {
     let email = unique_email();

@@ -3,12 +3,12 @@
 //! what an abandoned upload left.
 
 use serde_json::{Value, json};
+use tend_shared::jobs::kinds::cleanup::Cleanup;
 use tend_shared::{
     db,
     jobs::{JobOrigin, JobState},
 };
 use tend_tests::{TestApp, eventually, fake_openai, problem, spawn_app, spawn_app_with_env};
-use tend_shared::jobs::kinds::cleanup::Cleanup;
 
 async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> reqwest::Response {
     app.send(reqwest::Method::POST, path, Some(token), Some(&body))

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 
-use sqlx::AnyConnection;
 use tend_shared::{
     db::jobs::JobRow,
     jobs::{JobError, JobPayload, JobTx},
@@ -35,17 +34,6 @@ pub trait Job: JobPayload {
         _tx: &mut JobTx,
         _error: &str,
     ) -> impl Future<Output = sqlx::Result<()>> + Send {
-        async { Ok(()) }
-    }
-
-    /// When an admin retries the dead job `job_id`, in the transaction that makes it due:
-    /// kinds whose `on_dead` marked state failed put it back to waiting for this job. An
-    /// error (the subject moved on meanwhile) refuses the retry, with the reason.
-    fn on_admin_retry(
-        &self,
-        _conn: &mut AnyConnection,
-        _job_id: &str,
-    ) -> impl Future<Output = Result<(), String>> + Send {
         async { Ok(()) }
     }
 }

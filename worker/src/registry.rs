@@ -1,9 +1,10 @@
-//! The one list of job kinds. The runner finds a kind's policy and handler here, and nothing
-//! else lists kinds. Adding a kind: write `jobs/<kind>.rs` (payload, `JobPayload`, `Job`) and add
-//! one line to [`KINDS`].
+//! The kinds this worker runs: what each does (its handler and hooks) beside what it is
+//! (declared in `tend_shared::jobs::kinds`, which the API and the scheduler name). Adding a
+//! kind: declare its payload in `shared/src/jobs/kinds/<kind>.rs` (and in that module's
+//! `KINDS`), write `jobs/<kind>.rs` (its `Job`), and add one line to [`KINDS`]; a test holds
+//! the two lists equal.
 
 use futures::future::BoxFuture;
-use sqlx::AnyConnection;
 use tend_shared::jobs::{JobError, JobPayload, JobTx, Queue, RetryPolicy};
 
 use crate::job::{Job, JobCtx};
@@ -45,8 +46,6 @@ pub struct Kind {
     run: for<'a> fn(&'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>>,
     on_retry: for<'a> fn(&'a JobCtx<'a>, &'a str) -> BoxFuture<'a, ()>,
     on_dead: for<'a> fn(&'a JobCtx<'a>, &'a mut JobTx, &'a str) -> BoxFuture<'a, sqlx::Result<()>>,
-    on_admin_retry:
-        for<'a> fn(&'a mut AnyConnection, &'a str, &'a str) -> BoxFuture<'a, Result<(), String>>,
 }
 
 impl Kind {
@@ -59,19 +58,7 @@ impl Kind {
             run: run::<J>,
             on_retry: on_retry::<J>,
             on_dead: on_dead::<J>,
-            on_admin_retry: on_admin_retry::<J>,
         }
-    }
-
-    /// Runs the kind's hook for an admin's retry of the dead job `job_id` with `payload`, in
-    /// the caller's transaction ([`Job::on_admin_retry`]).
-    pub fn on_admin_retry<'a>(
-        &self,
-        conn: &'a mut AnyConnection,
-        payload: &'a str,
-        job_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        (self.on_admin_retry)(conn, payload, job_id)
     }
 
     /// Decodes the payload and runs one attempt.
@@ -101,39 +88,6 @@ pub fn find(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|kind| kind.name == name)
 }
 
-/// Why an admin's retry of a job did not happen.
-#[derive(Debug)]
-pub enum RetryRefused {
-    /// The job is neither dead nor failed (finished, running, or gone).
-    NotRetryable,
-    /// Its kind's subject moved on meanwhile (a session retried by its practitioner): why.
-    SubjectMovedOn(String),
-}
-
-/// An admin's retry of the job `id` of kind `kind` (with `payload`; `dead` when it is dead),
-/// in `conn`'s transaction: due now with its attempts counted afresh and, for a dead job, the
-/// kind's [`Job::on_admin_retry`] hook putting its subject back to waiting. On a refusal the
-/// caller rolls its transaction (or savepoint) back. The single retry of the admin API and
-/// the bulk `retry_dead_jobs` both go through here.
-pub async fn admin_retry(
-    conn: &mut AnyConnection,
-    id: &str,
-    kind: &str,
-    payload: &str,
-    dead: bool,
-) -> sqlx::Result<Result<(), RetryRefused>> {
-    if !tend_shared::db::job_admin::retry(conn, id).await? {
-        return Ok(Err(RetryRefused::NotRetryable));
-    }
-    if dead
-        && let Some(kind) = find(kind)
-        && let Err(reason) = kind.on_admin_retry(conn, payload, id).await
-    {
-        return Ok(Err(RetryRefused::SubjectMovedOn(reason)));
-    }
-    Ok(Ok(()))
-}
-
 fn run<'a, J: Job>(ctx: &'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>> {
     Box::pin(async move { decode::<J>(&ctx.job.payload)?.run(ctx).await })
 }
@@ -160,17 +114,6 @@ fn on_dead<'a, J: Job>(
     })
 }
 
-fn on_admin_retry<'a, J: Job>(
-    conn: &'a mut AnyConnection,
-    payload: &'a str,
-    job_id: &'a str,
-) -> BoxFuture<'a, Result<(), String>> {
-    Box::pin(async move {
-        let payload = decode::<J>(payload).map_err(|e| e.to_string())?;
-        payload.on_admin_retry(conn, job_id).await
-    })
-}
-
 fn decode<J: JobPayload>(payload: &str) -> Result<J, JobError> {
     serde_json::from_str(payload).map_err(|e| JobError::permanent("malformed payload", e))
 }
@@ -178,6 +121,24 @@ fn decode<J: JobPayload>(payload: &str) -> Result<J, JobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the rest of Tend names (`tend_shared::jobs::kinds::KINDS`) is what this
+    /// worker runs, kind for kind, with the same queue and policy.
+    #[test]
+    fn the_worker_runs_every_declared_kind_and_no_other() {
+        let declared = tend_shared::jobs::kinds::KINDS;
+        assert_eq!(KINDS.len(), declared.len());
+        for kind in KINDS {
+            let info = tend_shared::jobs::kinds::find(kind.name)
+                .unwrap_or_else(|| panic!("{} is run but not declared", kind.name));
+            assert_eq!(info.queue, kind.queue, "{}", kind.name);
+            assert_eq!(
+                info.policy.max_attempts, kind.policy.max_attempts,
+                "{}",
+                kind.name
+            );
+        }
+    }
 
     #[test]
     fn kind_names_are_unique() {

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json};
+use tend_shared::jobs::kinds::{
+    account_mail::AnswerMailRequest,
+    email::{EmailTemplate, SendEmail},
+};
 use tend_shared::{
     auth::opaque,
     db::{
@@ -21,10 +25,6 @@ use tend_shared::{
     domain::{Email, FieldError, Password, Role, parse_display_name},
     jobs::{self, JobTx},
     ratelimit::Decision,
-};
-use tend_shared::jobs::kinds::{
-    account_mail::AnswerMailRequest,
-    email::{EmailTemplate, SendEmail},
 };
 use uuid::Uuid;
 

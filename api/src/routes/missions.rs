@@ -13,6 +13,7 @@ use poem_openapi::{
     types::{ParseFromJSON, ToJSON},
 };
 use serde_json::Value;
+use tend_shared::jobs::kinds::draft_mission::DraftMission;
 use tend_shared::{
     db::{
         self,
@@ -24,7 +25,6 @@ use tend_shared::{
     domain::{FieldError, Role},
     missions::{Plan, Questionnaire},
 };
-use tend_shared::jobs::kinds::draft_mission::DraftMission;
 
 use super::ApiTags;
 use crate::{

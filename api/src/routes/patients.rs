@@ -14,6 +14,7 @@ use poem_openapi::{
     payload::Json,
     types::MaybeUndefined,
 };
+use tend_shared::jobs::kinds::invitation::{INVITATION_TTL, SendInvitation};
 use tend_shared::{
     db::{
         self,
@@ -23,7 +24,6 @@ use tend_shared::{
     domain::{Email, FieldError, check_printable, parse_display_name},
     jobs::JobTx,
 };
-use tend_shared::jobs::kinds::invitation::{INVITATION_TTL, SendInvitation};
 
 use super::ApiTags;
 use crate::{

@@ -117,6 +117,18 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
     const QUEUE: Queue;
     /// Attempts, timeout and backoff for this kind.
     const POLICY: RetryPolicy;
+
+    /// When an admin retries the dead job `job_id`, in the transaction that makes it due:
+    /// kinds whose failure marked their subject failed (a session's stage, an export, a
+    /// draft) put it back to waiting for this job. An error (the subject moved on meanwhile)
+    /// refuses the retry, with the reason.
+    fn on_admin_retry(
+        &self,
+        _conn: &mut sqlx::AnyConnection,
+        _job_id: &str,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// How a job attempt failed: the handler says whether trying again can help.

@@ -158,18 +158,6 @@ impl Job for DataExport {
     async fn on_dead(&self, _ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
         db::data_exports::fail(&mut **tx, &self.data_export_id.to_string(), error, true).await
     }
-
-    async fn on_admin_retry(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        _job_id: &str,
-    ) -> Result<(), String> {
-        match db::data_exports::requeue(conn, &self.data_export_id.to_string()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the data export is no longer failed".into()),
-            Err(err) => Err(format!("database: {err}")),
-        }
-    }
 }
 
 async fn record(ctx: &JobCtx<'_>, id: &Uuid, error: &str, dead: bool) {

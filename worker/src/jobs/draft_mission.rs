@@ -109,18 +109,6 @@ impl Job for DraftMission {
         }
         Ok(())
     }
-
-    async fn on_admin_retry(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        _job_id: &str,
-    ) -> Result<(), String> {
-        match db::missions::requeue_draft(conn, &self.draft_id.to_string()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the draft is no longer failed".into()),
-            Err(err) => Err(format!("database: {err}")),
-        }
-    }
 }
 
 /// Mails the requester about the draft.

@@ -31,14 +31,6 @@ impl Job for ExtractNotes {
     async fn on_dead(&self, ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
         super::session_stage_dead(tx, ctx.job, &self.session_id, Stage::Extraction, error).await
     }
-
-    async fn on_admin_retry(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        job_id: &str,
-    ) -> Result<(), String> {
-        super::session_stage_retried(conn, &self.session_id, Stage::Extraction, job_id).await
-    }
 }
 
 const SYSTEM_PROMPT: &str = "You are a clinical documentation assistant for a licensed \

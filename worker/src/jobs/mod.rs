@@ -76,25 +76,6 @@ async fn session_stage_dead(
     db::sessions::fail(&mut **tx, &session_id.to_string(), &job.id, stage, error).await
 }
 
-/// An admin retries a dead stage job: the failed session waits for that job again (as its
-/// own `POST /sessions/{id}/retry` would). Refused if the session moved on (retried by its
-/// practitioner, deleted).
-async fn session_stage_retried(
-    conn: &mut sqlx::AnyConnection,
-    session_id: &uuid::Uuid,
-    stage: Stage,
-    job_id: &str,
-) -> Result<(), String> {
-    match db::sessions::requeue_stage(conn, &session_id.to_string(), stage, job_id).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
-            "the session no longer waits for this {} job (retried, processed or deleted)",
-            stage.as_str()
-        )),
-        Err(err) => Err(format!("database: {err}")),
-    }
-}
-
 /// Records one paid provider call, on its session if it has one (best effort: a lost row must
 /// not fail or repeat a call that was already paid for).
 async fn record_usage(env: &JobEnv, job: &JobRow, session_id: Option<&str>, usage: UsageRow) {

@@ -88,18 +88,6 @@ impl Job for RenderExport {
     async fn on_dead(&self, _ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
         db::exports::fail(&mut **tx, &self.export_id.to_string(), error, true).await
     }
-
-    async fn on_admin_retry(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        _job_id: &str,
-    ) -> Result<(), String> {
-        match db::exports::requeue(conn, &self.export_id.to_string()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the export is no longer failed (deleted or rendered)".into()),
-            Err(err) => Err(format!("database: {err}")),
-        }
-    }
 }
 
 async fn record_failure(ctx: &JobCtx<'_>, id: &Uuid, error: &str, dead: bool) {

@@ -13,14 +13,13 @@ use tend_shared::{
         self,
         maintenance::{CategoryReport, Report},
     },
-    jobs::{JobError, JobPayload, Queue},
+    jobs::{
+        JobError, JobPayload, Queue,
+        kinds::{self, retry_dead::RetryDeadJobs},
+    },
 };
 
-use crate::{
-    job::{Job, JobCtx},
-    registry,
-};
-use tend_shared::jobs::kinds::retry_dead::RetryDeadJobs;
+use crate::job::{Job, JobCtx};
 
 /// Dead jobs retried per transaction.
 const BATCH: i64 = 500;
@@ -52,7 +51,7 @@ impl Job for RetryDeadJobs {
             for job in &batch {
                 // A savepoint per job: a refused hook undoes its own retry only.
                 let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(db_err)?;
-                let done = registry::admin_retry(&mut one, &job.id, &job.kind, &job.payload, true)
+                let done = kinds::admin_retry(&mut one, &job.id, &job.kind, &job.payload, true)
                     .await
                     .map_err(db_err)?;
                 // Refused (retried or deleted meanwhile, or its subject moved on): the

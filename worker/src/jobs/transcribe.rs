@@ -35,14 +35,6 @@ impl Job for TranscribeSession {
     async fn on_dead(&self, ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
         super::session_stage_dead(tx, ctx.job, &self.session_id, Stage::Transcription, error).await
     }
-
-    async fn on_admin_retry(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        job_id: &str,
-    ) -> Result<(), String> {
-        super::session_stage_retried(conn, &self.session_id, Stage::Transcription, job_id).await
-    }
 }
 
 /// Runs the transcription stage of one session.

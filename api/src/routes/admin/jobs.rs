@@ -8,6 +8,7 @@ use poem_openapi::{
     param::{Path, Query},
     payload::Json,
 };
+use tend_shared::jobs::kinds::{self, RetryRefused};
 use tend_shared::{
     db::{
         self,
@@ -17,7 +18,6 @@ use tend_shared::{
     },
     jobs::{Enqueued, JobState as LedgerState, JobTx, Queue},
 };
-use tend_worker::registry::{self, RetryRefused};
 
 use super::{audited, maintenance::MaintenanceReport, parse_since};
 use crate::{
@@ -394,7 +394,7 @@ fn enqueued(job: &JobRow) -> ApiResult<Enqueued> {
 /// at commit. 409 when it is not dead or failed, or its subject moved on.
 async fn retry_in(tx: &mut JobTx, job: &JobRow) -> ApiResult<()> {
     let dead = job.state == LedgerState::Dead;
-    match registry::admin_retry(tx, &job.id, &job.kind, &job.payload, dead).await? {
+    match kinds::admin_retry(tx, &job.id, &job.kind, &job.payload, dead).await? {
         Ok(()) => {}
         Err(RetryRefused::NotRetryable) => {
             return Err(ApiError::conflict(

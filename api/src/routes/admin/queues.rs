@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use tend_shared::jobs::kinds::retry_dead::RetryDeadJobs;
 use tend_shared::{
     db::{self, audit::AuditAction, job_admin::QueueCounts},
     jobs::Queue,
 };
-use tend_shared::jobs::kinds::retry_dead::RetryDeadJobs;
 
 use super::audited;
 use crate::{

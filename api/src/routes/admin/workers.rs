@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json};
-use tend_shared::db::{self, workers::WorkerRow};
 use tend_shared::db::workers::GONE_AFTER;
+use tend_shared::db::{self, workers::WorkerRow};
 
 use crate::{
     error::ApiResult, guards::Admin, routes::ApiTags, state::AppState, views::ms_to_datetime,

@@ -4,13 +4,13 @@
 //! refuse the key with another request). A refused upload leaves nothing behind.
 
 use poem_openapi::payload::Json;
+use tend_shared::jobs::kinds::{extract::ExtractNotes, transcribe::TranscribeSession};
 use tend_shared::{
     auth::opaque,
     db::{self, idempotency::Keyed, sessions::NewSession, users::User},
     domain::FieldError,
     sessions::{SessionStatus, recording_key},
 };
-use tend_shared::jobs::kinds::{extract::ExtractNotes, transcribe::TranscribeSession};
 use uuid::Uuid;
 
 use super::{

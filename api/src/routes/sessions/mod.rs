@@ -15,6 +15,7 @@ use poem_openapi::{
     param::{Header, Path, Query},
     payload::Json,
 };
+use tend_shared::jobs::kinds::{extract::ExtractNotes, transcribe::TranscribeSession};
 use tend_shared::{
     db::{
         self,
@@ -24,7 +25,6 @@ use tend_shared::{
     domain::Role,
     sessions::{Notes, Segment, SessionStatus, Stage},
 };
-use tend_shared::jobs::kinds::{extract::ExtractNotes, transcribe::TranscribeSession};
 use uuid::Uuid;
 
 use self::{

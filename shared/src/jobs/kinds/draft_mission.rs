@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::{
+    db,
+    jobs::{JobPayload, Queue, RetryPolicy},
+};
 
 /// Draft one mission.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,4 +28,16 @@ impl JobPayload for DraftMission {
         backoff_base: Duration::from_secs(15),
         backoff_max: Duration::from_secs(15 * 60),
     };
+
+    async fn on_admin_retry(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        _job_id: &str,
+    ) -> Result<(), String> {
+        match db::missions::requeue_draft(conn, &self.draft_id.to_string()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the draft is no longer failed".into()),
+            Err(err) => Err(format!("database: {err}")),
+        }
+    }
 }

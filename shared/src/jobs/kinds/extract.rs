@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::{
+    jobs::{JobPayload, Queue, RetryPolicy},
+    sessions::Stage,
+};
 
 /// Extract structured notes from the session's transcript.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,4 +28,12 @@ impl JobPayload for ExtractNotes {
         backoff_base: Duration::from_secs(30),
         backoff_max: Duration::from_secs(20 * 60),
     };
+
+    async fn on_admin_retry(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        job_id: &str,
+    ) -> Result<(), String> {
+        super::session_stage_retried(conn, &self.session_id, Stage::Extraction, job_id).await
+    }
 }

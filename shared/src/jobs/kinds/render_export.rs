@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::{
+    db,
+    jobs::{JobPayload, Queue, RetryPolicy},
+};
 
 /// Render one export.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,6 +28,18 @@ impl JobPayload for RenderExport {
         backoff_base: Duration::from_secs(5),
         backoff_max: Duration::from_secs(5 * 60),
     };
+
+    async fn on_admin_retry(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        _job_id: &str,
+    ) -> Result<(), String> {
+        match db::exports::requeue(conn, &self.export_id.to_string()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the export is no longer failed (deleted or rendered)".into()),
+            Err(err) => Err(format!("database: {err}")),
+        }
+    }
 }
 
 /// The media type of a format.
