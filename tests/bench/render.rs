@@ -8,11 +8,11 @@
 use std::time::Instant;
 
 use chrono::{Days, Utc};
-use tend_shared::jobs::kinds::render_export::{
+use tend_shared::{db::stats::Week, sessions::Notes};
+use tend_worker::jobs::render_export::{
     ProgressInput, ReportSession, SessionNotesInput, progress_report_document,
     session_notes_document,
 };
-use tend_shared::{db::stats::Week, sessions::Notes};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
