@@ -24,7 +24,8 @@ use std::{
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use sqlx::Connection;
-use tend_api::startup::{Components, Roles, Running, run};
+use tend_api::startup::Components;
+use tend_app::{Roles, Running, run};
 use tend_shared::{Settings, db::Db, queue::Transport};
 use tokio_util::sync::CancellationToken;
 

@@ -1,8 +1,9 @@
-//! Building and running the application, as the binary and the tests both do.
+//! Building the API, as the `tend-api` binary (crate `tend-app`) and the tests both do.
 //!
 //! [`Components`] connects the database (migrating it) and the queue once. [`Application`]
-//! binds the HTTP listener (port 0 in tests) and serves until told to stop. [`run`] starts
-//! the roles this process should play: API only, or API + workers + scheduler (embedded).
+//! binds the HTTP listener (port 0 in tests) and serves until told to stop. Which roles a
+//! process plays (the API alone, or with workers and the scheduler) is decided by `tend-app`,
+//! the one place where the API, the worker and the scheduler meet.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use poem::{
 use tend_shared::{
     Settings,
     db::{self, Db},
-    queue::{Relay, Transport},
+    queue::Transport,
     storage::ObjectStore,
 };
 use tokio_util::sync::CancellationToken;
@@ -160,89 +161,4 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .data(state)
         .around(request_context)
-}
-
-/// Which roles a process plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Roles {
-    /// The HTTP API only (production `tend-api serve`).
-    ApiOnly,
-    /// API, workers and scheduler in one process (the embedded default).
-    AllInOne,
-}
-
-/// A started process: its port, and how to stop it and wait for it.
-pub struct Running {
-    /// The HTTP port.
-    pub port: u16,
-    /// The settings it runs with (the URLs that were not set name `port`).
-    pub settings: Arc<Settings>,
-    /// Cancel to shut down gracefully.
-    pub shutdown: CancellationToken,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    workers: Option<tend_worker::WorkerHandle>,
-}
-
-impl Running {
-    /// Waits until every role has stopped (after `shutdown` is cancelled).
-    pub async fn wait(self) {
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        if let Some(workers) = self.workers {
-            workers.wait().await;
-        }
-    }
-}
-
-/// Starts the roles over connected components.
-pub async fn run(
-    settings: Arc<Settings>,
-    components: Components,
-    roles: Roles,
-) -> anyhow::Result<Running> {
-    let shutdown = CancellationToken::new();
-    tend_shared::metrics::install(settings.metrics_addr)?;
-    let app = Application::build(settings, &components).await?;
-    let port = app.port();
-    let settings = app.settings().clone();
-    let mut tasks = Vec::new();
-    let mut workers = None;
-    if roles == Roles::AllInOne {
-        workers = Some(
-            tend_worker::start(
-                &settings,
-                components.db.clone(),
-                components.transport.clone(),
-                components.store.clone(),
-                shutdown.clone(),
-            )
-            .await?,
-        );
-        let relay = Relay::new(
-            components.db.clone(),
-            components.transport.clone(),
-            &settings,
-        );
-        tasks.push(tend_scheduler::start(relay, &settings.schedules, shutdown.clone()).await?);
-    }
-    if settings.metrics_addr.is_some() {
-        tasks.push(tokio::spawn(crate::metrics::refresh_periodically(
-            components.db.clone(),
-            shutdown.clone(),
-        )));
-    }
-    let server_shutdown = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(err) = app.run_until_stopped(server_shutdown).await {
-            tracing::error!(error = %format!("{err:#}"), "HTTP server stopped");
-        }
-    }));
-    Ok(Running {
-        port,
-        settings,
-        shutdown,
-        tasks,
-        workers,
-    })
 }

@@ -14,14 +14,10 @@ use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use tend_shared::jobs::kinds::{
-    backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
-    rotate_signing_key::RotateSigningKey, weekly_snapshots::WeeklySnapshots,
-};
 use tend_shared::{
-    jobs::{Enqueued, JobTx},
+    jobs::JobTx,
     queue::Relay,
-    schedules::Schedule,
+    schedules::{self, Schedule},
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,58 +25,12 @@ use tokio_util::sync::CancellationToken;
 /// How far back a start looks for a missed tick.
 const CATCH_UP_WINDOW: chrono::Duration = chrono::Duration::days(7);
 
-/// Stores the job of schedule `name` for the tick at `tick_ms` unless `dedup_key` was stored
-/// before; `None` then. The one place that maps a schedule to its job's payload.
-async fn enqueue_tick(
-    tx: &mut JobTx,
-    name: &str,
-    tick_ms: i64,
-    dry_run: bool,
-    dedup_key: &str,
-) -> anyhow::Result<Option<Enqueued>> {
-    let job = match name {
-        "cleanup" => {
-            let cleanup = Cleanup {
-                scheduled_for: tick_ms,
-                dry_run,
-            };
-            tx.enqueue_once(&cleanup, dedup_key).await?
-        }
-        "daily_stats" => {
-            let run = DailyStats {
-                scheduled_for: tick_ms,
-            };
-            tx.enqueue_once(&run, dedup_key).await?
-        }
-        "weekly_snapshots" => {
-            let run = WeeklySnapshots {
-                scheduled_for: tick_ms,
-            };
-            tx.enqueue_once(&run, dedup_key).await?
-        }
-        "backup" => {
-            let run = Backup {
-                scheduled_for: tick_ms,
-            };
-            tx.enqueue_once(&run, dedup_key).await?
-        }
-        "rotate_signing_key" => {
-            let run = RotateSigningKey {
-                scheduled_for: tick_ms,
-            };
-            tx.enqueue_once(&run, dedup_key).await?
-        }
-        other => anyhow::bail!("schedule {other:?} has no job: add it to enqueue_tick"),
-    };
-    Ok(job)
-}
-
 /// Enqueues `schedule`'s run for one tick, once across all replicas.
 async fn enqueue_scheduled(relay: &Relay, name: &str, tick_secs: i64) -> anyhow::Result<bool> {
     let scheduled_for = tick_secs * 1000;
     let key = format!("{name}:{scheduled_for}");
     let mut tx = JobTx::begin(relay).await?;
-    let enqueued = enqueue_tick(&mut tx, name, scheduled_for, false, &key).await?;
+    let enqueued = schedules::enqueue_run(&mut tx, name, scheduled_for, false, &key).await?;
     tx.commit().await?;
     match &enqueued {
         Some(job) => {
@@ -93,24 +43,6 @@ async fn enqueue_scheduled(relay: &Relay, name: &str, tick_secs: i64) -> anyhow:
         ),
     }
     Ok(enqueued.is_some())
-}
-
-/// Enqueues a run of schedule `name` now (an admin's "run now"), whatever its cron says, in
-/// the caller's transaction; `dry_run` only counts (for schedules that delete). `None` when a
-/// run for this very millisecond was already asked for.
-pub async fn run_now(
-    tx: &mut JobTx,
-    name: &str,
-    dry_run: bool,
-) -> anyhow::Result<Option<Enqueued>> {
-    let now = tend_shared::db::now_ms();
-    let key = format!("{name}:now:{now}");
-    enqueue_tick(tx, name, now, dry_run, &key).await
-}
-
-/// The dedup-key prefix of every job schedule `name` enqueued (ticks and runs now alike).
-pub fn job_key_prefix(name: &str) -> String {
-    format!("{name}:")
 }
 
 /// What a tick handler needs.
@@ -199,7 +131,7 @@ mod tests {
         assert_eq!(tick.to_rfc3339(), "2026-11-22T03:00:00+00:00");
     }
 
-    /// Every declared schedule has its job (`enqueue_tick` fails at run time otherwise).
+    /// Every declared schedule has its job (`enqueue_run` fails at run time otherwise).
     #[test]
     fn every_declared_schedule_names_a_registered_job_kind() {
         for spec in SCHEDULES {

@@ -8,6 +8,14 @@ use std::str::FromStr;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
+use crate::jobs::{
+    Enqueued, JobTx,
+    kinds::{
+        backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
+        rotate_signing_key::RotateSigningKey, weekly_snapshots::WeeklySnapshots,
+    },
+};
+
 /// One periodic job as declared: `SCHEDULE_<NAME>` overrides its cron expression (UTC, with
 /// seconds: `sec min hour day month weekday`), or `off` turns it off.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +39,7 @@ impl ScheduleSpec {
     }
 }
 
-/// Every periodic job. Adding one: a line here, and its arm in `tend-scheduler`'s `enqueue`.
+/// Every periodic job. Adding one: a line here, and its arm in [`enqueue_run`].
 pub static SCHEDULES: &[ScheduleSpec] = &[
     ScheduleSpec {
         name: "daily_stats",
@@ -141,6 +149,70 @@ pub fn configured(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Ve
             })
         })
         .collect()
+}
+
+/// Stores the job of schedule `name` for the tick at `tick_ms` unless `dedup_key` was stored
+/// before; `None` then. The one place that maps a schedule to its job's payload.
+pub async fn enqueue_run(
+    tx: &mut JobTx,
+    name: &str,
+    tick_ms: i64,
+    dry_run: bool,
+    dedup_key: &str,
+) -> anyhow::Result<Option<Enqueued>> {
+    let job = match name {
+        "cleanup" => {
+            let cleanup = Cleanup {
+                scheduled_for: tick_ms,
+                dry_run,
+            };
+            tx.enqueue_once(&cleanup, dedup_key).await?
+        }
+        "daily_stats" => {
+            let run = DailyStats {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&run, dedup_key).await?
+        }
+        "weekly_snapshots" => {
+            let run = WeeklySnapshots {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&run, dedup_key).await?
+        }
+        "backup" => {
+            let run = Backup {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&run, dedup_key).await?
+        }
+        "rotate_signing_key" => {
+            let run = RotateSigningKey {
+                scheduled_for: tick_ms,
+            };
+            tx.enqueue_once(&run, dedup_key).await?
+        }
+        other => anyhow::bail!("schedule {other:?} has no job: add it to enqueue_run"),
+    };
+    Ok(job)
+}
+
+/// Enqueues a run of schedule `name` now (an admin's "run now"), whatever its cron says, in
+/// the caller's transaction; `dry_run` only counts (for schedules that delete). `None` when a
+/// run for this very millisecond was already asked for.
+pub async fn run_now(
+    tx: &mut JobTx,
+    name: &str,
+    dry_run: bool,
+) -> anyhow::Result<Option<Enqueued>> {
+    let now = crate::db::now_ms();
+    let key = format!("{name}:now:{now}");
+    enqueue_run(tx, name, now, dry_run, &key).await
+}
+
+/// The dedup-key prefix of every job schedule `name` enqueued (ticks and runs now alike).
+pub fn job_key_prefix(name: &str) -> String {
+    format!("{name}:")
 }
 
 #[cfg(test)]

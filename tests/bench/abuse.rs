@@ -7,7 +7,7 @@
 //! 2. Stalled connections: `ABUSE_STALLED` (5,000) connections that send half a request
 //!    line. Prints how long `/health` takes meanwhile and when the server had closed them all.
 //!
-//! `cargo build --release -p tend-api && cargo bench -p tend-tests --bench abuse`
+//! `cargo build --release -p tend-app && cargo bench -p tend-tests --bench abuse`
 //! (the binary is built first because `cargo bench` holds the build directory).
 
 use std::{
@@ -174,7 +174,7 @@ fn api_bin() -> PathBuf {
     let bin = target.join("release/tend-api");
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build --release -p tend-api` first",
+        "{} is missing: run `cargo build --release -p tend-app` first",
         bin.display()
     );
     bin

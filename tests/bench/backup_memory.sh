@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 size_mb=${1:-1024}
 eval "$(.ci/services)" >/dev/null
-cargo build -q --release -p tend-api
+cargo build -q --release -p tend-app
 bin=target/release/tend-api
 tmp=$(mktemp -d)
 chmod 777 "$tmp"

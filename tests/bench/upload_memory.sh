@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 s3=false
 if [ "${1:-}" = "--s3" ]; then s3=true; shift; fi
 size_mb=${1:-300}
-cargo build -q --release -p tend-api
+cargo build -q --release -p tend-app
 bin=target/release/tend-api
 port=18090
 tmp=$(mktemp -d)

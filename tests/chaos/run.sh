@@ -26,7 +26,7 @@ per_wave=$(( (total + waves - 1) / waves ))
 total=$(( per_wave * waves ))
 
 eval "$(.ci/services)" >/dev/null   # installs PostgreSQL, Redis and aiosmtpd when missing
-cargo build -q --release -p tend-worker -p tend-api
+cargo build -q --release -p tend-worker -p tend-app
 bin=target/release/tend-worker
 api_bin=target/release/tend-api
 tmp=$(mktemp -d /tmp/tend-chaos.XXXXXX)

@@ -190,7 +190,7 @@ pub(super) async fn start_run(
     dry_run: bool,
 ) -> ApiResult<Enqueued> {
     let mut tx = state.begin().await?;
-    let job = tend_scheduler::run_now(&mut tx, name, dry_run)
+    let job = tend_shared::schedules::run_now(&mut tx, name, dry_run)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| {

@@ -3,7 +3,8 @@
 use std::{io::BufRead, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use tend_api::startup::{Components, Roles, run};
+use tend_api::startup::Components;
+use tend_app::{Roles, run};
 use tend_shared::{Settings, config::QueueBackend, db, telemetry};
 
 /// Tend's API server.
