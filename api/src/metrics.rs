@@ -11,6 +11,7 @@ use poem::{
     web::Data,
 };
 use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
 use tend_shared::{
     db::{self, Db},
     jobs::Queue,
@@ -35,7 +36,7 @@ pub async fn scrape(req: &Request, state: Data<&AppState>) -> Response {
         .metrics_token
         .iter()
         .chain(&state.settings.metrics_token_previous)
-        .any(|t| constant_time_eq(t.expose_secret().as_bytes(), token.as_bytes()));
+        .any(|t| bool::from(t.expose_secret().as_bytes().ct_eq(token.as_bytes())));
     let allowed = by_token
         || state
             .authenticate(&token)
@@ -110,8 +111,4 @@ async fn refresh_ledger_gauges(db: &Db) -> sqlx::Result<()> {
         .count();
     metrics::gauge!("tend_workers_alive").set(alive as f64);
     Ok(())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

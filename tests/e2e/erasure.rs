@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tend_shared::backup;
-use tend_tests::{fake_openai::FakeOpenAi, spawn_app_with_env};
+use tend_tests::{eventually, fake_openai::FakeOpenAi, spawn_app_with_env};
 
 const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
 
@@ -58,7 +58,15 @@ async fn an_erased_practitioner_leaves_nothing_but_a_pseudonymous_trail() {
     assert_eq!(resp.status(), 202);
     app.wait_until_erased(&user.id).await;
     // Let the forgot-password job (started before) finish too, so the snapshot holds still.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("every job finished", Duration::from_secs(20), || async {
+        let open: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state NOT IN ('done', 'dead')")
+                .fetch_one(&app.db)
+                .await?;
+        Ok(open == 0)
+    })
+    .await
+    .unwrap();
 
     assert!(
         store.list("sessions/").await.unwrap().is_empty(),
