@@ -118,8 +118,9 @@ async fn a_newcomer_registers_verifies_signs_in_refreshes_resets_and_signs_out()
         problem(weak, 422).await["errors"][0]["field"],
         "new_password"
     );
-    // Let the second tick pass so tokens issued before the reset are strictly older.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Tokens issued before the reset must be strictly older than it: they carry their issue
+    // time in milliseconds (`iat_ms`), so a few milliseconds are enough.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let resp = app
         .post(
             "/api/v1/auth/reset-password",

@@ -34,10 +34,7 @@ impl JobPayload for DataExport {
         conn: &mut sqlx::AnyConnection,
         _job_id: &str,
     ) -> Result<(), String> {
-        match db::data_exports::requeue(conn, &self.data_export_id.to_string()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the data export is no longer failed".into()),
-            Err(err) => Err(format!("database: {err}")),
-        }
+        let done = db::data_exports::requeue(conn, &self.data_export_id.to_string()).await;
+        super::requeued(done, "the data export is no longer failed")
     }
 }

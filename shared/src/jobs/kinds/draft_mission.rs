@@ -34,10 +34,7 @@ impl JobPayload for DraftMission {
         conn: &mut sqlx::AnyConnection,
         _job_id: &str,
     ) -> Result<(), String> {
-        match db::missions::requeue_draft(conn, &self.draft_id.to_string()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the draft is no longer failed".into()),
-            Err(err) => Err(format!("database: {err}")),
-        }
+        let done = db::missions::requeue_draft(conn, &self.draft_id.to_string()).await;
+        super::requeued(done, "the draft is no longer failed")
     }
 }

@@ -120,6 +120,16 @@ fn admin_retry_hook<'a, J: JobPayload>(
     })
 }
 
+/// An admin retry's hook that put its subject back to waiting (`Ok(true)`), or found it had
+/// moved on (`Ok(false)`: `moved_on` says how).
+fn requeued(done: sqlx::Result<bool>, moved_on: &str) -> Result<(), String> {
+    match done {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(moved_on.to_owned()),
+        Err(err) => Err(format!("database: {err}")),
+    }
+}
+
 /// A session stage's admin retry: the session waits for this job again.
 async fn session_stage_retried(
     conn: &mut AnyConnection,

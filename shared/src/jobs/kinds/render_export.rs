@@ -34,11 +34,8 @@ impl JobPayload for RenderExport {
         conn: &mut sqlx::AnyConnection,
         _job_id: &str,
     ) -> Result<(), String> {
-        match db::exports::requeue(conn, &self.export_id.to_string()).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the export is no longer failed (deleted or rendered)".into()),
-            Err(err) => Err(format!("database: {err}")),
-        }
+        let done = db::exports::requeue(conn, &self.export_id.to_string()).await;
+        super::requeued(done, "the export is no longer failed (deleted or rendered)")
     }
 }
 
