@@ -14,10 +14,7 @@ use poem_openapi::{
     },
 };
 use tend_shared::{
-    db::{
-        self,
-        audit::{self, AuditAction},
-    },
+    db::audit::{self, AuditAction},
     storage::ObjectReader,
 };
 
@@ -198,11 +195,7 @@ impl<K: Kinds> ApiResponse for FileDownload<K> {
     fn register(_registry: &mut Registry) {}
 }
 
-/// Whether a file kept until `expires_at` is past it: its download answers 410, and its
-/// export reads `expired` before the cleanup has removed it.
-pub fn past_expiry(expires_at: Option<i64>) -> bool {
-    expires_at.is_some_and(|at| at <= db::now_ms())
-}
+pub use tend_views::exports::past_expiry;
 
 #[cfg(test)]
 mod tests {

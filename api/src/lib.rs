@@ -24,7 +24,6 @@ pub mod commands;
 pub mod download;
 pub mod error;
 pub mod extract;
-pub mod fields;
 pub mod guards;
 pub mod idempotency;
 pub mod limits;
@@ -38,3 +37,5 @@ pub mod spec;
 pub mod startup;
 pub mod state;
 pub mod views;
+
+pub use tend_views::fields;

@@ -801,50 +801,6 @@ fn id_time(id: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_millis())
 }
 
-/// One page of `table`'s rows that match `filter` (an SQL condition over `$1..$n`, bound to
-/// `binds` in order), as JSON objects keyed by column name, without the `omit`ted columns
-/// (secrets): at most `limit` rows after id `after`, in id order. The personal data export
-/// reads a user's rows through this, with the same column typing backups use, so a column
-/// added by a migration is exported without code.
-pub async fn table_rows(
-    db: &Db,
-    table: &str,
-    filter: &str,
-    binds: &[&str],
-    omit: &[&str],
-    after: &str,
-    limit: i64,
-) -> anyhow::Result<Vec<serde_json::Map<String, Value>>> {
-    let postgres = db::is_postgres(db);
-    let mut conn = db.acquire().await?;
-    let columns: Vec<Column> = columns(&mut conn, postgres, table)
-        .await?
-        .into_iter()
-        .filter(|c| !omit.contains(&c.name.as_str()))
-        .collect();
-    let list: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
-    let n = binds.len();
-    let sql = format!(
-        "SELECT {} FROM \"{table}\" WHERE ({filter}) AND id > ${} ORDER BY id LIMIT ${}",
-        list.join(", "),
-        n + 1,
-        n + 2
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for bind in binds {
-        query = query.bind(*bind);
-    }
-    let rows = query.bind(after).bind(limit).fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|row| {
-            let Value::Array(values) = encode_row(row, &columns)? else {
-                bail!("a row did not encode as an array");
-            };
-            Ok(columns.iter().map(|c| c.name.clone()).zip(values).collect())
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,34 @@
 //! The personal data export over HTTP: a practitioner's ZIP holds the account, its audit
-//! trail, patients, sessions with transcripts and notes, the uploaded files and rendered
-//! documents, with a README; a patient account's holds what it may read; the owner is
-//! mailed the link; replays, the 3-a-day limit, expiry, and erasure of the archives.
+//! trail, patients, sessions, transcripts and notes, drafts, missions and exports, the
+//! uploaded files and rendered documents, with a README; a patient account's holds what it
+//! may read. For each role, every record is compared field for field with what the API
+//! answers that account at the record's `GET`, and every record the API lists is there. The
+//! owner is mailed the link; replays, the 3-a-day limit, expiry, and erasure of the archives.
 
 use std::{io::Read, time::Duration};
 
 use serde_json::{Value, json};
-use tend_tests::{TestApp, problem, spawn_app_with_fake};
+use tend_tests::{
+    TestApp,
+    fake_openai::{FakeOpenAi, Reply},
+    problem, spawn_app_with_fake,
+};
+
+use crate::missions::{drafted, good_plan, questionnaire};
+
+/// A mission drafted for `patient` (the fake provider writes a plan that keeps the rules)
+/// and confirmed by `token`'s practitioner.
+async fn confirmed_mission(app: &TestApp, fake: &FakeOpenAi, token: &str, patient: &str) -> Value {
+    let q = questionnaire(patient);
+    fake.on_chat([Reply::Content(good_plan(&q).to_string())]);
+    let draft = drafted(app, token, &q).await;
+    assert_eq!(draft["status"], "ready", "{draft}");
+    let resp = app
+        .post_auth("/api/v1/missions", token, &json!({"draft_id": draft["id"]}))
+        .await;
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
 
 const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week, Åsa?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
 
@@ -50,6 +72,90 @@ async fn exported(app: &TestApp, token: &str) -> (Value, Vec<(String, Vec<u8>)>)
     (export, files)
 }
 
+/// Every id the API lists at `path` (a paged list) for `token`.
+async fn listed(app: &TestApp, token: &str, path: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{path}?limit=100");
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page: Value = app.get(&url, Some(token)).await.json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            ids.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+/// `name` holds, field for field, what the API answers `token` at `path` (with `{id}` the
+/// record's `key` field), one record for each of `ids` and no other.
+async fn as_the_api_reads(
+    app: &TestApp,
+    token: &str,
+    files: &[(String, Vec<u8>)],
+    name: &str,
+    key: &str,
+    path: &str,
+    ids: &[String],
+) {
+    let records = json_file(files, name);
+    let records = records.as_array().unwrap();
+    let mut exported: Vec<&str> = records.iter().map(|r| r[key].as_str().unwrap()).collect();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    exported.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(exported, expected, "the records of {name}");
+    assert!(!records.is_empty(), "{name} is empty: nothing was compared");
+    for record in records {
+        let url = path.replace("{id}", record[key].as_str().unwrap());
+        let resp = app.get(&url, Some(token)).await;
+        assert_eq!(resp.status(), 200, "{url}");
+        let read: Value = resp.json().await.unwrap();
+        assert_eq!(record, &read, "{name}: the export and {url} differ");
+    }
+}
+
+/// The account and audit trail are what the API shows `token`'s account: the account as
+/// `GET /users/me`, each event as the same event of `GET /users/me/audit-log` (which has more
+/// by now: the download, at least).
+async fn account_as_the_api_reads(app: &TestApp, token: &str, files: &[(String, Vec<u8>)]) {
+    let me: Value = app
+        .get("/api/v1/users/me", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json_file(files, "account.json"), me);
+    let mut trail = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = "/api/v1/users/me/audit-log?limit=100".to_owned();
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page: Value = app.get(&url, Some(token)).await.json().await.unwrap();
+        trail.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert!(
+        trail.iter().all(|e| e["user_id"] == me["id"]),
+        "the trail holds this account's events only"
+    );
+    let exported = json_file(files, "audit_log.json");
+    assert!(!exported.as_array().unwrap().is_empty());
+    for event in exported.as_array().unwrap() {
+        assert!(trail.contains(event), "{event} is not in the API's trail");
+    }
+}
+
 fn json_file(files: &[(String, Vec<u8>)], name: &str) -> Value {
     let (_, data) = files
         .iter()
@@ -60,7 +166,7 @@ fn json_file(files: &[(String, Vec<u8>)], name: &str) -> Value {
 
 #[tokio::test]
 async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
-    let (app, _fake) = spawn_app_with_fake().await;
+    let (app, fake) = spawn_app_with_fake().await;
     let user = app.signed_in_user().await;
     let token = &user.access_token;
     let patient = app.create_patient(token, "Åsa Öberg").await;
@@ -92,6 +198,7 @@ async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
     let path = format!("/api/v1/exports/{document_id}");
     app.wait_for_status(&path, token, &["queued", "rendering"], &["ready"])
         .await;
+    let mission = confirmed_mission(&app, &fake, token, &patient).await;
 
     // A replay answers the first request.
     let first = request(&app, token, Some("dx-1")).await;
@@ -122,8 +229,10 @@ async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
         "audit_log.json",
         "patients.json",
         "sessions.json",
-        "missions.json",
+        "transcripts.json",
+        "notes.json",
         "mission_drafts.json",
+        "missions.json",
         "exports.json",
     ] {
         assert!(
@@ -131,9 +240,8 @@ async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
             "{expected} missing from {names:?}"
         );
     }
-    let account = json_file(&files, "account.json");
-    assert_eq!(account[0]["email"], user.email.as_str());
-    assert!(account[0].get("password_hash").is_none(), "no secrets");
+    // Field for field what the API answers this account, and every record it lists.
+    account_as_the_api_reads(&app, token, &files).await;
     let audit = json_file(&files, "audit_log.json");
     assert!(
         audit
@@ -142,24 +250,106 @@ async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
             .iter()
             .any(|e| e["action"] == "data_export_requested")
     );
-    assert_eq!(
-        json_file(&files, "patients.json")[0]["display_name"],
-        "Åsa Öberg"
-    );
-    let sessions = json_file(&files, "sessions.json");
-    let transcribed = sessions
+    let patients = listed(&app, token, "/api/v1/patients").await;
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "patients.json",
+        "id",
+        "/api/v1/patients/{id}",
+        &patients,
+    )
+    .await;
+    let sessions = listed(&app, token, "/api/v1/sessions").await;
+    assert_eq!(sessions.len(), 2);
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "sessions.json",
+        "id",
+        "/api/v1/sessions/{id}",
+        &sessions,
+    )
+    .await;
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "transcripts.json",
+        "session_id",
+        "/api/v1/sessions/{id}/transcript",
+        &sessions,
+    )
+    .await;
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "notes.json",
+        "session_id",
+        "/api/v1/sessions/{id}/notes",
+        &sessions,
+    )
+    .await;
+    let draft = mission["draft_id"].as_str().unwrap().to_owned();
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "mission_drafts.json",
+        "id",
+        "/api/v1/missions/drafts/{id}",
+        &[draft],
+    )
+    .await;
+    let missions = listed(&app, token, "/api/v1/missions").await;
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "missions.json",
+        "id",
+        "/api/v1/missions/{id}",
+        &missions,
+    )
+    .await;
+    let exports = listed(&app, token, "/api/v1/exports").await;
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "exports.json",
+        "id",
+        "/api/v1/exports/{id}",
+        &exports,
+    )
+    .await;
+    for (name, data) in &files {
+        let text = String::from_utf8_lossy(data);
+        for internal in [
+            "password_hash",
+            "object_key",
+            "idempotency_key",
+            "practitioner_id",
+        ] {
+            assert!(!text.contains(internal), "{internal} in {name}");
+        }
+    }
+    let transcripts = json_file(&files, "transcripts.json");
+    let transcribed = transcripts
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["id"] == session.as_str())
+        .find(|t| t["session_id"] == session.as_str())
         .unwrap();
     assert!(
-        transcribed["transcript"]
+        transcribed["text"]
             .as_str()
             .unwrap()
             .contains("How was your week, Åsa?")
     );
-    assert_eq!(transcribed["notes"]["session_mood"], "low", "notes as JSON");
     let recording = files
         .iter()
         .find(|(n, _)| n == &format!("recordings/{recorded}.wav"))
@@ -213,7 +403,7 @@ async fn a_practitioner_gets_everything_in_one_zip_and_a_mail() {
 
 #[tokio::test]
 async fn a_patient_account_gets_what_it_may_read() {
-    let (app, _fake) = spawn_app_with_fake().await;
+    let (app, fake) = spawn_app_with_fake().await;
     let practitioner = app.signed_in_user().await;
     let record = app.create_patient(&practitioner.access_token, "Zoë").await;
     // The practitioner's private reference, which the patient's account cannot read.
@@ -245,6 +435,7 @@ async fn a_patient_account_gets_what_it_may_read() {
     let client = app.signed_in_as("patient").await;
     app.invite_and_accept(&practitioner.access_token, &record, &client)
         .await;
+    let mission = confirmed_mission(&app, &fake, &practitioner.access_token, &record).await;
 
     let (_, files) = exported(&app, &client.access_token).await;
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
@@ -259,8 +450,10 @@ async fn a_patient_account_gets_what_it_may_read() {
             "README.txt",
             "account.json",
             "audit_log.json",
-            "missions.json",
-            "sessions.json"
+            "sessions.json",
+            "notes.json",
+            "mission_drafts.json",
+            "missions.json"
         ]
     );
     for (name, data) in &files {
@@ -269,15 +462,65 @@ async fn a_patient_account_gets_what_it_may_read() {
         assert!(!text.contains("practitioner_id"), "{name}");
         assert!(!text.contains(&practitioner.id), "{name}");
     }
-    let sessions = json_file(&files, "sessions.json");
-    assert_eq!(sessions.as_array().unwrap().len(), 1);
+    let token = &client.access_token;
+    account_as_the_api_reads(&app, token, &files).await;
+    let sessions = listed(&app, token, "/api/v1/sessions").await;
+    assert_eq!(sessions.len(), 1);
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "sessions.json",
+        "id",
+        "/api/v1/sessions/{id}",
+        &sessions,
+    )
+    .await;
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "notes.json",
+        "session_id",
+        "/api/v1/sessions/{id}/notes",
+        &sessions,
+    )
+    .await;
+    let notes = json_file(&files, "notes.json");
     assert!(
-        sessions[0]["patient_summary"]
+        notes[0]["patient_summary"]
             .as_str()
             .unwrap()
             .contains("You talked about")
     );
-    assert!(sessions[0].get("transcript").is_none() && sessions[0].get("notes").is_none());
+    assert!(notes[0].get("therapist_notes").is_none(), "{notes}");
+    let draft = mission["draft_id"].as_str().unwrap().to_owned();
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "mission_drafts.json",
+        "id",
+        "/api/v1/missions/drafts/{id}",
+        &[draft],
+    )
+    .await;
+    let missions = listed(&app, token, "/api/v1/missions").await;
+    as_the_api_reads(
+        &app,
+        token,
+        &files,
+        "missions.json",
+        "id",
+        "/api/v1/missions/{id}",
+        &missions,
+    )
+    .await;
+    // The record itself is the practitioner's: 403 through the API, absent from the export.
+    let resp = app
+        .get(&format!("/api/v1/patients/{record}"), Some(token))
+        .await;
+    assert_eq!(resp.status(), 403);
     // Someone else's export is not there for them.
     let audit = json_file(&files, "audit_log.json");
     let export_id = audit

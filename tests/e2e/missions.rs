@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tend_shared::missions::{Day, Questionnaire};
 use tend_tests::{TestApp, fake_openai::Reply, problem, spawn_app_with_fake};
 
-fn questionnaire(patient_id: &str) -> Value {
+pub(crate) fn questionnaire(patient_id: &str) -> Value {
     json!({
         "patient_id": patient_id,
         "event_name": "Unbound Gravel 200",
@@ -25,7 +25,7 @@ fn questionnaire(patient_id: &str) -> Value {
 }
 
 /// A plan that keeps every rule of `q` as of today: 90 minutes on each training day.
-fn good_plan(q: &Value) -> Value {
+pub(crate) fn good_plan(q: &Value) -> Value {
     let mut q = q.clone();
     q.as_object_mut().unwrap().remove("patient_id");
     let q: Questionnaire = serde_json::from_value(q).unwrap();
@@ -81,7 +81,7 @@ async fn wait_draft(app: &TestApp, token: &str, id: &str) -> Value {
     .await
 }
 
-async fn drafted(app: &TestApp, token: &str, body: &Value) -> Value {
+pub(crate) async fn drafted(app: &TestApp, token: &str, body: &Value) -> Value {
     let resp = post_draft(app, token, body, None).await;
     let status = resp.status();
     let draft: Value = resp.json().await.unwrap();

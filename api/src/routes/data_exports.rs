@@ -147,7 +147,10 @@ impl DataExportsApi {
     /// Ask for a copy of everything the account holds (the right of access).
     ///
     /// Answers `202`; a job writes one ZIP (JSON files with a README, and a practitioner's
-    /// recordings and documents) and mails a link. At most 3 requests in 24 hours (429 with
+    /// recordings and documents) and mails a link. Each record in it is what this account
+    /// reads at the record's own `GET` (`/users/me`, `/users/me/audit-log`, `/patients/{id}`,
+    /// `/sessions/{id}` with its `/transcript` and `/notes`, `/missions/drafts/{id}`,
+    /// `/missions/{id}`, `/exports/{id}`), field for field, with the same schemas. At most 3 requests in 24 hours (429 with
     /// `Retry-After`); the same `Idempotency-Key` answers the first request.
     #[oai(
         path = "/data-export",

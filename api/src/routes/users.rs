@@ -1,11 +1,11 @@
 //! The signed-in user's own account: read, update (name, password), delete.
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 use tend_shared::{
     db::{
         self,
-        audit::{self, AuditAction},
+        audit::{self, AuditAction, AuditFilter},
     },
     domain::{FieldError, Password, parse_display_name},
 };
@@ -20,10 +20,12 @@ use crate::{
     body::{BodyRules, JsonBody},
     error::{ApiError, ApiResult},
     extract::RequestMeta,
+    fields::PageCursor,
     fields::{DisplayName, NewPassword},
     guards::{SignedIn, SignedInWith},
+    pagination::PageRequest,
     state::AppState,
-    views::UserView,
+    views::{AuditPage, UserView},
 };
 
 /// Changes to the account; absent fields stay as they are.
@@ -56,6 +58,13 @@ enum MeResponse {
     Ok(Json<UserView>),
 }
 
+#[derive(ApiResponse)]
+enum AuditLogResponse {
+    /// One page of the account's events.
+    #[oai(status = 200)]
+    Ok(Json<AuditPage>),
+}
+
 /// An erasure under way.
 #[derive(Debug, Object)]
 pub struct Erasing {
@@ -80,6 +89,40 @@ impl UsersApi {
     #[oai(path = "/me", method = "get", operation_id = "getMe")]
     async fn me(&self, SignedIn(user): SignedIn) -> ApiResult<MeResponse> {
         Ok(MeResponse::Ok(Json(UserView::from(&user))))
+    }
+
+    /// The account's own audit trail, newest first: sign-ins (refused ones too), token
+    /// refreshes and sign-outs, password and profile changes, invitations, exports, downloads
+    /// and data exports, each with the address and user agent it came from. What an admin
+    /// reads of this account, and what its data export holds.
+    #[oai(path = "/me/audit-log", method = "get", operation_id = "getMyAuditLog")]
+    async fn audit_log(
+        &self,
+        state: Data<&AppState>,
+        SignedIn(user): SignedIn,
+        /// Page size, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<PageCursor>>,
+    ) -> ApiResult<AuditLogResponse> {
+        let page = PageRequest::parse(limit.0, cursor.0.map(|c| c.0))?;
+        let filter = AuditFilter {
+            user_id: Some(&user.id),
+            ..AuditFilter::default()
+        };
+        let rows = db::audit::list(
+            &state.db,
+            &filter,
+            page.cursor.as_deref(),
+            page.fetch_limit(),
+        )
+        .await?;
+        let (rows, next_cursor) = page.finish(rows, |e| e.id.clone());
+        Ok(AuditLogResponse::Ok(Json(AuditPage {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })))
     }
 
     /// Change the display name and/or the password.

@@ -116,6 +116,26 @@ pub async fn find_draft_for(db: &Db, user_id: &str, id: &str) -> sqlx::Result<Op
     .await
 }
 
+/// A page of the drafts `user_id` may read, newest first, before id `before` (for the data
+/// export: the API reads drafts one at a time).
+pub async fn list_drafts(
+    db: &Db,
+    user_id: &str,
+    before: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<DraftRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {DRAFT_COLUMNS} FROM mission_drafts d WHERE {} \
+         AND (CAST($2 AS TEXT) IS NULL OR d.id < $2) ORDER BY d.id DESC LIMIT $3",
+        readable("d")
+    )))
+    .bind(user_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
 /// The draft an earlier request of `user_id` with the same `Idempotency-Key` made.
 pub async fn find_draft_by_key(
     db: &Db,

@@ -1,8 +1,10 @@
-//! `data_export`: the right of access. One ZIP of everything an account holds: the account,
-//! its audit entries and, for a practitioner, every patient, recording (the audio too),
-//! transcript, notes, mission and export; for a patient account, what the API shows it (its
-//! sessions' summaries and its missions, never its practitioner's records). JSON files, with
-//! a README saying what each holds.
+//! `data_export`: the right of access. One ZIP of everything an account may read of its own
+//! data through the API, written through the API's own views (`tend_views`), so each record
+//! is, field for field, what its owner reads at the matching `GET`: the account and its audit
+//! trail; for a practitioner, every patient, session (with its transcript, notes and the
+//! uploaded recording), draft, mission and export (with its document); for a patient
+//! account, its sessions and their notes as it reads them, and its missions and drafts.
+//! JSON files, with a README saying what each holds.
 //!
 //! Streamed: rows are read a page at a time and each stored file is copied through a local
 //! file into the archive, which is written to disk and streamed to the store, so a
@@ -14,12 +16,26 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde_json::{Map, Value};
+use futures::{FutureExt, future::BoxFuture};
+use poem_openapi::types::ToJSON;
+use serde_json::Value;
 use tend_shared::{
-    backup, db,
+    db::{
+        self,
+        audit::AuditFilter,
+        sessions::{Reader, SessionFilter, SessionRow},
+    },
     domain::Role,
     jobs::{JobError, JobTx},
     sessions::media::audio_extension,
+};
+use tend_views::{
+    Unreadable,
+    account::{AuditView, UserView},
+    exports::ExportView,
+    missions::{DraftView, MissionView},
+    patients::PatientView,
+    sessions::{NotesView, SessionView, TranscriptView, UsageSummary},
 };
 use uuid::Uuid;
 use zip::{CompressionMethod, ZipWriter, write::SimpleFileOptions};
@@ -33,15 +49,6 @@ use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 
 /// Rows read at a time.
 const PAGE: i64 = 100;
-/// Columns that never leave the database: secrets, and what only the service needs.
-const SECRET_COLUMNS: [&str; 4] = [
-    "password_hash",
-    "invitation_token_hash",
-    "idempotency_key",
-    "tokens_valid_after",
-];
-/// Text columns that hold JSON, exported as JSON.
-const JSON_COLUMNS: [&str; 5] = ["notes", "segments", "questionnaire", "plan", "detail"];
 
 const README: &str = include_str!("data_export_readme.txt");
 
@@ -49,7 +56,6 @@ impl Job for DataExport {
     async fn run(&self, ctx: &JobCtx<'_>) -> Result<(), JobError> {
         let env = ctx.env;
         let id = self.data_export_id.to_string();
-        let db_err = |e: sqlx::Error| JobError::transient("database", e);
         if !db::data_exports::begin_building(&env.db, &id)
             .await
             .map_err(db_err)?
@@ -84,23 +90,27 @@ impl Job for DataExport {
         archive
             .bytes("README.txt", README.as_bytes().to_vec())
             .await?;
-        let binds = &[user.id.as_str()];
         archive
-            .table("account.json", "users", "id = $1", binds, whole, no_files)
+            .object("account.json", &UserView::from(&user))
             .await?;
+        let filter = &AuditFilter {
+            user_id: Some(&user.id),
+            ..AuditFilter::default()
+        };
         archive
-            .table(
+            .array(
                 "audit_log.json",
-                "audit_logs",
-                "user_id = $1",
-                binds,
-                whole,
-                no_files,
+                move |before: Option<String>| {
+                    async move { db::audit::list(&env.db, filter, before.as_deref(), PAGE).await }
+                        .boxed()
+                },
+                |row| &row.id,
+                move |row| async move { Ok(Some(AuditView::from(row))) }.boxed(),
             )
             .await?;
         match user.role() {
-            Role::Practitioner => practitioner(&mut archive, &user.id).await?,
-            Role::Patient => patient(&mut archive, &user.id).await?,
+            Role::Practitioner => practitioner(&mut archive, env, &user.id).await?,
+            Role::Patient => patient(&mut archive, env, &user.id).await?,
             Role::Admin => {}
         }
         archive.finish().await?;
@@ -166,32 +176,80 @@ async fn record(ctx: &JobCtx<'_>, id: &Uuid, error: &str, dead: bool) {
     }
 }
 
-/// What a practitioner holds: the rows, then the stored files they name (the archive takes
+/// What a practitioner reads: the rows, then the stored files they name (the archive takes
 /// one file at a time, so the files follow their table).
-async fn practitioner(archive: &mut Archive<'_>, user_id: &str) -> Result<(), JobError> {
-    let own = "practitioner_id = $1";
-    let binds = &[user_id];
+async fn practitioner(
+    archive: &mut Archive<'_>,
+    env: &JobEnv,
+    user_id: &str,
+) -> Result<(), JobError> {
     archive
-        .table("patients.json", "patients", own, binds, whole, no_files)
+        .array(
+            "patients.json",
+            move |before: Option<String>| async move { db::patients::list(&env.db, user_id, None, before.as_deref(), PAGE).await }.boxed(),
+            |row| &row.id,
+            move |row| async move { Ok(Some(PatientView::from(row))) }.boxed(),
+        )
         .await?;
-    let recordings = archive
-        .table("sessions.json", "sessions", own, binds, whole, recording)
-        .await?;
+    let reader = Reader::Practitioner(user_id);
+    let mut recordings = Vec::new();
     archive
-        .table(
-            "mission_drafts.json",
-            "mission_drafts",
-            own,
-            binds,
-            whole,
-            no_files,
+        .array(
+            "sessions.json",
+            move |before: Option<String>| {
+                async move { sessions_page(env, reader, before.as_deref()).await }.boxed()
+            },
+            |row| &row.id,
+            |row| {
+                recordings.extend(recording(&row));
+                async move {
+                    let usage = db::usage::of_session(&env.db, &row.id)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(Some(SessionView::new(row, Some(UsageSummary::new(usage)))))
+                }
+                .boxed()
+            },
         )
         .await?;
     archive
-        .table("missions.json", "missions", own, binds, whole, no_files)
+        .array(
+            "transcripts.json",
+            move |before: Option<String>| {
+                async move { sessions_page(env, reader, before.as_deref()).await }.boxed()
+            },
+            |row| &row.id,
+            move |row| {
+                async move {
+                    let texts = texts(env, &row).await?;
+                    TranscriptView::from_stored(&row, &texts).map_err(unreadable)
+                }
+                .boxed()
+            },
+        )
         .await?;
-    let documents = archive
-        .table("exports.json", "exports", own, binds, whole, document)
+    notes(archive, env, reader).await?;
+    drafts_and_missions(archive, env, user_id).await?;
+    let mut documents = Vec::new();
+    archive
+        .array(
+            "exports.json",
+            move |before: Option<String>| {
+                async move { db::exports::list(&env.db, user_id, before.as_deref(), PAGE).await }
+                    .boxed()
+            },
+            |row| &row.id,
+            |row| {
+                let view = ExportView::from(row.clone());
+                // The file goes with the export while its owner may download it.
+                if view.download_url.is_some()
+                    && let (Some(key), Some(file_name)) = (&row.object_key, &row.file_name)
+                {
+                    documents.push((format!("exports/{}-{file_name}", row.id), key.clone()));
+                }
+                async move { Ok(Some(view)) }.boxed()
+            },
+        )
         .await?;
     for (name, key) in recordings.into_iter().chain(documents) {
         archive.stored(&name, &key).await?;
@@ -199,151 +257,119 @@ async fn practitioner(archive: &mut Archive<'_>, user_id: &str) -> Result<(), Jo
     Ok(())
 }
 
-/// What a patient account may read, as the API shows it to that account: its sessions as it
-/// sees them (when, how long, and the summary written for it) and its missions. Not the
+/// What a patient account reads: its sessions and their notes as the API shows them to it
+/// (no error, job or usage; the patient summary only), and its drafts and missions. Not the
 /// records its practitioners keep about it: the API does not show those to it (403), and
-/// neither does its export (they hold the practitioner's private reference and ids).
-async fn patient(archive: &mut Archive<'_>, user_id: &str) -> Result<(), JobError> {
-    let linked = "patient_id IN (SELECT id FROM patients WHERE user_id = $1)";
-    let binds = &[user_id];
+/// neither does its export.
+async fn patient(archive: &mut Archive<'_>, env: &JobEnv, user_id: &str) -> Result<(), JobError> {
+    let reader = Reader::Patient(user_id);
     archive
-        .table(
-            "missions.json",
-            "missions",
-            linked,
-            binds,
-            mission_for_patient,
-            no_files,
-        )
-        .await?;
-    archive
-        .table(
+        .array(
             "sessions.json",
-            "sessions",
-            linked,
-            binds,
-            patient_view,
-            no_files,
+            move |before: Option<String>| {
+                async move { sessions_page(env, reader, before.as_deref()).await }.boxed()
+            },
+            |row| &row.id,
+            move |row| async move { Ok(Some(SessionView::for_patient(row))) }.boxed(),
         )
         .await?;
-    Ok(())
+    notes(archive, env, reader).await?;
+    drafts_and_missions(archive, env, user_id).await
 }
 
-/// A row of a table, by column.
-type Row = Map<String, Value>;
-/// A stored file to copy: its name in the archive and its key in the store.
-type StoredFile = (String, String);
-
-/// A row as it is.
-fn whole(row: Map<String, Value>) -> Value {
-    Value::Object(row)
+/// The notes of every session `reader` reads, as it reads them.
+async fn notes(
+    archive: &mut Archive<'_>,
+    env: &JobEnv,
+    reader: Reader<'_>,
+) -> Result<(), JobError> {
+    archive
+        .array(
+            "notes.json",
+            move |before: Option<String>| {
+                async move { sessions_page(env, reader, before.as_deref()).await }.boxed()
+            },
+            |row| &row.id,
+            move |row| {
+                async move {
+                    let texts = texts(env, &row).await?;
+                    NotesView::from_stored(&row.id, &texts, reader).map_err(unreadable)
+                }
+                .boxed()
+            },
+        )
+        .await
 }
 
-/// The `keys` of `row`, in that order (`null` where absent).
-fn picked(row: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
-    keys.iter()
-        .map(|key| {
-            (
-                (*key).to_owned(),
-                row.get(*key).cloned().unwrap_or(Value::Null),
-            )
-        })
-        .collect()
+/// The drafts and missions `user_id` reads (a practitioner's, or a client's own).
+async fn drafts_and_missions(
+    archive: &mut Archive<'_>,
+    env: &JobEnv,
+    user_id: &str,
+) -> Result<(), JobError> {
+    archive
+        .array(
+            "mission_drafts.json",
+            move |before: Option<String>| async move { db::missions::list_drafts(&env.db, user_id, before.as_deref(), PAGE).await }.boxed(),
+            |row| &row.id,
+            move |row| async move { DraftView::from_row(row).map(Some).map_err(unreadable) }.boxed(),
+        )
+        .await?;
+    archive
+        .array(
+            "missions.json",
+            move |before: Option<String>| {
+                async move {
+                    db::missions::list_missions(&env.db, user_id, None, before.as_deref(), PAGE)
+                        .await
+                }
+                .boxed()
+            },
+            |row| &row.id,
+            move |row| {
+                async move { MissionView::from_row(row).map(Some).map_err(unreadable) }.boxed()
+            },
+        )
+        .await
 }
 
-/// A mission as its patient's account reads it: the fields `GET /missions` shows, without the
-/// practitioner's ids.
-fn mission_for_patient(row: Map<String, Value>) -> Value {
-    Value::Object(picked(
-        &row,
-        &[
-            "id",
-            "patient_id",
-            "draft_id",
-            "questionnaire",
-            "plan",
-            "planned_on",
-            "created_at",
-            "updated_at",
-        ],
-    ))
+async fn sessions_page(
+    env: &JobEnv,
+    reader: Reader<'_>,
+    before: Option<&str>,
+) -> sqlx::Result<Vec<SessionRow>> {
+    let filter = SessionFilter {
+        cursor: before,
+        ..SessionFilter::default()
+    };
+    db::sessions::list(&env.db, reader, &filter, PAGE).await
 }
 
-/// A session as its patient's account reads it.
-fn patient_view(row: Map<String, Value>) -> Value {
-    let mut view = picked(
-        &row,
-        &[
-            "id",
-            "patient_id",
-            "status",
-            "recorded_at",
-            "duration_ms",
-            "created_at",
-        ],
-    );
-    let summary = row
-        .get("notes")
-        .and_then(|n| n.get("patient_summary"))
-        .cloned();
-    view.insert("patient_summary".into(), summary.unwrap_or(Value::Null));
-    Value::Object(view)
-}
-
-/// A row that names no stored file.
-fn no_files(_: &Map<String, Value>) -> Option<(String, String)> {
-    None
+async fn texts(env: &JobEnv, row: &SessionRow) -> Result<db::sessions::SessionTexts, JobError> {
+    db::sessions::texts(&env.db, &row.id)
+        .await
+        .map_err(db_err)?
+        .ok_or_else(|| JobError::Transient("a session vanished while it was exported".into()))
 }
 
 /// A session's uploaded recording: its name in the archive and its key in the store.
-fn recording(row: &Map<String, Value>) -> Option<(String, String)> {
-    let key = row.get("object_key")?.as_str()?;
-    let ext = audio_extension(&text(row, "media_type"));
-    Some((
-        format!("recordings/{}.{ext}", text(row, "id")),
-        key.to_owned(),
-    ))
+fn recording(row: &SessionRow) -> Option<StoredFile> {
+    let key = row.object_key.as_ref()?;
+    let ext = audio_extension(&row.media_type);
+    Some((format!("recordings/{}.{ext}", row.id), key.clone()))
 }
 
-/// An export's rendered document.
-fn document(row: &Map<String, Value>) -> Option<(String, String)> {
-    let key = row.get("object_key")?.as_str()?;
-    let name = format!("exports/{}-{}", text(row, "id"), text(row, "file_name"));
-    Some((name, key.to_owned()))
+fn db_err(e: sqlx::Error) -> JobError {
+    JobError::transient("database", e)
 }
 
-/// One page of a table's rows (without secrets), JSON columns parsed.
-async fn page(
-    env: &JobEnv,
-    table: &str,
-    filter: &str,
-    binds: &[&str],
-    after: &str,
-) -> Result<Vec<Map<String, Value>>, JobError> {
-    let rows = backup::table_rows(&env.db, table, filter, binds, &SECRET_COLUMNS, after, PAGE)
-        .await
-        .map_err(|e| JobError::Transient(format!("reading {table}: {e:#}")))?;
-    Ok(rows
-        .into_iter()
-        .map(|mut row| {
-            for column in JSON_COLUMNS {
-                if let Some(Value::String(raw)) = row.get(column)
-                    && let Ok(parsed) = serde_json::from_str::<Value>(raw)
-                {
-                    row.insert(column.into(), parsed);
-                }
-            }
-            row
-        })
-        .collect())
+/// A stored value its view cannot read: retrying reads the same bytes.
+fn unreadable(e: Unreadable) -> JobError {
+    JobError::Permanent(e.0)
 }
 
-fn text(row: &Map<String, Value>, key: &str) -> String {
-    row.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
+/// A stored file to copy: its name in the archive and its key in the store.
+type StoredFile = (String, String);
 
 fn push_item(chunk: &mut Vec<u8>, first: &mut bool, item: &Value) -> Result<(), JobError> {
     chunk.extend_from_slice(if *first { b"\n  " } else { b",\n  " });
@@ -417,36 +443,48 @@ impl Archive<'_> {
         self.with(move |zip| Ok(zip.write_all(&data)?)).await
     }
 
-    /// `table`'s rows matching `filter`, page by page, as one JSON array file of `view` of
-    /// each row; returns the stored files (`name`, `key`) that `files` finds in the rows.
-    async fn table(
+    /// One JSON file holding `view`, as the API writes it.
+    async fn object(&mut self, name: &str, view: &impl ToJSON) -> Result<(), JobError> {
+        let mut data = serde_json::to_vec_pretty(&view.to_json().unwrap_or(Value::Null))
+            .map_err(|e| JobError::permanent("encoding a record", e))?;
+        data.push(b'\n');
+        self.bytes(name, data).await
+    }
+
+    /// One JSON array file of the views `item` makes of the rows `page` reads, page after
+    /// page (`page(before)` reads the rows before the id `before`, as the API's lists do;
+    /// `id` names a row). A row whose view is `None` (not there yet) is left out.
+    async fn array<'f, R, V: ToJSON>(
         &mut self,
         name: &str,
-        table: &str,
-        filter: &str,
-        binds: &[&str],
-        view: fn(Row) -> Value,
-        files: fn(&Row) -> Option<StoredFile>,
-    ) -> Result<Vec<StoredFile>, JobError> {
+        page: impl Fn(Option<String>) -> BoxFuture<'f, sqlx::Result<Vec<R>>>,
+        id: fn(&R) -> &String,
+        mut item: impl FnMut(R) -> BoxFuture<'f, Result<Option<V>, JobError>>,
+    ) -> Result<(), JobError> {
         self.begin_array(name).await?;
-        let mut found = Vec::new();
-        let mut after = String::new();
+        let mut before: Option<String> = None;
         let mut first = true;
         loop {
-            let rows = page(self.env, table, filter, binds, &after).await?;
+            let rows = page(before.clone()).await.map_err(|e| {
+                JobError::Transient(format!("reading the records of {name}: {e:#}"))
+            })?;
             let Some(last) = rows.last() else {
                 break;
             };
-            after = text(last, "id");
+            before = Some(id(last).clone());
             let mut chunk = Vec::new();
             for row in rows {
-                found.extend(files(&row));
-                push_item(&mut chunk, &mut first, &view(row))?;
+                if let Some(view) = item(row).await? {
+                    push_item(
+                        &mut chunk,
+                        &mut first,
+                        &view.to_json().unwrap_or(Value::Null),
+                    )?;
+                }
             }
             self.bytes_to_current(chunk).await?;
         }
-        self.bytes_to_current(b"\n]\n".to_vec()).await?;
-        Ok(found)
+        self.bytes_to_current(b"\n]\n".to_vec()).await
     }
 
     /// A stored object, copied through a local file (stored as is: audio is compressed).

@@ -11,7 +11,7 @@ use poem_openapi::{
 use tend_shared::{
     db::{
         self,
-        audit::{AuditAction, AuditEntry, AuditFilter},
+        audit::{AuditAction, AuditFilter},
         users::User,
     },
     domain::Role,
@@ -28,7 +28,7 @@ use crate::{
     pagination::PageRequest,
     routes::ApiTags,
     state::AppState,
-    views::{RoleView, UserView, ms_to_datetime},
+    views::{AuditPage, RoleView, UserView, ms_to_datetime},
 };
 
 /// An account as admins see it: as its owner does, and whether it is disabled.
@@ -69,48 +69,6 @@ pub struct AdminUserUpdate {
 }
 
 impl BodyRules for AdminUserUpdate {}
-
-/// One audit-log event.
-#[derive(Debug, Object)]
-pub struct AuditView {
-    /// The event id.
-    pub id: String,
-    /// When it happened.
-    pub at: DateTime<Utc>,
-    /// Whose account it concerns (or who acted, for admin actions).
-    pub user_id: Option<String>,
-    /// What happened, e.g. `login_failed`, `job_killed`.
-    pub action: String,
-    /// The client's IP address.
-    pub ip: Option<String>,
-    /// The client's user agent.
-    pub user_agent: Option<String>,
-    /// Ids and reasons (never a password, token or patient text).
-    pub detail: Option<serde_json::Value>,
-}
-
-impl From<AuditEntry> for AuditView {
-    fn from(e: AuditEntry) -> Self {
-        Self {
-            id: e.id,
-            at: ms_to_datetime(e.at),
-            user_id: e.user_id,
-            action: e.action,
-            ip: e.ip,
-            user_agent: e.user_agent,
-            detail: e.detail.and_then(|d| serde_json::from_str(&d).ok()),
-        }
-    }
-}
-
-/// One page of audit-log events.
-#[derive(Debug, Object)]
-pub struct AuditPage {
-    /// The events, newest first.
-    pub items: Vec<AuditView>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    pub next_cursor: Option<String>,
-}
 
 /// One budget of an account.
 #[derive(Debug, Object)]

@@ -23,7 +23,7 @@ use tend_shared::{
         users::User,
     },
     domain::Role,
-    sessions::{Notes, Segment, SessionStatus, Stage},
+    sessions::{SessionStatus, Stage},
 };
 use uuid::Uuid;
 
@@ -197,20 +197,11 @@ impl SessionsApi {
         let texts = db::sessions::texts(&state.db, &row.id)
             .await?
             .ok_or_else(|| ApiError::not_found("session"))?;
-        let Some(text) = texts.transcript else {
+        let view = TranscriptView::from_stored(&row, &texts).map_err(ApiError::internal)?;
+        let Some(view) = view else {
             return Err(not_ready(&row, "The transcript is"));
         };
-        let segments: Vec<Segment> = match texts.segments.as_deref() {
-            Some(raw) => serde_json::from_str(raw)
-                .map_err(|e| ApiError::internal(format!("stored segments unreadable: {e}")))?,
-            None => Vec::new(),
-        };
-        Ok(TranscriptResponse::Ok(Json(TranscriptView {
-            session_id: row.id,
-            text,
-            segments: segments.into_iter().map(Into::into).collect(),
-            duration_seconds: row.duration_ms.map(|ms| ms as f64 / 1000.0),
-        })))
+        Ok(TranscriptResponse::Ok(Json(view)))
     }
 
     /// The notes (`409` until processed). A patient gets the patient summary only.
@@ -226,14 +217,9 @@ impl SessionsApi {
         let texts = db::sessions::texts(&state.db, &row.id)
             .await?
             .ok_or_else(|| ApiError::not_found("session"))?;
-        let Some(raw) = texts.notes else {
+        let view = NotesView::from_stored(&row.id, &texts, reader).map_err(ApiError::internal)?;
+        let Some(view) = view else {
             return Err(not_ready(&row, "The notes are"));
-        };
-        let notes: Notes = serde_json::from_str(&raw)
-            .map_err(|e| ApiError::internal(format!("stored notes unreadable: {e}")))?;
-        let view = match reader {
-            Reader::Practitioner(_) => NotesView::full(row.id, notes),
-            Reader::Patient(_) => NotesView::patient_only(row.id, notes),
         };
         Ok(NotesResponse::Ok(Json(view)))
     }

@@ -1,0 +1,452 @@
+//! A recorded session as its readers see it: status, timings, usage, transcript and notes.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use tend_shared::{
+    db::{
+        sessions::{Reader, SessionRow, SessionTexts},
+        usage::UsageRow,
+    },
+    sessions::{MoodTrajectory, Notes, Segment, SessionMood, SessionStatus, Stage},
+};
+
+use crate::{Unreadable, ms_to_datetime};
+
+/// Where a session is: `uploaded -> transcribing -> transcribed -> extracting -> processed`,
+/// or `failed` (see `failed_stage` and `error`).
+#[derive(Debug, Clone, Copy, Enum, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum SessionStatusView {
+    /// Stored; transcription is queued.
+    Uploaded,
+    /// Being transcribed (or waiting for a retry; see `error`).
+    Transcribing,
+    /// Transcript ready; extraction is queued.
+    Transcribed,
+    /// Notes being extracted (or waiting for a retry).
+    Extracting,
+    /// Notes ready.
+    Processed,
+    /// A stage failed for good; `POST /sessions/{id}/retry` resumes it.
+    Failed,
+}
+
+impl From<SessionStatus> for SessionStatusView {
+    fn from(s: SessionStatus) -> Self {
+        match s {
+            SessionStatus::Uploaded => Self::Uploaded,
+            SessionStatus::Transcribing => Self::Transcribing,
+            SessionStatus::Transcribed => Self::Transcribed,
+            SessionStatus::Extracting => Self::Extracting,
+            SessionStatus::Processed => Self::Processed,
+            SessionStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+impl From<SessionStatusView> for SessionStatus {
+    fn from(s: SessionStatusView) -> Self {
+        match s {
+            SessionStatusView::Uploaded => Self::Uploaded,
+            SessionStatusView::Transcribing => Self::Transcribing,
+            SessionStatusView::Transcribed => Self::Transcribed,
+            SessionStatusView::Extracting => Self::Extracting,
+            SessionStatusView::Processed => Self::Processed,
+            SessionStatusView::Failed => Self::Failed,
+        }
+    }
+}
+
+/// A processing stage.
+#[derive(Debug, Clone, Copy, Enum, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum StageView {
+    /// Audio to transcript.
+    Transcription,
+    /// Transcript to notes.
+    Extraction,
+}
+
+impl From<Stage> for StageView {
+    fn from(s: Stage) -> Self {
+        match s {
+            Stage::Transcription => Self::Transcription,
+            Stage::Extraction => Self::Extraction,
+        }
+    }
+}
+
+/// What was uploaded.
+#[derive(Debug, Clone, Copy, Enum, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum SourceView {
+    /// A recording, transcribed by the provider.
+    Audio,
+    /// A transcript (text, WebVTT, SRT): transcription was skipped.
+    Transcript,
+}
+
+/// When a stage ran.
+#[derive(Debug, Clone, Object)]
+pub struct StageTiming {
+    /// When its first attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How long it took, start to finish (retries included).
+    pub duration_ms: Option<i64>,
+}
+
+impl StageTiming {
+    fn new(started: Option<i64>, finished: Option<i64>) -> Self {
+        Self {
+            started_at: started.map(ms_to_datetime),
+            finished_at: finished.map(ms_to_datetime),
+            duration_ms: started.zip(finished).map(|(s, f)| (f - s).max(0)),
+        }
+    }
+}
+
+/// The timings of both stages.
+#[derive(Debug, Clone, Object)]
+pub struct StageTimings {
+    /// Audio to transcript (absent work for uploaded transcripts).
+    pub transcription: StageTiming,
+    /// Transcript to notes.
+    pub extraction: StageTiming,
+}
+
+/// One paid provider call.
+#[derive(Debug, Clone, Object)]
+pub struct UsageItem {
+    /// `transcription` or `extraction`.
+    pub stage: String,
+    /// The model called.
+    pub model: String,
+    /// Audio transcribed, in seconds.
+    pub audio_seconds: f64,
+    /// Prompt tokens billed.
+    pub prompt_tokens: i64,
+    /// Completion tokens billed.
+    pub completion_tokens: i64,
+    /// Estimated cost in US dollars, from the configured prices.
+    pub cost_usd: f64,
+    /// When the call was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything the provider was paid for, for this session (retries and re-extractions
+/// included).
+#[derive(Debug, Clone, Object)]
+pub struct UsageSummary {
+    /// Audio seconds transcribed.
+    pub audio_seconds: f64,
+    /// Prompt tokens.
+    pub prompt_tokens: i64,
+    /// Completion tokens.
+    pub completion_tokens: i64,
+    /// Estimated total cost in US dollars.
+    pub estimated_cost_usd: f64,
+    /// Each call.
+    pub calls: Vec<UsageItem>,
+}
+
+impl UsageSummary {
+    /// Sums the calls.
+    pub fn new(rows: Vec<UsageRow>) -> Self {
+        // Summed as integers: a float sum of nothing is -0.0, which a client would print.
+        let audio_ms: i64 = rows.iter().map(|u| u.audio_ms).sum();
+        let cost_micro_usd: i64 = rows.iter().map(|u| u.cost_micro_usd).sum();
+        let calls: Vec<UsageItem> = rows
+            .into_iter()
+            .map(|u| UsageItem {
+                stage: u.stage,
+                model: u.model,
+                audio_seconds: u.audio_ms as f64 / 1000.0,
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                cost_usd: u.cost_micro_usd as f64 / 1e6,
+                created_at: ms_to_datetime(u.created_at),
+            })
+            .collect();
+        Self {
+            audio_seconds: audio_ms as f64 / 1000.0,
+            prompt_tokens: calls.iter().map(|c| c.prompt_tokens).sum(),
+            completion_tokens: calls.iter().map(|c| c.completion_tokens).sum(),
+            estimated_cost_usd: cost_micro_usd as f64 / 1e6,
+            calls,
+        }
+    }
+}
+
+/// A recorded session. Patients reading their own sessions see no error or usage.
+#[derive(Debug, Clone, Object)]
+pub struct SessionView {
+    /// The session id.
+    pub id: String,
+    /// Its patient.
+    pub patient_id: String,
+    /// Where it is.
+    pub status: SessionStatusView,
+    /// The stage that failed, when `status` is `failed`.
+    pub failed_stage: Option<StageView>,
+    /// Why it failed, or why the current stage's last attempt failed while it is retried.
+    pub error: Option<String>,
+    /// What was uploaded.
+    pub source: SourceView,
+    /// The upload's type, recognised from its content.
+    pub media_type: String,
+    /// The upload's size.
+    pub size_bytes: i64,
+    /// When the session took place, if given.
+    pub recorded_at: Option<DateTime<Utc>>,
+    /// The recording's length (or the last caption's end).
+    pub duration_seconds: Option<f64>,
+    /// The job of the current (or last) stage: `GET /api/v1/jobs/{job_id}`.
+    pub job_id: Option<String>,
+    /// When each stage ran.
+    pub stages: StageTimings,
+    /// Provider usage and estimated cost (practitioners only).
+    pub usage: Option<UsageSummary>,
+    /// When it was uploaded.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SessionView {
+    /// The practitioner's view (with `usage` if given).
+    pub fn new(row: SessionRow, usage: Option<UsageSummary>) -> Self {
+        Self {
+            status: row.status().into(),
+            failed_stage: row.failed_stage().map(Into::into),
+            source: if row.source == "audio" {
+                SourceView::Audio
+            } else {
+                SourceView::Transcript
+            },
+            stages: StageTimings {
+                transcription: StageTiming::new(
+                    row.transcription_started_at,
+                    row.transcription_finished_at,
+                ),
+                extraction: StageTiming::new(row.extraction_started_at, row.extraction_finished_at),
+            },
+            recorded_at: row.recorded_at.map(ms_to_datetime),
+            duration_seconds: row.duration_ms.map(|ms| ms as f64 / 1000.0),
+            created_at: ms_to_datetime(row.created_at),
+            updated_at: ms_to_datetime(row.updated_at),
+            usage,
+            id: row.id,
+            patient_id: row.patient_id,
+            error: row.error,
+            media_type: row.media_type,
+            size_bytes: row.size_bytes,
+            job_id: row.job_id,
+        }
+    }
+
+    /// What a patient account sees of its own session.
+    pub fn for_patient(row: SessionRow) -> Self {
+        let mut view = Self::new(row, None);
+        view.error = None;
+        view.job_id = None;
+        view
+    }
+}
+
+/// A timed piece of the transcript.
+#[derive(Debug, Clone, Object)]
+pub struct SegmentView {
+    /// Start, in milliseconds from the start of the recording.
+    pub start_ms: i64,
+    /// End, in milliseconds.
+    pub end_ms: i64,
+    /// What was said.
+    pub text: String,
+}
+
+impl From<Segment> for SegmentView {
+    fn from(s: Segment) -> Self {
+        Self {
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            text: s.text,
+        }
+    }
+}
+
+/// A session's transcript.
+#[derive(Debug, Clone, Object)]
+pub struct TranscriptView {
+    /// The session.
+    pub session_id: String,
+    /// The whole text.
+    pub text: String,
+    /// Timed segments, in order (empty for a plain-text upload).
+    pub segments: Vec<SegmentView>,
+    /// The recording's length.
+    pub duration_seconds: Option<f64>,
+}
+
+impl TranscriptView {
+    /// The stored transcript of `session` (`None` until it is transcribed).
+    pub fn from_stored(
+        session: &SessionRow,
+        texts: &SessionTexts,
+    ) -> Result<Option<Self>, Unreadable> {
+        let Some(text) = texts.transcript.clone() else {
+            return Ok(None);
+        };
+        let segments: Vec<Segment> = match texts.segments.as_deref() {
+            Some(raw) => serde_json::from_str(raw)
+                .map_err(|e| Unreadable(format!("stored segments unreadable: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok(Some(Self {
+            session_id: session.id.clone(),
+            text,
+            segments: segments.into_iter().map(Into::into).collect(),
+            duration_seconds: session.duration_ms.map(|ms| ms as f64 / 1000.0),
+        }))
+    }
+}
+
+/// The patient's overall mood.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SessionMoodView {
+    /// 1 of 5.
+    VeryLow,
+    /// 2 of 5.
+    Low,
+    /// 3 of 5.
+    Neutral,
+    /// 4 of 5.
+    Positive,
+    /// 5 of 5.
+    VeryPositive,
+}
+
+/// How the mood moved during the session.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum MoodTrajectoryView {
+    /// Better by the end.
+    Improving,
+    /// Worse by the end.
+    Declining,
+    /// About the same.
+    Stable,
+    /// Up and down.
+    Fluctuating,
+}
+
+/// A session's notes. Patients reading their own session get `patient_summary` only.
+#[derive(Debug, Clone, Object)]
+pub struct NotesView {
+    /// The session.
+    pub session_id: String,
+    /// A plain-language summary addressed to the patient, at most 4000 characters.
+    #[oai(validator(max_length = 4000))]
+    pub patient_summary: String,
+    /// 3 to 7 topic labels, each one line of at most 80 characters.
+    #[oai(skip_serializing_if_is_none, validator(min_items = 3, max_items = 7))]
+    pub key_topics: Option<Vec<String>>,
+    /// What was discussed, at most 4000 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 4000))]
+    pub topic_summary: Option<String>,
+    /// Strategies discussed or practised: at most 20, each at most 500 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_items = 20))]
+    pub strategies: Option<Vec<String>>,
+    /// Next steps agreed: at most 20, each at most 500 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_items = 20))]
+    pub action_items: Option<Vec<String>>,
+    /// The overall mood.
+    #[oai(skip_serializing_if_is_none)]
+    pub session_mood: Option<SessionMoodView>,
+    /// How the mood moved.
+    #[oai(skip_serializing_if_is_none)]
+    pub mood_trajectory: Option<MoodTrajectoryView>,
+    /// Clinical observations for the practitioner, at most 8000 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 8000))]
+    pub therapist_notes: Option<String>,
+    /// Signs of risk, empty when none: at most 20, each at most 500 characters.
+    #[oai(skip_serializing_if_is_none, validator(max_items = 20))]
+    pub risk_flags: Option<Vec<String>>,
+}
+
+impl NotesView {
+    /// Every field, for the practitioner.
+    pub fn full(session_id: String, n: Notes) -> Self {
+        Self {
+            session_id,
+            patient_summary: n.patient_summary,
+            key_topics: Some(n.key_topics),
+            topic_summary: Some(n.topic_summary),
+            strategies: Some(n.strategies),
+            action_items: Some(n.action_items),
+            session_mood: Some(match n.session_mood {
+                SessionMood::VeryLow => SessionMoodView::VeryLow,
+                SessionMood::Low => SessionMoodView::Low,
+                SessionMood::Neutral => SessionMoodView::Neutral,
+                SessionMood::Positive => SessionMoodView::Positive,
+                SessionMood::VeryPositive => SessionMoodView::VeryPositive,
+            }),
+            mood_trajectory: Some(match n.mood_trajectory {
+                MoodTrajectory::Improving => MoodTrajectoryView::Improving,
+                MoodTrajectory::Declining => MoodTrajectoryView::Declining,
+                MoodTrajectory::Stable => MoodTrajectoryView::Stable,
+                MoodTrajectory::Fluctuating => MoodTrajectoryView::Fluctuating,
+            }),
+            therapist_notes: Some(n.therapist_notes),
+            risk_flags: Some(n.risk_flags),
+        }
+    }
+
+    /// The stored notes of `session` as `reader` reads them (`None` until there are notes).
+    pub fn from_stored(
+        session_id: &str,
+        texts: &SessionTexts,
+        reader: Reader<'_>,
+    ) -> Result<Option<Self>, Unreadable> {
+        let Some(raw) = texts.notes.as_deref() else {
+            return Ok(None);
+        };
+        let notes: Notes = serde_json::from_str(raw)
+            .map_err(|e| Unreadable(format!("stored notes unreadable: {e}")))?;
+        let session_id = session_id.to_owned();
+        Ok(Some(match reader {
+            Reader::Practitioner(_) => Self::full(session_id, notes),
+            Reader::Patient(_) => Self::patient_only(session_id, notes),
+        }))
+    }
+
+    /// The patient summary only, for the patient.
+    pub fn patient_only(session_id: String, n: Notes) -> Self {
+        Self {
+            session_id,
+            patient_summary: n.patient_summary,
+            key_topics: None,
+            topic_summary: None,
+            strategies: None,
+            action_items: None,
+            session_mood: None,
+            mood_trajectory: None,
+            therapist_notes: None,
+            risk_flags: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_without_paid_calls_costs_zero_not_minus_zero() {
+        let usage = UsageSummary::new(Vec::new());
+        let json = serde_json::to_string(&(usage.audio_seconds, usage.estimated_cost_usd)).unwrap();
+        assert_eq!(json, "[0.0,0.0]");
+    }
+}
