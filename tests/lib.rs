@@ -226,13 +226,13 @@ pub struct Mail {
 }
 
 impl Mail {
-    /// The first link with a token in the text body.
+    /// The first link in the text body.
     pub fn link(&self) -> url::Url {
         let link = self
             .text
             .split_whitespace()
-            .find(|w| w.contains("token="))
-            .expect("a link with a token");
+            .find(|w| w.starts_with("http"))
+            .expect("a link");
         url::Url::parse(link).expect("a URL")
     }
 

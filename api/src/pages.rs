@@ -2,8 +2,8 @@
 //! it runs on may have no internet):
 //! - what an emailed link opens when no client app is configured (`APP_URL` unset, so the
 //!   links point at the API itself): confirm an address, choose a new password, accept an
-//!   invitation; each a static page plus one script that calls the API, so a person can finish
-//!   sign-up from the email alone;
+//!   invitation, read the mission draft a notice is about, download a data export; each a
+//!   static page plus one script that calls the API, so a person can act on the email alone;
 //! - the admin dashboard at `/admin`: a client of `/api/v1/admin` (queues, jobs, workers,
 //!   users, audit log) that signs in with email and password and keeps its token in the tab.
 
@@ -56,6 +56,22 @@ fn accept_invitation() -> Response {
 }
 
 #[handler]
+fn mission_draft() -> Response {
+    asset(
+        include_str!("../pages/mission-draft.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
+#[handler]
+fn data_export() -> Response {
+    asset(
+        include_str!("../pages/data-export.html"),
+        "text/html; charset=utf-8",
+    )
+}
+
+#[handler]
 fn dashboard() -> Response {
     asset(
         include_str!("../admin/index.html"),
@@ -101,6 +117,8 @@ pub fn add(route: Route) -> Route {
         .at("/verify-email", get(verify_email))
         .at("/reset-password", get(reset_password))
         .at("/accept-invitation", get(accept_invitation))
+        .at("/mission-draft", get(mission_draft))
+        .at("/data-export", get(data_export))
         .at("/assets/account.js", get(script))
         .at("/assets/account.css", get(style))
         .at("/admin", get(dashboard))

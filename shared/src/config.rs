@@ -160,7 +160,8 @@ pub struct Settings {
     /// printed at start; unset, the address the API listens on ([`Settings::listening_on`]).
     pub public_url: Url,
     /// `APP_URL`: the client app that opens links from emails (`/verify-email?token=..`,
-    /// `/reset-password?token=..`); defaults to `PUBLIC_URL`.
+    /// `/reset-password?token=..`, `/accept-invitation?token=..`, `/mission-draft?id=..`,
+    /// `/data-export?id=..`); defaults to `PUBLIC_URL`, where the API serves those pages.
     pub app_url: Url,
     /// Which of the two URLs above were derived rather than set.
     pub derived_urls: DerivedUrls,

@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use tend_tests::{PASSWORD, TestApp, spawn_app, unique_email};
 
 /// A chromedriver of the test's own, on a free port; stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: std::process::Child,
     url: String,
 }
 
 impl Driver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let bin = std::env::var("TEST_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -34,7 +34,7 @@ impl Driver {
         }
     }
 
-    async fn browser(&self) -> Client {
+    pub(crate) async fn browser(&self) -> Client {
         let profile = tempfile::tempdir().unwrap().keep();
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -73,7 +73,7 @@ impl Drop for Driver {
 }
 
 /// Waits for the element at `css` and returns it.
-async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
+pub(crate) async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
     browser
         .wait()
         .at_most(Duration::from_secs(20))
@@ -100,7 +100,7 @@ async fn click(browser: &Client, css: &str) {
 }
 
 /// Reads the text of the element `css` names, finding it again if a refresh replaced it.
-async fn text(browser: &Client, css: &str) -> String {
+pub(crate) async fn text(browser: &Client, css: &str) -> String {
     for _ in 0..20 {
         match find(browser, css).await.text().await {
             Ok(text) => return text,

@@ -1,8 +1,18 @@
 //! The pages the emailed links open when no client app is configured: each is served where the
-//! mail's link points, loads only its own script, and the call that script makes works.
+//! mail's link points, loads only its own script, and the call that script makes works; in a
+//! real browser, a draft notice's page signs in and shows the plan, a data export's signs in
+//! and hands over the archive.
 
+use std::time::Duration;
+
+use fantoccini::Locator;
 use serde_json::{Value, json};
-use tend_tests::{PASSWORD, spawn_app, unique_email};
+use tend_tests::{PASSWORD, fake_openai::Reply, spawn_app, spawn_app_with_fake, unique_email};
+
+use crate::{
+    dashboard::{Driver, find, text},
+    missions::{drafted, good_plan, questionnaire},
+};
 
 #[tokio::test]
 async fn the_emailed_links_open_pages_that_finish_the_job() {
@@ -99,4 +109,98 @@ async fn the_emailed_links_open_pages_that_finish_the_job() {
         .unwrap();
     assert!(html.contains(r#"data-page="accept-invitation""#));
     assert_eq!(app.get("/assets/account.css", None).await.status(), 200);
+}
+
+/// Signs in on the page the browser shows, as `email`.
+async fn sign_in_on_the_page(browser: &fantoccini::Client, email: &str) {
+    find(browser, "#email")
+        .await
+        .send_keys(email)
+        .await
+        .unwrap();
+    find(browser, "#password")
+        .await
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    find(browser, "form button").await.click().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: eval \"$(.ci/services)\", then cargo test -- --include-ignored"]
+async fn the_draft_and_data_export_mails_open_pages_that_sign_in_and_show_them() {
+    let (app, fake) = spawn_app_with_fake().await;
+    let coach = app.signed_in_user().await;
+    let token = &coach.access_token;
+    let client = app.create_patient(token, "Zoë Martin").await;
+    let q = questionnaire(&client);
+    fake.on_chat([Reply::Content(good_plan(&q).to_string())]);
+    let draft = drafted(&app, token, &q).await;
+    assert_eq!(draft["status"], "ready", "{draft}");
+    let mail = app.wait_for_mail(&coach.email, "draft is ready").await;
+    let link = mail.link();
+    assert_eq!(link.path(), "/mission-draft");
+    assert!(link.as_str().starts_with(&app.address), "{link}");
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    browser.goto(link.as_str()).await.unwrap();
+    sign_in_on_the_page(&browser, &coach.email).await;
+    let weeks = draft["draft"]["weeks"].as_array().unwrap();
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(&format!(
+            "#draft-weeks li:nth-child({})",
+            weeks.len()
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&browser, "#draft-event").await,
+        format!("Unbound Gravel 200, {}", q["event_date"].as_str().unwrap())
+    );
+    let first = text(&browser, "#draft-weeks li").await;
+    assert!(
+        first.starts_with(&format!(
+            "Week of {}",
+            weeks[0]["week_start"].as_str().unwrap()
+        )),
+        "{first}"
+    );
+    assert!(
+        text(&browser, "#result")
+            .await
+            .contains("The plan is ready")
+    );
+
+    // The data export's mail: the page signs in and hands over the archive.
+    let resp = app.post_empty("/api/v1/users/me/data-export", token).await;
+    assert_eq!(resp.status(), 202);
+    let mail = app
+        .wait_for_mail(&coach.email, "data export is ready")
+        .await;
+    let link = mail.link();
+    assert_eq!(link.path(), "/data-export");
+    browser.goto(link.as_str()).await.unwrap();
+    sign_in_on_the_page(&browser, &coach.email).await;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#download:not([hidden])"))
+        .await
+        .unwrap();
+    let saved = text(&browser, "#download").await;
+    assert!(
+        saved.starts_with("Save tend-data-export.zip (") && saved.ends_with(" KB)"),
+        "{saved}"
+    );
+    let href = find(&browser, "#download")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(href.starts_with("blob:"), "{href}");
+    browser.close().await.unwrap();
 }

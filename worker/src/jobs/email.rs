@@ -70,14 +70,11 @@ async fn send(env: &JobEnv, job_id: &str, job: &SendEmail) -> Result<(), JobErro
         ),
         EmailTemplate::PasswordChanged => None,
         EmailTemplate::MissionDraftReady | EmailTemplate::MissionDraftFailed => Some((
-            api_link(env, &format!("missions/drafts/{}", subject(job)?)),
+            record_link(env, "mission-draft", subject(job)?),
             String::new(),
         )),
         EmailTemplate::DataExportReady => Some((
-            api_link(
-                env,
-                &format!("users/me/data-exports/{}/download", subject(job)?),
-            ),
+            record_link(env, "data-export", subject(job)?),
             String::new(),
         )),
         EmailTemplate::PatientInvitation => {
@@ -102,13 +99,13 @@ fn subject(job: &SendEmail) -> Result<Uuid, JobError> {
         .ok_or_else(|| JobError::Permanent("this mail needs the id of its subject".into()))
 }
 
-/// `PUBLIC_URL/api/v1/<path>`: where a notice's record is read (signed in).
-fn api_link(env: &JobEnv, path: &str) -> String {
-    let mut link = env.settings.public_url.clone();
-    link.set_path(&format!(
-        "{}/api/v1/{path}",
-        link.path().trim_end_matches('/')
-    ));
+/// `APP_URL/<page>?id=<id>`: where a person opens the record a notice is about, signing in
+/// there (the client app's page, or the API's own when `APP_URL` is unset). Not the API's
+/// JSON URL, which a mail client cannot open without a token.
+fn record_link(env: &JobEnv, page: &str, id: Uuid) -> String {
+    let mut link = env.settings.app_url.clone();
+    link.set_path(&format!("{}/{page}", link.path().trim_end_matches('/')));
+    link.query_pairs_mut().append_pair("id", &id.to_string());
     link.to_string()
 }
 
