@@ -114,7 +114,9 @@
     async jobs() {
       const params = new URLSearchParams({ limit: "50" });
       for (const [key, value] of Object.entries(jobFilters)) if (value) params.set(key, value);
-      const page = await api("GET", "/admin/jobs?" + params);
+      // The queue filter offers the queues the API has, not a list of its own.
+      const [page, queues] = await Promise.all([
+        api("GET", "/admin/jobs?" + params), api("GET", "/admin/queues")]);
       const select = (name, options) => {
         const node = el("select", { id: "filter-" + name },
           options.map((o) => el("option", { value: o }, o || "any " + name)));
@@ -132,7 +134,7 @@
           el("td", { class: "error-text" }, j.last_error || "")));
       return [el("h1", {}, "Jobs"),
         el("div", { class: "filters" },
-          select("queue", ["", "email", "maintenance", "transcription", "extraction", "documents"]),
+          select("queue", [""].concat(queues.map((q) => q.name))),
           select("state", ["", "pending", "running", "failed", "dead", "done"]), kind),
         table(["State", "Kind", "Queue", "Attempts", "Created", "Last error"], rows),
         page.next_cursor ? el("p", {}, "Newest 50 shown; narrow the filters to see others.") : null];

@@ -1,24 +1,21 @@
-//! The periodic jobs, as operators configure them: one declaration per schedule (its name,
-//! which is part of the API, and its default cron expression). `tend-scheduler` turns each
-//! tick into a job of the schedule's kind; admins see and run them at
-//! `/api/v1/admin/maintenance`.
+//! The periodic jobs, as operators configure them. Each is declared with its kind's payload
+//! ([`crate::jobs::Periodic`]: its default cron expression, what it does, whether it has a
+//! dry run); the schedule is named after its kind, and that name is part of the API.
+//! `tend-scheduler` turns each tick into a job of the schedule's kind; admins see and run them
+//! at `/api/v1/admin/maintenance`.
 
 use std::str::FromStr;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::jobs::{
-    Enqueued, JobTx,
-    kinds::{
-        backup::Backup, cleanup::Cleanup, daily_stats::DailyStats,
-        rotate_signing_key::RotateSigningKey, weekly_snapshots::WeeklySnapshots,
-    },
-};
+use futures::future::BoxFuture;
+
+use crate::jobs::{Enqueued, JobTx, kinds::KINDS};
 
 /// One periodic job as declared: `SCHEDULE_<NAME>` overrides its cron expression (UTC, with
 /// seconds: `sec min hour day month weekday`), or `off` turns it off.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ScheduleSpec {
     /// The schedule's name (`cleanup`), in the API and in `SCHEDULE_<NAME>`.
     pub name: &'static str,
@@ -30,6 +27,23 @@ pub struct ScheduleSpec {
     pub description: &'static str,
     /// Whether it deletes, and so can be run as a dry run that only counts.
     pub dry_run: bool,
+    /// Stores the run for a tick (ms) unless its dedup key was stored before.
+    pub enqueue: EnqueueTick,
+}
+
+/// Stores a periodic kind's run for the tick at a time (ms), as a dry run or not, unless the
+/// dedup key was stored before (`None` then).
+pub type EnqueueTick =
+    for<'a> fn(&'a mut JobTx, i64, bool, &'a str) -> BoxFuture<'a, sqlx::Result<Option<Enqueued>>>;
+
+impl std::fmt::Debug for ScheduleSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleSpec")
+            .field("name", &self.name)
+            .field("default_cron", &self.default_cron)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ScheduleSpec {
@@ -39,53 +53,16 @@ impl ScheduleSpec {
     }
 }
 
-/// Every periodic job. Adding one: a line here, and its arm in [`enqueue_run`].
-pub static SCHEDULES: &[ScheduleSpec] = &[
-    ScheduleSpec {
-        name: "daily_stats",
-        kind: "daily_stats",
-        default_cron: "0 5 0 * * *",
-        description: "Computes yesterday's per-practitioner and platform-wide statistics, and \
-                      every day missed since the last run (at most 31).",
-        dry_run: false,
-    },
-    ScheduleSpec {
-        name: "weekly_snapshots",
-        kind: "weekly_snapshots",
-        default_cron: "0 0 1 * * Sun",
-        description: "Snapshots each patient's progress for the last complete ISO week, and \
-                      the weeks missed since the last run (at most 12).",
-        dry_run: false,
-    },
-    ScheduleSpec {
-        name: "backup",
-        kind: "backup",
-        default_cron: "0 0 2 * * *",
-        description: "Writes a verified-restorable backup of the whole database to the object \
-                      store under backups/, then deletes those past retention \
-                      (BACKUP_KEEP_DAILY, BACKUP_KEEP_WEEKLY).",
-        dry_run: false,
-    },
-    ScheduleSpec {
-        name: "cleanup",
-        kind: "cleanup",
-        default_cron: "0 0 3 * * *",
-        description: "Deletes spent tokens, old finished jobs and attempts, stale mail \
-                      requests, silent workers, what abandoned uploads left in the store, the \
-                      audio of recordings failed long ago, objects no row owns and backups \
-                      past retention.",
-        dry_run: true,
-    },
-    ScheduleSpec {
-        name: "rotate_signing_key",
-        kind: "rotate_signing_key",
-        default_cron: "0 0 4 1 * *",
-        description: "Rotates the key that signs access tokens (monthly): the new key signs, \
-                      the old one verifies its tokens until they expire, and keys that \
-                      verify nothing any more are deleted.",
-        dry_run: false,
-    },
-];
+/// Every periodic job: the schedules of the [`crate::jobs::Periodic`] kinds, in the order of
+/// [`KINDS`].
+pub fn declared() -> impl Iterator<Item = &'static ScheduleSpec> {
+    KINDS.iter().filter_map(|kind| kind.schedule.as_ref())
+}
+
+/// The declared schedule named `name`.
+pub fn find(name: &str) -> Option<&'static ScheduleSpec> {
+    declared().find(|spec| spec.name == name)
+}
 
 /// A schedule as this process runs it.
 #[derive(Debug, Clone)]
@@ -124,8 +101,7 @@ impl Schedule {
 
 /// Reads `SCHEDULE_<NAME>` for every declared schedule; a bad expression names its variable.
 pub fn configured(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Vec<Schedule>> {
-    SCHEDULES
-        .iter()
+    declared()
         .map(|spec| {
             let variable = spec.variable();
             let raw = lookup(&variable).unwrap_or_else(|| spec.default_cron.to_owned());
@@ -152,7 +128,7 @@ pub fn configured(lookup: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Ve
 }
 
 /// Stores the job of schedule `name` for the tick at `tick_ms` unless `dedup_key` was stored
-/// before; `None` then. The one place that maps a schedule to its job's payload.
+/// before; `None` then.
 pub async fn enqueue_run(
     tx: &mut JobTx,
     name: &str,
@@ -160,41 +136,8 @@ pub async fn enqueue_run(
     dry_run: bool,
     dedup_key: &str,
 ) -> anyhow::Result<Option<Enqueued>> {
-    let job = match name {
-        "cleanup" => {
-            let cleanup = Cleanup {
-                scheduled_for: tick_ms,
-                dry_run,
-            };
-            tx.enqueue_once(&cleanup, dedup_key).await?
-        }
-        "daily_stats" => {
-            let run = DailyStats {
-                scheduled_for: tick_ms,
-            };
-            tx.enqueue_once(&run, dedup_key).await?
-        }
-        "weekly_snapshots" => {
-            let run = WeeklySnapshots {
-                scheduled_for: tick_ms,
-            };
-            tx.enqueue_once(&run, dedup_key).await?
-        }
-        "backup" => {
-            let run = Backup {
-                scheduled_for: tick_ms,
-            };
-            tx.enqueue_once(&run, dedup_key).await?
-        }
-        "rotate_signing_key" => {
-            let run = RotateSigningKey {
-                scheduled_for: tick_ms,
-            };
-            tx.enqueue_once(&run, dedup_key).await?
-        }
-        other => anyhow::bail!("schedule {other:?} has no job: add it to enqueue_run"),
-    };
-    Ok(job)
+    let spec = find(name).with_context(|| format!("no periodic job kind is named {name:?}"))?;
+    Ok((spec.enqueue)(tx, tick_ms, dry_run, dedup_key).await?)
 }
 
 /// Enqueues a run of schedule `name` now (an admin's "run now"), whatever its cron says, in

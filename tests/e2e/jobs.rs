@@ -223,7 +223,7 @@ async fn two_schedulers_enqueue_each_tick_once() {
         .unwrap();
     shutdown.cancel();
     let _ = (a.await, b.await);
-    for schedule in tend_shared::schedules::SCHEDULES {
+    for schedule in tend_shared::schedules::declared() {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE dedup_key LIKE $1")
             .bind(tend_shared::schedules::job_key_prefix(schedule.name) + "%")
             .fetch_one(&app.db)

@@ -25,8 +25,22 @@ use sqlx::AnyConnection;
 
 use crate::db::{self, jobs::NewJob, now_ms};
 
-/// The queues, each with its own worker pool. Adding a job kind may add a queue here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The queues, each with its own worker pool. Adding a job kind may add a queue here: a
+/// variant is all it takes (its name, the list of queues, the API's schema and the README's
+/// table follow; a test asks for its workers in `deploy/k8s/tend.yaml`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Queue {
     /// Outgoing mail: many, quick, must not wait behind slow work.
     Email,
@@ -43,45 +57,40 @@ pub enum Queue {
 }
 
 impl Queue {
-    /// Every queue, for workers and the relay.
-    pub const ALL: [Queue; 5] = [
-        Queue::Email,
-        Queue::Maintenance,
-        Queue::Transcription,
-        Queue::Extraction,
-        Queue::Documents,
-    ];
+    /// Every queue, for workers and the relay (an array, copied from strum's list of
+    /// variants, so it iterates by value).
+    pub const ALL: [Queue; Self::COUNT] = {
+        let variants = <Queue as strum::VariantArray>::VARIANTS;
+        let mut all = [Queue::Email; Self::COUNT];
+        let mut i = 0;
+        while i < Self::COUNT {
+            all[i] = variants[i];
+            i += 1;
+        }
+        all
+    };
+    /// How many queues there are.
+    pub const COUNT: usize = <Queue as strum::VariantArray>::VARIANTS.len();
 
     /// The queue's name in the ledger and (namespaced) in the transport.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Queue::Email => "email",
-            Queue::Maintenance => "maintenance",
-            Queue::Transcription => "transcription",
-            Queue::Extraction => "extraction",
-            Queue::Documents => "documents",
-        }
+        self.into()
     }
 
     /// Looks a queue up by name.
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|q| q.as_str() == name)
+        name.parse().ok()
     }
 
     /// Most jobs one delivery on the transport carries. Short jobs travel in batches, so a
     /// burst costs one transport message, one claim and one outcome write per batch instead of
-    /// per job; slow jobs travel alone, so one replica never holds work another could start.
+    /// per job; slow jobs travel alone (the default), so one replica never holds work another
+    /// could start.
     pub fn delivery_batch(self) -> usize {
         match self {
             Queue::Email => 32,
-            Queue::Maintenance | Queue::Transcription | Queue::Extraction | Queue::Documents => 1,
+            _ => 1,
         }
-    }
-}
-
-impl std::fmt::Display for Queue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -129,6 +138,22 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Result<(), String>> + Send {
         async { Ok(()) }
     }
+}
+
+/// A kind the scheduler fires. Its schedule is declared with its payload, and
+/// [`kinds::KindInfo::periodic`] makes it one of [`crate::schedules::declared`]: a new periodic
+/// kind is its payload file and its line in [`kinds::KINDS`], nothing else.
+pub trait Periodic: JobPayload {
+    /// When it runs unless `SCHEDULE_<KIND>` says otherwise: a UTC cron expression with
+    /// seconds (`sec min hour day month weekday`).
+    const DEFAULT_CRON: &'static str;
+    /// What a run does, for the admin API.
+    const DESCRIPTION: &'static str;
+    /// Whether it deletes, and so can be run as a dry run that only counts.
+    const DRY_RUN: bool = false;
+
+    /// The run for the tick at `scheduled_for` (ms since the epoch).
+    fn for_tick(scheduled_for: i64, dry_run: bool) -> Self;
 }
 
 /// How a job attempt failed: the handler says whether trying again can help.

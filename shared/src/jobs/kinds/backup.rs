@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
 
 /// One backup run (scheduled, asked for by an admin, or from the shell).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,4 +23,15 @@ impl JobPayload for Backup {
         backoff_base: Duration::from_secs(5 * 60),
         backoff_max: Duration::from_secs(30 * 60),
     };
+}
+
+impl Periodic for Backup {
+    const DEFAULT_CRON: &'static str = "0 0 2 * * *";
+    const DESCRIPTION: &'static str = "Writes a verified-restorable backup of the whole database to the object store \
+         under backups/, then deletes those past retention (BACKUP_KEEP_DAILY, \
+         BACKUP_KEEP_WEEKLY).";
+
+    fn for_tick(scheduled_for: i64, _dry_run: bool) -> Self {
+        Self { scheduled_for }
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
 
 /// Housekeeping for one scheduled (or admin-started) run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,4 +26,19 @@ impl JobPayload for Cleanup {
         backoff_base: Duration::from_secs(60),
         backoff_max: Duration::from_secs(15 * 60),
     };
+}
+
+impl Periodic for Cleanup {
+    const DEFAULT_CRON: &'static str = "0 0 3 * * *";
+    const DESCRIPTION: &'static str = "Deletes spent tokens, old finished jobs and attempts, stale mail requests, \
+         silent workers, what abandoned uploads left in the store, the audio of recordings \
+         failed long ago, objects no row owns and backups past retention.";
+    const DRY_RUN: bool = true;
+
+    fn for_tick(scheduled_for: i64, dry_run: bool) -> Self {
+        Self {
+            scheduled_for,
+            dry_run,
+        }
+    }
 }

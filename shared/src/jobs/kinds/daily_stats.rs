@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
 
 /// The daily rollup for one scheduled run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,4 +23,14 @@ impl JobPayload for DailyStats {
         backoff_base: Duration::from_secs(60),
         backoff_max: Duration::from_secs(30 * 60),
     };
+}
+
+impl Periodic for DailyStats {
+    const DEFAULT_CRON: &'static str = "0 5 0 * * *";
+    const DESCRIPTION: &'static str = "Computes yesterday's per-practitioner and platform-wide statistics, and \
+         every day missed since the last run (at most 31).";
+
+    fn for_tick(scheduled_for: i64, _dry_run: bool) -> Self {
+        Self { scheduled_for }
+    }
 }

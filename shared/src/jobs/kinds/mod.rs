@@ -23,12 +23,14 @@ use sqlx::AnyConnection;
 
 use crate::{
     db,
-    jobs::{JobPayload, Queue, RetryPolicy},
+    jobs::{Enqueued, JobPayload, JobTx, Periodic, Queue, RetryPolicy},
+    schedules::ScheduleSpec,
     sessions::Stage,
 };
 
-/// What the rest of Tend knows of one kind: its name, queue, policy and admin-retry hook.
-/// `tend-worker`'s registry adds what it does, and a test there holds the two lists equal.
+/// What the rest of Tend knows of one kind: its name, queue, policy, admin-retry hook and,
+/// for a periodic kind, its schedule. `tend-worker`'s registry adds what it does, and a test
+/// there holds the two lists equal.
 pub struct KindInfo {
     /// Its name in the ledger.
     pub name: &'static str,
@@ -36,6 +38,8 @@ pub struct KindInfo {
     pub queue: Queue,
     /// Attempts, timeout and backoff.
     pub policy: RetryPolicy,
+    /// When the scheduler fires it, for a [`Periodic`] kind.
+    pub schedule: Option<ScheduleSpec>,
     admin_retry:
         for<'a> fn(&'a mut AnyConnection, &'a str, &'a str) -> BoxFuture<'a, Result<(), String>>,
 }
@@ -47,20 +51,38 @@ impl KindInfo {
             name: J::KIND,
             queue: J::QUEUE,
             policy: J::POLICY,
+            schedule: None,
             admin_retry: admin_retry_hook::<J>,
+        }
+    }
+
+    /// The entry of the periodic kind `J`, with its schedule.
+    pub const fn periodic<J: Periodic>() -> Self {
+        Self {
+            schedule: Some(ScheduleSpec {
+                name: J::KIND,
+                kind: J::KIND,
+                default_cron: J::DEFAULT_CRON,
+                description: J::DESCRIPTION,
+                dry_run: J::DRY_RUN,
+                enqueue: enqueue_tick::<J>,
+            }),
+            ..Self::of::<J>()
         }
     }
 }
 
-/// Every job kind.
+/// Every job kind. A new kind is its payload file in this folder and its line here (and its
+/// handler in `tend-worker`); the scheduler, the admin API and the README's table of kinds are
+/// derived from this list or tested against it.
 pub static KINDS: &[KindInfo] = &[
     KindInfo::of::<email::SendEmail>(),
     KindInfo::of::<invitation::SendInvitation>(),
     KindInfo::of::<account_mail::AnswerMailRequest>(),
-    KindInfo::of::<cleanup::Cleanup>(),
-    KindInfo::of::<daily_stats::DailyStats>(),
-    KindInfo::of::<weekly_snapshots::WeeklySnapshots>(),
-    KindInfo::of::<backup::Backup>(),
+    KindInfo::periodic::<daily_stats::DailyStats>(),
+    KindInfo::periodic::<weekly_snapshots::WeeklySnapshots>(),
+    KindInfo::periodic::<backup::Backup>(),
+    KindInfo::periodic::<cleanup::Cleanup>(),
     KindInfo::of::<erase_account::EraseAccount>(),
     KindInfo::of::<transcribe::TranscribeSession>(),
     KindInfo::of::<extract::ExtractNotes>(),
@@ -68,7 +90,7 @@ pub static KINDS: &[KindInfo] = &[
     KindInfo::of::<draft_mission::DraftMission>(),
     KindInfo::of::<data_export::DataExport>(),
     KindInfo::of::<retry_dead::RetryDeadJobs>(),
-    KindInfo::of::<rotate_signing_key::RotateSigningKey>(),
+    KindInfo::periodic::<rotate_signing_key::RotateSigningKey>(),
 ];
 
 /// The kind named `name`.
@@ -109,6 +131,20 @@ pub async fn admin_retry(
     Ok(Ok(()))
 }
 
+/// Stores the run of the periodic kind `J` for the tick at `tick_ms` unless `dedup_key` was
+/// stored before (`None` then).
+fn enqueue_tick<'a, J: Periodic>(
+    tx: &'a mut JobTx,
+    tick_ms: i64,
+    dry_run: bool,
+    dedup_key: &'a str,
+) -> BoxFuture<'a, sqlx::Result<Option<Enqueued>>> {
+    Box::pin(async move {
+        tx.enqueue_once(&J::for_tick(tick_ms, dry_run), dedup_key)
+            .await
+    })
+}
+
 fn admin_retry_hook<'a, J: JobPayload>(
     conn: &'a mut AnyConnection,
     payload: &'a str,
@@ -144,5 +180,83 @@ async fn session_stage_retried(
             stage.as_str()
         )),
         Err(err) => Err(format!("database: {err}")),
+    }
+}
+
+/// `seconds` as the README writes a duration: `90 s`, `30 min`, `2 h`.
+#[cfg(test)]
+fn duration_text(seconds: u64) -> String {
+    match seconds {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo_file(path: &str) -> String {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path);
+        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    }
+
+    /// The README's table of job kinds is the registry's, row for row: a kind added,
+    /// moved or retuned here fails this test until the README says so too.
+    #[test]
+    fn the_readme_lists_every_kind_as_declared() {
+        let mut table = String::from(
+            "| kind | queue | attempts | timeout | schedule (UTC, `SCHEDULE_<KIND>`) |\n\
+             | --- | --- | --- | --- | --- |\n",
+        );
+        for kind in KINDS {
+            let schedule = kind
+                .schedule
+                .map(|s| format!("`{}`", s.default_cron))
+                .unwrap_or_default();
+            table.push_str(&format!(
+                "| `{}` | `{}` | {} | {} | {} |\n",
+                kind.name,
+                kind.queue,
+                kind.policy.max_attempts,
+                duration_text(kind.policy.timeout.as_secs()),
+                schedule
+            ));
+        }
+        let readme = repo_file("README.md");
+        let start = readme
+            .find("<!-- kinds -->\n")
+            .expect("the README's kinds table marker")
+            + "<!-- kinds -->\n".len();
+        let end = readme
+            .find("<!-- /kinds -->")
+            .expect("the table's end marker");
+        assert_eq!(
+            &readme[start..end],
+            table,
+            "README.md's table of kinds differs from KINDS; the table should read:\n{table}"
+        );
+    }
+
+    /// Each queue has its workers in the Kubernetes manifests, and every kind runs on one.
+    #[test]
+    fn every_queue_has_its_workers_in_the_deploy_files() {
+        let manifests = repo_file("deploy/k8s/tend.yaml");
+        for queue in Queue::ALL {
+            assert!(
+                manifests.contains(&format!("{{ name: WORKER_QUEUES, value: {queue} }}")),
+                "deploy/k8s/tend.yaml runs no worker for the {queue} queue"
+            );
+        }
+        let readme = repo_file("README.md");
+        for queue in Queue::ALL {
+            assert!(
+                readme.contains(&format!("`{queue}`")),
+                "the README does not name the {queue} queue"
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
 
 /// Rotate for one schedule tick.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,4 +23,15 @@ impl JobPayload for RotateSigningKey {
         backoff_base: Duration::from_secs(30),
         backoff_max: Duration::from_secs(30 * 60),
     };
+}
+
+impl Periodic for RotateSigningKey {
+    const DEFAULT_CRON: &'static str = "0 0 4 1 * *";
+    const DESCRIPTION: &'static str = "Rotates the key that signs access tokens (monthly): the new key signs, the old \
+         one verifies its tokens until they expire, and keys that verify nothing any more \
+         are deleted.";
+
+    fn for_tick(scheduled_for: i64, _dry_run: bool) -> Self {
+        Self { scheduled_for }
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
 
 /// The weekly snapshot for one scheduled run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,4 +23,14 @@ impl JobPayload for WeeklySnapshots {
         backoff_base: Duration::from_secs(60),
         backoff_max: Duration::from_secs(30 * 60),
     };
+}
+
+impl Periodic for WeeklySnapshots {
+    const DEFAULT_CRON: &'static str = "0 0 1 * * Sun";
+    const DESCRIPTION: &'static str = "Snapshots each patient's progress for the last complete ISO week, and the \
+         weeks missed since the last run (at most 12).";
+
+    fn for_tick(scheduled_for: i64, _dry_run: bool) -> Self {
+        Self { scheduled_for }
+    }
 }
