@@ -65,8 +65,10 @@ impl<K: Kinds> FileDownload<K> {
 
 /// A stored file to hand out, as its row describes it.
 pub struct Stored<'a> {
-    /// Its row's status (`ready`, `expired`, ...).
-    pub status: &'a str,
+    /// Its row's status (`ready`, `rendering`, ...), for messages.
+    pub status: &'static str,
+    /// Whether its row says the file was removed.
+    pub expired: bool,
     /// When the file expires (ms).
     pub expires_at: Option<i64>,
     /// Its key in the store, once written.
@@ -88,7 +90,7 @@ impl<K: Kinds> FileDownload<K> {
         content_type: &'static str,
         file_name: String,
     ) -> ApiResult<Self> {
-        if stored.status == "expired" || past_expiry(stored.expires_at) {
+        if stored.expired || past_expiry(stored.expires_at) {
             return Err(ApiError::gone(
                 "expired",
                 format!(

@@ -22,6 +22,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod jobs;
+pub mod lifecycle;
 pub mod metrics;
 pub mod missions;
 pub mod outage;

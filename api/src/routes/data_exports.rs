@@ -18,6 +18,7 @@ use tend_shared::db::{
     data_exports::DataExportRow,
 };
 use tend_shared::jobs::kinds::data_export::DataExport;
+use tend_shared::lifecycle::DataExportStatus as StoredStatus;
 
 use super::ApiTags;
 use crate::{
@@ -75,15 +76,17 @@ pub struct DataExportView {
 
 impl From<DataExportRow> for DataExportView {
     fn from(row: DataExportRow) -> Self {
-        let status = match row.status.as_str() {
-            "queued" => DataExportStatus::Queued,
-            "building" => DataExportStatus::Building,
+        let status = match row.status {
+            StoredStatus::Queued => DataExportStatus::Queued,
+            StoredStatus::Building => DataExportStatus::Building,
             // Past its time the file is gone (or about to be, once the cleanup runs): the
             // download answers 410, so the export reads expired already.
-            "ready" if crate::download::past_expiry(row.expires_at) => DataExportStatus::Expired,
-            "ready" => DataExportStatus::Ready,
-            "expired" => DataExportStatus::Expired,
-            _ => DataExportStatus::Failed,
+            StoredStatus::Ready if crate::download::past_expiry(row.expires_at) => {
+                DataExportStatus::Expired
+            }
+            StoredStatus::Ready => DataExportStatus::Ready,
+            StoredStatus::Failed => DataExportStatus::Failed,
+            StoredStatus::Expired => DataExportStatus::Expired,
         };
         Self {
             download_url: (status == DataExportStatus::Ready)
@@ -281,7 +284,8 @@ impl DataExportsApi {
     ) -> ApiResult<FileDownload<ZipFile>> {
         let row = own(&state, &user.id, &id.0).await?;
         let stored = Stored {
-            status: &row.status,
+            status: row.status.as_str(),
+            expired: row.status == StoredStatus::Expired,
             expires_at: row.expires_at,
             object_key: row.object_key.as_deref(),
             what: "data export",

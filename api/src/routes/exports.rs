@@ -306,7 +306,8 @@ impl ExportsApi {
     ) -> ApiResult<FileDownload<ExportFiles>> {
         let row = own(&state, &user.id, &id.0).await?;
         let stored = Stored {
-            status: &row.status,
+            status: row.status.as_str(),
+            expired: row.status == tend_shared::lifecycle::ExportStatus::Expired,
             expires_at: row.expires_at,
             object_key: row.object_key.as_deref(),
             what: "export",

@@ -1,7 +1,10 @@
 //! A rendered document (session notes, progress report) as its practitioner reads it.
 
 use poem_openapi::{Enum, Object};
-use tend_shared::db::{self, exports::ExportRow};
+use tend_shared::{
+    db::{self, exports::ExportRow},
+    lifecycle::ExportStatus as Stored,
+};
 
 use crate::ms_to_datetime;
 
@@ -85,15 +88,15 @@ pub struct ExportView {
 
 impl From<ExportRow> for ExportView {
     fn from(row: ExportRow) -> Self {
-        let status = match row.status.as_str() {
-            "queued" => ExportStatus::Queued,
-            "rendering" => ExportStatus::Rendering,
+        let status = match row.status {
+            Stored::Queued => ExportStatus::Queued,
+            Stored::Rendering => ExportStatus::Rendering,
             // Past its time the file is gone (or about to be, once the cleanup runs): the
             // download answers 410, so the export reads expired already.
-            "ready" if past_expiry(row.expires_at) => ExportStatus::Expired,
-            "ready" => ExportStatus::Ready,
-            "expired" => ExportStatus::Expired,
-            _ => ExportStatus::Failed,
+            Stored::Ready if past_expiry(row.expires_at) => ExportStatus::Expired,
+            Stored::Ready => ExportStatus::Ready,
+            Stored::Failed => ExportStatus::Failed,
+            Stored::Expired => ExportStatus::Expired,
         };
         Self {
             download_url: (status == ExportStatus::Ready)

@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
-use tend_shared::db::missions::{DraftRow, MissionRow};
+use tend_shared::{
+    db::missions::{DraftRow, MissionRow},
+    lifecycle::DraftStatus as Stored,
+};
 
 use crate::{Unreadable, fields::CalendarDate, ms_to_datetime};
 
@@ -231,11 +234,11 @@ pub struct MissionView {
 impl DraftView {
     /// The draft as stored.
     pub fn from_row(row: DraftRow) -> Result<Self, Unreadable> {
-        let status = match row.status.as_str() {
-            "queued" => DraftStatus::Queued,
-            "generating" => DraftStatus::Generating,
-            "ready" => DraftStatus::Ready,
-            _ => DraftStatus::Failed,
+        let status = match row.status {
+            Stored::Queued => DraftStatus::Queued,
+            Stored::Generating => DraftStatus::Generating,
+            Stored::Ready => DraftStatus::Ready,
+            Stored::Failed => DraftStatus::Failed,
         };
         Ok(Self {
             questionnaire: crate::parse_stored("questionnaire", &row.questionnaire)?,

@@ -5,13 +5,15 @@
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, exports::KEEP_FOR_MS, jobs::Attempt, now_ms};
+use crate::lifecycle::{DataExportStatus, update_to};
 
 /// A data export row.
 #[derive(Debug, Clone, FromRow)]
 pub struct DataExportRow {
     pub id: String,
     pub user_id: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DataExportStatus,
     pub error: Option<String>,
     pub job_id: Option<String>,
     pub object_key: Option<String>,
@@ -107,10 +109,12 @@ pub async fn requested_since(
 
 /// `queued` (or a `building` left by a crashed attempt) → `building`; false when gone or done.
 pub async fn begin_building(db: &Db, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE data_exports SET status = 'building', updated_at = $2 \
-         WHERE id = $1 AND status IN ('queued', 'building')",
-    )
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "data_exports",
+        DataExportStatus::Building,
+        "updated_at = $2",
+        "id = $1",
+    )))
     .bind(id)
     .bind(now_ms())
     .execute(db)
@@ -127,11 +131,12 @@ pub async fn finish(
     size_bytes: i64,
 ) -> sqlx::Result<bool> {
     let now = now_ms();
-    let sql = format!(
-        "UPDATE data_exports SET status = 'ready', error = NULL, object_key = $2, \
-         size_bytes = $3, ready_at = $4, expires_at = $5, updated_at = $4 \
-         WHERE id = $1 AND status = 'building' AND {}",
-        super::jobs::holds(6, 7)
+    let sql = update_to(
+        "data_exports",
+        DataExportStatus::Ready,
+        "error = NULL, object_key = $2, size_bytes = $3, ready_at = $4, expires_at = $5, \
+         updated_at = $4",
+        &format!("id = $1 AND {}", super::jobs::holds(6, 7)),
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -153,13 +158,19 @@ pub async fn fail(
     error: &str,
     dead: bool,
 ) -> sqlx::Result<()> {
-    let status = if dead { "failed" } else { "building" };
-    sqlx::query(
-        "UPDATE data_exports SET status = $2, error = $3, updated_at = $4 \
-         WHERE id = $1 AND status IN ('queued', 'building')",
-    )
+    // Alive, the export stays `building` (or becomes it) while the job is retried.
+    let status = if dead {
+        DataExportStatus::Failed
+    } else {
+        DataExportStatus::Building
+    };
+    sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "data_exports",
+        status,
+        "error = $2, updated_at = $3",
+        "id = $1",
+    )))
     .bind(id)
-    .bind(status)
     .bind(error)
     .bind(now_ms())
     .execute(db)
@@ -169,10 +180,12 @@ pub async fn fail(
 
 /// A failed export waits for its job again (an admin's retry); false if it moved on.
 pub async fn requeue(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE data_exports SET status = 'queued', error = NULL, updated_at = $2 \
-         WHERE id = $1 AND status = 'failed'",
-    )
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "data_exports",
+        DataExportStatus::Queued,
+        "error = NULL, updated_at = $2",
+        "id = $1",
+    )))
     .bind(id)
     .bind(now_ms())
     .execute(conn)

@@ -6,6 +6,7 @@
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, jobs::Attempt, now_ms};
+use crate::lifecycle::{DataExportStatus, ExportStatus, update_to};
 
 /// How long a rendered file is kept.
 pub const KEEP_FOR_MS: i64 = 7 * 86_400_000;
@@ -20,7 +21,8 @@ pub struct ExportRow {
     pub session_id: Option<String>,
     pub patient_id: String,
     pub weeks: Option<i64>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ExportStatus,
     pub error: Option<String>,
     pub job_id: Option<String>,
     pub object_key: Option<String>,
@@ -133,10 +135,12 @@ pub async fn list(
 /// `queued` (or a `rendering` left by a crashed attempt) → `rendering`; false when the export
 /// is gone or past rendering (a duplicate delivery).
 pub async fn begin_rendering(db: &Db, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE exports SET status = 'rendering', updated_at = $2 \
-         WHERE id = $1 AND status IN ('queued', 'rendering')",
-    )
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "exports",
+        ExportStatus::Rendering,
+        "updated_at = $2",
+        "id = $1",
+    )))
     .bind(id)
     .bind(now_ms())
     .execute(db)
@@ -155,11 +159,12 @@ pub async fn finish(
     file_name: &str,
 ) -> sqlx::Result<bool> {
     let now = now_ms();
-    let sql = format!(
-        "UPDATE exports SET status = 'ready', error = NULL, object_key = $2, size_bytes = $3, \
-         file_name = $4, ready_at = $5, expires_at = $6, updated_at = $5 \
-         WHERE id = $1 AND status = 'rendering' AND {}",
-        super::jobs::holds(7, 8)
+    let sql = update_to(
+        "exports",
+        ExportStatus::Ready,
+        "error = NULL, object_key = $2, size_bytes = $3, file_name = $4, ready_at = $5, \
+         expires_at = $6, updated_at = $5",
+        &format!("id = $1 AND {}", super::jobs::holds(7, 8)),
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
@@ -182,13 +187,19 @@ pub async fn fail(
     error: &str,
     dead: bool,
 ) -> sqlx::Result<()> {
-    let status = if dead { "failed" } else { "rendering" };
-    sqlx::query(
-        "UPDATE exports SET status = $2, error = $3, updated_at = $4 \
-         WHERE id = $1 AND status IN ('queued', 'rendering')",
-    )
+    // Alive, the export stays `rendering` (or becomes it) while the job is retried.
+    let status = if dead {
+        ExportStatus::Failed
+    } else {
+        ExportStatus::Rendering
+    };
+    sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "exports",
+        status,
+        "error = $2, updated_at = $3",
+        "id = $1",
+    )))
     .bind(id)
-    .bind(status)
     .bind(error)
     .bind(now_ms())
     .execute(db)
@@ -198,10 +209,12 @@ pub async fn fail(
 
 /// A failed export waits for its job again (an admin's retry); false if it moved on.
 pub async fn requeue(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE exports SET status = 'queued', error = NULL, updated_at = $2 \
-         WHERE id = $1 AND status = 'failed'",
-    )
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "exports",
+        ExportStatus::Queued,
+        "error = NULL, updated_at = $2",
+        "id = $1",
+    )))
     .bind(id)
     .bind(now_ms())
     .execute(conn)
@@ -228,6 +241,14 @@ pub enum ExpiringTable {
 }
 
 impl ExpiringTable {
+    /// The stored name of its rows' `ready` state.
+    fn ready(self) -> &'static str {
+        match self {
+            ExpiringTable::Exports => ExportStatus::Ready.as_str(),
+            ExpiringTable::DataExports => DataExportStatus::Ready.as_str(),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             ExpiringTable::Exports => "exports",
@@ -247,9 +268,10 @@ pub async fn expired_page(
 ) -> sqlx::Result<Vec<(String, String, i64)>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, object_key, COALESCE(size_bytes, 0) FROM {} \
-         WHERE status = 'ready' AND expires_at <= $1 AND object_key IS NOT NULL AND id > $2 \
+         WHERE status = '{}' AND expires_at <= $1 AND object_key IS NOT NULL AND id > $2 \
          ORDER BY id LIMIT $3",
-        table.name()
+        table.name(),
+        table.ready(),
     )))
     .bind(now)
     .bind(after)
@@ -260,14 +282,25 @@ pub async fn expired_page(
 
 /// `ready` → `expired` in `table`, the file gone.
 pub async fn mark_expired(db: &Db, table: ExpiringTable, id: &str) -> sqlx::Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE {} SET status = 'expired', object_key = NULL, updated_at = $2 WHERE id = $1",
-        table.name()
-    )))
-    .bind(id)
-    .bind(now_ms())
-    .execute(db)
-    .await?;
+    let sql = match table {
+        ExpiringTable::Exports => update_to(
+            table.name(),
+            ExportStatus::Expired,
+            "object_key = NULL, updated_at = $2",
+            "id = $1",
+        ),
+        ExpiringTable::DataExports => update_to(
+            table.name(),
+            DataExportStatus::Expired,
+            "object_key = NULL, updated_at = $2",
+            "id = $1",
+        ),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(now_ms())
+        .execute(db)
+        .await?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, now_ms};
+use crate::lifecycle::{DraftStatus, update_to};
 
 /// A draft row.
 #[derive(Debug, Clone, FromRow)]
@@ -16,7 +17,8 @@ pub struct DraftRow {
     pub patient_id: String,
     pub requested_by: String,
     pub questionnaire: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DraftStatus,
     pub error: Option<String>,
     pub job_id: Option<String>,
     pub plan: Option<String>,
@@ -155,10 +157,12 @@ pub async fn find_draft_by_key(
 /// `queued` (or a `generating` left by a crashed attempt) → `generating`; false when the
 /// draft is gone or finished.
 pub async fn begin_generating(db: &Db, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE mission_drafts SET status = 'generating', updated_at = $2 \
-         WHERE id = $1 AND status IN ('queued', 'generating')",
-    )
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "mission_drafts",
+        DraftStatus::Generating,
+        "updated_at = $2",
+        "id = $1",
+    )))
     .bind(id)
     .bind(now_ms())
     .execute(db)
@@ -183,11 +187,13 @@ pub async fn finish_draft(
     usage: &DraftUsage,
 ) -> sqlx::Result<bool> {
     let now = now_ms();
-    let done = sqlx::query(
-        "UPDATE mission_drafts SET status = 'ready', error = NULL, plan = $2, model_used = $3, \
-         prompt_tokens = $4, completion_tokens = $5, cost_micro_usd = $6, generated_at = $7, \
-         updated_at = $7 WHERE id = $1 AND status = 'generating'",
-    )
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "mission_drafts",
+        DraftStatus::Ready,
+        "error = NULL, plan = $2, model_used = $3, prompt_tokens = $4, completion_tokens = $5, \
+         cost_micro_usd = $6, generated_at = $7, updated_at = $7",
+        "id = $1",
+    )))
     .bind(id)
     .bind(plan)
     .bind(&usage.model)
@@ -207,18 +213,24 @@ pub async fn fail_draft(
     error: &str,
     dead: bool,
 ) -> sqlx::Result<bool> {
-    let status = if dead { "failed" } else { "generating" };
+    // Alive, the draft stays `generating` (or becomes it) while the job is retried.
+    let status = if dead {
+        DraftStatus::Failed
+    } else {
+        DraftStatus::Generating
+    };
     // What its paid calls cost so far, every attempt's: a failed draft was paid for too.
-    let done = sqlx::query(
-        "UPDATE mission_drafts SET status = $2, error = $3, updated_at = $4, \
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "mission_drafts",
+        status,
+        "error = $2, updated_at = $3, \
          model_used = (SELECT MAX(model) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id), \
          prompt_tokens = (SELECT SUM(prompt_tokens) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id), \
          completion_tokens = (SELECT SUM(completion_tokens) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id), \
-         cost_micro_usd = (SELECT SUM(cost_micro_usd) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id) \
-         WHERE id = $1 AND status IN ('queued', 'generating')",
-    )
+         cost_micro_usd = (SELECT SUM(cost_micro_usd) FROM provider_usage u WHERE u.job_id = mission_drafts.job_id)",
+        "id = $1",
+    )))
     .bind(id)
-    .bind(status)
     .bind(error)
     .bind(now_ms())
     .execute(db)
@@ -228,10 +240,12 @@ pub async fn fail_draft(
 
 /// A failed draft waits for its job again (an admin's retry); false if it moved on.
 pub async fn requeue_draft(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE mission_drafts SET status = 'queued', error = NULL, updated_at = $2 \
-         WHERE id = $1 AND status = 'failed'",
-    )
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "mission_drafts",
+        DraftStatus::Queued,
+        "error = NULL, updated_at = $2",
+        "id = $1",
+    )))
     .bind(id)
     .bind(now_ms())
     .execute(conn)

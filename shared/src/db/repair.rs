@@ -5,6 +5,7 @@
 //! (`failed`, which both retry paths accept). It runs at worker start and in the daily cleanup.
 
 use super::{Db, now_ms};
+use crate::lifecycle::{DataExportStatus, DraftStatus, ExportStatus, update_to};
 
 /// The error a repaired subject shows.
 const ERROR: &str = "its job ended without finishing it; retry to run it again";
@@ -54,16 +55,28 @@ pub async fn resolve_stuck(db: &Db) -> sqlx::Result<Repaired> {
     repaired.sessions = run(db, &sessions, now).await?;
     // The other subjects have one job each: any end of it that left them working is stuck.
     let mut others = [0; 3];
-    for (count, (table, working)) in others.iter_mut().zip([
-        ("exports", "'queued', 'rendering'"),
-        ("data_exports", "'queued', 'building'"),
-        ("mission_drafts", "'queued', 'generating'"),
-    ]) {
-        let sql = format!(
-            "UPDATE {table} SET status = 'failed', error = $1, updated_at = $2 \
-             WHERE status IN ({working}) AND {}",
-            job_is_over(table)
-        );
+    let set = "error = $1, updated_at = $2";
+    let stuck = [
+        update_to(
+            "exports",
+            ExportStatus::Failed,
+            set,
+            &job_is_over("exports"),
+        ),
+        update_to(
+            "data_exports",
+            DataExportStatus::Failed,
+            set,
+            &job_is_over("data_exports"),
+        ),
+        update_to(
+            "mission_drafts",
+            DraftStatus::Failed,
+            set,
+            &job_is_over("mission_drafts"),
+        ),
+    ];
+    for (count, sql) in others.iter_mut().zip(stuck) {
         *count = run(db, &sql, now).await?;
     }
     [repaired.exports, repaired.data_exports, repaired.drafts] = others;

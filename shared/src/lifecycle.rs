@@ -1,0 +1,219 @@
+//! The state machines of the records a job works on: an export, a personal data export, a
+//! mission draft. Each is an enum, stored as its lower-case name, with the moves it allows
+//! listed once ([`Lifecycle::MOVES`]). The guarded updates in [`crate::db`] build their
+//! `WHERE status IN (..)` from that list ([`Lifecycle::entered_from`]), so a move that is not
+//! listed cannot happen, and a stored state is read into the enum or refused as unreadable,
+//! never matched with a catch-all.
+
+use std::fmt;
+
+/// A record's states and the moves between them.
+pub trait Lifecycle:
+    Copy + Eq + fmt::Debug + Into<&'static str> + strum::VariantArray + 'static
+{
+    /// Every allowed move, `(from, to)`.
+    const MOVES: &'static [(Self, Self)];
+
+    /// The stored name.
+    fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether `self` may move to `next`.
+    fn may_become(self, next: Self) -> bool {
+        Self::MOVES.contains(&(self, next))
+    }
+
+    /// The states `next` is entered from, as an SQL list (`'queued', 'rendering'`) for a
+    /// guarded update: the names are this enum's, never input.
+    fn entered_from(next: Self) -> String {
+        Self::MOVES
+            .iter()
+            .filter(|(_, to)| *to == next)
+            .map(|(from, _)| format!("'{}'", from.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `UPDATE {table} SET status = '{next}', {set} WHERE {filter} AND status IN (..)`, the
+/// states listed being those `next` is entered from: the one way [`crate::db`] moves a
+/// record's state. `set` and `filter` are the caller's SQL (never input), with its binds.
+pub fn update_to<S: Lifecycle>(table: &str, next: S, set: &str, filter: &str) -> String {
+    format!(
+        "UPDATE {table} SET status = '{}', {set} WHERE {filter} AND status IN ({})",
+        next.name(),
+        S::entered_from(next)
+    )
+}
+
+/// Implements the conversions a stored state needs: from its text (for `sqlx`'s
+/// `try_from = "String"`), and to it.
+macro_rules! stored_as_text {
+    ($state:ty) => {
+        impl TryFrom<String> for $state {
+            type Error = strum::ParseError;
+
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                raw.parse()
+            }
+        }
+
+        impl $state {
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+    };
+}
+
+/// Where an export (a rendered document) is.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum ExportStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Being rendered (or waiting for a retry after a failed attempt).
+    Rendering,
+    /// The file can be downloaded until it expires.
+    Ready,
+    /// Rendering failed for good.
+    Failed,
+    /// The file was removed.
+    Expired,
+}
+
+impl Lifecycle for ExportStatus {
+    const MOVES: &'static [(Self, Self)] = &[
+        (Self::Queued, Self::Rendering),
+        // Another attempt takes over (a crashed worker's, or a retry).
+        (Self::Rendering, Self::Rendering),
+        (Self::Rendering, Self::Ready),
+        (Self::Queued, Self::Failed),
+        (Self::Rendering, Self::Failed),
+        // An admin retries the dead job.
+        (Self::Failed, Self::Queued),
+        (Self::Ready, Self::Expired),
+    ];
+}
+
+stored_as_text!(ExportStatus);
+
+/// Where a personal data export is.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum DataExportStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// The archive is being written (or waits for a retry).
+    Building,
+    /// The archive can be downloaded until it expires.
+    Ready,
+    /// Building failed for good.
+    Failed,
+    /// The archive was removed.
+    Expired,
+}
+
+impl Lifecycle for DataExportStatus {
+    const MOVES: &'static [(Self, Self)] = &[
+        (Self::Queued, Self::Building),
+        (Self::Building, Self::Building),
+        (Self::Building, Self::Ready),
+        (Self::Queued, Self::Failed),
+        (Self::Building, Self::Failed),
+        (Self::Failed, Self::Queued),
+        (Self::Ready, Self::Expired),
+    ];
+}
+
+stored_as_text!(DataExportStatus);
+
+/// Where a mission draft is.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum DraftStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// The model is writing the plan (or the draft waits for a retry).
+    Generating,
+    /// The plan is written.
+    Ready,
+    /// No plan; the error says why.
+    Failed,
+}
+
+impl Lifecycle for DraftStatus {
+    const MOVES: &'static [(Self, Self)] = &[
+        (Self::Queued, Self::Generating),
+        (Self::Generating, Self::Generating),
+        (Self::Generating, Self::Ready),
+        (Self::Queued, Self::Failed),
+        (Self::Generating, Self::Failed),
+        (Self::Failed, Self::Queued),
+    ];
+}
+
+stored_as_text!(DraftStatus);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check<S: Lifecycle>() {
+        for state in S::VARIANTS {
+            let reached = S::MOVES.iter().any(|(_, to)| to == state);
+            let first = state.name() == "queued";
+            assert!(reached || first, "{state:?} cannot be reached");
+        }
+    }
+
+    #[test]
+    fn every_state_is_reachable_and_named_in_lower_case() {
+        check::<ExportStatus>();
+        check::<DataExportStatus>();
+        check::<DraftStatus>();
+        assert_eq!(
+            ExportStatus::entered_from(ExportStatus::Failed),
+            "'queued', 'rendering'"
+        );
+        assert_eq!(DraftStatus::entered_from(DraftStatus::Queued), "'failed'");
+        assert!(!DataExportStatus::Ready.may_become(DataExportStatus::Building));
+        assert_eq!(
+            ExportStatus::try_from("expired".to_owned()).unwrap(),
+            ExportStatus::Expired
+        );
+        assert!(ExportStatus::try_from("lost".to_owned()).is_err());
+    }
+}
