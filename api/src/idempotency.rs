@@ -19,7 +19,7 @@ use crate::{
 pub struct KeyedRequest {
     /// The key as sent.
     pub key: String,
-    /// [`fingerprint`] of the request.
+    /// `fingerprint` of the request.
     pub fingerprint: String,
 }
 

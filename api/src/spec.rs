@@ -10,7 +10,7 @@
 //! of `None`). Every optional property is marked `nullable`, which is what the server sends and
 //! accepts; a bare optional reference becomes `oneOf: [$ref]` so it can carry the flag.
 //!
-//! A multipart form is marked closed, as the server treats it (see [`close_forms`]).
+//! A multipart form is marked closed, as the server treats it (see `close_forms`).
 //!
 //! `/openapi.json`, Swagger UI and ReDoc all serve the document this makes.
 

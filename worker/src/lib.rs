@@ -10,7 +10,7 @@
 //!   by every job kind. [`lease`] renews the leases of every running job in one statement;
 //!   [`outcomes`] records finished jobs in groups; [`retry`] carries ledger writes over a
 //!   database blip; [`presence`] tells admins the process is alive (heartbeats).
-//! - [`env`]: what handlers may use (database, store, mailer, provider, the relay for
+//! - [`env`](mod@env): what handlers may use (database, store, mailer, provider, the relay for
 //!   follow-up jobs).
 //! - [`mailer`] and [`templates`]: outgoing mail (SMTP, or `.eml` files in embedded mode).
 //! - [`provider`]: the OpenAI-compatible transcription and chat client, and how its failures

@@ -23,7 +23,7 @@ where
     retry_for(what, op, Duration::from_millis(total)).await
 }
 
-/// Runs `op` until it succeeds or [`OUTCOME_PATIENCE`] has passed: for outcomes, which must
+/// Runs `op` until it succeeds or `OUTCOME_PATIENCE` has passed: for outcomes, which must
 /// not be lost to an outage.
 pub async fn outcome_retry<T, F, Fut>(what: &str, op: F) -> sqlx::Result<T>
 where

@@ -2,7 +2,7 @@
 //!
 //! The rules live in `tend_shared::domain` (one parser each, which also normalises: trims,
 //! lower-cases). These types put the same limits and patterns into the OpenAPI spec, so
-//! generated clients, form builders and fuzzers know the rules; [`crate::body::JsonBody`]
+//! generated clients, form builders and fuzzers know the rules; the API's `JsonBody`
 //! checks a body against that schema first, naming every broken rule in one 422 (with
 //! [`pattern_message`] saying what a pattern means), and they keep the values out of `Debug`
 //! output. CI checks that schema and server agree by fuzzing the running server with

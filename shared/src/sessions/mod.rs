@@ -1,6 +1,6 @@
 //! Recorded sessions: what an upload is, how a session moves through its stages, and what the
 //! notes extracted from it must look like. Storage is in [`crate::db::sessions`], the jobs in
-//! [`crate::jobs::sessions`].
+//! [`crate::jobs::kinds`] (`transcribe`, `extract`).
 
 pub mod media;
 pub mod notes;

@@ -1,5 +1,5 @@
-//! The object store: where uploaded session audio lives, on local disk (embedded,
-//! [`local`]) or in S3 (production, or any S3-compatible server, [`s3`]).
+//! The object store: where uploaded session audio lives, on local disk (embedded, the
+//! `local` module) or in S3 (production, or any S3-compatible server, the `s3` module).
 //!
 //! Uploads are streamed: the local backend writes a `.partial` file and renames it when
 //! complete; the S3 backend sends parts of [`PART_SIZE`] through a multipart upload (one

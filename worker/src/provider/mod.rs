@@ -1,7 +1,7 @@
 //! The OpenAI-compatible provider: audio transcription and chat completions, through
 //! async-openai, with every failure sorted into "retry later" or "give up now".
 //!
-//! async-openai's own retry layer is replaced by [`StatusCheck`], a tower service that sends
+//! async-openai's own retry layer is replaced by `StatusCheck`, a tower service that sends
 //! each request once and turns an error status into a [`HttpFailure`] carrying the status and
 //! `Retry-After`: retries belong to the job ledger (backoff, attempt limit, visibility), and
 //! a 429's `Retry-After` must reach it. Response bodies are never logged (they hold patient

@@ -1,7 +1,12 @@
 //! A tower service under async-openai that sends a request once and reports an error status
 //! with its `Retry-After`, which async-openai's own error type drops.
 
-use std::{future::Future, pin::Pin, task::Poll, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    task::Poll,
+    time::{Duration, SystemTime},
+};
 
 use async_openai::{error::OpenAIError, middleware::HttpRequestFactory};
 use reqwest::{StatusCode, header::RETRY_AFTER};
@@ -57,7 +62,7 @@ impl HttpFailure {
 
     /// The job error for this failure: a short message of our own words and the status (what
     /// a session's `error` shows). The provider's message goes to the log only, with what it
-    /// quotes left out ([`unquoted`]).
+    /// quotes left out (`unquoted`).
     pub fn into_job_error(self, stage: &str) -> JobError {
         tracing::warn!(
             stage,
@@ -139,9 +144,7 @@ impl tower::Service<HttpRequestFactory> for StatusCheck {
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|secs| secs.is_finite() && *secs >= 0.0)
-                .map(Duration::from_secs_f64);
+                .and_then(|v| retry_after(v, SystemTime::now()));
             let body = response.text().await.unwrap_or_default();
             let message = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
@@ -154,6 +157,17 @@ impl tower::Service<HttpRequestFactory> for StatusCheck {
             ))))
         })
     }
+}
+
+/// A `Retry-After` value as a wait from `now`: seconds (OpenAI sends fractions too), or an HTTP
+/// date (RFC 9110; a date already past is no wait). `None` when it is neither.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// The provider endpoint a request path names (the path's last two segments).
@@ -216,6 +230,24 @@ mod tests {
         assert!(matches!(fail(400, None), JobError::Permanent(_)));
         assert!(matches!(fail(401, None), JobError::Permanent(m) if m.contains("OPENAI_API_KEY")));
         assert!(matches!(fail(413, None), JobError::Permanent(_)));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Mon, 07 Dec 2026 07:00:00 GMT").unwrap();
+        assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(" 1.5 ", now), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after("Mon, 07 Dec 2026 07:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Mon, 07 Dec 2026 06:59:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date past is no wait"
+        );
+        assert_eq!(retry_after("-3", now), None);
+        assert_eq!(retry_after("soon", now), None);
     }
 
     #[test]
