@@ -2,7 +2,7 @@
 //! tables (`session_metrics`, one row per processed session; the `daily_stats` and
 //! `patient_progress` rollups), with the periods the rollups do not hold yet computed live.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use chrono::{Datelike, Days, Months, NaiveDate, Utc};
 use poem::web::Data;
@@ -11,8 +11,10 @@ use poem_openapi::{
     param::{Path, Query},
     payload::Json,
 };
-use sqlx::FromRow;
-use tend_shared::db::stats::{self, Week, WeekProgress};
+use tend_shared::db::{
+    analytics,
+    stats::{self, Week, WeekProgress},
+};
 
 use crate::{
     error::ApiResult,
@@ -218,33 +220,17 @@ impl AnalyticsApi {
         let now = Utc::now();
         let now_ms = now.timestamp_millis();
         let today = now.date_naive();
-        let patients: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM patients WHERE practitioner_id = $1")
-                .bind(&user.id)
-                .fetch_one(db)
-                .await?;
+        let patients = analytics::patients(db, &user.id).await?;
         let month_ago = now_ms - 30 * DAY_MS;
-        let active_patients: i64 = sqlx::query_scalar(
-            "SELECT COUNT(DISTINCT patient_id) FROM session_metrics \
-             WHERE practitioner_id = $1 AND session_date >= $2",
-        )
-        .bind(&user.id)
-        .bind(month_ago)
-        .fetch_one(db)
-        .await?;
+        let active_patients = analytics::active_patients(db, &user.id, month_ago).await?;
         let this_week = Week::of(today);
         let (this_start, this_end) = this_week.bounds();
         let (last_start, _) = this_week.previous().bounds();
-        let sessions_this_week = count_sessions(&state, &user.id, this_start, this_end).await?;
-        let sessions_last_week = count_sessions(&state, &user.id, last_start, this_start).await?;
-        let mood: MoodSum = sqlx::query_as(
-            "SELECT CAST(SUM(mood_score) AS BIGINT) AS mood_sum, COUNT(*) AS mood_count \
-             FROM session_metrics WHERE practitioner_id = $1 AND session_date >= $2",
-        )
-        .bind(&user.id)
-        .bind(month_ago)
-        .fetch_one(db)
-        .await?;
+        let sessions_this_week =
+            analytics::sessions_between(db, &user.id, this_start, this_end).await?;
+        let sessions_last_week =
+            analytics::sessions_between(db, &user.id, last_start, this_start).await?;
+        let mood = analytics::mood_since(db, &user.id, month_ago).await?;
         // The month's computed days from the rollup, the rest (today, and any day the daily
         // job has not reached yet) live.
         let month_start = today.with_day(1).unwrap_or(today);
@@ -300,15 +286,8 @@ impl AnalyticsApi {
         }
         all.reverse();
         let stored = stats::stored_progress(db, &patient.id, all[0], current).await?;
-        let snapshotted: BTreeSet<String> = sqlx::query_scalar(
-            "SELECT week FROM weekly_snapshot_runs WHERE week >= $1 AND week <= $2",
-        )
-        .bind(all[0].label())
-        .bind(current.label())
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .collect();
+        let snapshotted =
+            analytics::snapshotted_weeks(db, &all[0].label(), &current.label()).await?;
         let mut series: Vec<(Week, WeekProgress, WeekSource)> = Vec::with_capacity(all.len());
         for week in all {
             let label = week.label();
@@ -404,14 +383,12 @@ impl AnalyticsApi {
                 Granularity::Month => start + Months::new(1),
             };
         }
-        let rows: Vec<SessionMood> = sqlx::query_as(
-            "SELECT session_date, mood_score FROM session_metrics \
-             WHERE practitioner_id = $1 AND session_date >= $2 AND session_date < $3",
+        let rows = analytics::moods_between(
+            &state.db,
+            &user.id,
+            stats::day_bounds(first_day).0,
+            stats::day_bounds(today).1,
         )
-        .bind(&user.id)
-        .bind(stats::day_bounds(first_day).0)
-        .bind(stats::day_bounds(today).1)
-        .fetch_all(&state.db)
         .await?;
         for row in rows {
             if let Some(bucket) = buckets.get_mut(&bucket_of(stats::day_of(row.session_date))) {
@@ -455,13 +432,7 @@ impl AnalyticsApi {
         weeks: Query<u32>,
     ) -> ApiResult<TopicsResponse> {
         let since = Utc::now().timestamp_millis() - i64::from(weeks.0) * 7 * DAY_MS;
-        let lists: Vec<String> = sqlx::query_scalar(
-            "SELECT topics FROM session_metrics WHERE practitioner_id = $1 AND session_date >= $2",
-        )
-        .bind(&user.id)
-        .bind(since)
-        .fetch_all(&state.db)
-        .await?;
+        let lists = analytics::topic_lists_since(&state.db, &user.id, since).await?;
         let mut counted = stats::count_topics(lists.iter().map(String::as_str));
         counted.truncate(limit.0 as usize);
         Ok(TopicsResponse::Ok(Json(CommonTopics {
@@ -488,30 +459,6 @@ fn default_period() -> Period {
 
 fn default_granularity() -> Granularity {
     Granularity::Day
-}
-
-#[derive(FromRow)]
-struct MoodSum {
-    mood_sum: Option<i64>,
-    mood_count: i64,
-}
-
-#[derive(FromRow)]
-struct SessionMood {
-    session_date: i64,
-    mood_score: i64,
-}
-
-async fn count_sessions(state: &AppState, user_id: &str, start: i64, end: i64) -> ApiResult<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM session_metrics \
-         WHERE practitioner_id = $1 AND session_date >= $2 AND session_date < $3",
-    )
-    .bind(user_id)
-    .bind(start)
-    .bind(end)
-    .fetch_one(&state.db)
-    .await?)
 }
 
 /// `sum / count` to two decimals; `None` for no values.

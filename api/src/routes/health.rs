@@ -82,11 +82,7 @@ impl HealthApi {
     /// Readiness: the database, the queue and the object store answer.
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
-        let database = probe(async {
-            sqlx::query("SELECT 1").execute(&state.db).await?;
-            Ok(())
-        })
-        .await;
+        let database = probe(async { Ok(tend_shared::db::ping(&state.db).await?) }).await;
         let queue = probe(state.transport().ping()).await;
         let storage = probe(state.store.ping()).await;
         let ok = [&database, &queue, &storage]

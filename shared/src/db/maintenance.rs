@@ -1,5 +1,7 @@
 //! The `maintenance_reports` table: what each maintenance run did, or would do in a dry run.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use sqlx::AnyConnection;
 
@@ -66,4 +68,23 @@ pub async fn find(db: &Db, job_id: &str) -> sqlx::Result<Option<Report>> {
             .fetch_optional(db)
             .await?;
     Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+}
+
+/// Which of `keys` a row names (a session, a pending upload, an export, a data export): the
+/// objects in the store that are not orphans.
+pub async fn owned_object_keys(db: &Db, keys: &[&str]) -> sqlx::Result<BTreeSet<String>> {
+    let mut owned = BTreeSet::new();
+    for chunk in keys.chunks(200) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let list = marks.join(", ");
+        for table in ["sessions", "pending_uploads", "exports", "data_exports"] {
+            let sql = format!("SELECT object_key FROM {table} WHERE object_key IN ({list})");
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            owned.extend(query.fetch_all(db).await?);
+        }
+    }
+    Ok(owned)
 }

@@ -4,6 +4,7 @@
 //! table. The test suite runs on both databases; that is the check the `query!` macros cannot
 //! give for two back-ends at once.
 
+pub mod analytics;
 pub mod audit;
 pub mod chunks;
 pub mod data_exports;
@@ -17,6 +18,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod missions;
 pub mod patients;
+pub mod platform;
 pub mod repair;
 pub mod sessions;
 pub mod sign_ins;
@@ -149,6 +151,12 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
             .is_some_and(|code| code.starts_with("57") || code.starts_with("08")),
         _ => false,
     }
+}
+
+/// Whether the database answers a query (the readiness probe).
+pub async fn ping(db: &Db) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1").execute(db).await?;
+    Ok(())
 }
 
 /// True when the pool is PostgreSQL (a few statements lock rows in ways SQLite has no words

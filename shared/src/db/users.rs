@@ -216,10 +216,33 @@ pub async fn mark_erasing(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()
 
 /// Deletes the account; its tokens go with it (ON DELETE CASCADE; SQLite connections turn
 /// foreign keys on in `db::connect`).
-pub async fn delete(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
+async fn delete(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Erases account `id` (address `email`) in `conn`'s transaction: its open mail requests and
+/// the invitations sent to its address go, its audit entries keep what happened but lose the
+/// address and browser they came from, and the account row goes with every row that
+/// cascades from it. True when the account was there.
+pub async fn erase(conn: &mut AnyConnection, id: &str, email: &str) -> sqlx::Result<bool> {
+    sqlx::query("DELETE FROM account_mail_requests WHERE email = $1")
+        .bind(email)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE patients SET invited_email = NULL, invitation_token_hash = NULL, \
+         invitation_expires_at = NULL WHERE invited_email = $1",
+    )
+    .bind(email)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_logs SET ip = NULL, user_agent = NULL WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    delete(conn, id).await
 }

@@ -322,35 +322,15 @@ async fn orphan_objects(env: &JobEnv, dry_run: bool) -> Result<CategoryReport, J
     })
 }
 
-/// Which of `keys` a session or a pending upload names.
+/// Which of `keys` a row names.
 async fn owned_keys<'a>(
     env: &JobEnv,
     keys: impl Iterator<Item = &'a str>,
 ) -> Result<BTreeSet<String>, JobError> {
     let keys: Vec<&str> = keys.collect();
-    let mut owned = BTreeSet::new();
-    for chunk in keys.chunks(200) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let list = marks.join(", ");
-        for sql in [
-            format!("SELECT object_key FROM sessions WHERE object_key IN ({list})"),
-            format!("SELECT object_key FROM pending_uploads WHERE object_key IN ({list})"),
-            format!("SELECT object_key FROM exports WHERE object_key IN ({list})"),
-            format!("SELECT object_key FROM data_exports WHERE object_key IN ({list})"),
-        ] {
-            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-            for key in chunk {
-                query = query.bind(*key);
-            }
-            owned.extend(
-                query
-                    .fetch_all(&env.db)
-                    .await
-                    .map_err(|e| JobError::transient("matching objects to rows", e))?,
-            );
-        }
-    }
-    Ok(owned)
+    db::maintenance::owned_object_keys(&env.db, &keys)
+        .await
+        .map_err(|e| JobError::transient("matching objects to rows", e))
 }
 
 /// Backups past retention (`BACKUP_KEEP_DAILY`, `BACKUP_KEEP_WEEKLY`).

@@ -65,25 +65,9 @@ impl Job for EraseAccount {
         }
         let fail = |e| JobError::transient("erasing the account's rows", e);
         let mut tx = env.db.begin().await.map_err(fail)?;
-        sqlx::query("DELETE FROM account_mail_requests WHERE email = $1")
-            .bind(user.email.as_str())
-            .execute(&mut *tx)
+        db::users::erase(&mut tx, &id, user.email.as_str())
             .await
             .map_err(fail)?;
-        sqlx::query(
-            "UPDATE patients SET invited_email = NULL, invitation_token_hash = NULL, \
-             invitation_expires_at = NULL WHERE invited_email = $1",
-        )
-        .bind(user.email.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
-        sqlx::query("UPDATE audit_logs SET ip = NULL, user_agent = NULL WHERE user_id = $1")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-        db::users::delete(&mut tx, &id).await.map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         tracing::info!(user_id = %id, objects, "account erased");
         Ok(())

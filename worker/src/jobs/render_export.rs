@@ -98,17 +98,6 @@ async fn record_failure(ctx: &JobCtx<'_>, id: &Uuid, error: &str, dead: bool) {
 
 type Built = Result<(Document, String), JobError>;
 
-/// A `session_metrics` row as the report reads it: date, length, mood, trajectory, topics
-/// (JSON), risk flags.
-type MetricsColumns = (
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    i64,
-);
-
 async fn names(env: &crate::env::JobEnv, export: &ExportRow) -> Result<(String, String), JobError> {
     let db_err = |e: sqlx::Error| JobError::transient("database", e);
     let practitioner = db::users::find(&env.db, &export.practitioner_id)
@@ -156,16 +145,9 @@ async fn progress_report(env: &crate::env::JobEnv, export: &ExportRow) -> Built 
     let this_week = Week::of(Utc::now().date_naive());
     let first = Week::of(this_week.monday() - Days::new(7 * (weeks - 1)));
     let (from, _) = first.bounds();
-    let rows: Vec<MetricsColumns> = sqlx::query_as(
-        "SELECT session_date, duration_ms, mood_score, mood_trajectory, topics, \
-             risk_flag_count FROM session_metrics WHERE patient_id = $1 AND session_date >= $2 \
-             ORDER BY session_date, session_id",
-    )
-    .bind(&export.patient_id)
-    .bind(from)
-    .fetch_all(&env.db)
-    .await
-    .map_err(|e| JobError::transient("reading the sessions", e))?;
+    let rows = db::analytics::patient_sessions_since(&env.db, &export.patient_id, from)
+        .await
+        .map_err(|e| JobError::transient("reading the sessions", e))?;
     let sessions = rows
         .into_iter()
         .map(

@@ -2,12 +2,12 @@
 
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
-use sqlx::FromRow;
+use tend_shared::db::platform;
 
 use crate::{error::ApiResult, guards::Admin, routes::ApiTags, state::AppState};
 
 /// One computed day, platform-wide.
-#[derive(Debug, Object, FromRow)]
+#[derive(Debug, Object)]
 pub struct PlatformDay {
     /// The UTC day, `YYYY-MM-DD`.
     pub day: String,
@@ -32,7 +32,7 @@ pub struct PlatformDay {
 }
 
 /// One job kind's finished jobs on one day.
-#[derive(Debug, Object, FromRow)]
+#[derive(Debug, Object)]
 pub struct JobKindDay {
     /// The UTC day.
     pub day: String,
@@ -72,10 +72,33 @@ enum StatsResponse {
     Ok(Json<PlatformStats>),
 }
 
-#[derive(FromRow)]
-struct RoleCount {
-    role: String,
-    n: i64,
+impl From<platform::PlatformDay> for PlatformDay {
+    fn from(d: platform::PlatformDay) -> Self {
+        Self {
+            day: d.day,
+            users_registered: d.users_registered,
+            recordings_uploaded: d.recordings_uploaded,
+            recordings_processed: d.recordings_processed,
+            recordings_failed: d.recordings_failed,
+            audio_ms: d.audio_ms,
+            new_patients: d.new_patients,
+            mood_sum: d.mood_sum,
+            mood_count: d.mood_count,
+            cost_micro_usd: d.cost_micro_usd,
+        }
+    }
+}
+
+impl From<platform::JobKindDay> for JobKindDay {
+    fn from(d: platform::JobKindDay) -> Self {
+        Self {
+            day: d.day,
+            kind: d.kind,
+            done: d.done,
+            dead: d.dead,
+            p95_run_ms: d.p95_run_ms,
+        }
+    }
 }
 
 /// The `/admin/stats` operation.
@@ -87,35 +110,14 @@ impl AdminStatsApi {
     #[oai(path = "/", method = "get", operation_id = "adminStats")]
     async fn stats(&self, state: Data<&AppState>, _admin: Admin) -> ApiResult<StatsResponse> {
         let db = &state.db;
-        let roles: Vec<RoleCount> =
-            sqlx::query_as("SELECT role, COUNT(*) AS n FROM users GROUP BY role")
-                .fetch_all(db)
-                .await?;
-        let count = |role: &str| roles.iter().find(|r| r.role == role).map_or(0, |r| r.n);
-        let patients: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM patients")
-            .fetch_one(db)
-            .await?;
-        let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
-            .fetch_one(db)
-            .await?;
-        let days: Vec<PlatformDay> = sqlx::query_as(
-            "SELECT day, users_registered, recordings_uploaded, recordings_processed, \
-             recordings_failed, audio_ms, new_patients, mood_sum, mood_count, cost_micro_usd \
-             FROM daily_platform_stats ORDER BY day DESC LIMIT 30",
-        )
-        .fetch_all(db)
-        .await?;
+        let roles = platform::accounts_by_role(db).await?;
+        let count = |role: &str| roles.iter().find(|(r, _)| r == role).map_or(0, |(_, n)| *n);
+        let patients = platform::patients(db).await?;
+        let sessions = platform::sessions(db).await?;
+        let days = platform::last_days(db, 30).await?;
         let since = days.get(6).or(days.last()).map(|d| d.day.clone());
-        let jobs: Vec<JobKindDay> = match since {
-            Some(since) => {
-                sqlx::query_as(
-                    "SELECT day, kind, done, dead, p95_run_ms FROM daily_job_stats \
-                     WHERE day >= $1 ORDER BY day DESC, kind",
-                )
-                .bind(since)
-                .fetch_all(db)
-                .await?
-            }
+        let jobs = match since {
+            Some(since) => platform::job_days_since(db, &since).await?,
             None => Vec::new(),
         };
         Ok(StatsResponse::Ok(Json(PlatformStats {
@@ -124,8 +126,8 @@ impl AdminStatsApi {
             patient_accounts: count("patient"),
             patients,
             sessions,
-            days,
-            jobs,
+            days: days.into_iter().map(Into::into).collect(),
+            jobs: jobs.into_iter().map(Into::into).collect(),
         })))
     }
 }
