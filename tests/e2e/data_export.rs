@@ -539,3 +539,53 @@ async fn a_patient_account_gets_what_it_may_read() {
         .await;
     problem(resp, 404).await;
 }
+
+/// Five requests at once with one `Idempotency-Key`: the first to insert makes the export,
+/// the others (past the replay check before any of them committed) meet the key's unique
+/// index, roll back their job and audit line, and answer the same export. One job, one
+/// export, one quota slot spent.
+#[tokio::test]
+async fn requests_racing_with_one_key_make_one_export_and_one_job() {
+    let app = tend_tests::spawn_app().await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    let answers =
+        futures::future::join_all((0..5).map(|_| request(&app, token, Some("race-1")))).await;
+    let mut statuses = Vec::new();
+    let mut ids = Vec::new();
+    for resp in answers {
+        statuses.push(resp.status().as_u16());
+        let body: Value = resp.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 200, 202]);
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    let list: Value = app
+        .get("/api/v1/users/me/data-exports", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    // The quota counts one request: two more fit in the day.
+    for key in ["race-2", "race-3"] {
+        assert_eq!(request(&app, token, Some(key)).await.status(), 202);
+    }
+    let resp = request(&app, token, Some("race-4")).await;
+    assert_eq!(resp.status(), 429);
+    // One audit line per export made, none for the replays.
+    let trail: Value = app
+        .get("/api/v1/users/me/audit-log", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let requested = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "data_export_requested")
+        .count();
+    assert_eq!(requested, 3, "{trail}");
+}

@@ -27,6 +27,7 @@ use crate::{
     extract::RequestMeta,
     fields::IdempotencyKey,
     guards::SignedIn,
+    idempotency::{self, Created, KeyedRequest},
     state::AppState,
     views::ms_to_datetime,
 };
@@ -169,9 +170,10 @@ impl DataExportsApi {
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<IdempotencyKey>>,
     ) -> ApiResult<DataExportAccepted> {
-        let key = idempotency_key.0.map(|k| k.0);
-        if let Some(key) = &key
-            && let Some(row) = db::data_exports::find_by_key(&state.db, &user.id, key).await?
+        // The request has no parameters: the key alone names it.
+        let keyed = KeyedRequest::new(idempotency_key.0.map(|k| k.0), || serde_json::json!({}));
+        if let Some(row) =
+            idempotency::replayed::<DataExportRow>(&state, &user.id, keyed.as_ref()).await?
         {
             let location = location(&row.id);
             return Ok(DataExportAccepted::Replayed(Json(row.into()), location));
@@ -195,27 +197,6 @@ impl DataExportsApi {
                 &meta.job_origin(Some(&user.id)),
             )
             .await?;
-        if let Err(err) =
-            db::data_exports::insert(&mut tx, &id_text, &user.id, &job.id, key.as_deref()).await
-        {
-            if let Some(key) = &key
-                && db::is_unique_violation(
-                    &err,
-                    "data_exports_idempotency_key",
-                    "data_exports.user_id",
-                )
-            {
-                drop(tx);
-                let row = db::data_exports::find_by_key(&state.db, &user.id, key)
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::internal("an idempotency key clashed with no export")
-                    })?;
-                let location = location(&row.id);
-                return Ok(DataExportAccepted::Replayed(Json(row.into()), location));
-            }
-            return Err(err.into());
-        }
         audit::record(
             &mut tx,
             AuditAction::DataExportRequested,
@@ -224,14 +205,24 @@ impl DataExportsApi {
             Some(serde_json::json!({"data_export_id": id_text})),
         )
         .await?;
-        tx.commit().await?;
-        let row = db::data_exports::find(&state.db, &id_text)
-            .await?
-            .ok_or_else(|| ApiError::internal("a new data export vanished"))?;
-        Ok(DataExportAccepted::Accepted(
-            Json(row.into()),
-            location(&id_text),
-        ))
+        let key = keyed.as_ref().map(|k| k.key.as_str());
+        let inserted = db::data_exports::insert(&mut tx, &id_text, &user.id, &job.id, key).await;
+        let created = idempotency::commit_created::<DataExportRow>(
+            &state,
+            tx,
+            inserted,
+            &user.id,
+            keyed.as_ref(),
+            &id_text,
+        )
+        .await?;
+        Ok(match created {
+            Created::New(row) => DataExportAccepted::Accepted(Json(row.into()), location(&id_text)),
+            Created::Replayed(row) => {
+                let location = location(&row.id);
+                DataExportAccepted::Replayed(Json(row.into()), location)
+            }
+        })
     }
 
     /// The account's data exports, newest first.

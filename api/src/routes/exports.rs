@@ -17,7 +17,6 @@ use tend_shared::db::{
     self,
     audit::AuditAction,
     exports::{ExportRow, NewExport},
-    idempotency::Keyed,
 };
 use tend_shared::jobs::kinds::render_export::{RenderExport, content_type};
 
@@ -29,7 +28,7 @@ use crate::{
     extract::RequestMeta,
     fields::{IdempotencyKey, PageCursor, RecordId},
     guards::Practitioner,
-    idempotency::{self, KeyedRequest},
+    idempotency::{self, Created, KeyedRequest},
     limits::{self, Budget},
     pagination::PageRequest,
     state::AppState,
@@ -150,11 +149,9 @@ impl ExportsApi {
         let keyed = KeyedRequest::new(idempotency_key.0.map(|k| k.0), || {
             body.0.to_json().unwrap_or_default()
         });
-        if let Some(keyed) = &keyed
-            && let Some(row) =
-                db::exports::find_by_idempotency_key(&state.db, &user.id, &keyed.key).await?
+        if let Some(row) =
+            idempotency::replayed::<ExportRow>(&state, &user.id, keyed.as_ref()).await?
         {
-            idempotency::check_replay(&state, Keyed::Export, &row.id, &keyed.fingerprint).await?;
             let location = location(&row.id);
             return Ok(ExportAccepted::Replayed(Json(row.into()), location));
         }
@@ -218,35 +215,23 @@ impl ExportsApi {
             idempotency_key: keyed.as_ref().map(|k| k.key.as_str()),
             idempotency_fingerprint: keyed.as_ref().map(|k| k.fingerprint.as_str()),
         };
-        if let Err(err) = db::exports::insert(&mut tx, &new).await {
-            if let Some(keyed) = &keyed
-                && db::is_unique_violation(
-                    &err,
-                    "exports_idempotency_key",
-                    "exports.practitioner_id",
-                )
-            {
-                drop(tx);
-                let row = db::exports::find_by_idempotency_key(&state.db, &user.id, &keyed.key)
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::internal("an idempotency key clashed with no export")
-                    })?;
-                idempotency::check_replay(&state, Keyed::Export, &row.id, &keyed.fingerprint)
-                    .await?;
+        let inserted = db::exports::insert(&mut tx, &new).await;
+        let created = idempotency::commit_created::<ExportRow>(
+            &state,
+            tx,
+            inserted,
+            &user.id,
+            keyed.as_ref(),
+            &id_text,
+        )
+        .await?;
+        Ok(match created {
+            Created::New(row) => ExportAccepted::Accepted(Json(row.into()), location(&id_text)),
+            Created::Replayed(row) => {
                 let location = location(&row.id);
-                return Ok(ExportAccepted::Replayed(Json(row.into()), location));
+                ExportAccepted::Replayed(Json(row.into()), location)
             }
-            return Err(err.into());
-        }
-        tx.commit().await?;
-        let row = db::exports::find(&state.db, &id_text)
-            .await?
-            .ok_or_else(|| ApiError::internal("a new export vanished"))?;
-        Ok(ExportAccepted::Accepted(
-            Json(row.into()),
-            location(&id_text),
-        ))
+        })
     }
 
     /// Your exports, newest first.

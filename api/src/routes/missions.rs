@@ -17,7 +17,6 @@ use tend_shared::jobs::kinds::draft_mission::DraftMission;
 use tend_shared::{
     db::{
         self,
-        idempotency::Keyed,
         missions::{DraftRow, MissionRow, NewDraft},
         patients::Patient,
         users::User,
@@ -33,7 +32,7 @@ use crate::{
     extract::RequestMeta,
     fields::{IdempotencyKey, PageCursor, RecordId},
     guards::{Practitioner, SignedIn},
-    idempotency::{self, KeyedRequest},
+    idempotency::{self, Created, KeyedRequest},
     limits::{self, Budget},
     pagination::PageRequest,
     state::AppState,
@@ -159,12 +158,9 @@ impl MissionsApi {
         let keyed = KeyedRequest::new(idempotency_key.0.map(|k| k.0), || {
             body.0.to_json().unwrap_or_default()
         });
-        if let Some(keyed) = &keyed
-            && let Some(row) =
-                db::missions::find_draft_by_key(&state.db, &user.id, &keyed.key).await?
+        if let Some(row) =
+            idempotency::replayed::<DraftRow>(&state, &user.id, keyed.as_ref()).await?
         {
-            idempotency::check_replay(&state, Keyed::MissionDraft, &row.id, &keyed.fingerprint)
-                .await?;
             let location = draft_location(&row.id);
             return Ok(DraftAccepted::Replayed(Json(draft_view(row)?), location));
         }
@@ -192,35 +188,25 @@ impl MissionsApi {
             idempotency_key: keyed.as_ref().map(|k| k.key.as_str()),
             idempotency_fingerprint: keyed.as_ref().map(|k| k.fingerprint.as_str()),
         };
-        if let Err(err) = db::missions::insert_draft(&mut tx, &new).await {
-            if let Some(keyed) = &keyed
-                && db::is_unique_violation(
-                    &err,
-                    "mission_drafts_idempotency_key",
-                    "mission_drafts.requested_by",
-                )
-            {
-                drop(tx);
-                let row = db::missions::find_draft_by_key(&state.db, &user.id, &keyed.key)
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::internal("an idempotency key clashed with no draft")
-                    })?;
-                idempotency::check_replay(&state, Keyed::MissionDraft, &row.id, &keyed.fingerprint)
-                    .await?;
-                let location = draft_location(&row.id);
-                return Ok(DraftAccepted::Replayed(Json(draft_view(row)?), location));
+        let inserted = db::missions::insert_draft(&mut tx, &new).await;
+        let created = idempotency::commit_created::<DraftRow>(
+            &state,
+            tx,
+            inserted,
+            &user.id,
+            keyed.as_ref(),
+            &id_text,
+        )
+        .await?;
+        Ok(match created {
+            Created::New(row) => {
+                DraftAccepted::Accepted(Json(draft_view(row)?), draft_location(&id_text))
             }
-            return Err(err.into());
-        }
-        tx.commit().await?;
-        let row = db::missions::find_draft(&state.db, &id_text)
-            .await?
-            .ok_or_else(|| ApiError::internal("a new draft vanished"))?;
-        Ok(DraftAccepted::Accepted(
-            Json(draft_view(row)?),
-            draft_location(&id_text),
-        ))
+            Created::Replayed(row) => {
+                let location = draft_location(&row.id);
+                DraftAccepted::Replayed(Json(draft_view(row)?), location)
+            }
+        })
     }
 
     /// A draft: its status and, when ready, the plan with the model, tokens and cost.

@@ -49,7 +49,10 @@ pub async fn insert(
 }
 
 /// The export `id`, unscoped (workers).
-pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<DataExportRow>> {
+pub async fn find<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    id: &str,
+) -> sqlx::Result<Option<DataExportRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM data_exports WHERE id = $1"
     )))

@@ -79,7 +79,10 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewExport<'_>) -> sqlx::Resu
 }
 
 /// The export `id`, unscoped (workers).
-pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<ExportRow>> {
+pub async fn find<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    id: &str,
+) -> sqlx::Result<Option<ExportRow>> {
     sqlx::query_as::<_, ExportRow>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM exports WHERE id = $1"
     )))

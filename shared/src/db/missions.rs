@@ -97,7 +97,10 @@ pub async fn insert_draft(conn: &mut AnyConnection, new: &NewDraft<'_>) -> sqlx:
 }
 
 /// The draft `id`, unscoped (workers).
-pub async fn find_draft(db: &Db, id: &str) -> sqlx::Result<Option<DraftRow>> {
+pub async fn find_draft<'c>(
+    db: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    id: &str,
+) -> sqlx::Result<Option<DraftRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {DRAFT_COLUMNS} FROM mission_drafts d WHERE d.id = $1"
     )))

@@ -7,7 +7,11 @@ use poem_openapi::payload::Json;
 use tend_shared::jobs::kinds::{extract::ExtractNotes, transcribe::TranscribeSession};
 use tend_shared::{
     auth::opaque,
-    db::{self, idempotency::Keyed, sessions::NewSession, users::User},
+    db::{
+        self,
+        sessions::{NewSession, SessionRow},
+        users::User,
+    },
     domain::FieldError,
     sessions::{SessionStatus, recording_key},
 };
@@ -21,7 +25,7 @@ use super::{
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
-    idempotency::{self, KeyedRequest},
+    idempotency::{self, Created, KeyedRequest},
     routes::patients::owned,
     state::AppState,
 };
@@ -53,14 +57,21 @@ pub(super) async fn accept(
         Err(err) => Err(err),
     };
     match created {
-        Ok(Created::New(view)) => {
-            let location = format!("/api/v1/sessions/{}", view.id);
-            Ok(SessionAccepted::Accepted(Json(view), location))
+        Ok(Created::New(row)) => {
+            let location = format!("/api/v1/sessions/{}", row.id);
+            Ok(SessionAccepted::Accepted(
+                Json(SessionView::new(row, None)),
+                location,
+            ))
         }
-        Ok(Created::Replayed(answer)) => {
+        Ok(Created::Replayed(first)) => {
             // A twin with the same key won the race: keep its session, drop this copy.
             discard_upload(state, &key, stored_audio).await;
-            Ok(answer)
+            let location = format!("/api/v1/sessions/{}", first.id);
+            Ok(SessionAccepted::Replayed(
+                Json(SessionView::new(first, None)),
+                location,
+            ))
         }
         Err(err) => {
             discard_upload(state, &key, stored_audio).await;
@@ -132,14 +143,6 @@ impl UploadForm {
     }
 }
 
-/// How an upload ended.
-enum Created {
-    /// A new session.
-    New(SessionView),
-    /// The session an earlier upload with the same `Idempotency-Key` created.
-    Replayed(SessionAccepted),
-}
-
 /// Checks the fields and stores the session with its first job.
 async fn create_session(
     state: &AppState,
@@ -147,7 +150,7 @@ async fn create_session(
     meta: &RequestMeta,
     session_id: Uuid,
     form: UploadForm,
-) -> ApiResult<Created> {
+) -> ApiResult<Created<SessionRow>> {
     let UploadForm {
         patient_id,
         recorded_at,
@@ -253,31 +256,20 @@ async fn create_session(
         idempotency_key: keyed.as_ref().map(|k| k.key.as_str()),
         idempotency_fingerprint: keyed.as_ref().map(|k| k.fingerprint.as_str()),
     };
-    if let Err(err) = db::sessions::insert(&mut tx, &new).await {
-        if let Some(keyed) = &keyed
-            && db::is_unique_violation(&err, "sessions_idempotency_key", "sessions.practitioner_id")
-        {
-            drop(tx);
-            let first = db::sessions::find_by_idempotency_key(&state.db, &user.id, &keyed.key)
-                .await?
-                .ok_or_else(|| ApiError::internal("an idempotency key clashed with no session"))?;
-            idempotency::check_replay(state, Keyed::Session, &first.id, &keyed.fingerprint).await?;
-            let location = format!("/api/v1/sessions/{}", first.id);
-            let view = SessionView::new(first, None);
-            return Ok(Created::Replayed(SessionAccepted::Replayed(
-                Json(view),
-                location,
-            )));
-        }
-        return Err(err.into());
-    }
+    // The upload is the session's now: forgotten in the same transaction that records it.
     db::uploads::end_upload(&mut *tx, &recording_key(&session_id)).await?;
-    // Read back before the commit hands the job over, so the answer shows the session as
-    // stored (a worker may move it on at once).
-    let row = db::sessions::find(&mut *tx, &id)
-        .await?
-        .ok_or_else(|| ApiError::internal("the new session vanished"))?;
-    tx.commit().await?;
-    tracing::info!(session_id = %id, source = new.source, size_bytes = new.size_bytes, "session uploaded");
-    Ok(Created::New(SessionView::new(row, None)))
+    let inserted = db::sessions::insert(&mut tx, &new).await;
+    let created = idempotency::commit_created::<SessionRow>(
+        state,
+        tx,
+        inserted,
+        &user.id,
+        keyed.as_ref(),
+        &id,
+    )
+    .await?;
+    if let Created::New(_) = created {
+        tracing::info!(session_id = %id, source = new.source, size_bytes = new.size_bytes, "session uploaded");
+    }
+    Ok(created)
 }
