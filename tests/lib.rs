@@ -711,7 +711,7 @@ impl WorkerProcess {
             let shutdown = CancellationToken::new();
             let handle = runtime.block_on(async {
                 let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
-                let db = tend_shared::db::connect(&settings).await.unwrap();
+                let db = settings.open_database().await.unwrap();
                 let transport = Transport::connect(&settings).await.unwrap();
                 let store = tend_shared::storage::ObjectStore::connect(&settings)
                     .await

@@ -5,7 +5,12 @@ use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::{SecurityScheme, auth::Bearer};
 use tend_shared::{db::audit::Origin, jobs::JobOrigin};
 
-use crate::{middleware::RequestId, state::AppState};
+use crate::state::AppState;
+
+/// The id of the current request: kept from `X-Request-Id` when the client sent a sane one,
+/// generated otherwise. Stored in the request's extensions and carried into the jobs it starts.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// An access token from `Authorization: Bearer ...` (obtained from `/auth/login`).
 #[derive(SecurityScheme)]

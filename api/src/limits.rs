@@ -16,9 +16,11 @@ use tend_shared::{
 
 use crate::{
     error::{ApiError, ApiResult},
-    routes::exports::EXPORTS_PER_HOUR,
     state::AppState,
 };
+
+/// Export requests one account may make per hour.
+pub const EXPORTS_PER_HOUR: u32 = 20;
 
 /// One budget of an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

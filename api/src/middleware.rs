@@ -20,10 +20,7 @@ use crate::{
     state::{AppState, VerifiedToken},
 };
 
-/// The id of the current request: kept from `X-Request-Id` when the client sent a sane one,
-/// generated otherwise. Stored in the request's extensions and carried into the jobs it starts.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub use crate::extract::RequestId;
 
 /// The header that carries it both ways.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -42,7 +42,7 @@ pub struct Components {
 impl Components {
     /// Connects and migrates.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        let db = db::connect(settings).await?;
+        let db = settings.open_database().await?;
         db::migrate(&db).await?;
         let transport = Transport::connect(settings).await?;
         let store = ObjectStore::connect(settings).await?;

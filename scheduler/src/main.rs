@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     telemetry::init(settings.log_format);
-    let db = db::connect(&settings).await?;
+    let db = settings.open_database().await?;
     db::migrate(&db).await?;
     // Ticks are handed to the queue as soon as they are stored, like any job.
     let transport = Transport::connect(&settings).await?;

@@ -9,49 +9,9 @@ use std::str::FromStr;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use futures::future::BoxFuture;
-
 use crate::jobs::{Enqueued, JobTx, kinds::KINDS};
 
-/// One periodic job as declared: `SCHEDULE_<NAME>` overrides its cron expression (UTC, with
-/// seconds: `sec min hour day month weekday`), or `off` turns it off.
-#[derive(Clone, Copy)]
-pub struct ScheduleSpec {
-    /// The schedule's name (`cleanup`), in the API and in `SCHEDULE_<NAME>`.
-    pub name: &'static str,
-    /// The job kind each tick enqueues.
-    pub kind: &'static str,
-    /// When it runs unless configured otherwise.
-    pub default_cron: &'static str,
-    /// What it does, for the admin API.
-    pub description: &'static str,
-    /// Whether it deletes, and so can be run as a dry run that only counts.
-    pub dry_run: bool,
-    /// Stores the run for a tick (ms) unless its dedup key was stored before.
-    pub enqueue: EnqueueTick,
-}
-
-/// Stores a periodic kind's run for the tick at a time (ms), as a dry run or not, unless the
-/// dedup key was stored before (`None` then).
-pub type EnqueueTick =
-    for<'a> fn(&'a mut JobTx, i64, bool, &'a str) -> BoxFuture<'a, sqlx::Result<Option<Enqueued>>>;
-
-impl std::fmt::Debug for ScheduleSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScheduleSpec")
-            .field("name", &self.name)
-            .field("default_cron", &self.default_cron)
-            .field("dry_run", &self.dry_run)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ScheduleSpec {
-    /// The environment variable that configures it.
-    pub fn variable(&self) -> String {
-        format!("SCHEDULE_{}", self.name.to_ascii_uppercase())
-    }
-}
+pub use crate::jobs::{EnqueueTick, ScheduleSpec};
 
 /// Every periodic job: the schedules of the [`crate::jobs::Periodic`] kinds, in the order of
 /// [`KINDS`].

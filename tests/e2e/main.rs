@@ -21,4 +21,5 @@ mod missions;
 mod pages;
 mod patients;
 mod sessions;
+mod structure;
 mod tokens;

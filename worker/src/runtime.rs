@@ -273,7 +273,7 @@ pub async fn start(
 pub async fn run_process(migrate_only: bool) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     tend_shared::telemetry::init(settings.log_format);
-    let db = tend_shared::db::connect(&settings).await?;
+    let db = settings.open_database().await?;
     tend_shared::db::migrate(&db).await?;
     if migrate_only {
         return Ok(());

@@ -113,7 +113,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command.unwrap_or(default) {
         Command::Migrate => {
-            let db = db::connect(&settings).await?;
+            let db = settings.open_database().await?;
             db::migrate(&db).await?;
             println!("migrations applied");
         }
@@ -127,13 +127,13 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let db = db::connect(&settings).await?;
+            let db = settings.open_database().await?;
             db::migrate(&db).await?;
             let id = tend_api::commands::create_admin(&db, &email, &password).await?;
             println!("admin ready: {id}");
         }
         Command::Backup => {
-            let db = db::connect(&settings).await?;
+            let db = settings.open_database().await?;
             db::migrate(&db).await?;
             let store = tend_shared::storage::ObjectStore::connect(&settings).await?;
             let manifest = tend_shared::backup::take(&db, &store, &settings.staging_dir()).await?;
@@ -146,7 +146,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Restore { backup, force } => {
-            let db = db::connect(&settings).await?;
+            let db = settings.open_database().await?;
             let store = tend_shared::storage::ObjectStore::connect(&settings).await?;
             let restored =
                 tend_shared::backup::restore(&db, &store, &backup, force, &settings.staging_dir())
@@ -159,7 +159,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Stats {
             command: StatsCommand::Backfill { from, to },
         } => {
-            let db = db::connect(&settings).await?;
+            let db = settings.open_database().await?;
             db::migrate(&db).await?;
             let done = tend_api::commands::backfill_stats(&db, from, to).await?;
             println!(
@@ -170,7 +170,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::SigningKeys { command } => {
-            let db = db::connect(&settings).await?;
+            let db = settings.open_database().await?;
             db::migrate(&db).await?;
             let done = match command {
                 SigningKeysCommand::List => {

@@ -35,8 +35,7 @@ use crate::{
 };
 pub use tend_views::exports::{ExportFormat, ExportStatus, ExportType, ExportView};
 
-/// Export requests one account may make per hour.
-pub const EXPORTS_PER_HOUR: u32 = 20;
+pub use crate::limits::EXPORTS_PER_HOUR;
 
 /// What to render.
 #[derive(Debug, Union)]

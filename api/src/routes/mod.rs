@@ -46,6 +46,7 @@ pub enum ApiTags {
 pub type Api = (
     health::HealthApi,
     auth::AuthApi,
+    auth::AccountMailApi,
     users::UsersApi,
     data_exports::DataExportsApi,
     jobs::JobsApi,
@@ -74,6 +75,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
         (
             health::HealthApi,
             auth::AuthApi,
+            auth::AccountMailApi,
             users::UsersApi,
             data_exports::DataExportsApi,
             jobs::JobsApi,

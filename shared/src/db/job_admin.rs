@@ -5,7 +5,7 @@
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, jobs::JobRow, now_ms};
-use crate::jobs::{JobState, Queue};
+use crate::jobs::{queues::Queue, state::JobState};
 
 /// One queue's figures, counted in one pass over the ledger.
 #[derive(Debug, Clone, Default, FromRow)]

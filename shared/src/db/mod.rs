@@ -35,8 +35,6 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::{AnyPool, Executor, any::AnyPoolOptions};
 
-use crate::config::Settings;
-
 /// The pool type every query function takes.
 pub type Db = AnyPool;
 
@@ -50,13 +48,10 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Opens the pool. SQLite files (and their folder) are created when missing.
-pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
-    connect_url(settings.database_url(), settings.database_max_connections).await
-}
-
-/// Opens a pool on `url` the way [`connect`] does (SQLite: created when missing, WAL,
-/// foreign keys on): for a second database, such as a restore's target.
+/// Opens a pool on `url`: SQLite files (and their folder) are created when missing, with WAL
+/// and foreign keys on. The settings' database is opened through
+/// [`Settings::open_database`](crate::config::Settings::open_database); a second database (a
+/// restore's target) directly.
 pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Db> {
     sqlx::any::install_default_drivers();
     let mut url = url.to_owned();

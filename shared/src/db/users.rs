@@ -215,7 +215,7 @@ pub async fn mark_erasing(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()
 }
 
 /// Deletes the account; its tokens go with it (ON DELETE CASCADE; SQLite connections turn
-/// foreign keys on in `db::connect`).
+/// foreign keys on in `db::connect_url`).
 async fn delete(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)

@@ -11,88 +11,22 @@
 //! in [`crate::queue`] catches up on anything that could not be handed over then.
 
 pub mod kinds;
-mod state;
+pub mod queues;
+pub mod state;
 mod tx;
 
+pub use queues::Queue;
 pub use state::{JobState, UnknownJobState};
 pub use tx::JobTx;
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use rand::Rng;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::AnyConnection;
 
 use crate::db::{self, jobs::NewJob, now_ms};
-
-/// The queues, each with its own worker pool. Adding a job kind may add a queue here: a
-/// variant is all it takes (its name, the list of queues, the API's schema and the README's
-/// table follow; a test asks for its workers in `deploy/k8s/tend.yaml`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    strum::VariantArray,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::Display,
-)]
-#[strum(serialize_all = "lowercase")]
-pub enum Queue {
-    /// Outgoing mail: many, quick, must not wait behind slow work.
-    Email,
-    /// Scheduled housekeeping.
-    Maintenance,
-    /// Session audio to transcripts: slow, paid, long-running.
-    Transcription,
-    /// Transcripts to notes and mission drafts: paid chat calls, must not wait behind
-    /// hour-long transcriptions.
-    Extraction,
-    /// Documents people wait for: PDF/DOCX exports and personal data exports (CPU and
-    /// store bound), kept apart from housekeeping and paid provider calls.
-    Documents,
-}
-
-impl Queue {
-    /// Every queue, for workers and the relay (an array, copied from strum's list of
-    /// variants, so it iterates by value).
-    pub const ALL: [Queue; Self::COUNT] = {
-        let variants = <Queue as strum::VariantArray>::VARIANTS;
-        let mut all = [Queue::Email; Self::COUNT];
-        let mut i = 0;
-        while i < Self::COUNT {
-            all[i] = variants[i];
-            i += 1;
-        }
-        all
-    };
-    /// How many queues there are.
-    pub const COUNT: usize = <Queue as strum::VariantArray>::VARIANTS.len();
-
-    /// The queue's name in the ledger and (namespaced) in the transport.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    /// Looks a queue up by name.
-    pub fn parse(name: &str) -> Option<Self> {
-        name.parse().ok()
-    }
-
-    /// Most jobs one delivery on the transport carries. Short jobs travel in batches, so a
-    /// burst costs one transport message, one claim and one outcome write per batch instead of
-    /// per job; slow jobs travel alone (the default), so one replica never holds work another
-    /// could start.
-    pub fn delivery_batch(self) -> usize {
-        match self {
-            Queue::Email => 32,
-            _ => 1,
-        }
-    }
-}
 
 /// How often and how long a kind of job may run.
 #[derive(Debug, Clone, Copy)]
@@ -154,6 +88,46 @@ pub trait Periodic: JobPayload {
 
     /// The run for the tick at `scheduled_for` (ms since the epoch).
     fn for_tick(scheduled_for: i64, dry_run: bool) -> Self;
+}
+
+/// One periodic job as declared: `SCHEDULE_<NAME>` overrides its cron expression (UTC, with
+/// seconds: `sec min hour day month weekday`), or `off` turns it off.
+#[derive(Clone, Copy)]
+pub struct ScheduleSpec {
+    /// The schedule's name (`cleanup`), in the API and in `SCHEDULE_<NAME>`.
+    pub name: &'static str,
+    /// The job kind each tick enqueues.
+    pub kind: &'static str,
+    /// When it runs unless configured otherwise.
+    pub default_cron: &'static str,
+    /// What it does, for the admin API.
+    pub description: &'static str,
+    /// Whether it deletes, and so can be run as a dry run that only counts.
+    pub dry_run: bool,
+    /// Stores the run for a tick (ms) unless its dedup key was stored before.
+    pub enqueue: EnqueueTick,
+}
+
+/// Stores a periodic kind's run for the tick at a time (ms), as a dry run or not, unless the
+/// dedup key was stored before (`None` then).
+pub type EnqueueTick =
+    for<'a> fn(&'a mut JobTx, i64, bool, &'a str) -> BoxFuture<'a, sqlx::Result<Option<Enqueued>>>;
+
+impl std::fmt::Debug for ScheduleSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleSpec")
+            .field("name", &self.name)
+            .field("default_cron", &self.default_cron)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScheduleSpec {
+    /// The environment variable that configures it.
+    pub fn variable(&self) -> String {
+        format!("SCHEDULE_{}", self.name.to_ascii_uppercase())
+    }
 }
 
 /// How a job attempt failed: the handler says whether trying again can help.

@@ -23,8 +23,7 @@ use sqlx::AnyConnection;
 
 use crate::{
     db,
-    jobs::{Enqueued, JobPayload, JobTx, Periodic, Queue, RetryPolicy},
-    schedules::ScheduleSpec,
+    jobs::{Enqueued, JobPayload, JobTx, Periodic, Queue, RetryPolicy, ScheduleSpec},
     sessions::Stage,
 };
 

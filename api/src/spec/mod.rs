@@ -12,7 +12,11 @@
 //!
 //! A multipart form is marked closed, as the server treats it (see `close_forms`).
 //!
+//! Each creating operation links to what can be done next with what it made (`links`).
+//!
 //! `/openapi.json`, Swagger UI and ReDoc all serve the document this makes.
+
+mod links;
 
 use std::sync::OnceLock;
 
@@ -95,7 +99,8 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
     })
 }
 
-/// The document `raw` (poem-openapi's) with enum references unwrapped.
+/// The document `raw` (poem-openapi's) as clients get it: enum references unwrapped, optional
+/// properties nullable, forms closed, creates linked to their follow-ups.
 pub fn for_clients(raw: &str) -> String {
     let Ok(mut spec) = serde_json::from_str::<Value>(raw) else {
         return raw.to_owned();
@@ -106,6 +111,7 @@ pub fn for_clients(raw: &str) -> String {
         .unwrap_or_default();
     unwrap_enum_refs(&mut spec, &schemas);
     close_forms(&mut spec);
+    links::add(&mut spec);
     if let Some(all) = spec["components"]["schemas"].as_object_mut() {
         for schema in all.values_mut() {
             mark_optional_nullable(schema);

@@ -4,6 +4,12 @@
 //! of the patient records linked to it. Stage changes are guarded updates (`WHERE status IN
 //! ...`), so a job delivered twice, or a session deleted mid-job, changes nothing.
 
+mod objects;
+mod stages;
+
+pub use objects::*;
+pub use stages::*;
+
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, now_ms};
@@ -250,206 +256,12 @@ pub async fn list(
         .await
 }
 
-/// The stored objects of a patient's sessions (to remove them with the patient).
-pub async fn object_keys_of_patient(db: &Db, patient_id: &str) -> sqlx::Result<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT object_key FROM sessions WHERE patient_id = $1 AND object_key IS NOT NULL",
-    )
-    .bind(patient_id)
-    .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|(k,)| k).collect())
-}
-
-/// One page of a practitioner's sessions that still have an object: `(id, object_key)`
-/// after session `after`, in id order.
-pub async fn objects_of_practitioner_page(
-    db: &Db,
-    practitioner_id: &str,
-    after: &str,
-    limit: i64,
-) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as(
-        "SELECT id, object_key FROM sessions WHERE practitioner_id = $1 \
-         AND object_key IS NOT NULL AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(practitioner_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await
-}
-
-/// One page of failed sessions, failed before `before`, that still have an object:
-/// `(id, object_key, size_bytes)` after session `after`, in id order.
-pub async fn failed_objects_page(
-    db: &Db,
-    before: i64,
-    after: &str,
-    limit: i64,
-) -> sqlx::Result<Vec<(String, String, i64)>> {
-    sqlx::query_as(
-        "SELECT id, object_key, size_bytes FROM sessions WHERE status = 'failed' \
-         AND updated_at < $1 AND object_key IS NOT NULL AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(before)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(db)
-    .await
-}
-
-/// Forgets a session's object once it is deleted from the store.
-pub async fn clear_object_key(db: &Db, id: &str, key: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET object_key = NULL WHERE id = $1 AND object_key = $2")
-        .bind(id)
-        .bind(key)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
 /// Deletes the practitioner's session; false if it is not theirs (or already gone).
 pub async fn delete(db: &Db, id: &str, practitioner_id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND practitioner_id = $2")
         .bind(id)
         .bind(practitioner_id)
         .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Moves a session into a running stage if it is waiting for it (or already in it, for a
-/// retried attempt). False means the job has nothing to do.
-pub async fn begin_stage(db: &Db, id: &str, stage: Stage, job_id: &str) -> sqlx::Result<bool> {
-    let query = match stage {
-        Stage::Transcription => sqlx::query(
-            "UPDATE sessions SET status = 'transcribing', job_id = $2, updated_at = $3, \
-             transcription_started_at = COALESCE(transcription_started_at, $3) \
-             WHERE id = $1 AND status IN ('uploaded', 'transcribing')",
-        ),
-        Stage::Extraction => sqlx::query(
-            "UPDATE sessions SET status = 'extracting', job_id = $2, updated_at = $3, \
-             extraction_started_at = COALESCE(extraction_started_at, $3) \
-             WHERE id = $1 AND status IN ('transcribed', 'extracting')",
-        ),
-    };
-    let done = query
-        .bind(id)
-        .bind(job_id)
-        .bind(now_ms())
-        .execute(db)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Stores the transcript and moves the session to `transcribed` (with the extraction job
-/// enqueued in the same transaction).
-pub async fn finish_transcription(
-    conn: &mut AnyConnection,
-    id: &str,
-    transcript: &str,
-    segments_json: &str,
-    duration_ms: Option<i64>,
-    next_job_id: &str,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE sessions SET status = 'transcribed', transcript = $2, segments = $3, \
-         duration_ms = COALESCE($4, duration_ms), job_id = $5, error = NULL, \
-         transcription_finished_at = $6, updated_at = $6 \
-         WHERE id = $1 AND status = 'transcribing'",
-    )
-    .bind(id)
-    .bind(transcript)
-    .bind(segments_json)
-    .bind(duration_ms)
-    .bind(next_job_id)
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Stores the notes and marks the session processed.
-pub async fn finish_extraction(
-    conn: &mut AnyConnection,
-    id: &str,
-    notes_json: &str,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE sessions SET status = 'processed', notes = $2, error = NULL, \
-         extraction_finished_at = $3, updated_at = $3 \
-         WHERE id = $1 AND status = 'extracting'",
-    )
-    .bind(id)
-    .bind(notes_json)
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Records why the stage's last attempt failed while it waits for a retry.
-pub async fn note_attempt_error(db: &Db, id: &str, job_id: &str, error: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE sessions SET error = $3, updated_at = $4 WHERE id = $1 AND job_id = $2")
-        .bind(id)
-        .bind(job_id)
-        .bind(error)
-        .bind(now_ms())
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
-/// Marks the session failed at `stage` (when that stage's job is dead).
-pub async fn fail(
-    db: impl sqlx::AnyExecutor<'_>,
-    id: &str,
-    job_id: &str,
-    stage: Stage,
-    error: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE sessions SET status = 'failed', failed_stage = $3, error = $4, updated_at = $5 \
-         WHERE id = $1 AND job_id = $2 AND status <> 'processed'",
-    )
-    .bind(id)
-    .bind(job_id)
-    .bind(stage.as_str())
-    .bind(error)
-    .bind(now_ms())
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Queues `stage` again, clearing the failure and the stage's timings: transcription from
-/// `failed` (a retry), extraction from `failed` or `processed` (a retry or a re-extraction)
-/// when a transcript exists. False if the session is in neither state.
-pub async fn requeue_stage(
-    conn: &mut AnyConnection,
-    id: &str,
-    stage: Stage,
-    job_id: &str,
-) -> sqlx::Result<bool> {
-    let query = match stage {
-        Stage::Transcription => sqlx::query(
-            "UPDATE sessions SET status = 'uploaded', failed_stage = NULL, error = NULL, \
-             job_id = $2, transcription_started_at = NULL, transcription_finished_at = NULL, \
-             updated_at = $3 WHERE id = $1 AND status = 'failed'",
-        ),
-        Stage::Extraction => sqlx::query(
-            "UPDATE sessions SET status = 'transcribed', failed_stage = NULL, error = NULL, \
-             job_id = $2, extraction_started_at = NULL, extraction_finished_at = NULL, \
-             updated_at = $3 WHERE id = $1 AND status IN ('failed', 'processed') \
-             AND transcript IS NOT NULL",
-        ),
-    };
-    let done = query
-        .bind(id)
-        .bind(job_id)
-        .bind(now_ms())
-        .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -1,0 +1,347 @@
+//! A job's attempts: the claim that starts one (moving the fencing token on), the lease
+//! renewals that keep it, the outcome that ends it with its `job_attempts` row, and the lapsed
+//! or handed-back leases that let another worker take the job over.
+
+use super::sql::*;
+use super::*;
+
+/// Claims the delivered jobs for `worker` in one statement: counts each attempt, moves each
+/// job's fencing token on and takes a lease. Jobs missing from the answer were stale
+/// deliveries (already running elsewhere, finished, or not yet due). A killed job is claimed
+/// even while its queue is paused, so that it is buried rather than left waiting.
+pub async fn claim(
+    db: &Db,
+    ids: &[String],
+    worker: &str,
+    lease_ms: i64,
+) -> sqlx::Result<Vec<JobRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let sql = format!(
+        concat!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, claims = claims + 1, \
+             worker = $1, lease_until = $2, started_at = $3, finished_at = NULL, updated_at = $3 \
+             WHERE {} AND state IN ('pending', 'failed') AND run_at <= $3 \
+             AND (killed_at IS NOT NULL OR queue NOT IN (SELECT queue FROM queue_pauses)) \
+             RETURNING ",
+            job_columns!()
+        ),
+        listed(db, 4, ids.len(), Lock::InOrder)
+    );
+    let query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind(now);
+    bind_ids(query, ids).fetch_all(db).await
+}
+
+/// Extends the leases of the listed attempts, in one statement, and returns those renewed: a
+/// listed attempt missing from the answer was killed or overtaken by another claim. An
+/// attempt whose lease was handed back while nobody claimed the job since (its process was
+/// frozen, or the ledger was out of reach) takes the job back: it is still the latest attempt.
+pub async fn renew_leases(
+    db: &Db,
+    attempts: &[Attempt],
+    lease_ms: i64,
+) -> sqlx::Result<Vec<Attempt>> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', lease_until = $1, updated_at = $2 \
+         WHERE {} AND state IN ('running', 'pending') AND killed_at IS NULL \
+         RETURNING id, claims",
+        fenced(db, 3, attempts.len())
+    );
+    let query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+        .bind(now + lease_ms)
+        .bind(now);
+    let rows = bind_attempts(query, attempts).fetch_all(db).await?;
+    Ok(rows.into_iter().map(Attempt::from).collect())
+}
+
+/// How a failed attempt ended, as the ledger records it (finished jobs go through
+/// [`finish_done`], in groups).
+#[derive(Debug, Clone)]
+pub enum Outcome<'a> {
+    /// Failed; run again at this instant.
+    RetryAt { error: &'a str, run_at: i64 },
+    /// Failed for good.
+    Dead { error: &'a str },
+    /// Its workers kept dying until no attempt was left: dead, counting only the attempts
+    /// that really ran (the claim that found this counted one more, and ran nothing).
+    Lost { error: &'a str },
+    /// Killed by an admin: dead. `ran` says whether this attempt ran (stopped mid-way) or was
+    /// only claimed to be buried (then it is not counted).
+    Killed { error: &'a str, ran: bool },
+}
+
+impl Outcome<'_> {
+    /// The name an attempt's history gives it.
+    fn name(&self) -> &'static str {
+        match self {
+            Outcome::RetryAt { .. } => "failed",
+            Outcome::Dead { .. } | Outcome::Lost { .. } => "dead",
+            Outcome::Killed { .. } => "killed",
+        }
+    }
+
+    /// The error the outcome records.
+    pub fn error(&self) -> &str {
+        match self {
+            Outcome::RetryAt { error, .. }
+            | Outcome::Dead { error }
+            | Outcome::Lost { error }
+            | Outcome::Killed { error, .. } => error,
+        }
+    }
+
+    /// Whether the attempt ran: a claim that only buried the job leaves no history row.
+    fn ran(&self) -> bool {
+        !matches!(
+            self,
+            Outcome::Lost { .. } | Outcome::Killed { ran: false, .. }
+        )
+    }
+
+    /// True when the job will not run again.
+    pub fn is_dead(&self) -> bool {
+        !matches!(self, Outcome::RetryAt { .. })
+    }
+}
+
+/// An attempt as the ledger knew it when it ended: what its history row records.
+#[derive(Debug, Clone, FromRow)]
+struct Ended {
+    id: String,
+    claims: i64,
+    /// Which attempt of the job's count it was.
+    attempts: i64,
+    worker: Option<String>,
+    started_at: Option<i64>,
+}
+
+impl Ended {
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            job_id: self.id.clone(),
+            claim: self.claims,
+        }
+    }
+}
+
+/// Records the end of a failed attempt in the caller's transaction, if the attempt is still
+/// the job's latest (running, or handed back with nobody claiming it since), with its history
+/// row. False when another attempt holds the job: the caller records this one as refused.
+/// Dead outcomes take the caller's transaction so the kind's subject fails in it too.
+pub async fn finish(
+    conn: &mut AnyConnection,
+    attempt: &Attempt,
+    outcome: Outcome<'_>,
+) -> sqlx::Result<bool> {
+    let now = now_ms();
+    // Only the latest attempt may end the job; a hand-back without a new claim keeps it so.
+    let held = "id = $1 AND claims = $2 AND state IN ('running', 'pending')";
+    let returning = "RETURNING id, claims, attempts, worker, started_at";
+    let query = match outcome {
+        Outcome::RetryAt { error, run_at } => {
+            sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET state = 'failed', finished_at = $3, updated_at = $3, \
+                 lease_until = NULL, dispatched_at = NULL, last_error = $4, run_at = $5 \
+                 WHERE {held} {returning}"
+            )))
+            .bind(&attempt.job_id)
+            .bind(attempt.claim)
+            .bind(now)
+            .bind(error)
+            .bind(run_at)
+        }
+        Outcome::Dead { error } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
+             lease_until = NULL, last_error = $4 WHERE {held} {returning}"
+        )))
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
+        .bind(now)
+        .bind(error),
+        Outcome::Lost { error } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
+             lease_until = NULL, last_error = $4, attempts = max_attempts WHERE {held} {returning}"
+        )))
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
+        .bind(now)
+        .bind(error),
+        Outcome::Killed { error, ran } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
+             lease_until = NULL, last_error = $4, attempts = attempts - $5 WHERE {held} {returning}"
+        )))
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
+        .bind(now)
+        .bind(error)
+        .bind(i64::from(!ran)),
+    };
+    let Some(ended) = query.fetch_optional(&mut *conn).await? else {
+        return Ok(false);
+    };
+    if outcome.ran() {
+        write_attempt(conn, &ended, now, outcome.name(), Some(outcome.error())).await?;
+    }
+    Ok(true)
+}
+
+/// Writes (or rewrites) the history row of one attempt.
+async fn write_attempt(
+    conn: &mut AnyConnection,
+    ended: &Ended,
+    finished_at: i64,
+    outcome: &str,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO job_attempts (job_id, claim, attempt, worker, started_at, finished_at, \
+         outcome, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (job_id, claim) DO UPDATE SET finished_at = excluded.finished_at, \
+         outcome = excluded.outcome, error = excluded.error",
+    )
+    .bind(&ended.id)
+    .bind(ended.claims)
+    .bind(ended.attempts)
+    .bind(ended.worker.as_deref())
+    .bind(ended.started_at.unwrap_or(finished_at))
+    .bind(finished_at)
+    .bind(outcome)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records an attempt whose outcome came too late: another attempt holds the job (or it was
+/// killed meanwhile), so its result was discarded. `job` is the row as the attempt claimed it.
+pub async fn record_refused(db: &Db, job: &JobRow, why: &str) -> sqlx::Result<()> {
+    let ended = Ended {
+        id: job.id.clone(),
+        claims: job.claims,
+        attempts: job.attempts,
+        worker: job.worker.clone(),
+        started_at: job.started_at,
+    };
+    let mut conn = db.acquire().await?;
+    write_attempt(&mut conn, &ended, now_ms(), "refused", Some(why)).await
+}
+
+/// Records many finished attempts at once (the worker's outcome writer groups them), each
+/// with its history row, and returns those recorded; the others were overtaken by another
+/// claim. On PostgreSQL one statement; on SQLite two in one transaction (in-process, cheap).
+pub async fn finish_done(db: &Db, attempts: &[Attempt]) -> sqlx::Result<Vec<Attempt>> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let update = format!(
+        "UPDATE jobs SET state = 'done', finished_at = $1, updated_at = $1, lease_until = NULL \
+         WHERE {} AND state IN ('running', 'pending') \
+         RETURNING id, claims, attempts, worker, started_at",
+        fenced(db, 2, attempts.len())
+    );
+    let history = "INSERT INTO job_attempts (job_id, claim, attempt, worker, started_at, \
+         finished_at, outcome) SELECT id, claims, attempts, worker, COALESCE(started_at, $1), $1, \
+         'done' FROM done ON CONFLICT (job_id, claim) DO UPDATE SET \
+         finished_at = excluded.finished_at, outcome = excluded.outcome, error = NULL";
+    if crate::db::is_postgres(db) {
+        let sql =
+            format!("WITH done AS ({update}), history AS ({history}) SELECT id, claims FROM done");
+        let query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).bind(now);
+        let rows = bind_attempts(query, attempts).fetch_all(db).await?;
+        return Ok(rows.into_iter().map(Attempt::from).collect());
+    }
+    let mut tx = db.begin().await?;
+    let query = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(update)).bind(now);
+    let rows = bind_attempts(query, attempts).fetch_all(&mut *tx).await?;
+    for row in &rows {
+        write_attempt(&mut tx, row, now, "done", None).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.iter().map(Ended::attempt).collect())
+}
+
+/// Gives running jobs whose lease lapsed (their worker died or froze) back to the queue, each
+/// lost attempt a history row. A job whose attempts are used up goes back too: the worker that
+/// claims it sees that and runs the kind's dead hook before recording it dead, so every road to
+/// `dead` runs that hook. The attempt keeps its token: if it was only frozen and nobody claims
+/// the job before it wakes, its renewal or outcome still counts.
+pub async fn recover_expired_leases(db: &Db) -> sqlx::Result<u64> {
+    let now = now_ms();
+    let error = "worker lost while running (its lease lapsed); handed to another worker";
+    let update = format!(
+        "UPDATE jobs SET state = 'pending', lease_until = NULL, dispatched_at = NULL, \
+         updated_at = $1, last_error = $2 WHERE {} AND state = 'running' AND lease_until < $1 \
+         RETURNING id, claims, attempts, worker, started_at",
+        picked(
+            db,
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_until < $1",
+            Lock::InOrder
+        )
+    );
+    let history = "INSERT INTO job_attempts (job_id, claim, attempt, worker, started_at, \
+         finished_at, outcome, error) SELECT id, claims, attempts, worker, \
+         COALESCE(started_at, $1), $1, 'lost', $2 FROM lost ON CONFLICT (job_id, claim) DO NOTHING";
+    if crate::db::is_postgres(db) {
+        let sql =
+            format!("WITH lost AS ({update}), history AS ({history}) SELECT COUNT(*) FROM lost");
+        return sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(error)
+            .fetch_one(db)
+            .await
+            .map(|n| n as u64);
+    }
+    let mut tx = db.begin().await?;
+    let rows = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(update))
+        .bind(now)
+        .bind(error)
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in &rows {
+        write_attempt(&mut tx, row, now, "lost", Some(error)).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len() as u64)
+}
+
+/// Hands back the attempts a shutting-down worker cut at the end of its grace period, so they
+/// start again elsewhere at once instead of when their lease lapses. A cut does not count
+/// against the job's attempts (the job did nothing wrong). Returns how many went back.
+pub async fn hand_back(db: &Db, attempts: &[Attempt]) -> sqlx::Result<u64> {
+    if attempts.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    let error = "cut when its worker shut down; handed to another worker";
+    let sql = format!(
+        "UPDATE jobs SET state = 'pending', lease_until = NULL, dispatched_at = NULL, \
+         attempts = attempts - 1, updated_at = $1, last_error = $2 \
+         WHERE {} AND state = 'running' RETURNING id, claims, attempts, worker, started_at",
+        fenced(db, 3, attempts.len())
+    );
+    let mut tx = db.begin().await?;
+    let query = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(error);
+    let rows = bind_attempts(query, attempts).fetch_all(&mut *tx).await?;
+    for row in &rows {
+        // The history counts the attempt that was cut, not the count it was given back to.
+        let cut = Ended {
+            attempts: row.attempts + 1,
+            ..row.clone()
+        };
+        write_attempt(&mut tx, &cut, now, "cut", Some(error)).await?;
+    }
+    tx.commit().await?;
+    Ok(rows.len() as u64)
+}

@@ -1,0 +1,139 @@
+//! A session's stage changes: each a guarded `UPDATE` (`WHERE status IN (...)` and the job
+//! that owns the stage), so a duplicate delivery or a session deleted mid-job changes nothing.
+
+use super::*;
+
+/// Moves a session into a running stage if it is waiting for it (or already in it, for a
+/// retried attempt). False means the job has nothing to do.
+pub async fn begin_stage(db: &Db, id: &str, stage: Stage, job_id: &str) -> sqlx::Result<bool> {
+    let query = match stage {
+        Stage::Transcription => sqlx::query(
+            "UPDATE sessions SET status = 'transcribing', job_id = $2, updated_at = $3, \
+             transcription_started_at = COALESCE(transcription_started_at, $3) \
+             WHERE id = $1 AND status IN ('uploaded', 'transcribing')",
+        ),
+        Stage::Extraction => sqlx::query(
+            "UPDATE sessions SET status = 'extracting', job_id = $2, updated_at = $3, \
+             extraction_started_at = COALESCE(extraction_started_at, $3) \
+             WHERE id = $1 AND status IN ('transcribed', 'extracting')",
+        ),
+    };
+    let done = query
+        .bind(id)
+        .bind(job_id)
+        .bind(now_ms())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores the transcript and moves the session to `transcribed` (with the extraction job
+/// enqueued in the same transaction).
+pub async fn finish_transcription(
+    conn: &mut AnyConnection,
+    id: &str,
+    transcript: &str,
+    segments_json: &str,
+    duration_ms: Option<i64>,
+    next_job_id: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET status = 'transcribed', transcript = $2, segments = $3, \
+         duration_ms = COALESCE($4, duration_ms), job_id = $5, error = NULL, \
+         transcription_finished_at = $6, updated_at = $6 \
+         WHERE id = $1 AND status = 'transcribing'",
+    )
+    .bind(id)
+    .bind(transcript)
+    .bind(segments_json)
+    .bind(duration_ms)
+    .bind(next_job_id)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores the notes and marks the session processed.
+pub async fn finish_extraction(
+    conn: &mut AnyConnection,
+    id: &str,
+    notes_json: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sessions SET status = 'processed', notes = $2, error = NULL, \
+         extraction_finished_at = $3, updated_at = $3 \
+         WHERE id = $1 AND status = 'extracting'",
+    )
+    .bind(id)
+    .bind(notes_json)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records why the stage's last attempt failed while it waits for a retry.
+pub async fn note_attempt_error(db: &Db, id: &str, job_id: &str, error: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE sessions SET error = $3, updated_at = $4 WHERE id = $1 AND job_id = $2")
+        .bind(id)
+        .bind(job_id)
+        .bind(error)
+        .bind(now_ms())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Marks the session failed at `stage` (when that stage's job is dead).
+pub async fn fail(
+    db: impl sqlx::AnyExecutor<'_>,
+    id: &str,
+    job_id: &str,
+    stage: Stage,
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET status = 'failed', failed_stage = $3, error = $4, updated_at = $5 \
+         WHERE id = $1 AND job_id = $2 AND status <> 'processed'",
+    )
+    .bind(id)
+    .bind(job_id)
+    .bind(stage.as_str())
+    .bind(error)
+    .bind(now_ms())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Queues `stage` again, clearing the failure and the stage's timings: transcription from
+/// `failed` (a retry), extraction from `failed` or `processed` (a retry or a re-extraction)
+/// when a transcript exists. False if the session is in neither state.
+pub async fn requeue_stage(
+    conn: &mut AnyConnection,
+    id: &str,
+    stage: Stage,
+    job_id: &str,
+) -> sqlx::Result<bool> {
+    let query = match stage {
+        Stage::Transcription => sqlx::query(
+            "UPDATE sessions SET status = 'uploaded', failed_stage = NULL, error = NULL, \
+             job_id = $2, transcription_started_at = NULL, transcription_finished_at = NULL, \
+             updated_at = $3 WHERE id = $1 AND status = 'failed'",
+        ),
+        Stage::Extraction => sqlx::query(
+            "UPDATE sessions SET status = 'transcribed', failed_stage = NULL, error = NULL, \
+             job_id = $2, extraction_started_at = NULL, extraction_finished_at = NULL, \
+             updated_at = $3 WHERE id = $1 AND status IN ('failed', 'processed') \
+             AND transcript IS NOT NULL",
+        ),
+    };
+    let done = query
+        .bind(id)
+        .bind(job_id)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,284 @@
+//! The outbox relay: hands committed jobs from the ledger to the transport, bounded per
+//! queue, and repairs what an outage, a lost message or a lapsed lease left behind.
+
+use super::*;
+
+/// Moves jobs from the ledger to the transport: right after the transaction that starts them
+/// commits ([`Relay::hand_over`]) and from a loop that catches everything else (retries that
+/// fell due, jobs whose worker died, pushes that failed while the queue was down, jobs that
+/// waited while the transport was full).
+#[derive(Clone)]
+pub struct Relay {
+    db: Db,
+    transport: Transport,
+    max_in_flight: i64,
+    /// `JOB_LEASE_SECS`: after an outage of the ledger, lapsed leases are left alone this long,
+    /// so that every worker can renew first (nobody could while the ledger was away).
+    lease: Duration,
+    /// The leases of this process, renewed before any lapsed lease is handed back, so the
+    /// relay never hands back a live job of its own (a process resumed after a freeze).
+    leases: Option<Arc<dyn LeaseHolder>>,
+    wake: Arc<Notify>,
+}
+
+/// Longest a commit waits to hand its jobs to the queue; past it the relay delivers them later.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often the relay loop looks for due jobs when nothing wakes it.
+const RELAY_INTERVAL: Duration = Duration::from_millis(250);
+/// Shortest gap between two passes, however often the relay is nudged.
+const MIN_PASS_GAP: Duration = Duration::from_millis(5);
+/// How often lapsed leases are looked for: a lease lapses on a scale of seconds.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often lost deliveries are looked for among the jobs that later ones overtook.
+const OVERTAKEN_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How far a later delivery must have overtaken an unclaimed one before that one counts as
+/// lost: several workers and batches reorder deliveries by a little, never by this much.
+const OVERTAKEN_BY: Duration = Duration::from_secs(20);
+/// How often stale deliveries are looked for.
+const STALE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// A job dispatched this long ago and never claimed is offered again.
+const STALE_DISPATCH: Duration = Duration::from_secs(10 * 60);
+/// Most jobs one relay pass takes from the ledger per queue.
+const RELAY_BATCH: i64 = 500;
+/// Slowest pace of the loop while the ledger or the queue is away (each pass would fail).
+const OUTAGE_PACE: Duration = Duration::from_secs(1);
+
+/// Why a relay pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The ledger did not answer.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The transport did not take a delivery.
+    #[error("queue {queue}: {error:#}")]
+    Queue {
+        queue: &'static str,
+        error: anyhow::Error,
+    },
+}
+
+impl Relay {
+    /// A relay over `db` and `transport`, bounded by `QUEUE_MAX_IN_FLIGHT`.
+    pub fn new(db: Db, transport: Transport, settings: &Settings) -> Self {
+        Self {
+            db,
+            transport,
+            max_in_flight: i64::from(settings.queue_max_in_flight.max(1)),
+            lease: settings.job_lease,
+            leases: None,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The same relay, renewing `leases` before it hands back any lapsed lease.
+    pub fn with_leases(mut self, leases: Arc<dyn LeaseHolder>) -> Self {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// The transport it feeds.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The database whose ledger it reads.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Asks this process's relay loop for a pass now (a worker finished jobs, so the transport
+    /// has room again).
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Hands just-committed jobs to the transport at once, batched per queue. Best effort: on
+    /// any failure the jobs stay in the ledger and the relay loop delivers them later, so the
+    /// caller's 2xx holds.
+    pub async fn hand_over(&self, jobs: &[Enqueued]) {
+        for queue in Queue::ALL {
+            let ids: Vec<String> = jobs
+                .iter()
+                .filter(|job| job.queue == queue)
+                .map(|job| job.id.clone())
+                .collect();
+            for batch in ids.chunks(queue.delivery_batch()) {
+                match self.hand_over_batch(queue, batch).await {
+                    Ok(true) => {}
+                    // The transport is full: the rest waits in the ledger for the relay.
+                    Ok(false) => break,
+                    Err(err) => {
+                        tracing::debug!(queue = queue.as_str(), error = %err, "hand-over failed; the relay will retry");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands one batch over; `false` when the transport had no room for it.
+    async fn hand_over_batch(&self, queue: Queue, ids: &[String]) -> anyhow::Result<bool> {
+        let taken =
+            db::jobs::take_listed_for_dispatch(&self.db, queue.as_str(), ids, self.max_in_flight)
+                .await?;
+        if taken.is_empty() {
+            return Ok(false);
+        }
+        let pushed = tokio::time::timeout(HAND_OVER_TIMEOUT, self.transport.push(queue, &taken))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the queue did not answer in time")));
+        if let Err(err) = pushed {
+            db::jobs::undispatch(&self.db, &taken).await?;
+            return Err(err);
+        }
+        Ok(true)
+    }
+
+    /// Runs until `shutdown`: recovers lapsed leases (each second), re-offers lost deliveries
+    /// (each 30 s), and feeds each queue up to its in-flight bound (each 250 ms, or at once when
+    /// nudged). While the ledger or the queue is away it says so once, then every 30 s, and
+    /// once when it is back ([`Outage`]).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let database = Outage::new("database", "relay");
+        let queue = Outage::new("queue", "relay");
+        // After an outage of the ledger, lapsed leases wait until every worker could renew.
+        let mut recover_from: Option<tokio::time::Instant> = None;
+        let mut last_recovery = tokio::time::Instant::now();
+        let mut last_stale_check = tokio::time::Instant::now();
+        let mut last_overtaken_check = tokio::time::Instant::now();
+        loop {
+            // Not while the ledger is (or just was) away: a pass must see it back first, and
+            // then every worker gets a whole lease to renew.
+            let holding =
+                database.is_down() || recover_from.is_some_and(|t| tokio::time::Instant::now() < t);
+            if !holding && due(&mut last_recovery, RECOVERY_INTERVAL) {
+                if let Some(leases) = &self.leases {
+                    leases.renew_now().await;
+                }
+                report(
+                    "jobs whose worker stopped renewing its lease handed back",
+                    database.observe(db::jobs::recover_expired_leases(&self.db).await),
+                );
+                // Everything dispatched until now was in the lost deliveries.
+                if let Ok(true) = queue.observe(self.transport.was_emptied().await) {
+                    report(
+                        "jobs offered again after the queue was emptied",
+                        db::jobs::redispatch_stale(&self.db, db::now_ms() + 1).await,
+                    );
+                }
+            }
+            if due(&mut last_overtaken_check, OVERTAKEN_CHECK_INTERVAL) {
+                report(
+                    "lost deliveries offered again (later ones were already claimed)",
+                    database.observe(self.redispatch_overtaken().await),
+                );
+            }
+            if due(&mut last_stale_check, STALE_CHECK_INTERVAL) {
+                let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;
+                report(
+                    "stale deliveries offered again",
+                    database.observe(db::jobs::redispatch_stale(&self.db, cutoff).await),
+                );
+            }
+            let was_down = database.is_down();
+            match self.pass().await {
+                Ok(moved) => {
+                    if moved > 0 {
+                        tracing::debug!(moved, "relay pass");
+                    }
+                    database.recovered();
+                    queue.recovered();
+                }
+                Err(PassError::Db(err)) => database.failed(&err),
+                Err(err @ PassError::Queue { .. }) => {
+                    database.recovered();
+                    queue.failed(&err);
+                }
+            }
+            if was_down && !database.is_down() {
+                // Nobody could renew a lease while the ledger was away: give every worker a
+                // whole lease to do so before anything counts as lapsed.
+                recover_from = Some(tokio::time::Instant::now() + self.lease);
+            }
+            let pace = if database.is_down() || queue.is_down() {
+                OUTAGE_PACE
+            } else {
+                RELAY_INTERVAL
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pace) => {}
+            }
+            // Nudges come with every group of finished jobs: passes closer than this would
+            // only count the same rows again.
+            tokio::time::sleep(MIN_PASS_GAP).await;
+        }
+    }
+
+    /// Re-offers, per queue, the unclaimed jobs dispatched well before the latest one a worker
+    /// claimed: the transport delivers in order, so their deliveries were lost.
+    async fn redispatch_overtaken(&self) -> sqlx::Result<u64> {
+        let mut offered = 0;
+        for queue in Queue::ALL {
+            if let Some(latest) =
+                db::jobs::latest_claimed_dispatch(&self.db, queue.as_str()).await?
+            {
+                let before = latest - OVERTAKEN_BY.as_millis() as i64;
+                offered += db::jobs::redispatch_overtaken(&self.db, queue.as_str(), before).await?;
+            }
+        }
+        Ok(offered)
+    }
+
+    /// One pass over every queue; returns how many jobs it handed over. Each queue's take is
+    /// bounded by `QUEUE_MAX_IN_FLIGHT` in the same step that counts it, so relays running
+    /// side by side in many processes never overfill the transport together.
+    pub async fn pass(&self) -> Result<usize, PassError> {
+        let names = Queue::ALL.map(Queue::as_str);
+        let waiting = db::jobs::queues_to_feed(&self.db, &names, db::now_ms()).await?;
+        let mut moved = 0;
+        for queue in Queue::ALL {
+            if !waiting.iter().any(|name| name == queue.as_str()) {
+                continue;
+            }
+            let ids = db::jobs::take_for_dispatch(
+                &self.db,
+                queue.as_str(),
+                self.max_in_flight,
+                RELAY_BATCH,
+            )
+            .await?;
+            let batches: Vec<&[String]> = ids.chunks(queue.delivery_batch()).collect();
+            for (i, batch) in batches.iter().enumerate() {
+                if let Err(error) = self.transport.push(queue, batch).await {
+                    // Give back this batch and the rest; the next pass tries again.
+                    db::jobs::undispatch(&self.db, &batches[i..].concat()).await?;
+                    return Err(PassError::Queue {
+                        queue: queue.as_str(),
+                        error,
+                    });
+                }
+                moved += batch.len();
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// True (and restarts the clock) once `every` has passed since `last`.
+fn due(last: &mut tokio::time::Instant, every: Duration) -> bool {
+    if last.elapsed() < every {
+        return false;
+    }
+    *last = tokio::time::Instant::now();
+    true
+}
+
+/// Logs the outcome of a periodic relay chore: a warning when it found work (something went
+/// wrong elsewhere for it to find any). Failures are the [`Outage`]'s to report.
+fn report(what: &str, result: sqlx::Result<u64>) {
+    if let Ok(count @ 1..) = result {
+        tracing::warn!(count, "{what}");
+    }
+}
