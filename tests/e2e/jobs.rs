@@ -335,8 +335,31 @@ async fn a_worker_serves_only_the_queues_it_is_given() {
     let app = spawn_api_only().await;
     let maintenance_only = app.spawn_worker(&[("WORKER_QUEUES", "maintenance")]);
     let (_, job_id, _) = register(&app).await;
-    // The mail waits: this replica does not serve the email queue.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A maintenance job committed after the mail: once the replica has run it, it has had
+    // every chance at the mail, and left it (it does not serve the email queue).
+    let mut tx = app.job_tx().await;
+    let later = tx
+        .enqueue(
+            &Cleanup {
+                scheduled_for: 1,
+                dry_run: true,
+            },
+            &JobOrigin::default(),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    eventually(
+        "the maintenance replica to run its job",
+        Duration::from_secs(20),
+        || async { Ok(job_state(&app, &later.id).await.state == JobState::Done) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        job_state(&app, &later.id).await.worker.as_deref(),
+        Some(maintenance_only.instance.as_str())
+    );
     assert_eq!(job_state(&app, &job_id).await.state, JobState::Pending);
     let mailer = app.spawn_worker(&[("WORKER_QUEUES", "email")]);
     eventually(
