@@ -1,11 +1,13 @@
-//! The state machines of the records a job works on: an export, a personal data export, a
-//! mission draft. Each is an enum, stored as its lower-case name, with the moves it allows
+//! The state machines of the records a job works on: a recorded session, an export, a personal
+//! data export, a mission draft. Each is an enum, stored as its lower-case name, with the moves it allows
 //! listed once ([`Lifecycle::MOVES`]). The guarded updates in [`crate::db`] build their
 //! `WHERE status IN (..)` from that list ([`Lifecycle::entered_from`]), so a move that is not
 //! listed cannot happen, and a stored state is read into the enum or refused as unreadable,
 //! never matched with a catch-all.
 
 use std::fmt;
+
+use crate::sessions::SessionStatus;
 
 /// A record's states and the moves between them.
 pub trait Lifecycle:
@@ -44,6 +46,38 @@ pub fn update_to<S: Lifecycle>(table: &str, next: S, set: &str, filter: &str) ->
         "UPDATE {table} SET status = '{}', {set} WHERE {filter} AND status IN ({})",
         next.name(),
         S::entered_from(next)
+    )
+}
+
+/// `UPDATE {table} SET status = '{next}', {set} WHERE {filter} AND status IN ({from})`: a move
+/// from some of the states `next` is entered from, for a statement that must be narrower than
+/// [`update_to`] (a session finishing its transcription moves on from `transcribing` only,
+/// although a retried extraction also enters `transcribed`).
+///
+/// # Panics
+/// When a listed move is not in `S::MOVES`: a statement that would make an unlisted move is a
+/// bug, caught the first time any test runs it.
+pub fn update_from<S: Lifecycle>(
+    table: &str,
+    from: &[S],
+    next: S,
+    set: &str,
+    filter: &str,
+) -> String {
+    let listed: Vec<String> = from
+        .iter()
+        .map(|state| {
+            assert!(
+                state.may_become(next),
+                "{table}: the move {state:?} -> {next:?} is not in its lifecycle"
+            );
+            format!("'{}'", state.name())
+        })
+        .collect();
+    format!(
+        "UPDATE {table} SET status = '{}', {set} WHERE {filter} AND status IN ({})",
+        next.name(),
+        listed.join(", ")
     )
 }
 
@@ -187,6 +221,28 @@ impl Lifecycle for DraftStatus {
 
 stored_as_text!(DraftStatus);
 
+impl Lifecycle for SessionStatus {
+    const MOVES: &'static [(Self, Self)] = &[
+        (Self::Uploaded, Self::Transcribing),
+        // A retried attempt takes its stage over.
+        (Self::Transcribing, Self::Transcribing),
+        (Self::Transcribing, Self::Transcribed),
+        (Self::Transcribed, Self::Extracting),
+        (Self::Extracting, Self::Extracting),
+        (Self::Extracting, Self::Processed),
+        // A stage's job is dead (or was lost): the session says so, whatever it was waiting for.
+        (Self::Uploaded, Self::Failed),
+        (Self::Transcribing, Self::Failed),
+        (Self::Transcribed, Self::Failed),
+        (Self::Extracting, Self::Failed),
+        (Self::Failed, Self::Failed),
+        // A retry resumes at the failed stage; a re-extraction starts from the transcript.
+        (Self::Failed, Self::Uploaded),
+        (Self::Failed, Self::Transcribed),
+        (Self::Processed, Self::Transcribed),
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +250,7 @@ mod tests {
     fn check<S: Lifecycle>() {
         for state in S::VARIANTS {
             let reached = S::MOVES.iter().any(|(_, to)| to == state);
-            let first = state.name() == "queued";
+            let first = ["queued", "uploaded"].contains(&state.name());
             assert!(reached || first, "{state:?} cannot be reached");
         }
     }
@@ -204,6 +260,10 @@ mod tests {
         check::<ExportStatus>();
         check::<DataExportStatus>();
         check::<DraftStatus>();
+        check::<SessionStatus>();
+        for state in SessionStatus::ALL {
+            assert_eq!(state.name(), state.as_str());
+        }
         assert_eq!(
             ExportStatus::entered_from(ExportStatus::Failed),
             "'queued', 'rendering'"
@@ -215,5 +275,23 @@ mod tests {
             ExportStatus::Expired
         );
         assert!(ExportStatus::try_from("lost".to_owned()).is_err());
+    }
+
+    #[test]
+    fn a_narrower_move_names_its_states_and_an_unlisted_one_is_refused() {
+        use SessionStatus::*;
+        assert_eq!(
+            update_from("sessions", &[Transcribing], Transcribed, "x = 1", "id = $1"),
+            "UPDATE sessions SET status = 'transcribed', x = 1 WHERE id = $1 AND status IN ('transcribing')"
+        );
+        let unlisted = std::panic::catch_unwind(|| {
+            update_from("sessions", &[Processed], Failed, "x = 1", "id = $1")
+        });
+        assert!(unlisted.is_err(), "processed notes are never failed");
+        assert_eq!(
+            SessionStatus::try_from("extracting".to_owned()).unwrap(),
+            Extracting
+        );
+        assert!(SessionStatus::try_from("lost".to_owned()).is_err());
     }
 }

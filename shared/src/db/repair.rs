@@ -5,7 +5,10 @@
 //! (`failed`, which both retry paths accept). It runs at worker start and in the daily cleanup.
 
 use super::{Db, now_ms};
-use crate::lifecycle::{DataExportStatus, DraftStatus, ExportStatus, update_to};
+use crate::lifecycle::{
+    DataExportStatus, DraftStatus, ExportStatus, Lifecycle, update_from, update_to,
+};
+use crate::sessions::{SessionStatus, Stage};
 
 /// The error a repaired subject shows.
 const ERROR: &str = "its job ended without finishing it; retry to run it again";
@@ -44,12 +47,20 @@ pub async fn resolve_stuck(db: &Db) -> sqlx::Result<Repaired> {
     // A session's stage job that finished moved it on in the same transaction, so only a dead
     // or missing job leaves it stuck; `done` with the session still waiting is a newer stage's
     // job not yet written, never the case, but not worth failing a session over.
-    let sessions = String::from(
-        "UPDATE sessions SET status = 'failed', \
-         failed_stage = CASE WHEN status IN ('uploaded', 'transcribing') THEN 'transcription' \
-         ELSE 'extraction' END, error = $1, updated_at = $2 \
-         WHERE status IN ('uploaded', 'transcribing', 'transcribed', 'extracting') \
-         AND job_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs \
+    use SessionStatus::{Extracting, Failed, Transcribed, Transcribing, Uploaded};
+    let sessions = update_from(
+        "sessions",
+        &[Uploaded, Transcribing, Transcribed, Extracting],
+        Failed,
+        &format!(
+            "failed_stage = CASE WHEN status IN ('{}', '{}') THEN '{}' ELSE '{}' END, \
+             error = $1, updated_at = $2",
+            Uploaded.name(),
+            Transcribing.name(),
+            Stage::Transcription.as_str(),
+            Stage::Extraction.as_str(),
+        ),
+        "job_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs \
          WHERE jobs.id = sessions.job_id AND jobs.state IN ('pending', 'running', 'failed', 'done'))",
     );
     repaired.sessions = run(db, &sessions, now).await?;

@@ -15,8 +15,10 @@ pub fn recording_key(session_id: &uuid::Uuid) -> String {
     format!("sessions/{session_id}/recording")
 }
 
-/// Where a session is in its processing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a session is in its processing. Its moves are listed in
+/// [`crate::lifecycle`] with the other records' state machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum SessionStatus {
     /// Stored; transcription is queued.
     Uploaded,
@@ -58,6 +60,16 @@ impl SessionStatus {
     /// Parses a stored name.
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// A stored status is read into the enum, or the row is refused as unreadable (`sqlx`'s
+/// `try_from`): never guessed.
+impl TryFrom<String> for SessionStatus {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).ok_or_else(|| format!("unknown session status {raw:?}"))
     }
 }
 

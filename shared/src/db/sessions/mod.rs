@@ -21,7 +21,8 @@ pub struct SessionRow {
     pub id: String,
     pub practitioner_id: String,
     pub patient_id: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: SessionStatus,
     pub failed_stage: Option<String>,
     pub error: Option<String>,
     pub source: String,
@@ -40,9 +41,9 @@ pub struct SessionRow {
 }
 
 impl SessionRow {
-    /// The parsed status (an unknown stored value reads as failed).
+    /// Where the session is.
     pub fn status(&self) -> SessionStatus {
-        SessionStatus::parse(&self.status).unwrap_or(SessionStatus::Failed)
+        self.status
     }
 
     /// The failed stage, when failed.

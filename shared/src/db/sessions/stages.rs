@@ -2,23 +2,31 @@
 //! that owns the stage), so a duplicate delivery or a session deleted mid-job changes nothing.
 
 use super::*;
+use crate::lifecycle::update_from;
+use SessionStatus::{Extracting, Failed, Processed, Transcribed, Transcribing, Uploaded};
 
 /// Moves a session into a running stage if it is waiting for it (or already in it, for a
 /// retried attempt). False means the job has nothing to do.
 pub async fn begin_stage(db: &Db, id: &str, stage: Stage, job_id: &str) -> sqlx::Result<bool> {
-    let query = match stage {
-        Stage::Transcription => sqlx::query(
-            "UPDATE sessions SET status = 'transcribing', job_id = $2, updated_at = $3, \
-             transcription_started_at = COALESCE(transcription_started_at, $3) \
-             WHERE id = $1 AND status IN ('uploaded', 'transcribing')",
+    let sql = match stage {
+        Stage::Transcription => update_from(
+            "sessions",
+            &[Uploaded, Transcribing],
+            Transcribing,
+            "job_id = $2, updated_at = $3, \
+             transcription_started_at = COALESCE(transcription_started_at, $3)",
+            "id = $1",
         ),
-        Stage::Extraction => sqlx::query(
-            "UPDATE sessions SET status = 'extracting', job_id = $2, updated_at = $3, \
-             extraction_started_at = COALESCE(extraction_started_at, $3) \
-             WHERE id = $1 AND status IN ('transcribed', 'extracting')",
+        Stage::Extraction => update_from(
+            "sessions",
+            &[Transcribed, Extracting],
+            Extracting,
+            "job_id = $2, updated_at = $3, \
+             extraction_started_at = COALESCE(extraction_started_at, $3)",
+            "id = $1",
         ),
     };
-    let done = query
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(job_id)
         .bind(now_ms())
@@ -37,20 +45,23 @@ pub async fn finish_transcription(
     duration_ms: Option<i64>,
     next_job_id: &str,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE sessions SET status = 'transcribed', transcript = $2, segments = $3, \
-         duration_ms = COALESCE($4, duration_ms), job_id = $5, error = NULL, \
-         transcription_finished_at = $6, updated_at = $6 \
-         WHERE id = $1 AND status = 'transcribing'",
-    )
-    .bind(id)
-    .bind(transcript)
-    .bind(segments_json)
-    .bind(duration_ms)
-    .bind(next_job_id)
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
+    let sql = update_from(
+        "sessions",
+        &[Transcribing],
+        Transcribed,
+        "transcript = $2, segments = $3, duration_ms = COALESCE($4, duration_ms), job_id = $5, \
+         error = NULL, transcription_finished_at = $6, updated_at = $6",
+        "id = $1",
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(transcript)
+        .bind(segments_json)
+        .bind(duration_ms)
+        .bind(next_job_id)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -60,16 +71,19 @@ pub async fn finish_extraction(
     id: &str,
     notes_json: &str,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE sessions SET status = 'processed', notes = $2, error = NULL, \
-         extraction_finished_at = $3, updated_at = $3 \
-         WHERE id = $1 AND status = 'extracting'",
-    )
-    .bind(id)
-    .bind(notes_json)
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
+    let sql = update_from(
+        "sessions",
+        &[Extracting],
+        Processed,
+        "notes = $2, error = NULL, extraction_finished_at = $3, updated_at = $3",
+        "id = $1",
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(notes_json)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -93,17 +107,22 @@ pub async fn fail(
     stage: Stage,
     error: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE sessions SET status = 'failed', failed_stage = $3, error = $4, updated_at = $5 \
-         WHERE id = $1 AND job_id = $2 AND status <> 'processed'",
-    )
-    .bind(id)
-    .bind(job_id)
-    .bind(stage.as_str())
-    .bind(error)
-    .bind(now_ms())
-    .execute(db)
-    .await?;
+    // From every state but `processed`: notes once stored stay.
+    let sql = update_from(
+        "sessions",
+        &[Uploaded, Transcribing, Transcribed, Extracting, Failed],
+        Failed,
+        "failed_stage = $3, error = $4, updated_at = $5",
+        "id = $1 AND job_id = $2",
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(job_id)
+        .bind(stage.as_str())
+        .bind(error)
+        .bind(now_ms())
+        .execute(db)
+        .await?;
     Ok(())
 }
 
@@ -116,20 +135,25 @@ pub async fn requeue_stage(
     stage: Stage,
     job_id: &str,
 ) -> sqlx::Result<bool> {
-    let query = match stage {
-        Stage::Transcription => sqlx::query(
-            "UPDATE sessions SET status = 'uploaded', failed_stage = NULL, error = NULL, \
-             job_id = $2, transcription_started_at = NULL, transcription_finished_at = NULL, \
-             updated_at = $3 WHERE id = $1 AND status = 'failed'",
+    let sql = match stage {
+        Stage::Transcription => update_from(
+            "sessions",
+            &[Failed],
+            Uploaded,
+            "failed_stage = NULL, error = NULL, job_id = $2, transcription_started_at = NULL, \
+             transcription_finished_at = NULL, updated_at = $3",
+            "id = $1",
         ),
-        Stage::Extraction => sqlx::query(
-            "UPDATE sessions SET status = 'transcribed', failed_stage = NULL, error = NULL, \
-             job_id = $2, extraction_started_at = NULL, extraction_finished_at = NULL, \
-             updated_at = $3 WHERE id = $1 AND status IN ('failed', 'processed') \
-             AND transcript IS NOT NULL",
+        Stage::Extraction => update_from(
+            "sessions",
+            &[Failed, Processed],
+            Transcribed,
+            "failed_stage = NULL, error = NULL, job_id = $2, extraction_started_at = NULL, \
+             extraction_finished_at = NULL, updated_at = $3",
+            "id = $1 AND transcript IS NOT NULL",
         ),
     };
-    let done = query
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(job_id)
         .bind(now_ms())
