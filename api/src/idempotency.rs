@@ -86,7 +86,7 @@ pub async fn commit_created<R: KeyedRecord>(
         return match keyed {
             Some(keyed) if R::is_key_clash(&err) => {
                 drop(tx);
-                let row = R::find_by_key(&state.db, owner, &keyed.key)
+                let row = replayed::<R>(state, owner, Some(keyed))
                     .await?
                     .ok_or_else(|| {
                         ApiError::internal(format!(
@@ -94,7 +94,6 @@ pub async fn commit_created<R: KeyedRecord>(
                             R::WHAT
                         ))
                     })?;
-                check_replay::<R>(state, row.id(), &keyed.fingerprint).await?;
                 Ok(Created::Replayed(row))
             }
             _ => Err(err.into()),

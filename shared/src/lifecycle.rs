@@ -29,12 +29,16 @@ pub trait Lifecycle:
     /// The states `next` is entered from, as an SQL list (`'queued', 'rendering'`) for a
     /// guarded update: the names are this enum's, never input.
     fn entered_from(next: Self) -> String {
+        sql_list(&Self::sources(next))
+    }
+
+    /// The states `next` is entered from.
+    fn sources(next: Self) -> Vec<Self> {
         Self::MOVES
             .iter()
             .filter(|(_, to)| *to == next)
-            .map(|(from, _)| format!("'{}'", from.name()))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .map(|(from, _)| *from)
+            .collect()
     }
 }
 
@@ -42,11 +46,7 @@ pub trait Lifecycle:
 /// states listed being those `next` is entered from: the one way [`crate::db`] moves a
 /// record's state. `set` and `filter` are the caller's SQL (never input), with its binds.
 pub fn update_to<S: Lifecycle>(table: &str, next: S, set: &str, filter: &str) -> String {
-    format!(
-        "UPDATE {table} SET status = '{}', {set} WHERE {filter} AND status IN ({})",
-        next.name(),
-        S::entered_from(next)
-    )
+    update_from(table, &S::sources(next), next, set, filter)
 }
 
 /// `UPDATE {table} SET status = '{next}', {set} WHERE {filter} AND status IN ({from})`: a move
@@ -64,21 +64,26 @@ pub fn update_from<S: Lifecycle>(
     set: &str,
     filter: &str,
 ) -> String {
-    let listed: Vec<String> = from
-        .iter()
-        .map(|state| {
-            assert!(
-                state.may_become(next),
-                "{table}: the move {state:?} -> {next:?} is not in its lifecycle"
-            );
-            format!("'{}'", state.name())
-        })
-        .collect();
+    for state in from {
+        assert!(
+            state.may_become(next),
+            "{table}: the move {state:?} -> {next:?} is not in its lifecycle"
+        );
+    }
     format!(
         "UPDATE {table} SET status = '{}', {set} WHERE {filter} AND status IN ({})",
         next.name(),
-        listed.join(", ")
+        sql_list(from)
     )
+}
+
+/// States as an SQL list (`'queued', 'rendering'`): the names are the enum's, never input.
+fn sql_list<S: Lifecycle>(states: &[S]) -> String {
+    states
+        .iter()
+        .map(|state| format!("'{}'", state.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Implements the conversions a stored state needs: from its text (for `sqlx`'s

@@ -16,11 +16,8 @@ struct ItemOperation {
 }
 
 /// Adds the links to every `2xx` answer of every `POST` in `spec`.
-pub(super) fn add(spec: &mut Value) {
-    let schemas = spec["components"]["schemas"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+/// `schemas` are the document's component schemas (read for their property names).
+pub(super) fn add(spec: &mut Value, schemas: &Map<String, Value>) {
     let items = item_operations(spec);
     let Some(paths) = spec["paths"].as_object_mut() else {
         return;
@@ -36,7 +33,7 @@ pub(super) fn add(spec: &mut Value) {
             if !code.starts_with('2') {
                 continue;
             }
-            let properties = answer_properties(response, &schemas);
+            let properties = answer_properties(response, schemas);
             let links = links_for(path, &properties, &items);
             if !links.is_empty()
                 && let Some(response) = response.as_object_mut()
@@ -151,7 +148,8 @@ mod tests {
             },
             "components": {"schemas": {"Thing": {"type": "object", "properties": {"id": {}, "job_id": {}}}}}
         });
-        add(&mut spec);
+        let schemas = spec["components"]["schemas"].as_object().unwrap().clone();
+        add(&mut spec, &schemas);
         let links = &spec["paths"]["/things"]["post"]["responses"]["202"]["links"];
         let mut names: Vec<&String> = links.as_object().unwrap().keys().collect();
         names.sort();

@@ -111,7 +111,7 @@ pub fn for_clients(raw: &str) -> String {
         .unwrap_or_default();
     unwrap_enum_refs(&mut spec, &schemas);
     close_forms(&mut spec);
-    links::add(&mut spec);
+    links::add(&mut spec, &schemas);
     if let Some(all) = spec["components"]["schemas"].as_object_mut() {
         for schema in all.values_mut() {
             mark_optional_nullable(schema);

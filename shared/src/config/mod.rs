@@ -289,6 +289,34 @@ impl Settings {
         }
         settings
     }
+
+    /// Jobs of `queue` one worker process runs at once.
+    pub fn concurrency(&self, queue: Queue) -> usize {
+        self.queue_concurrency
+            .iter()
+            .find(|(q, _)| *q == queue)
+            .map_or(self.worker_concurrency, |(_, n)| *n)
+    }
+
+    /// True when mail goes to `.eml` files instead of an SMTP server.
+    pub fn mail_to_files(&self) -> bool {
+        self.smtp_url.is_none()
+    }
+
+    /// Where `.eml` files are written when no SMTP server is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+
+    /// Opens the database pool the settings name (`DATABASE_URL`, or the embedded SQLite file).
+    pub async fn open_database(&self) -> anyhow::Result<crate::db::Db> {
+        crate::db::connect_url(self.database_url(), self.database_max_connections).await
+    }
+
+    /// The database URL, for the one place that connects.
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
 }
 
 impl ProviderSettings {

@@ -196,9 +196,7 @@ async fn practitioner(
     archive
         .array(
             "sessions.json",
-            move |before: Option<String>| {
-                async move { sessions_page(env, reader, before.as_deref()).await }.boxed()
-            },
+            session_pages(env, reader),
             |row| &row.id,
             |row| {
                 recordings.extend(recording(&row));
@@ -215,9 +213,7 @@ async fn practitioner(
     archive
         .array(
             "transcripts.json",
-            move |before: Option<String>| {
-                async move { sessions_page(env, reader, before.as_deref()).await }.boxed()
-            },
+            session_pages(env, reader),
             |row| &row.id,
             move |row| {
                 async move {
@@ -266,9 +262,7 @@ async fn patient(archive: &mut Archive<'_>, env: &JobEnv, user_id: &str) -> Resu
     archive
         .array(
             "sessions.json",
-            move |before: Option<String>| {
-                async move { sessions_page(env, reader, before.as_deref()).await }.boxed()
-            },
+            session_pages(env, reader),
             |row| &row.id,
             move |row| async move { Ok(Some(SessionView::for_patient(row))) }.boxed(),
         )
@@ -286,9 +280,7 @@ async fn notes(
     archive
         .array(
             "notes.json",
-            move |before: Option<String>| {
-                async move { sessions_page(env, reader, before.as_deref()).await }.boxed()
-            },
+            session_pages(env, reader),
             |row| &row.id,
             move |row| {
                 async move {
@@ -333,16 +325,21 @@ async fn drafts_and_missions(
         .await
 }
 
-async fn sessions_page(
-    env: &JobEnv,
-    reader: Reader<'_>,
-    before: Option<&str>,
-) -> sqlx::Result<Vec<SessionRow>> {
-    let filter = SessionFilter {
-        cursor: before,
-        ..SessionFilter::default()
-    };
-    db::sessions::list(&env.db, reader, &filter, PAGE).await
+/// The pages of the sessions `reader` reads, newest first, as [`Archive::array`] asks for them.
+fn session_pages<'f>(
+    env: &'f JobEnv,
+    reader: Reader<'f>,
+) -> impl Fn(Option<String>) -> BoxFuture<'f, sqlx::Result<Vec<SessionRow>>> {
+    move |before| {
+        async move {
+            let filter = SessionFilter {
+                cursor: before.as_deref(),
+                ..SessionFilter::default()
+            };
+            db::sessions::list(&env.db, reader, &filter, PAGE).await
+        }
+        .boxed()
+    }
 }
 
 async fn texts(env: &JobEnv, row: &SessionRow) -> Result<db::sessions::SessionTexts, JobError> {
