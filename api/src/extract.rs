@@ -48,11 +48,22 @@ impl RequestMeta {
         }
     }
 
-    /// For jobs this request starts.
+    /// For jobs this request starts on behalf of `user_id`'s account, which is their tenant
+    /// (a practitioner's account is their practice).
     pub fn job_origin(&self, user_id: Option<&str>) -> JobOrigin {
         JobOrigin {
             created_by: user_id.map(str::to_owned),
             request_id: Some(self.request_id.clone()),
+            tenant: user_id.map(str::to_owned),
+            priority: None,
+        }
+    }
+
+    /// For the system's own work that `admin_id` starts (a maintenance run): no tenant.
+    pub fn system_job_origin(&self, admin_id: &str) -> JobOrigin {
+        JobOrigin {
+            tenant: None,
+            ..self.job_origin(Some(admin_id))
         }
     }
 

@@ -164,8 +164,32 @@ async fn the_relay_hands_the_queue_no_more_than_its_in_flight_bound() {
         .unwrap();
     }
     tx.commit().await.unwrap();
-    // The commit handed over what fits; the rest waits in the ledger.
+    // No live worker serves the queue: everything waits in the ledger, in order.
+    assert_eq!(
+        db::jobs::in_flight(&app.db, "maintenance").await.unwrap(),
+        0
+    );
+    // A live worker process with 100 slots that claims nothing (busy): the relay fills the
+    // transport up to the bound, no further.
+    let now = db::now_ms();
+    db::workers::register(
+        &app.db,
+        &db::workers::WorkerRow {
+            name: "busy-elsewhere".into(),
+            host: "test".into(),
+            pid: 1,
+            version: "test".into(),
+            queues: "maintenance=100".into(),
+            started_at: now,
+            heartbeat_at: now,
+            running: 0,
+            stopped_at: None,
+        },
+    )
+    .await
+    .unwrap();
     let relay = app.relay();
+    assert_eq!(relay.pass().await.unwrap(), 10);
     assert_eq!(
         relay.pass().await.unwrap(),
         0,

@@ -152,6 +152,7 @@ async fn run_job(runner: &Runner, job: JobRow, slot: SemaphorePermit<'_>) {
         attempt = job.attempts,
         claim = job.claims,
         request_id = job.request_id.as_deref(),
+        tenant = job.tenant.as_deref(),
     );
     async move {
         let ctx = JobCtx { env, job: &job };

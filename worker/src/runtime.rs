@@ -11,7 +11,10 @@ use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use tend_shared::{
     Settings,
-    db::{Db, workers::WorkerRow},
+    db::{
+        Db,
+        workers::{WorkerRow, queues_column},
+    },
     queue::{Backend, Delivery, Relay, Transport},
     storage::ObjectStore,
 };
@@ -178,7 +181,7 @@ pub async fn start(
         // As many deliveries at once as jobs may run: a delivery carries at least one job, so
         // fewer would leave slots idle whenever deliveries carry one job each.
         let at_once = slots;
-        served.push(format!("{queue}={slots}"));
+        served.push((queue.as_str(), slots));
         let worker = Arc::new(QueueWorker {
             runner: runner.clone(),
             slots: Arc::new(Semaphore::new(slots)),
@@ -248,7 +251,7 @@ pub async fn start(
                 host: host_name(),
                 pid: i64::from(std::process::id()),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
-                queues: served.join(","),
+                queues: queues_column(served.iter().copied()),
                 started_at: tend_shared::db::now_ms(),
                 heartbeat_at: 0,
                 running: 0,
@@ -258,7 +261,7 @@ pub async fn start(
             drained.clone(),
         )),
     ];
-    tracing::info!(%instance, queues = %served.join(","), "workers started");
+    tracing::info!(%instance, queues = %queues_column(served.iter().copied()), "workers started");
     Ok(WorkerHandle {
         monitor,
         drained,

@@ -247,6 +247,9 @@ pub struct Settings {
     /// `QUEUE_MAX_IN_FLIGHT`: most jobs handed to the transport and not yet started, per queue.
     /// The rest wait in the database (apalis-redis wedges with 8,000 due jobs).
     pub queue_max_in_flight: u32,
+    /// `JOB_PRIORITY_AGING_SECS`: the longest a waiting job is passed over for
+    /// higher-priority work; past it, it is raised to interactive priority.
+    pub job_priority_aging: Duration,
     /// `SHUTDOWN_GRACE_SECS`: how long SIGTERM waits for running jobs.
     pub shutdown_grace: Duration,
     /// `STORAGE_URL`: local disk or S3.

@@ -156,6 +156,11 @@ impl Settings {
             )?),
             job_lease: Duration::from_secs(parse(&lookup, "JOB_LEASE_SECS", "6")?),
             queue_max_in_flight: parse(&lookup, "QUEUE_MAX_IN_FLIGHT", "1000")?,
+            job_priority_aging: Duration::from_secs(parse(
+                &lookup,
+                "JOB_PRIORITY_AGING_SECS",
+                "300",
+            )?),
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),
             storage: storage_backend(&lookup, &data_dir)?,
             max_upload_bytes: parse(&lookup, "MAX_UPLOAD_BYTES", "524288000")?,

@@ -5,7 +5,7 @@
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, jobs::JobRow, now_ms};
-use crate::jobs::{queues::Queue, state::JobState};
+use crate::jobs::{priority::Priority, queues::Queue, state::JobState};
 
 /// One queue's figures, counted in one pass over the ledger.
 #[derive(Debug, Clone, Default, FromRow)]
@@ -244,6 +244,25 @@ pub async fn kill(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     )
     .bind(id)
     .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets the priority of a job that waits (pending, or failed and due for a retry); false for
+/// a job in another state. A job already handed to the transport keeps its place there.
+pub async fn set_priority(
+    conn: &mut AnyConnection,
+    id: &str,
+    priority: Priority,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET priority = $2, updated_at = $3 \
+         WHERE id = $1 AND state IN ('pending', 'failed') AND killed_at IS NULL",
+    )
+    .bind(id)
+    .bind(i64::from(priority.value()))
+    .bind(now_ms())
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

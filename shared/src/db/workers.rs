@@ -1,6 +1,6 @@
 //! The `workers` table: which worker processes are alive, for admins.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use sqlx::{AnyConnection, FromRow};
 
@@ -87,4 +87,54 @@ pub async fn delete_silent_since(conn: &mut AnyConnection, before: i64) -> sqlx:
         .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// The job slots per queue of the processes alive now (not stopped, heard from within
+/// [`GONE_AFTER`]), summed over processes: what the relay sizes each queue's share of the
+/// transport by.
+pub async fn live_slots(db: &Db) -> sqlx::Result<HashMap<String, usize>> {
+    let lists: Vec<String> = sqlx::query_scalar(
+        "SELECT queues FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= $1",
+    )
+    .bind(now_ms() - GONE_AFTER.as_millis() as i64)
+    .fetch_all(db)
+    .await?;
+    let mut slots = HashMap::new();
+    for (queue, n) in lists.iter().flat_map(|list| parse_queues(list)) {
+        *slots.entry(queue.to_owned()).or_default() += n;
+    }
+    Ok(slots)
+}
+
+/// Reads a `queues` column: `email=16,transcription=2` (as [`queues_column`] writes it).
+fn parse_queues(list: &str) -> impl Iterator<Item = (&str, usize)> {
+    list.split(',').filter_map(|entry| {
+        let (queue, n) = entry.split_once('=')?;
+        let queue = queue.trim();
+        (!queue.is_empty()).then_some(())?;
+        Some((queue, n.trim().parse().ok()?))
+    })
+}
+
+/// The `queues` column of a process serving each queue with so many slots.
+pub fn queues_column<'a>(served: impl IntoIterator<Item = (&'a str, usize)>) -> String {
+    served
+        .into_iter()
+        .map(|(queue, slots)| format!("{queue}={slots}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queues_column_reads_back() {
+        let column = queues_column([("email", 16), ("transcription", 2)]);
+        assert_eq!(column, "email=16,transcription=2");
+        let read: Vec<_> = parse_queues(&column).collect();
+        assert_eq!(read, [("email", 16), ("transcription", 2)]);
+        assert_eq!(parse_queues("email=x,=3,documents").count(), 0);
+    }
 }

@@ -11,10 +11,12 @@
 //! in [`crate::queue`] catches up on anything that could not be handed over then.
 
 pub mod kinds;
+pub mod priority;
 pub mod queues;
 pub mod state;
 mod tx;
 
+pub use priority::Priority;
 pub use queues::Queue;
 pub use state::{JobState, UnknownJobState};
 pub use tx::JobTx;
@@ -60,6 +62,9 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
     const QUEUE: Queue;
     /// Attempts, timeout and backoff for this kind.
     const POLICY: RetryPolicy;
+    /// How soon its jobs go among their queue's waiting work, unless the starter says
+    /// otherwise ([`JobOrigin::priority`]).
+    const PRIORITY: Priority = Priority::NORMAL;
 
     /// When an admin retries the dead job `job_id`, in the transaction that makes it due:
     /// kinds whose failure marked their subject failed (a session's stage, an export, a
@@ -157,13 +162,31 @@ impl JobError {
     }
 }
 
-/// Who started a job: recorded in the ledger for `GET /jobs/{id}` and log correlation.
+/// Who started a job and for whom: recorded in the ledger for `GET /jobs/{id}`, log
+/// correlation and fair turns between tenants.
 #[derive(Debug, Clone, Default)]
 pub struct JobOrigin {
     /// The user whose request started it.
     pub created_by: Option<String>,
     /// The request id, carried into the job's log lines.
     pub request_id: Option<String>,
+    /// Whose work it is: the practice (a practitioner's account) or the account it serves;
+    /// `None` for the system's own work. Tenants take turns within a queue.
+    pub tenant: Option<String>,
+    /// Its priority, when not its kind's default ([`JobPayload::PRIORITY`]).
+    pub priority: Option<Priority>,
+}
+
+impl JobOrigin {
+    /// The origin of a job that `parent` starts: the same user, request, tenant and priority.
+    pub fn follow_up(parent: &db::jobs::JobRow) -> Self {
+        Self {
+            created_by: parent.created_by.clone(),
+            request_id: parent.request_id.clone(),
+            tenant: parent.tenant.clone(),
+            priority: Some(parent.priority),
+        }
+    }
 }
 
 /// A job stored in the ledger and waiting for the relay.
@@ -175,29 +198,33 @@ pub struct Enqueued {
     pub queue: Queue,
 }
 
-/// Stores a job in the ledger, inside the caller's transaction. Callers start jobs through
-/// [`JobTx`], which also hands them over once the transaction commits.
+/// Stores a job in the ledger at the fair turn `fair_key`, inside the caller's transaction.
+/// Callers start jobs through [`JobTx`], which numbers the turns and hands the jobs over once
+/// the transaction commits.
 pub(crate) async fn enqueue<J: JobPayload>(
     conn: &mut AnyConnection,
     payload: &J,
     origin: &JobOrigin,
+    fair_key: i64,
 ) -> sqlx::Result<Enqueued> {
     let id = db::new_id().to_string();
-    insert(conn, &id, payload, origin, None).await?;
+    insert(conn, &id, payload, origin, None, fair_key).await?;
     Ok(Enqueued {
         id,
         queue: J::QUEUE,
     })
 }
 
-/// Stores a job unless one with `dedup_key` exists (scheduler ticks); `None` if it did.
+/// Stores a system job unless one with `dedup_key` exists (scheduler ticks); `None` if it did.
 pub(crate) async fn enqueue_once<J: JobPayload>(
     conn: &mut AnyConnection,
     payload: &J,
     dedup_key: &str,
+    fair_key: i64,
 ) -> sqlx::Result<Option<Enqueued>> {
     let id = db::new_id().to_string();
-    let inserted = insert(conn, &id, payload, &JobOrigin::default(), Some(dedup_key)).await?;
+    let origin = JobOrigin::default();
+    let inserted = insert(conn, &id, payload, &origin, Some(dedup_key), fair_key).await?;
     Ok(inserted.then_some(Enqueued {
         id,
         queue: J::QUEUE,
@@ -210,6 +237,7 @@ async fn insert<J: JobPayload>(
     payload: &J,
     origin: &JobOrigin,
     dedup_key: Option<&str>,
+    fair_key: i64,
 ) -> sqlx::Result<bool> {
     let payload = serde_json::to_string(payload).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     db::jobs::insert(
@@ -224,6 +252,9 @@ async fn insert<J: JobPayload>(
             created_by: origin.created_by.as_deref(),
             request_id: origin.request_id.as_deref(),
             dedup_key,
+            tenant: origin.tenant.as_deref(),
+            priority: origin.priority.unwrap_or(J::PRIORITY),
+            fair_key,
         },
     )
     .await

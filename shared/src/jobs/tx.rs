@@ -1,12 +1,15 @@
 //! The one way to start jobs: a database transaction that enqueues them with the change that
 //! starts them and hands them to the transport as soon as it commits.
 
-use std::ops::{Deref, DerefMut};
+use std::{
+    collections::HashMap,
+    ops::{Deref, DerefMut},
+};
 
 use sqlx::{Any, AnyConnection, Transaction};
 
-use super::{Enqueued, JobOrigin, JobPayload};
-use crate::queue::Relay;
+use super::{Enqueued, JobOrigin, JobPayload, Queue};
+use crate::{db::jobs::fairness, queue::Relay};
 
 /// A transaction that can start jobs. Requests and jobs alike: begin, write, enqueue, commit.
 /// Dropping it without commit rolls back the change and the jobs together.
@@ -17,6 +20,17 @@ pub struct JobTx {
     started: Vec<Enqueued>,
     /// Hands the jobs over.
     relay: Relay,
+    /// Fair turns taken in this transaction, per queue and tenant: the first is reserved in
+    /// the ledger, the rest numbered on from it and recorded before commit.
+    turns: HashMap<(Queue, Option<String>), Turns>,
+}
+
+/// The turns one tenant took on one queue in a transaction.
+struct Turns {
+    /// The key the next job gets.
+    next: i64,
+    /// The latest key the ledger knows of.
+    recorded: i64,
 }
 
 impl JobTx {
@@ -26,6 +40,7 @@ impl JobTx {
             tx: relay.db().begin().await?,
             started: Vec::new(),
             relay: relay.clone(),
+            turns: HashMap::new(),
         })
     }
 
@@ -35,7 +50,8 @@ impl JobTx {
         payload: &J,
         origin: &JobOrigin,
     ) -> sqlx::Result<Enqueued> {
-        let job = super::enqueue(&mut self.tx, payload, origin).await?;
+        let key = self.turn(J::QUEUE, origin.tenant.as_deref()).await?;
+        let job = super::enqueue(&mut self.tx, payload, origin, key).await?;
         self.started.push(job.clone());
         Ok(job)
     }
@@ -47,7 +63,8 @@ impl JobTx {
         payload: &J,
         dedup_key: &str,
     ) -> sqlx::Result<Option<Enqueued>> {
-        let job = super::enqueue_once(&mut self.tx, payload, dedup_key).await?;
+        let key = self.turn(J::QUEUE, None).await?;
+        let job = super::enqueue_once(&mut self.tx, payload, dedup_key, key).await?;
         self.started.extend(job.clone());
         Ok(job)
     }
@@ -58,9 +75,34 @@ impl JobTx {
         self.started.push(job);
     }
 
+    /// The fair key of `tenant`'s next job on `queue`.
+    async fn turn(&mut self, queue: Queue, tenant: Option<&str>) -> sqlx::Result<i64> {
+        let entry = (queue, tenant.map(str::to_owned));
+        if let Some(turns) = self.turns.get_mut(&entry) {
+            turns.next += 1;
+            return Ok(turns.next - 1);
+        }
+        let key = fairness::reserve_turn(&mut self.tx, queue.as_str(), tenant).await?;
+        self.turns.insert(
+            entry,
+            Turns {
+                next: key + 1,
+                recorded: key,
+            },
+        );
+        Ok(key)
+    }
+
     /// Commits, then hands the new jobs to the transport at once (best effort: what cannot be
     /// handed over now, the relay delivers later, so a committed job always runs).
-    pub async fn commit(self) -> sqlx::Result<Vec<Enqueued>> {
+    pub async fn commit(mut self) -> sqlx::Result<Vec<Enqueued>> {
+        for ((queue, tenant), turns) in &self.turns {
+            let last = turns.next - 1;
+            if last > turns.recorded {
+                fairness::record_turns(&mut self.tx, queue.as_str(), tenant.as_deref(), last)
+                    .await?;
+            }
+        }
         self.tx.commit().await?;
         self.relay.hand_over(&self.started).await;
         Ok(self.started)

@@ -8,6 +8,7 @@
 
 mod relay;
 mod transport;
+mod window;
 
 pub use relay::*;
 pub use transport::*;
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{QueueBackend, Settings},
     db::{self, Db},
-    jobs::{Enqueued, Queue},
+    jobs::{Enqueued, Priority, Queue},
     outage::Outage,
 };
 

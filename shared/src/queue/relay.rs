@@ -11,7 +11,10 @@ use super::*;
 pub struct Relay {
     db: Db,
     transport: Transport,
-    max_in_flight: i64,
+    /// How many jobs of each queue the transport may hold now.
+    windows: Arc<window::Windows>,
+    /// `JOB_PRIORITY_AGING`: the longest a job waits behind higher-priority work.
+    aging: Duration,
     /// `JOB_LEASE_SECS`: after an outage of the ledger, lapsed leases are left alone this long,
     /// so that every worker can renew first (nobody could while the ledger was away).
     lease: Duration,
@@ -21,7 +24,8 @@ pub struct Relay {
     wake: Arc<Notify>,
 }
 
-/// Longest a commit waits to hand its jobs to the queue; past it the relay delivers them later.
+/// Longest a push to the queue may take; past it the jobs are given back to the ledger and
+/// the relay delivers them later.
 const HAND_OVER_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the relay loop looks for due jobs when nothing wakes it.
 const RELAY_INTERVAL: Duration = Duration::from_millis(250);
@@ -38,6 +42,8 @@ const OVERTAKEN_BY: Duration = Duration::from_secs(20);
 const STALE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// A job dispatched this long ago and never claimed is offered again.
 const STALE_DISPATCH: Duration = Duration::from_secs(10 * 60);
+/// How often jobs waiting past `JOB_PRIORITY_AGING` are raised.
+const AGING_INTERVAL: Duration = Duration::from_secs(5);
 /// Most jobs one relay pass takes from the ledger per queue.
 const RELAY_BATCH: i64 = 500;
 /// Slowest pace of the loop while the ledger or the queue is away (each pass would fail).
@@ -63,7 +69,10 @@ impl Relay {
         Self {
             db,
             transport,
-            max_in_flight: i64::from(settings.queue_max_in_flight.max(1)),
+            windows: Arc::new(window::Windows::new(i64::from(
+                settings.queue_max_in_flight.max(1),
+            ))),
+            aging: settings.job_priority_aging,
             lease: settings.job_lease,
             leases: None,
             wake: Arc::new(Notify::new()),
@@ -92,46 +101,46 @@ impl Relay {
         self.wake.notify_one();
     }
 
-    /// Hands just-committed jobs to the transport at once, batched per queue. Best effort: on
-    /// any failure the jobs stay in the ledger and the relay loop delivers them later, so the
-    /// caller's 2xx holds.
+    /// Hands work to the transport at once for the queues that just-committed jobs joined:
+    /// the first jobs in hand-over order, which are these jobs unless others wait ahead of
+    /// them (a higher priority, or another tenant's turn). Best effort: on any failure the
+    /// jobs stay in the ledger and the relay loop delivers them later, so the caller's 2xx
+    /// holds.
     pub async fn hand_over(&self, jobs: &[Enqueued]) {
         for queue in Queue::ALL {
-            let ids: Vec<String> = jobs
-                .iter()
-                .filter(|job| job.queue == queue)
-                .map(|job| job.id.clone())
-                .collect();
-            for batch in ids.chunks(queue.delivery_batch()) {
-                match self.hand_over_batch(queue, batch).await {
-                    Ok(true) => {}
-                    // The transport is full: the rest waits in the ledger for the relay.
-                    Ok(false) => break,
-                    Err(err) => {
-                        tracing::debug!(queue = queue.as_str(), error = %err, "hand-over failed; the relay will retry");
-                        break;
-                    }
-                }
+            let count = jobs.iter().filter(|job| job.queue == queue).count();
+            if count == 0 {
+                continue;
+            }
+            let handed = self.feed(queue, count as i64).await;
+            if let Err(err) = handed {
+                tracing::debug!(queue = queue.as_str(), error = %err, "hand-over failed; the relay will retry");
             }
         }
     }
 
-    /// Hands one batch over; `false` when the transport had no room for it.
-    async fn hand_over_batch(&self, queue: Queue, ids: &[String]) -> anyhow::Result<bool> {
-        let taken =
-            db::jobs::take_listed_for_dispatch(&self.db, queue.as_str(), ids, self.max_in_flight)
-                .await?;
-        if taken.is_empty() {
-            return Ok(false);
+    /// Hands up to `limit` of `queue`'s due jobs to the transport, in hand-over order and
+    /// within the queue's window; returns how many. A push that fails gives its jobs back.
+    async fn feed(&self, queue: Queue, limit: i64) -> Result<usize, PassError> {
+        let bound = self.windows.bound(&self.db, queue).await?;
+        let ids = db::jobs::take_for_dispatch(&self.db, queue.as_str(), bound, limit).await?;
+        let batches: Vec<&[String]> = ids.chunks(queue.delivery_batch()).collect();
+        let mut moved = 0;
+        for (i, batch) in batches.iter().enumerate() {
+            let pushed = tokio::time::timeout(HAND_OVER_TIMEOUT, self.transport.push(queue, batch))
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the queue did not answer in time")));
+            if let Err(error) = pushed {
+                // Give back this batch and the rest; the next pass tries again.
+                db::jobs::undispatch(&self.db, &batches[i..].concat()).await?;
+                return Err(PassError::Queue {
+                    queue: queue.as_str(),
+                    error,
+                });
+            }
+            moved += batch.len();
         }
-        let pushed = tokio::time::timeout(HAND_OVER_TIMEOUT, self.transport.push(queue, &taken))
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the queue did not answer in time")));
-        if let Err(err) = pushed {
-            db::jobs::undispatch(&self.db, &taken).await?;
-            return Err(err);
-        }
-        Ok(true)
+        Ok(moved)
     }
 
     /// Runs until `shutdown`: recovers lapsed leases (each second), re-offers lost deliveries
@@ -146,6 +155,7 @@ impl Relay {
         let mut last_recovery = tokio::time::Instant::now();
         let mut last_stale_check = tokio::time::Instant::now();
         let mut last_overtaken_check = tokio::time::Instant::now();
+        let mut last_aging = tokio::time::Instant::now();
         loop {
             // Not while the ledger is (or just was) away: a pass must see it back first, and
             // then every worker gets a whole lease to renew.
@@ -171,6 +181,12 @@ impl Relay {
                 report(
                     "lost deliveries offered again (later ones were already claimed)",
                     database.observe(self.redispatch_overtaken().await),
+                );
+            }
+            if !holding && due(&mut last_aging, AGING_INTERVAL) {
+                report_info(
+                    "jobs raised to interactive priority after waiting past JOB_PRIORITY_AGING",
+                    database.observe(self.promote_waiting().await),
                 );
             }
             if due(&mut last_stale_check, STALE_CHECK_INTERVAL) {
@@ -216,6 +232,23 @@ impl Relay {
         }
     }
 
+    /// Raises, per queue, the jobs that waited past `JOB_PRIORITY_AGING` behind
+    /// higher-priority work to [`Priority::INTERACTIVE`].
+    async fn promote_waiting(&self) -> sqlx::Result<u64> {
+        let due_before = db::now_ms() - self.aging.as_millis() as i64;
+        let mut raised = 0;
+        for queue in Queue::ALL {
+            raised += db::jobs::fairness::promote_waiting(
+                &self.db,
+                queue.as_str(),
+                Priority::INTERACTIVE,
+                due_before,
+            )
+            .await?;
+        }
+        Ok(raised)
+    }
+
     /// Re-offers, per queue, the unclaimed jobs dispatched well before the latest one a worker
     /// claimed: the transport delivers in order, so their deliveries were lost.
     async fn redispatch_overtaken(&self) -> sqlx::Result<u64> {
@@ -232,34 +265,15 @@ impl Relay {
     }
 
     /// One pass over every queue; returns how many jobs it handed over. Each queue's take is
-    /// bounded by `QUEUE_MAX_IN_FLIGHT` in the same step that counts it, so relays running
+    /// bounded by its window in the same step that counts it, so relays running
     /// side by side in many processes never overfill the transport together.
     pub async fn pass(&self) -> Result<usize, PassError> {
         let names = Queue::ALL.map(Queue::as_str);
         let waiting = db::jobs::queues_to_feed(&self.db, &names, db::now_ms()).await?;
         let mut moved = 0;
         for queue in Queue::ALL {
-            if !waiting.iter().any(|name| name == queue.as_str()) {
-                continue;
-            }
-            let ids = db::jobs::take_for_dispatch(
-                &self.db,
-                queue.as_str(),
-                self.max_in_flight,
-                RELAY_BATCH,
-            )
-            .await?;
-            let batches: Vec<&[String]> = ids.chunks(queue.delivery_batch()).collect();
-            for (i, batch) in batches.iter().enumerate() {
-                if let Err(error) = self.transport.push(queue, batch).await {
-                    // Give back this batch and the rest; the next pass tries again.
-                    db::jobs::undispatch(&self.db, &batches[i..].concat()).await?;
-                    return Err(PassError::Queue {
-                        queue: queue.as_str(),
-                        error,
-                    });
-                }
-                moved += batch.len();
+            if waiting.iter().any(|name| name == queue.as_str()) {
+                moved += self.feed(queue, RELAY_BATCH).await?;
             }
         }
         Ok(moved)
@@ -273,6 +287,13 @@ fn due(last: &mut tokio::time::Instant, every: Duration) -> bool {
     }
     *last = tokio::time::Instant::now();
     true
+}
+
+/// Logs the outcome of a periodic relay chore that found work in the normal course of things.
+fn report_info(what: &str, result: sqlx::Result<u64>) {
+    if let Ok(count @ 1..) = result {
+        tracing::info!(count, "{what}");
+    }
 }
 
 /// Logs the outcome of a periodic relay chore: a warning when it found work (something went

@@ -57,6 +57,8 @@ async fn answer(env: &JobEnv, ctx: &JobCtx<'_>, job: &AnswerMailRequest) -> Resu
         let origin = JobOrigin {
             created_by: Some(user.id.clone()),
             request_id: ctx.job.request_id.clone(),
+            tenant: Some(user.id.clone()),
+            priority: None,
         };
         tx.enqueue(
             &SendEmail {

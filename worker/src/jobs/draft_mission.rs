@@ -125,7 +125,8 @@ async fn notify(tx: &mut JobTx, draft: &DraftRow, template: EmailTemplate) -> Re
         },
         &tend_shared::jobs::JobOrigin {
             created_by: Some(draft.requested_by.clone()),
-            request_id: None,
+            tenant: Some(draft.practitioner_id.clone()),
+            ..Default::default()
         },
     )
     .await

@@ -84,10 +84,7 @@ async fn run(env: &JobEnv, job: &JobRow, payload: &TranscribeSession) -> Result<
             &ExtractNotes {
                 session_id: payload.session_id,
             },
-            &JobOrigin {
-                created_by: job.created_by.clone(),
-                request_id: job.request_id.clone(),
-            },
+            &JobOrigin::follow_up(job),
         )
         .await
         .map_err(db_err)?;

@@ -169,7 +169,7 @@ impl AdminQueuesApi {
         };
         let mut tx = state.begin().await?;
         let job = tx
-            .enqueue(&payload, &meta.job_origin(Some(&admin.id)))
+            .enqueue(&payload, &meta.system_job_origin(&admin.id))
             .await?;
         let detail = serde_json::json!({ "queue": queue.as_str(), "job_id": job.id });
         audited(

@@ -44,15 +44,17 @@ pub async fn queues_to_feed(
     query.fetch_all(db).await
 }
 
-/// Marks up to `limit` due, undispatched jobs of `queue` as dispatched, never more than leaves
-/// `max_in_flight` of the queue in the transport, and returns their ids. The bound is read and
-/// taken in one step: on PostgreSQL under a per-queue advisory lock (every API replica and
-/// worker runs a relay, and without it N relays that counted together could each fill the room
-/// they saw); on SQLite, one writer at a time makes the single statement atomic.
+/// Marks up to `limit` due, undispatched jobs of `queue` as dispatched, in the order they are
+/// to run (priority, then fair key: tenants take turns), never more than leaves `bound` of the
+/// queue in the transport, and returns their ids; the queue's fair clock moves on to the
+/// last key taken. The bound is read and taken in one step: on PostgreSQL under a per-queue
+/// advisory lock (every API replica and worker runs a relay, and without it N relays that
+/// counted together could each fill the room they saw); on SQLite, one writer at a time makes
+/// the single statement atomic.
 pub async fn take_for_dispatch(
     db: &Db,
     queue: &str,
-    max_in_flight: i64,
+    bound: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<String>> {
     let now = now_ms();
@@ -65,27 +67,27 @@ pub async fn take_for_dispatch(
         "(SELECT max(0, min($3, $4 - COUNT(*))) FROM jobs WHERE queue = $1 \
          AND state IN ('pending', 'failed') AND dispatched_at IS NOT NULL)"
     };
-    // The due jobs in `run_at` order, per state straight from the `jobs_dispatch` index
-    // (queue, state, dispatched_at, run_at): ordering by `dispatched_at, run_at` (all NULL
-    // here) lets the planner walk the index and stop at the limit, where `ORDER BY run_at`
-    // over both states read and sorted every due job (24 ms a pass during a burst of 20,000,
-    // measured with pg_stat_statements). A killed job is dispatched even while its queue is
-    // paused, so that a worker buries it.
+    // The due jobs in hand-over order, per state straight from the `jobs_dispatch` index
+    // (queue, state, dispatched_at, priority, fair_key): ordering by `dispatched_at` too (all
+    // NULL here) lets the planner walk the index and stop at the limit, where a sort would
+    // read every due job (24 ms a pass during a burst of 20,000, measured with
+    // pg_stat_statements). A killed job is dispatched even while its queue is paused, so that
+    // a worker buries it.
     let due = |state: &str, alias: &str| {
         format!(
-            "SELECT id, run_at FROM (SELECT id, run_at FROM jobs WHERE queue = $1 \
-             AND state = '{state}' AND dispatched_at IS NULL AND run_at <= $2 \
+            "SELECT id, priority, fair_key FROM (SELECT id, priority, fair_key FROM jobs \
+             WHERE queue = $1 AND state = '{state}' AND dispatched_at IS NULL AND run_at <= $2 \
              AND (killed_at IS NOT NULL OR \
                   NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $1)) \
-             ORDER BY dispatched_at, run_at LIMIT {room}) AS {alias}"
+             ORDER BY dispatched_at, priority, fair_key LIMIT {room}) AS {alias}"
         )
     };
     let candidates = format!(
-        "SELECT id FROM ({} UNION ALL {}) AS due ORDER BY run_at LIMIT {room}",
+        "SELECT id FROM ({} UNION ALL {}) AS due ORDER BY priority, fair_key LIMIT {room}",
         due("pending", "p"),
         due("failed", "f")
     );
-    // Rows another relay or a hand-over is taking are skipped, never waited for.
+    // Rows another relay is taking are skipped, never waited for.
     let select = if pg {
         format!("SELECT id FROM jobs WHERE id = ANY(ARRAY({candidates}))")
     } else {
@@ -93,26 +95,38 @@ pub async fn take_for_dispatch(
     };
     let sql = format!(
         "UPDATE jobs SET dispatched_at = $2, updated_at = $2 WHERE {} \
-         AND dispatched_at IS NULL RETURNING id",
+         AND dispatched_at IS NULL RETURNING id, priority, fair_key",
         picked(db, &select, Lock::Skip)
     );
-    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query_as::<_, (String, i64, i64)>(sqlx::AssertSqlSafe(sql))
         .bind(queue)
         .bind(now);
-    if !pg {
-        return query.bind(limit).bind(max_in_flight).fetch_all(db).await;
-    }
-    let mut tx = db.begin().await?;
-    lock_dispatch(&mut tx, queue).await?;
-    // A new snapshot after the lock: it sees every dispatch committed before it.
-    let room = (max_in_flight - in_flight(&mut *tx, queue).await?).min(limit);
-    let ids = if room > 0 {
-        query.bind(room).fetch_all(&mut *tx).await?
+    let taken = if pg {
+        let mut tx = db.begin().await?;
+        lock_dispatch(&mut tx, queue).await?;
+        // A new snapshot after the lock: it sees every dispatch committed before it.
+        let room = (bound - in_flight(&mut *tx, queue).await?).min(limit);
+        let taken = if room > 0 {
+            query.bind(room).fetch_all(&mut *tx).await?
+        } else {
+            Vec::new()
+        };
+        if let Some(last) = taken.iter().map(|(_, _, key)| *key).max() {
+            super::fairness::advance_clock(&mut *tx, queue, last).await?;
+        }
+        tx.commit().await?;
+        taken
     } else {
-        Vec::new()
+        let taken = query.bind(limit).bind(bound).fetch_all(db).await?;
+        if let Some(last) = taken.iter().map(|(_, _, key)| *key).max() {
+            super::fairness::advance_clock(db, queue, last).await?;
+        }
+        taken
     };
-    tx.commit().await?;
-    Ok(ids)
+    // RETURNING gives the rows in the order the UPDATE met them, not the candidates' order.
+    let mut taken = taken;
+    taken.sort_by_key(|(_, priority, key)| (*priority, *key));
+    Ok(taken.into_iter().map(|(id, _, _)| id).collect())
 }
 
 /// Serialises the dispatches of `queue` until the transaction ends (PostgreSQL only).
@@ -122,44 +136,6 @@ async fn lock_dispatch(conn: &mut AnyConnection, queue: &str) -> sqlx::Result<()
         .fetch_optional(conn)
         .await?;
     Ok(())
-}
-
-/// Takes the listed just-committed jobs of `queue` for dispatch, unless that would leave more
-/// than `max_in_flight` jobs of the queue in the transport (then they wait for the relay).
-/// Bounded like [`take_for_dispatch`]: the fast path of every request that starts jobs.
-pub async fn take_listed_for_dispatch(
-    db: &Db,
-    queue: &str,
-    ids: &[String],
-    max_in_flight: i64,
-) -> sqlx::Result<Vec<String>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let now = now_ms();
-    let sql = format!(
-        "UPDATE jobs SET dispatched_at = $1, updated_at = $1 WHERE {} \
-         AND state IN ('pending', 'failed') AND dispatched_at IS NULL AND run_at <= $1 \
-         AND (killed_at IS NOT NULL \
-              OR NOT EXISTS (SELECT 1 FROM queue_pauses WHERE queue_pauses.queue = $2)) \
-         AND (SELECT COUNT(*) FROM jobs WHERE queue = $2 AND state IN ('pending', 'failed') \
-              AND dispatched_at IS NOT NULL) + $3 <= $4 RETURNING id",
-        listed(db, 5, ids.len(), Lock::Skip)
-    );
-    let query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .bind(queue)
-        .bind(ids.len() as i64)
-        .bind(max_in_flight);
-    let query = bind_ids(query, ids);
-    if !crate::db::is_postgres(db) {
-        return query.fetch_all(db).await;
-    }
-    let mut tx = db.begin().await?;
-    lock_dispatch(&mut tx, queue).await?;
-    let taken = query.fetch_all(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(taken)
 }
 
 /// Undoes dispatches whose push to the queue failed, so the relay tries again.

@@ -22,12 +22,13 @@ macro_rules! job_columns {
     () => {
         "id, kind, queue, payload, state, attempts, max_attempts, run_at, \
     dispatched_at, lease_until, worker, last_error, created_by, request_id, dedup_key, \
-    created_at, started_at, finished_at, updated_at, killed_at, claims"
+    created_at, started_at, finished_at, updated_at, killed_at, claims, tenant, priority, fair_key"
     };
 }
 
 mod attempts;
 mod dispatch;
+pub mod fairness;
 mod sql;
 
 pub use attempts::*;
@@ -36,7 +37,7 @@ pub use dispatch::*;
 use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, now_ms};
-use crate::jobs::state::JobState;
+use crate::jobs::{priority::Priority, state::JobState};
 
 /// A ledger row (see the `jobs` table's comments for each column).
 #[derive(Debug, Clone, FromRow)]
@@ -65,6 +66,13 @@ pub struct JobRow {
     pub killed_at: Option<i64>,
     /// How often it was claimed, ever: the fencing token of its current attempt.
     pub claims: i64,
+    /// Whose work it is (the practice); `None` for the system's own jobs.
+    pub tenant: Option<String>,
+    /// How soon it goes among its queue's waiting work (0 first).
+    #[sqlx(try_from = "i64")]
+    pub priority: Priority,
+    /// Its turn among its priority's waiting work ([`fairness`]).
+    pub fair_key: i64,
 }
 
 impl JobRow {
@@ -109,6 +117,11 @@ pub struct NewJob<'a> {
     pub created_by: Option<&'a str>,
     pub request_id: Option<&'a str>,
     pub dedup_key: Option<&'a str>,
+    /// Whose work it is.
+    pub tenant: Option<&'a str>,
+    pub priority: Priority,
+    /// Its turn among its tenant's jobs ([`fairness::reserve_turns`]).
+    pub fair_key: i64,
 }
 
 /// Inserts a pending job. With a `dedup_key` already present nothing is inserted and `false`
@@ -117,8 +130,8 @@ pub async fn insert(conn: &mut AnyConnection, job: &NewJob<'_>) -> sqlx::Result<
     let now = now_ms();
     let done = sqlx::query(
         "INSERT INTO jobs (id, kind, queue, payload, state, attempts, max_attempts, run_at, \
-         created_by, request_id, dedup_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $10, $10) \
+         created_by, request_id, dedup_key, created_at, updated_at, tenant, priority, fair_key) \
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13) \
          ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
     )
     .bind(job.id)
@@ -131,6 +144,9 @@ pub async fn insert(conn: &mut AnyConnection, job: &NewJob<'_>) -> sqlx::Result<
     .bind(job.request_id)
     .bind(job.dedup_key)
     .bind(now)
+    .bind(job.tenant)
+    .bind(i64::from(job.priority.value()))
+    .bind(job.fair_key)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Priority, Queue, RetryPolicy};
 
 /// Answer the account-mail request `request_id`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,6 +18,8 @@ pub struct AnswerMailRequest {
 impl JobPayload for AnswerMailRequest {
     const KIND: &'static str = "answer_mail_request";
     const QUEUE: Queue = Queue::Email;
+    /// Someone waits for this mail: a verification link or a password reset.
+    const PRIORITY: Priority = Priority::INTERACTIVE;
     /// Database work only; the mail it starts has its own, longer patience.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 5,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Priority, Queue, RetryPolicy};
 
 /// One backup run (scheduled, asked for by an admin, or from the shell).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,6 +17,8 @@ pub struct Backup {
 impl JobPayload for Backup {
     const KIND: &'static str = "backup";
     const QUEUE: Queue = Queue::Maintenance;
+    /// Housekeeping: nobody waits for it.
+    const PRIORITY: Priority = Priority::BATCH;
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 3,
         timeout: Duration::from_secs(2 * 3600),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Priority, Queue, RetryPolicy};
 
 /// Housekeeping for one scheduled (or admin-started) run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,6 +20,8 @@ pub struct Cleanup {
 impl JobPayload for Cleanup {
     const KIND: &'static str = "cleanup";
     const QUEUE: Queue = Queue::Maintenance;
+    /// Housekeeping: nobody waits for it.
+    const PRIORITY: Priority = Priority::BATCH;
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 3,
         timeout: Duration::from_secs(30 * 60),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Priority, Queue, RetryPolicy};
 
 /// The daily rollup for one scheduled run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,6 +17,8 @@ pub struct DailyStats {
 impl JobPayload for DailyStats {
     const KIND: &'static str = "daily_stats";
     const QUEUE: Queue = Queue::Maintenance;
+    /// Housekeeping: nobody waits for it.
+    const PRIORITY: Priority = Priority::BATCH;
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 5,
         timeout: Duration::from_secs(30 * 60),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     db,
-    jobs::{JobPayload, Queue, RetryPolicy},
+    jobs::{JobPayload, Priority, Queue, RetryPolicy},
 };
 
 /// Build one personal data export.
@@ -21,6 +21,8 @@ pub struct DataExport {
 impl JobPayload for DataExport {
     const KIND: &'static str = "data_export";
     const QUEUE: Queue = Queue::Documents;
+    /// The account holder waits for the archive.
+    const PRIORITY: Priority = Priority::INTERACTIVE;
     /// Gigabytes of audio take minutes; a store outage is retried.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 5,

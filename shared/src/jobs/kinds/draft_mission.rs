@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     db,
-    jobs::{JobPayload, Queue, RetryPolicy},
+    jobs::{JobPayload, Priority, Queue, RetryPolicy},
 };
 
 /// Draft one mission.
@@ -21,6 +21,8 @@ pub struct DraftMission {
 impl JobPayload for DraftMission {
     const KIND: &'static str = "draft_mission";
     const QUEUE: Queue = Queue::Extraction;
+    /// The requester waits for the draft.
+    const PRIORITY: Priority = Priority::INTERACTIVE;
     /// Two chat calls at most per attempt; provider outages and 429s are retried.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 5,

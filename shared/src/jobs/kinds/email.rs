@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Priority, Queue, RetryPolicy};
 
 /// Which mail to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +44,8 @@ pub struct SendEmail {
 impl JobPayload for SendEmail {
     const KIND: &'static str = "send_email";
     const QUEUE: Queue = Queue::Email;
+    /// A mail somebody waits for (a verification link, a notice that their work is ready).
+    const PRIORITY: Priority = Priority::INTERACTIVE;
     /// An SMTP outage of a few hours is survivable: 10 attempts span about 1.5 hours.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 10,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    jobs::{JobPayload, Queue, RetryPolicy},
+    jobs::{JobPayload, Priority, Queue, RetryPolicy},
     sessions::Stage,
 };
 
@@ -21,6 +21,8 @@ pub struct ExtractNotes {
 impl JobPayload for ExtractNotes {
     const KIND: &'static str = "extract_notes";
     const QUEUE: Queue = Queue::Extraction;
+    /// The practitioner waits for the notes.
+    const PRIORITY: Priority = Priority::INTERACTIVE;
     /// As transcription; long transcripts are several requests.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 6,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::email::SendEmail;
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Priority, Queue, RetryPolicy};
 
 /// How long an invitation stays open.
 pub const INVITATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -22,6 +22,8 @@ pub struct SendInvitation {
 impl JobPayload for SendInvitation {
     const KIND: &'static str = "send_invitation";
     const QUEUE: Queue = Queue::Email;
+    /// The practitioner who invites waits for it to arrive.
+    const PRIORITY: Priority = Priority::INTERACTIVE;
     /// Mail: the same patience with SMTP as every other mail.
     const POLICY: RetryPolicy = SendEmail::POLICY;
 }

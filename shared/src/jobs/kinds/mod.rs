@@ -23,7 +23,7 @@ use sqlx::AnyConnection;
 
 use crate::{
     db,
-    jobs::{Enqueued, JobPayload, JobTx, Periodic, Queue, RetryPolicy, ScheduleSpec},
+    jobs::{Enqueued, JobPayload, JobTx, Periodic, Priority, Queue, RetryPolicy, ScheduleSpec},
     sessions::Stage,
 };
 
@@ -37,6 +37,8 @@ pub struct KindInfo {
     pub queue: Queue,
     /// Attempts, timeout and backoff.
     pub policy: RetryPolicy,
+    /// How soon its jobs go among their queue's waiting work, by default.
+    pub priority: Priority,
     /// When the scheduler fires it, for a [`Periodic`] kind.
     pub schedule: Option<ScheduleSpec>,
     admin_retry:
@@ -50,6 +52,7 @@ impl KindInfo {
             name: J::KIND,
             queue: J::QUEUE,
             policy: J::POLICY,
+            priority: J::PRIORITY,
             schedule: None,
             admin_retry: admin_retry_hook::<J>,
         }
@@ -208,8 +211,8 @@ mod tests {
     #[test]
     fn the_readme_lists_every_kind_as_declared() {
         let mut table = String::from(
-            "| kind | queue | attempts | timeout | schedule (UTC, `SCHEDULE_<KIND>`) |\n\
-             | --- | --- | --- | --- | --- |\n",
+            "| kind | queue | priority | attempts | timeout | schedule (UTC, `SCHEDULE_<KIND>`) |\n\
+             | --- | --- | --- | --- | --- | --- |\n",
         );
         for kind in KINDS {
             let schedule = kind
@@ -217,9 +220,10 @@ mod tests {
                 .map(|s| format!("`{}`", s.default_cron))
                 .unwrap_or_default();
             table.push_str(&format!(
-                "| `{}` | `{}` | {} | {} | {} |\n",
+                "| `{}` | `{}` | {} | {} | {} | {} |\n",
                 kind.name,
                 kind.queue,
+                kind.priority,
                 kind.policy.max_attempts,
                 duration_text(kind.policy.timeout.as_secs()),
                 schedule

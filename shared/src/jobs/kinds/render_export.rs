@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     db,
-    jobs::{JobPayload, Queue, RetryPolicy},
+    jobs::{JobPayload, Priority, Queue, RetryPolicy},
 };
 
 /// Render one export.
@@ -21,6 +21,8 @@ pub struct RenderExport {
 impl JobPayload for RenderExport {
     const KIND: &'static str = "render_export";
     const QUEUE: Queue = Queue::Documents;
+    /// The practitioner waits for the document.
+    const PRIORITY: Priority = Priority::INTERACTIVE;
     /// Rendering takes seconds; a failure is the store or the database, worth a few retries.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 4,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Priority, Queue, RetryPolicy};
 
 /// Retry the dead jobs of one queue that died up to the moment the admin asked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,6 +20,8 @@ pub struct RetryDeadJobs {
 impl JobPayload for RetryDeadJobs {
     const KIND: &'static str = "retry_dead_jobs";
     const QUEUE: Queue = Queue::Maintenance;
+    /// Bulk work: it only puts other jobs back in line.
+    const PRIORITY: Priority = Priority::BATCH;
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 5,
         timeout: Duration::from_secs(30 * 60),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jobs::{JobPayload, Periodic, Queue, RetryPolicy};
+use crate::jobs::{JobPayload, Periodic, Priority, Queue, RetryPolicy};
 
 /// Rotate for one schedule tick.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,6 +17,8 @@ pub struct RotateSigningKey {
 impl JobPayload for RotateSigningKey {
     const KIND: &'static str = "rotate_signing_key";
     const QUEUE: Queue = Queue::Maintenance;
+    /// Housekeeping: nobody waits for it.
+    const PRIORITY: Priority = Priority::BATCH;
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 5,
         timeout: Duration::from_secs(60),

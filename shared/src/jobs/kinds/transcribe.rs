@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    jobs::{JobPayload, Queue, RetryPolicy},
+    jobs::{JobPayload, Priority, Queue, RetryPolicy},
     sessions::Stage,
 };
 
@@ -21,6 +21,8 @@ pub struct TranscribeSession {
 impl JobPayload for TranscribeSession {
     const KIND: &'static str = "transcribe_session";
     const QUEUE: Queue = Queue::Transcription;
+    /// The practitioner who uploaded the session waits for its notes.
+    const PRIORITY: Priority = Priority::INTERACTIVE;
     /// A provider outage of about an hour is survivable; one attempt may take long (a
     /// two-hour recording is a dozen chunk requests).
     const POLICY: RetryPolicy = RetryPolicy {

@@ -151,7 +151,8 @@ impl Job for DataExport {
             },
             &tend_shared::jobs::JobOrigin {
                 created_by: Some(user.id.clone()),
-                request_id: None,
+                tenant: Some(user.id.clone()),
+                ..Default::default()
             },
         )
         .await

@@ -20,7 +20,7 @@ use tend_shared::{
         job_admin::{AttemptRow, JobFilter},
         jobs::JobRow,
     },
-    jobs::{Enqueued, JobState as LedgerState, JobTx, Queue},
+    jobs::{Enqueued, JobState as LedgerState, JobTx, Priority, Queue},
 };
 
 use super::{audited, maintenance::MaintenanceReport, parse_since};
@@ -139,6 +139,56 @@ impl AdminJobsApi {
         audit_job(&mut tx, AuditAction::JobRetried, &admin.id, &meta, &job).await?;
         tx.commit().await?;
         tracing::info!(job_id = %job.id, kind = %job.kind, "job retried by an admin");
+        Ok(JobActionResponse::Ok(Json(
+            (&find(&state, &job.id).await?).into(),
+        )))
+    }
+
+    /// Change the priority of a waiting job (0 goes first, 9 last). A job already handed to
+    /// the transport (at most a few per worker slot) keeps its place there. 409 for a job that
+    /// is not waiting.
+    #[oai(
+        path = "/:id/priority",
+        method = "post",
+        operation_id = "adminSetJobPriority"
+    )]
+    async fn set_priority(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        id: Path<String>,
+        body: Json<SetPriorityRequest>,
+    ) -> ApiResult<JobActionResponse> {
+        let job = find(&state, &id.0).await?;
+        let priority = Priority::new(body.0.priority)
+            .ok_or_else(|| ApiError::bad_request("invalid-priority", "A priority is 0 to 9."))?;
+        let mut tx = state.begin().await?;
+        if !db::job_admin::set_priority(&mut tx, &job.id, priority).await? {
+            return Err(ApiError::conflict(
+                "job-not-waiting",
+                format!(
+                    "Only a waiting job's priority can change; this one is {}.",
+                    job.state
+                ),
+            ));
+        }
+        let detail = serde_json::json!({
+            "job_id": job.id,
+            "kind": job.kind,
+            "from": job.priority.value(),
+            "to": priority.value(),
+        });
+        audited(
+            &mut tx,
+            AuditAction::JobReprioritised,
+            &admin.id,
+            &meta,
+            detail,
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(job_id = %job.id, kind = %job.kind, %priority, "job priority changed by an admin");
         Ok(JobActionResponse::Ok(Json(
             (&find(&state, &job.id).await?).into(),
         )))

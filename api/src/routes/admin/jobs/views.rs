@@ -27,6 +27,11 @@ pub struct AdminJobView {
     pub request_id: Option<String>,
     /// The user whose request started it.
     pub created_by: Option<String>,
+    /// Whose work it is (the practice's account); absent for the system's own jobs. Tenants
+    /// with work waiting on a queue take turns.
+    pub tenant: Option<String>,
+    /// 0 goes first, 9 last: 1 for work somebody waits for, 8 for housekeeping.
+    pub priority: u8,
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,
     /// When it may run next.
@@ -51,12 +56,22 @@ impl From<&JobRow> for AdminJobView {
             killed: row.killed_at.is_some(),
             request_id: row.request_id.clone(),
             created_by: row.created_by.clone(),
+            tenant: row.tenant.clone(),
+            priority: row.priority.value(),
             created_at: ms_to_datetime(row.created_at),
             run_at: ms_to_datetime(row.run_at),
             started_at: row.started_at.map(ms_to_datetime),
             finished_at: row.finished_at.map(ms_to_datetime),
         }
     }
+}
+
+/// A job's new priority.
+#[derive(Debug, Object)]
+pub struct SetPriorityRequest {
+    /// 0 goes first, 9 last: 1 is work somebody waits for, 8 housekeeping.
+    #[oai(validator(minimum(value = "0"), maximum(value = "9")))]
+    pub priority: u8,
 }
 
 /// One finished attempt.
