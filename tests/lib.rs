@@ -32,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 /// The password every test user gets unless it says otherwise.
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// A two-line WebVTT transcript: an upload that goes straight to extraction.
+pub const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
+
 /// A running application and what a test needs to talk to it.
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.

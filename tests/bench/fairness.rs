@@ -19,7 +19,7 @@ use serde_json::Value;
 use tend_shared::db;
 use tend_tests::{AppOptions, TestApp, fake_openai::FakeOpenAi, spawn_app_with};
 
-const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
+use tend_tests::VTT;
 
 /// How often B uploads while A's backlog drains.
 const B_EVERY: Duration = Duration::from_millis(200);

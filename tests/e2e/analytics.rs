@@ -9,7 +9,7 @@ use chrono::{Days, Utc};
 use serde_json::{Value, json};
 use tend_tests::{TestApp, fake_openai::FakeOpenAi, problem, spawn_app_with_env};
 
-const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
+use tend_tests::VTT;
 
 async fn get_json(app: &TestApp, path: &str, token: &str) -> Value {
     let resp = app.get(path, Some(token)).await;

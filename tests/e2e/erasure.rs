@@ -8,7 +8,7 @@ use serde_json::Value;
 use tend_shared::backup;
 use tend_tests::{eventually, fake_openai::FakeOpenAi, spawn_app_with_env};
 
-const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
+use tend_tests::VTT;
 
 #[tokio::test]
 async fn an_erased_practitioner_leaves_nothing_but_a_pseudonymous_trail() {

@@ -12,7 +12,7 @@ use tend_tests::{
     problem, spawn_app_with_fake,
 };
 
-const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
+use tend_tests::VTT;
 const SENTENCE: &str = "Hélène Françoise, her sister, came to the second half of the session and described the weeks before the move.";
 
 /// A practitioner named "Zoë Lindqvist" with the patient "Åsa Öberg".

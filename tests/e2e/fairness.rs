@@ -11,7 +11,7 @@ use tend_tests::{
     spawn_app_with,
 };
 
-const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
+use tend_tests::VTT;
 
 /// The API on the fake provider, with a worker for mail only (sign-ups need it; its relay
 /// loop runs the aging chore): other queues' jobs wait in the ledger until the test starts

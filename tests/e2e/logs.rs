@@ -11,7 +11,7 @@ use std::{
 use serde_json::Value;
 use tend_tests::{AppOptions, fake_openai::FakeOpenAi, spawn_app_with};
 
-const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n";
+use tend_tests::VTT;
 
 #[tokio::test]
 async fn a_workers_log_lines_name_their_job_and_the_request_that_started_it() {

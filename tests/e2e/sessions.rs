@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tend_shared::db;
 use tend_tests::{
-    TestApp, TestUser,
+    TestApp, TestUser, VTT,
     fake_openai::{self, FakeOpenAi, Reply},
     problem, spawn_app_with_env,
 };
@@ -286,8 +286,6 @@ async fn a_fifty_minute_mp3_is_cut_into_chunks_and_merged_in_order() {
     let usage_seconds = session["usage"]["audio_seconds"].as_f64().unwrap();
     assert!((usage_seconds - 52.0 * 60.0).abs() < 1.0, "{usage_seconds}");
 }
-
-const VTT: &str = "WEBVTT\n\n00:00:01.000 --> 00:00:04.500\n<v Therapist>How was your week?\n\n00:00:05.000 --> 00:00:09.000\n<v Client>Better. I slept more.\n";
 
 #[tokio::test]
 async fn an_uploaded_transcript_skips_transcription() {

@@ -120,7 +120,7 @@ pub struct NewJob<'a> {
     /// Whose work it is.
     pub tenant: Option<&'a str>,
     pub priority: Priority,
-    /// Its turn among its tenant's jobs ([`fairness::reserve_turns`]).
+    /// Its turn among its tenant's jobs ([`fairness::reserve_turn`]).
     pub fair_key: i64,
 }
 
