@@ -70,6 +70,12 @@ struct State {
     violations: Vec<String>,
     /// Answers without a key, as a local server does.
     keyless: bool,
+    /// Requests allowed in any 60 seconds, as a provider's rate limit ([`FakeOpenAi::limit_per_minute`]).
+    per_minute: Option<usize>,
+    /// When the requests it let through under that limit arrived.
+    let_through: VecDeque<std::time::Instant>,
+    /// When it answered 429 for the limit.
+    limited: Vec<std::time::Instant>,
 }
 
 /// A running fake; stops when dropped.
@@ -148,6 +154,28 @@ impl FakeOpenAi {
         self.state.lock().unwrap().keyless = true;
     }
 
+    /// From now on lets at most `n` requests (of either kind) through in any 60 seconds and
+    /// answers the rest `429` with `Retry-After`, as a provider's rate limit does.
+    pub fn limit_per_minute(&self, n: usize) {
+        self.state.lock().unwrap().per_minute = Some(n);
+    }
+
+    /// When each request the fake let through under its limit arrived.
+    pub fn let_through(&self) -> Vec<std::time::Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .let_through
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// When each `429` for the limit was answered.
+    pub fn limited(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().limited.clone()
+    }
+
     /// Scripts the next transcription answers (then proper answers again).
     pub fn on_transcription(&self, replies: impl IntoIterator<Item = Reply>) {
         self.state
@@ -212,6 +240,32 @@ fn next(script: &mut VecDeque<Reply>) -> Reply {
     script.pop_front().unwrap_or(Reply::Ok)
 }
 
+/// Under a per-minute limit: `None` lets the request through (and counts it), `Some` is the
+/// `429` to answer. Requests let through stay counted for a minute (a sliding window).
+fn over_limit(state: &mut State) -> Option<Response> {
+    let limit = state.per_minute?;
+    let now = std::time::Instant::now();
+    let minute = Duration::from_secs(60);
+    let in_window = state
+        .let_through
+        .iter()
+        .filter(|t| now.duration_since(**t) < minute)
+        .count();
+    if in_window < limit {
+        state.let_through.push_back(now);
+        return None;
+    }
+    state.limited.push(now);
+    let oldest = state
+        .let_through
+        .iter()
+        .find(|t| now.duration_since(**t) < minute)
+        .copied()
+        .unwrap_or(now);
+    let wait = minute.saturating_sub(now.duration_since(oldest)).as_secs() + 1;
+    Some(error(429, "Rate limit reached for requests", Some(wait)))
+}
+
 fn check_key(req: &poem::Request, state: &mut State) -> bool {
     let ok = state.keyless
         || req
@@ -248,6 +302,9 @@ async fn transcriptions(
         let mut state = shared.state.lock().unwrap();
         if !check_key(req, &mut state) {
             return error(401, "Incorrect API key provided.", None);
+        }
+        if let Some(limited) = over_limit(&mut state) {
+            return limited;
         }
         let field = |name: &str| {
             fields
@@ -343,6 +400,9 @@ async fn chat(req: &poem::Request, shared: Data<&Shared>, body: Json<Value>) -> 
         let mut state = shared.state.lock().unwrap();
         if !check_key(req, &mut state) {
             return error(401, "Incorrect API key provided.", None);
+        }
+        if let Some(limited) = over_limit(&mut state) {
+            return limited;
         }
         let mut problems = Vec::new();
         if body["model"] != CHAT_MODEL {

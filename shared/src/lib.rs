@@ -32,5 +32,6 @@ pub mod schedules;
 pub mod sessions;
 pub mod storage;
 pub mod telemetry;
+pub mod throttle;
 
 pub use config::Settings;

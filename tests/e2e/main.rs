@@ -22,6 +22,7 @@ mod metrics;
 mod missions;
 mod pages;
 mod patients;
+mod provider_limits;
 mod sessions;
 mod structure;
 mod tokens;

@@ -37,6 +37,7 @@ impl JobEnv {
         store: ObjectStore,
         worker_name: String,
     ) -> anyhow::Result<Self> {
+        let provider = Provider::new(&settings.provider, relay.transport().throttle())?;
         Ok(Self {
             db: relay.db().clone(),
             relay,
@@ -44,7 +45,7 @@ impl JobEnv {
             mailer: Mailer::from_settings(settings)?,
             templates: Templates::load()?,
             store,
-            provider: Provider::new(&settings.provider)?,
+            provider,
             worker_name,
         })
     }

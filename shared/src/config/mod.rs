@@ -4,9 +4,11 @@
 //! Values are read through a lookup function so tests build settings without touching the
 //! process environment.
 
+mod limits;
 mod read;
 mod secret;
 
+pub use limits::{ModelLimit, ModelLimits};
 pub use read::DerivedUrls;
 use read::local_url;
 use secret::load_or_generate_secret;
@@ -154,6 +156,8 @@ pub struct ProviderSettings {
     pub price_prompt_per_mtok: f64,
     /// `PRICE_COMPLETION_PER_MTOK_USD` (0.60): price per million completion tokens.
     pub price_completion_per_mtok: f64,
+    /// `PROVIDER_LIMITS`: requests and tokens per minute per model, shared by every worker.
+    pub limits: ModelLimits,
 }
 
 /// All of Tend's settings. Built once, then passed down; nothing reads the environment later.

@@ -294,6 +294,7 @@ pub(super) fn provider_settings(
         price_audio_per_minute: parse(lookup, "PRICE_AUDIO_PER_MINUTE_USD", "0.006")?,
         price_prompt_per_mtok: parse(lookup, "PRICE_PROMPT_PER_MTOK_USD", "0.15")?,
         price_completion_per_mtok: parse(lookup, "PRICE_COMPLETION_PER_MTOK_USD", "0.60")?,
+        limits: ModelLimits::parse(lookup("PROVIDER_LIMITS").as_deref())?,
     };
     if settings.transcription_max_upload_bytes < 64 * 1024 {
         bail!("TRANSCRIPTION_MAX_UPLOAD_BYTES must be at least 65536");

@@ -31,6 +31,7 @@ use crate::{
     db::{self, Db},
     jobs::{Enqueued, Priority, Queue},
     outage::Outage,
+    throttle::Throttle,
 };
 
 /// What holds leases in this process (the worker's lease keeper).

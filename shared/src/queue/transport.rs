@@ -167,6 +167,18 @@ impl Transport {
         &self.wakers
     }
 
+    /// Rate buckets shared as this transport is: through Redis by every replica, or within
+    /// this process (the embedded mode has one).
+    pub fn throttle(&self) -> Throttle {
+        match &self.backend {
+            Backend::Redis { conn, .. } => Throttle::Redis {
+                conn: conn.clone(),
+                namespace: self.namespace.clone(),
+            },
+            Backend::Sqlite { .. } => Throttle::in_memory(),
+        }
+    }
+
     /// Relays wake-ups announced on Redis by other processes to this process's workers, until
     /// `shutdown`; reconnects after errors. Nothing to do on the SQLite queue, which lives in
     /// one process.

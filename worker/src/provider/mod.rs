@@ -7,6 +7,7 @@
 //! a 429's `Retry-After` must reach it. Response bodies are never logged (they hold patient
 //! text); async-openai's own log lines are filtered out for the same reason (telemetry).
 
+mod limits;
 mod status;
 
 use std::time::Duration;
@@ -22,8 +23,9 @@ use async_openai::{
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
-use tend_shared::{config::ProviderSettings, jobs::JobError};
+use tend_shared::{config::ProviderSettings, jobs::JobError, throttle::Throttle};
 
+pub use limits::ProviderLimits;
 pub use status::HttpFailure;
 use status::StatusCheck;
 
@@ -33,6 +35,8 @@ pub struct Provider {
     client: Option<Client<OpenAIConfig>>,
     /// Models, limits and prices.
     pub settings: ProviderSettings,
+    /// The rate limits every replica shares.
+    limits: ProviderLimits,
 }
 
 /// One transcription answer, read leniently: servers that copy OpenAI's API do not all send
@@ -107,8 +111,8 @@ struct RawUsage {
 
 impl Provider {
     /// Builds the client (no key for OpenAI's own API: every call fails permanently, saying
-    /// so).
-    pub fn new(settings: &ProviderSettings) -> anyhow::Result<Self> {
+    /// so), its calls limited through `throttle`.
+    pub fn new(settings: &ProviderSettings, throttle: Throttle) -> anyhow::Result<Self> {
         let client = match settings.call_key() {
             Some(key) => {
                 let http = reqwest::Client::builder()
@@ -125,6 +129,7 @@ impl Provider {
         Ok(Self {
             client,
             settings: settings.clone(),
+            limits: ProviderLimits::new(throttle, settings.limits.clone()),
         })
     }
 
@@ -164,12 +169,18 @@ impl Provider {
             temperature: Some(0.0),
             ..Default::default()
         };
-        self.client()?
+        let client = self.client()?;
+        let model = self.settings.transcription_model.clone();
+        self.limits.admit(&model, None).await?;
+        let answer = client
             .audio()
             .transcription()
             .create_verbose_json_byot(request)
-            .await
-            .map_err(|e| classify("transcription", e))
+            .await;
+        match answer {
+            Ok(answer) => Ok(answer),
+            Err(err) => Err(self.failed("transcription", &model, err).await),
+        }
     }
 
     /// Sends one chat completion request (a JSON body in OpenAI's format).
@@ -179,16 +190,27 @@ impl Provider {
 
     /// One chat completion for `stage` (named in failure messages).
     pub async fn chat_for(&self, stage: &str, request: Value) -> Result<ChatAnswer, JobError> {
-        let raw: RawChat = self
-            .client()?
-            .chat()
-            .create_byot(request)
-            .await
-            .map_err(|e| classify(stage, e))?;
+        let client = self.client()?;
+        let model = request["model"]
+            .as_str()
+            .unwrap_or(&self.settings.extraction_model)
+            .to_owned();
+        let turn = self
+            .limits
+            .admit(&model, Some(estimated_tokens(&request)))
+            .await?;
+        let raw: RawChat = match client.chat().create_byot(request).await {
+            Ok(raw) => raw,
+            Err(err) => return Err(self.failed(stage, &model, err).await),
+        };
         let usage = raw.usage.unwrap_or(RawUsage {
             prompt_tokens: 0,
             completion_tokens: 0,
         });
+        if let Some(turn) = turn {
+            let billed = usage.prompt_tokens + usage.completion_tokens;
+            self.limits.settle(turn, billed.max(0) as u64).await;
+        }
         let choice = raw.choices.into_iter().next().ok_or_else(|| {
             JobError::Transient(format!("{stage}: the provider answered without a choice"))
         })?;
@@ -199,6 +221,44 @@ impl Provider {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
         })
+    }
+}
+
+impl Provider {
+    /// The job error for a failed call to `model`; a provider that asked us to wait pauses
+    /// the model for every replica first.
+    async fn failed(&self, stage: &str, model: &str, err: OpenAIError) -> JobError {
+        if let Some(retry_after) = asked_to_wait(&err) {
+            self.limits.pause(model, retry_after).await;
+        }
+        classify(stage, err)
+    }
+}
+
+/// A chat request's tokens, before it is sent: about four bytes of JSON a token, plus the
+/// most the answer may take (1,024 when the request does not say).
+fn estimated_tokens(request: &Value) -> u64 {
+    let prompt = request.to_string().len() as u64 / 4;
+    let answer = request["max_completion_tokens"]
+        .as_u64()
+        .or_else(|| request["max_tokens"].as_u64())
+        .unwrap_or(1024);
+    prompt + answer
+}
+
+/// Whether the provider asked us to wait (a `429`, or a `503` with `Retry-After`), and how
+/// long if it said.
+fn asked_to_wait(err: &OpenAIError) -> Option<Option<Duration>> {
+    let failure = match err {
+        OpenAIError::Boxed(boxed) => boxed.downcast_ref::<HttpFailure>()?,
+        _ => return None,
+    };
+    match failure.status {
+        reqwest::StatusCode::TOO_MANY_REQUESTS => Some(failure.retry_after),
+        reqwest::StatusCode::SERVICE_UNAVAILABLE if failure.retry_after.is_some() => {
+            Some(failure.retry_after)
+        }
+        _ => None,
     }
 }
 
