@@ -141,6 +141,12 @@ impl FakeOpenAi {
             ("OPENAI_BASE_URL".into(), self.url.clone()),
             ("TRANSCRIPTION_MODEL".into(), TRANSCRIPTION_MODEL.into()),
             ("EXTRACTION_MODEL".into(), CHAT_MODEL.into()),
+            // The fake answers as fast as it can: Tend's own limits (500 requests a minute by
+            // default) stay out of the way unless a test sets them.
+            (
+                "PROVIDER_LIMITS".into(),
+                format!("{CHAT_MODEL}=100000000,{TRANSCRIPTION_MODEL}=100000000"),
+            ),
         ];
         if !self.state.lock().unwrap().keyless {
             env.push(("OPENAI_API_KEY".into(), API_KEY.into()));

@@ -41,6 +41,15 @@ impl Rate {
         }
     }
 
+    /// The same rate and burst times `share` (a margin under a limit set elsewhere); the burst
+    /// stays at least one unit.
+    pub fn scaled(self, share: f64) -> Self {
+        Self {
+            per_minute: self.per_minute * share,
+            burst: (self.burst * share).max(1.0),
+        }
+    }
+
     /// Milliseconds one unit takes at the steady rate.
     fn interval_ms(&self) -> f64 {
         60_000.0 / self.per_minute

@@ -71,6 +71,8 @@ async fn run(backlog: usize, concurrency: usize, b_is_a_tenant: bool) -> Run {
     let fake = FakeOpenAi::start().await;
     let mut env = fake.env();
     env.push(("RUST_LOG".into(), "warn".into()));
+    // Uploads are limited per practitioner and hour (60 by default).
+    env.push(("UPLOADS_PER_HOUR".into(), "1000000".into()));
     let app = Arc::new(
         spawn_app_with(AppOptions {
             env,

@@ -36,6 +36,8 @@ async fn main() {
     let mut env = fake.env();
     env.push(("PROVIDER_LIMITS".into(), format!("{CHAT_MODEL}={rpm}")));
     env.push(("RUST_LOG".into(), "error".into()));
+    // Uploads are limited per practitioner and hour (60 by default).
+    env.push(("UPLOADS_PER_HOUR".into(), "1000000".into()));
     let app = std::sync::Arc::new(
         spawn_app_with(AppOptions {
             env,

@@ -71,6 +71,7 @@ pub async fn forget_tenant(conn: &mut AnyConnection, tenant: &str) -> sqlx::Resu
 }
 
 /// Moves `queue`'s clock on to `key` (never back): the relay has handed over a job with it.
+/// (On PostgreSQL the hand-over's own statement does this.)
 pub async fn advance_clock(
     conn: impl sqlx::AnyExecutor<'_>,
     queue: &str,
