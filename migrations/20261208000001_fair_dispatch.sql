@@ -17,19 +17,24 @@ ALTER TABLE jobs ADD COLUMN fair_key BIGINT NOT NULL DEFAULT 0;
 DROP INDEX jobs_dispatch;
 CREATE INDEX jobs_dispatch ON jobs (queue, state, dispatched_at, priority, fair_key);
 
--- Per queue and tenant, the fair key of the tenant's latest job: its next job is placed one
--- turn after it, or at the queue's clock if the tenant has fallen behind (idle for a while),
--- so a tenant never saves up turns. The system's jobs use the tenant ''.
+-- Per queue, priority and tenant, the fair key of the tenant's latest job: its next job of that
+-- priority is placed one turn after it, or at the clock if the tenant has fallen behind (idle
+-- for a while), so a tenant never saves up turns. Each priority keeps its own timeline: a
+-- tenant's deep backlog of housekeeping does not push back its next interactive job, and an
+-- interactive job does not move the housekeeping clock. The system's jobs use the tenant ''.
 CREATE TABLE queue_tenants (
     queue TEXT NOT NULL,
+    priority BIGINT NOT NULL,
     tenant TEXT NOT NULL,
     last_key BIGINT NOT NULL,
-    PRIMARY KEY (queue, tenant)
+    PRIMARY KEY (queue, priority, tenant)
 );
 
--- Per queue, the highest fair key handed to the transport: the virtual clock new tenants start
--- from.
+-- Per queue and priority, the highest fair key handed to the transport: the virtual clock new
+-- tenants start from.
 CREATE TABLE queue_clocks (
-    queue TEXT PRIMARY KEY,
-    virtual_now BIGINT NOT NULL
+    queue TEXT NOT NULL,
+    priority BIGINT NOT NULL,
+    virtual_now BIGINT NOT NULL,
+    PRIMARY KEY (queue, priority)
 );

@@ -7,11 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tend_shared::db;
 use tend_tests::{
-    AppOptions, TestApp, WorkerProcess, eventually, fake_openai::FakeOpenAi, problem,
-    spawn_app_with,
+    AppOptions, TestApp, VTT, WorkerProcess, eventually,
+    fake_openai::{FakeOpenAi, Reply},
+    problem, spawn_app_with,
 };
-
-use tend_tests::VTT;
 
 /// The API on the fake provider, with a worker for mail only (sign-ups need it; its relay
 /// loop runs the aging chore): other queues' jobs wait in the ledger until the test starts
@@ -227,4 +226,43 @@ async fn batch_work_waiting_past_the_aging_limit_is_raised() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_job_moved_ahead_does_not_push_other_tenants_behind_its_tenants_backlog() {
+    let fake = FakeOpenAi::start().await;
+    let (app, _mail) = api_only(&fake, &[]).await;
+    let admin = app.admin_token().await;
+    let a = app.signed_in_user().await;
+    let b = app.signed_in_user().await;
+    let a_patient = app.create_patient(&a.access_token, "A's client").await;
+    let b_patient = app.create_patient(&b.access_token, "B's client").await;
+    let mut a_jobs = Vec::new();
+    for _ in 0..8 {
+        a_jobs.push(upload_transcript(&app, &a.access_token, &a_patient).await);
+    }
+    // A's last job, the furthest turn ahead, is moved to the front.
+    let resp = app
+        .post_auth(
+            &format!("/api/v1/admin/jobs/{}/priority", a_jobs[7]),
+            &admin,
+            &serde_json::json!({ "priority": 0 }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    // Each answer takes a while, so A's backlog lasts.
+    fake.on_chat((0..8).map(|_| Reply::Slow(Duration::from_millis(300))));
+    let _worker = app.spawn_worker(&[("WORKER_QUEUES", "extraction"), ("WORKER_CONCURRENCY", "1")]);
+    app.wait_for_job(&a_jobs[7], &a.access_token, &["done"])
+        .await;
+    // B's job, queued after the moved one ran, still goes before most of A's backlog: the
+    // moved job's far turn did not move the clock B's turn is taken from.
+    let b_job = upload_transcript(&app, &b.access_token, &b_patient).await;
+    let mut all = a_jobs.clone();
+    all.push(b_job.clone());
+    let order = start_order(&app, &all).await;
+    let b_place = order.iter().position(|id| *id == b_job).unwrap();
+    // Its turn is the clock's, tied with one of A's waiting jobs (which of them depends on how
+    // far A got while B uploaded); had the moved job's turn moved the clock, B would be last.
+    assert!(b_place <= 6, "B's job started {}th of 9", b_place + 1);
 }

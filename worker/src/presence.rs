@@ -21,8 +21,15 @@ pub async fn keep(db: Db, row: WorkerRow, leases: Arc<Leases>, drained: Cancella
             _ = drained.cancelled() => break,
             _ = tokio::time::sleep(HEARTBEAT) => {}
         }
-        if let Err(err) = db::workers::heartbeat(&db, &row.name, leases.count() as i64).await {
-            tracing::warn!(error = %err, "worker heartbeat not recorded");
+        match db::workers::heartbeat(&db, &row.name, leases.count() as i64).await {
+            Ok(true) => {}
+            // No row: registered again (the relay sizes each queue's share by live workers).
+            Ok(false) => {
+                if let Err(err) = db::workers::register(&db, &row).await {
+                    tracing::warn!(error = %err, "could not register this worker again");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "worker heartbeat not recorded"),
         }
     }
     if let Err(err) = db::workers::stopped(&db, &row.name, leases.count() as i64).await {

@@ -249,15 +249,19 @@ pub async fn kill(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Sets the priority of a job that waits (pending, or failed and due for a retry); false for
-/// a job in another state. A job already handed to the transport keeps its place there.
+/// Sets the priority of a job that waits (pending, or failed and due for a retry), at the
+/// current turn of that priority (so it goes next among it, and moves no clock); false for a
+/// job in another state. A job already handed to the transport keeps its place there.
 pub async fn set_priority(
     conn: &mut AnyConnection,
     id: &str,
     priority: Priority,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "UPDATE jobs SET priority = $2, updated_at = $3 \
+        "UPDATE jobs SET priority = $2, updated_at = $3, \
+         fair_key = COALESCE((SELECT virtual_now FROM queue_clocks \
+                              WHERE queue_clocks.queue = jobs.queue \
+                              AND queue_clocks.priority = $2), 0) \
          WHERE id = $1 AND state IN ('pending', 'failed') AND killed_at IS NULL",
     )
     .bind(id)

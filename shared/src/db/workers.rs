@@ -45,15 +45,17 @@ pub async fn register(db: &Db, row: &WorkerRow) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// A heartbeat: still alive, running `running` jobs.
-pub async fn heartbeat(db: &Db, name: &str, running: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE workers SET heartbeat_at = $2, running = $3 WHERE name = $1")
+/// A heartbeat: still alive, running `running` jobs. False when the process has no row (its
+/// registration failed, or the cleanup forgot it after a long silence): it must register
+/// again, or the relay, which sizes each queue's share by the live workers, counts it out.
+pub async fn heartbeat(db: &Db, name: &str, running: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE workers SET heartbeat_at = $2, running = $3 WHERE name = $1")
         .bind(name)
         .bind(now_ms())
         .bind(running)
         .execute(db)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// A graceful stop, with the jobs it left running (their leases lapse).

@@ -178,13 +178,14 @@ pub struct JobOrigin {
 }
 
 impl JobOrigin {
-    /// The origin of a job that `parent` starts: the same user, request, tenant and priority.
+    /// The origin of a job that `parent` starts: the same user, request and tenant, at its
+    /// kind's own priority (not one that aging or an admin gave the parent).
     pub fn follow_up(parent: &db::jobs::JobRow) -> Self {
         Self {
             created_by: parent.created_by.clone(),
             request_id: parent.request_id.clone(),
             tenant: parent.tenant.clone(),
-            priority: Some(parent.priority),
+            priority: None,
         }
     }
 }

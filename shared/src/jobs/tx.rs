@@ -8,7 +8,7 @@ use std::{
 
 use sqlx::{Any, AnyConnection, Transaction};
 
-use super::{Enqueued, JobOrigin, JobPayload, Queue};
+use super::{Enqueued, JobOrigin, JobPayload, Priority, Queue};
 use crate::{db::jobs::fairness, queue::Relay};
 
 /// A transaction that can start jobs. Requests and jobs alike: begin, write, enqueue, commit.
@@ -20,9 +20,9 @@ pub struct JobTx {
     started: Vec<Enqueued>,
     /// Hands the jobs over.
     relay: Relay,
-    /// Fair turns taken in this transaction, per queue and tenant: the first is reserved in
-    /// the ledger, the rest numbered on from it and recorded before commit.
-    turns: HashMap<(Queue, Option<String>), Turns>,
+    /// Fair turns taken in this transaction, per queue, priority and tenant: the first is
+    /// reserved in the ledger, the rest numbered on from it and recorded before commit.
+    turns: HashMap<(Queue, Priority, Option<String>), Turns>,
 }
 
 /// The turns one tenant took on one queue in a transaction.
@@ -50,7 +50,10 @@ impl JobTx {
         payload: &J,
         origin: &JobOrigin,
     ) -> sqlx::Result<Enqueued> {
-        let key = self.turn(J::QUEUE, origin.tenant.as_deref()).await?;
+        let priority = origin.priority.unwrap_or(J::PRIORITY);
+        let key = self
+            .turn(J::QUEUE, priority, origin.tenant.as_deref())
+            .await?;
         let job = super::enqueue(&mut self.tx, payload, origin, key).await?;
         self.started.push(job.clone());
         Ok(job)
@@ -63,7 +66,7 @@ impl JobTx {
         payload: &J,
         dedup_key: &str,
     ) -> sqlx::Result<Option<Enqueued>> {
-        let key = self.turn(J::QUEUE, None).await?;
+        let key = self.turn(J::QUEUE, J::PRIORITY, None).await?;
         let job = super::enqueue_once(&mut self.tx, payload, dedup_key, key).await?;
         self.started.extend(job.clone());
         Ok(job)
@@ -75,14 +78,19 @@ impl JobTx {
         self.started.push(job);
     }
 
-    /// The fair key of `tenant`'s next job on `queue`.
-    async fn turn(&mut self, queue: Queue, tenant: Option<&str>) -> sqlx::Result<i64> {
-        let entry = (queue, tenant.map(str::to_owned));
+    /// The fair key of `tenant`'s next job on `queue` at `priority`.
+    async fn turn(
+        &mut self,
+        queue: Queue,
+        priority: Priority,
+        tenant: Option<&str>,
+    ) -> sqlx::Result<i64> {
+        let entry = (queue, priority, tenant.map(str::to_owned));
         if let Some(turns) = self.turns.get_mut(&entry) {
             turns.next += 1;
             return Ok(turns.next - 1);
         }
-        let key = fairness::reserve_turn(&mut self.tx, queue.as_str(), tenant).await?;
+        let key = fairness::reserve_turn(&mut self.tx, queue.as_str(), priority, tenant).await?;
         self.turns.insert(
             entry,
             Turns {
@@ -96,11 +104,11 @@ impl JobTx {
     /// Commits, then hands the new jobs to the transport at once (best effort: what cannot be
     /// handed over now, the relay delivers later, so a committed job always runs).
     pub async fn commit(mut self) -> sqlx::Result<Vec<Enqueued>> {
-        for ((queue, tenant), turns) in &self.turns {
+        for ((queue, priority, tenant), turns) in &self.turns {
             let last = turns.next - 1;
             if last > turns.recorded {
-                fairness::record_turns(&mut self.tx, queue.as_str(), tenant.as_deref(), last)
-                    .await?;
+                let (queue, tenant) = (queue.as_str(), tenant.as_deref());
+                fairness::record_turns(&mut self.tx, queue, *priority, tenant, last).await?;
             }
         }
         self.tx.commit().await?;

@@ -11,8 +11,9 @@ use tend_shared::{
     throttle::{Rate, Reservation, Throttle},
 };
 
-/// Longest a job waits for its turn; past it the attempt ends and is retried after the wait
-/// (the job gives its slot back rather than hold it idle).
+/// Longest a job waits for its turns (requests and tokens together); past it the attempt ends,
+/// counted as an attempt, and the job is retried after the wait (it gives its slot back rather
+/// than hold it idle).
 const LONGEST_WAIT: Duration = Duration::from_secs(60);
 /// The share of a provider's limit Tend paces at: requests spaced exactly at the limit meet a
 /// provider's window with timer and network jitter, and one request too many in a minute is a
@@ -42,16 +43,17 @@ impl ProviderLimits {
         Self { throttle, limits }
     }
 
-    /// Waits for a turn to call `model` (and, for `tokens`, its token budget). A wait past
-    /// [`LONGEST_WAIT`] ends the attempt, to be retried after it.
+    /// Waits for a turn to call `model` (and, for `tokens`, its token budget). Waiting longer
+    /// than a minute in all ends the attempt (an attempt, retried after the wait).
     pub async fn admit(
         &self,
         model: &str,
         tokens: Option<u64>,
     ) -> Result<Option<TokenTurn>, JobError> {
+        let deadline = tokio::time::Instant::now() + LONGEST_WAIT;
         let limit = self.limits.of(model);
         let requests = Rate::per_minute(limit.requests_per_minute).scaled(HEADROOM);
-        self.wait_for(&requests_key(model), model, requests, 1.0)
+        self.wait_for(&requests_key(model), model, requests, 1.0, deadline)
             .await?;
         let (Some(per_minute), Some(estimated)) = (limit.tokens_per_minute, tokens) else {
             return Ok(None);
@@ -62,8 +64,19 @@ impl ProviderLimits {
             burst: per_minute as f64,
         }
         .scaled(HEADROOM);
-        self.wait_for(&tokens_key(model), model, rate, estimated as f64)
-            .await?;
+        // A request larger than the bucket waits for no more than a full bucket; the rest is
+        // charged after it (the provider counts it against the next minute the same way).
+        let now = (estimated as f64).min(rate.burst);
+        let turn = self
+            .wait_for(&tokens_key(model), model, rate, now, deadline)
+            .await;
+        if let Err(err) = turn {
+            // The request's turn goes back: no request is sent.
+            self.give_back(&requests_key(model), requests, 1.0).await;
+            return Err(err);
+        }
+        self.give_back(&tokens_key(model), rate, now - estimated as f64)
+            .await;
         Ok(Some(TokenTurn {
             model: model.to_owned(),
             rate,
@@ -94,24 +107,37 @@ impl ProviderLimits {
         }
     }
 
+    /// Charges `cost` units back to `key` (negative: more), saying so if it cannot.
+    async fn give_back(&self, key: &str, rate: Rate, cost: f64) {
+        if cost == 0.0 {
+            return;
+        }
+        if let Err(err) = self.throttle.adjust(key, rate, -cost).await {
+            tracing::warn!(error = %err, "rate budget not adjusted");
+        }
+    }
+
     async fn wait_for(
         &self,
         key: &str,
         model: &str,
         rate: Rate,
         cost: f64,
+        deadline: tokio::time::Instant,
     ) -> Result<(), JobError> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         loop {
-            let left = LONGEST_WAIT.saturating_sub(started.elapsed());
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.throttle.reserve(key, rate, cost, left).await {
                 Ok(Reservation::Due(wait)) => {
                     tokio::time::sleep(wait).await;
-                    // A pause that began while this turn waited voids it: after the pause the
-                    // waiters take new turns, spaced again, instead of all going at its end.
-                    if wait.is_zero() || !self.waited_out_pause(key).await {
+                    // A pause that began while this turn waited voids it (and its units go
+                    // back): after the pause the waiters take new turns, spaced again,
+                    // instead of all going at its end.
+                    if wait.is_zero() || !self.waited_out_pause(key, deadline).await {
                         break;
                     }
+                    self.give_back(key, rate, cost).await;
                 }
                 Ok(Reservation::Paused(wait)) if wait <= left => tokio::time::sleep(wait).await,
                 Ok(Reservation::Paused(wait) | Reservation::TooFar(wait)) => {
@@ -137,11 +163,13 @@ impl ProviderLimits {
 }
 
 impl ProviderLimits {
-    /// Sleeps through a pause of `key`, if one holds it now; whether one did.
-    async fn waited_out_pause(&self, key: &str) -> bool {
+    /// Sleeps through a pause of `key` (until `deadline` at most), if one holds it now;
+    /// whether one did.
+    async fn waited_out_pause(&self, key: &str, deadline: tokio::time::Instant) -> bool {
         match self.throttle.paused_for(key).await {
             Ok(left) if !left.is_zero() => {
-                tokio::time::sleep(left.min(LONGEST_WAIT)).await;
+                let until = (tokio::time::Instant::now() + left).min(deadline);
+                tokio::time::sleep_until(until).await;
                 true
             }
             Ok(_) => false,

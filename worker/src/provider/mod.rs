@@ -201,7 +201,13 @@ impl Provider {
             .await?;
         let raw: RawChat = match client.chat().create_byot(request).await {
             Ok(raw) => raw,
-            Err(err) => return Err(self.failed(stage, &model, err).await),
+            Err(err) => {
+                // Nothing billed: the estimate goes back.
+                if let Some(turn) = turn {
+                    self.limits.settle(turn, 0).await;
+                }
+                return Err(self.failed(stage, &model, err).await);
+            }
         };
         let usage = raw.usage.unwrap_or(RawUsage {
             prompt_tokens: 0,

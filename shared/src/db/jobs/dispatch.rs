@@ -98,13 +98,14 @@ pub async fn take_for_dispatch(
          AND dispatched_at IS NULL RETURNING id, priority, fair_key",
         picked(db, &select, Lock::Skip)
     );
-    // PostgreSQL moves the queue's fair clock on in the same statement (one round trip
+    // PostgreSQL moves the queue's fair clocks on in the same statement (one round trip
     // fewer on every hand-over); SQLite, which has no writing CTEs, in a second one below.
     let sql = if pg {
         format!(
-            "WITH taken AS ({update}), clock AS (INSERT INTO queue_clocks (queue, virtual_now) \
-             SELECT $1, MAX(fair_key) FROM taken HAVING COUNT(*) > 0 \
-             ON CONFLICT (queue) DO UPDATE SET virtual_now = excluded.virtual_now \
+            "WITH taken AS ({update}), clock AS (INSERT INTO queue_clocks \
+             (queue, priority, virtual_now) SELECT $1, priority, MAX(fair_key) FROM taken \
+             GROUP BY priority \
+             ON CONFLICT (queue, priority) DO UPDATE SET virtual_now = excluded.virtual_now \
              WHERE queue_clocks.virtual_now < excluded.virtual_now) \
              SELECT id, priority, fair_key FROM taken"
         )
@@ -128,8 +129,16 @@ pub async fn take_for_dispatch(
         taken
     } else {
         let taken = query.bind(limit).bind(bound).fetch_all(db).await?;
-        if let Some(last) = taken.iter().map(|(_, _, key)| *key).max() {
-            super::fairness::advance_clock(db, queue, last).await?;
+        // Each priority's clock to the highest key taken at that priority.
+        let mut highest: Vec<(i64, i64)> = Vec::new();
+        for (_, priority, key) in &taken {
+            match highest.iter_mut().find(|(p, _)| p == priority) {
+                Some((_, k)) => *k = (*k).max(*key),
+                None => highest.push((*priority, *key)),
+            }
+        }
+        for (priority, key) in highest {
+            super::fairness::advance_clock(db, queue, priority, key).await?;
         }
         taken
     };

@@ -1,14 +1,15 @@
 //! Turns between tenants: start-time fair queueing over the ledger.
 //!
-//! Each queue keeps a virtual clock (`queue_clocks`: the highest fair key handed to the
-//! transport so far) and, per tenant, the fair key of the tenant's latest job
-//! (`queue_tenants`). A new job's key is one turn after its tenant's latest job, or the clock
+//! Each queue and priority keeps a virtual clock (`queue_clocks`: the highest fair key of that
+//! priority handed to the transport so far) and, per tenant, the fair key of the tenant's latest
+//! job of that priority (`queue_tenants`). A new job's key is one turn after its tenant's latest job, or the clock
 //! if the tenant has fallen behind it. The relay hands jobs over by priority, then key, so
 //! tenants with work waiting alternate: tenant A's 10,000 queued jobs hold keys far ahead of
 //! the clock, and tenant B's new job, keyed at the clock, goes next.
 //!
 //! A job keeps its key for life: a retry or a job handed back after its worker died goes at
-//! its old turn, that is at once.
+//! its old turn, that is at once. A job raised by aging keeps its (old) key too, which puts it
+//! first among its new priority; one an admin moves takes the new priority's clock.
 
 use sqlx::AnyConnection;
 
@@ -24,17 +25,20 @@ const SYSTEM: &str = "";
 pub async fn reserve_turn(
     conn: &mut AnyConnection,
     queue: &str,
+    priority: Priority,
     tenant: Option<&str>,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "INSERT INTO queue_tenants (queue, tenant, last_key) \
-         VALUES ($1, $2, COALESCE((SELECT virtual_now FROM queue_clocks WHERE queue = $1), 0) + 1) \
-         ON CONFLICT (queue, tenant) DO UPDATE SET last_key = CASE \
+        "INSERT INTO queue_tenants (queue, priority, tenant, last_key) \
+         VALUES ($1, $2, $3, COALESCE((SELECT virtual_now FROM queue_clocks \
+                                      WHERE queue = $1 AND priority = $2), 0) + 1) \
+         ON CONFLICT (queue, priority, tenant) DO UPDATE SET last_key = CASE \
            WHEN queue_tenants.last_key + 1 > excluded.last_key THEN queue_tenants.last_key + 1 \
            ELSE excluded.last_key END \
          RETURNING last_key",
     )
     .bind(queue)
+    .bind(i64::from(priority.value()))
     .bind(tenant.unwrap_or(SYSTEM))
     .fetch_one(conn)
     .await
@@ -45,14 +49,16 @@ pub async fn reserve_turn(
 pub async fn record_turns(
     conn: &mut AnyConnection,
     queue: &str,
+    priority: Priority,
     tenant: Option<&str>,
     last_key: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE queue_tenants SET last_key = $3 \
-         WHERE queue = $1 AND tenant = $2 AND last_key < $3",
+        "UPDATE queue_tenants SET last_key = $4 \
+         WHERE queue = $1 AND priority = $2 AND tenant = $3 AND last_key < $4",
     )
     .bind(queue)
+    .bind(i64::from(priority.value()))
     .bind(tenant.unwrap_or(SYSTEM))
     .bind(last_key)
     .execute(conn)
@@ -70,19 +76,21 @@ pub async fn forget_tenant(conn: &mut AnyConnection, tenant: &str) -> sqlx::Resu
     Ok(())
 }
 
-/// Moves `queue`'s clock on to `key` (never back): the relay has handed over a job with it.
-/// (On PostgreSQL the hand-over's own statement does this.)
+/// Moves the clock of `queue` at `priority` on to `key` (never back): the relay has handed
+/// over a job with it. (On PostgreSQL the hand-over's own statement does this.)
 pub async fn advance_clock(
     conn: impl sqlx::AnyExecutor<'_>,
     queue: &str,
+    priority: i64,
     key: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO queue_clocks (queue, virtual_now) VALUES ($1, $2) \
-         ON CONFLICT (queue) DO UPDATE SET virtual_now = $2 \
-         WHERE queue_clocks.virtual_now < $2",
+        "INSERT INTO queue_clocks (queue, priority, virtual_now) VALUES ($1, $2, $3) \
+         ON CONFLICT (queue, priority) DO UPDATE SET virtual_now = $3 \
+         WHERE queue_clocks.virtual_now < $3",
     )
     .bind(queue)
+    .bind(priority)
     .bind(key)
     .execute(conn)
     .await?;
