@@ -848,6 +848,14 @@ where
     }
 }
 
+/// The environment variable `name` parsed, or `default` (the benches' knobs).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A `VmRSS` / `VmHWM` figure of process `pid` (this process when `None`), in KiB; 0 when it
 /// cannot be read. For the benchmarks' memory figures.
 pub fn status_kib(pid: Option<u32>, field: &str) -> u64 {

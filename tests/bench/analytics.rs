@@ -15,7 +15,7 @@ use tend_shared::db::{
     self,
     stats::{self, Week},
 };
-use tend_tests::{AppOptions, PASSWORD, TestApp, spawn_app_with, unique_email};
+use tend_tests::{AppOptions, PASSWORD, TestApp, env_or, spawn_app_with, unique_email};
 
 const PRACTITIONERS: usize = 200;
 const PATIENTS: usize = 5_000;
@@ -31,13 +31,6 @@ const TOPICS: [&str; 8] = [
     "grief",
 ];
 const TRAJECTORIES: [&str; 4] = ["improving", "declining", "stable", "fluctuating"];
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Inserts `rows` (each a list of SQL literals) into `table` in statements of 500 rows.
 async fn insert_rows(app: &TestApp, table: &str, columns: &str, rows: &[String]) {
@@ -73,8 +66,8 @@ async fn timed_get(app: &TestApp, path: &str, token: &str, requests: usize) -> (
 
 #[tokio::main]
 async fn main() {
-    let sessions = env_number("ANALYTICS_SESSIONS", 100_000);
-    let requests = env_number("ANALYTICS_REQUESTS", 200);
+    let sessions = env_or::<usize>("ANALYTICS_SESSIONS", 100_000);
+    let requests = env_or::<usize>("ANALYTICS_REQUESTS", 200);
     // Workers run (the sign-in needs its verification mail); no other jobs are started.
     let app = spawn_app_with(AppOptions {
         api_only: false,

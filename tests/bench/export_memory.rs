@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tend_shared::{db, sessions::SessionStatus};
-use tend_tests::{AppOptions, fake_openai::FakeOpenAi, spawn_app_with, status_kib};
+use tend_tests::{AppOptions, env_or, fake_openai::FakeOpenAi, spawn_app_with, status_kib};
 
 #[tokio::main]
 async fn main() {
@@ -121,11 +121,4 @@ async fn main() {
         mib(hwm_kib),
         mib(sampled_peak)
     );
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -26,14 +26,8 @@ const B_EVERY: Duration = Duration::from_millis(200);
 
 #[tokio::main]
 async fn main() {
-    let var = |name: &str, default: usize| -> usize {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let backlog = var("FAIR_BACKLOG", 10_000);
-    let concurrency = var("WORKER_CONCURRENCY", 8);
+    let backlog = tend_tests::env_or("FAIR_BACKLOG", 10_000);
+    let concurrency = tend_tests::env_or("WORKER_CONCURRENCY", 8);
     println!(
         "backends: {}; A's backlog {backlog} extraction jobs; worker concurrency {concurrency}",
         tend_tests::backends()

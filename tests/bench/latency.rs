@@ -16,7 +16,7 @@ use std::{
 
 use tend_shared::jobs::JobOrigin;
 use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
-use tend_tests::{AppOptions, spawn_app_with};
+use tend_tests::{AppOptions, env_or, spawn_app_with};
 use tracing::{
     Subscriber,
     field::{Field, Visit},
@@ -162,11 +162,4 @@ async fn main() {
         ms(pct(0.99)),
         ms(*waits.last().unwrap())
     );
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -18,15 +18,9 @@ use tend_tests::{AppOptions, fake_openai, fake_openai::FakeOpenAi, spawn_app_wit
 
 #[tokio::main]
 async fn main() {
-    let var = |name: &str, default: usize| -> usize {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let total = var("PIPELINE_SESSIONS", 200);
-    let audio_secs = var("PIPELINE_AUDIO_SECS", 60);
-    let concurrency = var("WORKER_CONCURRENCY", 4);
+    let total = tend_tests::env_or("PIPELINE_SESSIONS", 200);
+    let audio_secs = tend_tests::env_or("PIPELINE_AUDIO_SECS", 60);
+    let concurrency = tend_tests::env_or("WORKER_CONCURRENCY", 4);
     let fake = FakeOpenAi::start().await;
     let mut env = fake.env();
     env.push(("WORKER_CONCURRENCY".into(), concurrency.to_string()));

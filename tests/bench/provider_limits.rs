@@ -24,14 +24,8 @@ async fn main() {
         eprintln!("needs Redis: eval \"$(.ci/services)\" first (the limit is shared through it)");
         std::process::exit(2);
     }
-    let var = |name: &str, default: u64| -> u64 {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let secs = var("LIMITS_BENCH_SECS", 180);
-    let rpm = var("LIMITS_RPM", 60);
+    let secs = tend_tests::env_or("LIMITS_BENCH_SECS", 180);
+    let rpm = tend_tests::env_or("LIMITS_RPM", 60);
     let fake = FakeOpenAi::start().await;
     let mut env = fake.env();
     env.push(("PROVIDER_LIMITS".into(), format!("{CHAT_MODEL}={rpm}")));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tend_shared::db;
 use tend_tests::{
-    AppOptions, TestApp, VTT, WorkerProcess, eventually,
+    AppOptions, TestApp, TestUser, VTT, WorkerProcess, eventually,
     fake_openai::{FakeOpenAi, Reply},
     problem, spawn_app_with,
 };
@@ -66,20 +66,26 @@ async fn start_order(app: &TestApp, ids: &[String]) -> Vec<String> {
     }
 }
 
-#[tokio::test]
-async fn a_tenants_backlog_does_not_hold_back_another_tenants_next_job() {
-    let fake = FakeOpenAi::start().await;
-    let (app, _mail) = api_only(&fake, &[]).await;
+/// Two practices, A with eight transcripts waiting for extraction: A, B, B's patient and A's
+/// jobs.
+async fn a_with_a_backlog_and_b(app: &TestApp) -> (TestUser, TestUser, String, Vec<String>) {
     let a = app.signed_in_user().await;
     let b = app.signed_in_user().await;
     let a_patient = app.create_patient(&a.access_token, "A's client").await;
     let b_patient = app.create_patient(&b.access_token, "B's client").await;
-
-    // A's backlog, then B's one session, all queued before any worker runs.
     let mut a_jobs = Vec::new();
     for _ in 0..8 {
-        a_jobs.push(upload_transcript(&app, &a.access_token, &a_patient).await);
+        a_jobs.push(upload_transcript(app, &a.access_token, &a_patient).await);
     }
+    (a, b, b_patient, a_jobs)
+}
+
+#[tokio::test]
+async fn a_tenants_backlog_does_not_hold_back_another_tenants_next_job() {
+    let fake = FakeOpenAi::start().await;
+    let (app, _mail) = api_only(&fake, &[]).await;
+    // A's backlog, then B's one session, all queued before any worker runs.
+    let (_a, b, b_patient, a_jobs) = a_with_a_backlog_and_b(&app).await;
     let b_job = upload_transcript(&app, &b.access_token, &b_patient).await;
     let queued = db::jobs::find(&app.db, &b_job).await.unwrap().unwrap();
     assert_eq!(queued.tenant.as_deref(), Some(b.id.as_str()));
@@ -233,14 +239,7 @@ async fn a_job_moved_ahead_does_not_push_other_tenants_behind_its_tenants_backlo
     let fake = FakeOpenAi::start().await;
     let (app, _mail) = api_only(&fake, &[]).await;
     let admin = app.admin_token().await;
-    let a = app.signed_in_user().await;
-    let b = app.signed_in_user().await;
-    let a_patient = app.create_patient(&a.access_token, "A's client").await;
-    let b_patient = app.create_patient(&b.access_token, "B's client").await;
-    let mut a_jobs = Vec::new();
-    for _ in 0..8 {
-        a_jobs.push(upload_transcript(&app, &a.access_token, &a_patient).await);
-    }
+    let (a, b, b_patient, a_jobs) = a_with_a_backlog_and_b(&app).await;
     // A's last job, the furthest turn ahead, is moved to the front.
     let resp = app
         .post_auth(

@@ -37,11 +37,14 @@ async fn a_workers_log_lines_name_their_job_and_the_request_that_started_it() {
         .spawn()
         .expect("start the worker");
     let stdout = worker.stdout.take().unwrap();
-    let lines = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
+    // Its lines, as they come.
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
     });
 
     let request_id = format!("log-test-{}", uuid::Uuid::new_v4().simple());
@@ -71,11 +74,20 @@ async fn a_workers_log_lines_name_their_job_and_the_request_that_started_it() {
         Duration::from_secs(60),
     )
     .await;
-    // Give the outcome's line a moment to be written, then stop the worker (its pipe closes).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Read until the job's last line ("job done") has come, then stop the worker.
+    let mut lines = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !lines
+        .iter()
+        .any(|line: &String| line.contains(&job_id) && line.contains("job done"))
+    {
+        match tokio::time::timeout_at(deadline, received.recv()).await {
+            Ok(Some(line)) => lines.push(line),
+            _ => break,
+        }
+    }
     worker.kill().unwrap();
     worker.wait().unwrap();
-    let lines = lines.join().unwrap();
 
     let about_the_job: Vec<Value> = lines
         .iter()
