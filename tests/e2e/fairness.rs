@@ -89,6 +89,24 @@ async fn a_tenants_backlog_does_not_hold_back_another_tenants_next_job() {
     let b_job = upload_transcript(&app, &b.access_token, &b_patient).await;
     let queued = db::jobs::find(&app.db, &b_job).await.unwrap().unwrap();
     assert_eq!(queued.tenant.as_deref(), Some(b.id.as_str()));
+    // Admins find a practice's jobs by its tenant.
+    let admin = app.admin_token().await;
+    let listed: Value = app
+        .get(
+            &format!("/api/v1/admin/jobs?tenant={}&queue=extraction", b.id),
+            Some(&admin),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|job| job["id"].as_str())
+        .collect();
+    assert_eq!(ids, [b_job.as_str()], "{listed}");
     assert_eq!(queued.dispatched_at, None, "no worker: nothing handed over");
 
     let _worker = app.spawn_worker(&[("WORKER_QUEUES", "extraction"), ("WORKER_CONCURRENCY", "1")]);

@@ -103,6 +103,8 @@ pub struct JobFilter<'a> {
     pub state: Option<JobState>,
     /// Created at or after (milliseconds).
     pub since: Option<i64>,
+    /// Whose work (a practice's account id).
+    pub tenant: Option<&'a str>,
 }
 
 /// One page of jobs, newest first, after `cursor` (an id).
@@ -118,6 +120,7 @@ pub async fn list(
          AND (CAST($3 AS TEXT) IS NULL OR state = $3) \
          AND (CAST($4 AS BIGINT) IS NULL OR created_at >= $4) \
          AND (CAST($5 AS TEXT) IS NULL OR id < $5) \
+         AND (CAST($7 AS TEXT) IS NULL OR tenant = $7) \
          ORDER BY id DESC LIMIT $6",
         super::jobs::COLUMNS
     );
@@ -128,6 +131,7 @@ pub async fn list(
         .bind(filter.since)
         .bind(cursor)
         .bind(limit)
+        .bind(filter.tenant)
         .fetch_all(db)
         .await
 }

@@ -56,6 +56,8 @@ impl AdminJobsApi {
         job_state: Query<Option<JobState>>,
         /// Only jobs created at or after this time (RFC 3339).
         since: Query<Option<Timestamp>>,
+        /// Only this tenant's jobs (a practice's account id, as the jobs show it).
+        tenant: Query<Option<SearchText>>,
         /// Page size, 1 to 100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
@@ -68,6 +70,7 @@ impl AdminJobsApi {
             queue: queue.0.map(|q| Queue::from(q).as_str()),
             kind: kind.0.as_deref(),
             state: job_state.0.map(ledger_state),
+            tenant: tenant.0.as_deref(),
             since,
         };
         let rows = db::job_admin::list(
