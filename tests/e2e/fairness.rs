@@ -115,11 +115,18 @@ async fn a_tenants_backlog_does_not_hold_back_another_tenants_next_job() {
     let order = start_order(&app, &all).await;
     let b_place = order.iter().position(|id| *id == b_job).unwrap();
     // First-in first-out would run it ninth; taking turns runs it first or second (it ties
-    // with A's first job).
-    assert!(b_place <= 1, "B's job started {}th of 9", b_place + 1);
-    // A's own jobs keep their order.
+    // with A's first job), third at worst when two relays push A's second job first.
+    assert!(b_place <= 2, "B's job started {}th of 9", b_place + 1);
+    // A's own jobs keep their order, give or take a neighbour: two relays that each take one
+    // job may push them in either order.
     let a_order: Vec<&String> = order.iter().filter(|id| **id != b_job).collect();
-    assert_eq!(a_order, a_jobs.iter().collect::<Vec<_>>());
+    for (queued_as, job) in a_jobs.iter().enumerate() {
+        let ran_as = a_order.iter().position(|id| *id == job).unwrap();
+        assert!(
+            queued_as.abs_diff(ran_as) <= 1,
+            "A's jobs ran as {a_order:?}"
+        );
+    }
 }
 
 #[tokio::test]
