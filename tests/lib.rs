@@ -532,6 +532,16 @@ impl TestApp {
             .expect("upload")
     }
 
+    /// Uploads [`VTT`] for `patient_id` (its notes are extracted at once) and returns the
+    /// accepted session (`id`, `job_id`, …); anything but a 202 fails the test.
+    pub async fn upload_transcript(&self, token: &str, patient_id: &str) -> Value {
+        let resp = self
+            .upload_session(token, patient_id, VTT.as_bytes().to_vec(), "t.vtt", &[])
+            .await;
+        assert_eq!(resp.status(), 202, "upload");
+        resp.json().await.expect("the accepted session")
+    }
+
     /// Polls `GET /sessions/{id}` until its status is one of `until`; returns the session and
     /// every status seen on the way, in order.
     pub async fn wait_for_session(

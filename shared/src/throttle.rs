@@ -84,11 +84,22 @@ pub enum Throttle {
     },
 }
 
+/// A script that starts with `now`: Redis's clock in milliseconds (one timeline for every
+/// replica, whatever their own clocks say).
+macro_rules! script {
+    ($body:literal) => {
+        concat!(
+            "local t = redis.call('TIME')\n",
+            "local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000\n",
+            $body
+        )
+    };
+}
+
 /// KEYS[1] the bucket, KEYS[2] its pause; ARGV interval, tolerance, cost, longest wait (ms).
 /// Returns {1 reserved / 0 too far / 2 paused, wait in ms}.
-const RESERVE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+const RESERVE: &str = script!(
+    r"
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then return {2, math.ceil(paused - now)} end
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -99,31 +110,32 @@ if wait < 0 then wait = 0 end
 if wait > tonumber(ARGV[4]) then return {0, math.ceil(wait)} end
 redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
 return {1, math.ceil(wait)}
-";
+"
+);
 
 /// KEYS[1] the bucket; ARGV interval, cost change (may be negative). Gives back or charges
 /// more once the real cost is known; never moves the TAT before now.
-const ADJUST: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+const ADJUST: &str = script!(
+    r"
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local new_tat = tat + tonumber(ARGV[1]) * tonumber(ARGV[2])
 if new_tat <= now then redis.call('DEL', KEYS[1]) return 0 end
 redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
 return 0
-";
+"
+);
 
 /// KEYS[1] the pause; ARGV its length (ms). Only ever lengthens a pause.
-const PAUSE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+const PAUSE: &str = script!(
+    r"
 local untill = now + tonumber(ARGV[1])
 local paused = tonumber(redis.call('GET', KEYS[1]) or '0')
 if paused >= untill then return 0 end
 redis.call('SET', KEYS[1], string.format('%.3f', untill), 'PX', tonumber(ARGV[1]) + 1000)
 return 0
-";
+"
+);
 
 /// A throttle failure: Redis did not answer.
 #[derive(Debug, thiserror::Error)]

@@ -15,11 +15,8 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use serde_json::Value;
 use tend_shared::db;
 use tend_tests::{AppOptions, TestApp, fake_openai::FakeOpenAi, spawn_app_with};
-
-use tend_tests::VTT;
 
 /// How often B uploads while A's backlog drains.
 const B_EVERY: Duration = Duration::from_millis(200);
@@ -129,12 +126,8 @@ async fn run(backlog: usize, concurrency: usize, b_is_a_tenant: bool) -> Run {
 
 /// Uploads a transcript; returns its extraction job's id.
 async fn upload(app: Arc<TestApp>, token: String, patient: String) -> String {
-    let resp = app
-        .upload_session(&token, &patient, VTT.as_bytes().to_vec(), "t.vtt", &[])
-        .await;
-    assert_eq!(resp.status(), 202);
-    let body: Value = resp.json().await.unwrap();
-    body["job_id"].as_str().unwrap().to_owned()
+    let session = app.upload_transcript(&token, &patient).await;
+    session["job_id"].as_str().unwrap().to_owned()
 }
 
 /// How many extraction jobs are done.

@@ -11,9 +11,8 @@
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, stream};
-use serde_json::Value;
 use tend_tests::{
-    AppOptions, VTT,
+    AppOptions,
     fake_openai::{CHAT_MODEL, FakeOpenAi},
     spawn_app_with,
 };
@@ -48,11 +47,7 @@ async fn main() {
         .map(|_| {
             let (app, token, patient) = (app.clone(), user.access_token.clone(), patient.clone());
             async move {
-                let resp = app
-                    .upload_session(&token, &patient, VTT.as_bytes().to_vec(), "t.vtt", &[])
-                    .await;
-                assert_eq!(resp.status(), 202);
-                let _: Value = resp.json().await.unwrap();
+                app.upload_transcript(&token, &patient).await;
             }
         })
         .buffer_unordered(8)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tend_shared::db;
 use tend_tests::{
-    AppOptions, TestApp, TestUser, VTT, WorkerProcess, eventually,
+    AppOptions, TestApp, TestUser, WorkerProcess, eventually,
     fake_openai::{FakeOpenAi, Reply},
     problem, spawn_app_with,
 };
@@ -27,14 +27,20 @@ async fn api_only(fake: &FakeOpenAi, extra: &[(&str, &str)]) -> (TestApp, Worker
     (app, mail)
 }
 
-/// Uploads a transcript (its notes are extracted at once) and returns the extraction job id.
+/// Uploads a transcript and returns its extraction job's id.
 async fn upload_transcript(app: &TestApp, token: &str, patient: &str) -> String {
-    let resp = app
-        .upload_session(token, patient, VTT.as_bytes().to_vec(), "t.vtt", &[])
-        .await;
-    assert_eq!(resp.status(), 202);
-    let body: Value = resp.json().await.unwrap();
-    body["job_id"].as_str().unwrap().to_owned()
+    let session = app.upload_transcript(token, patient).await;
+    session["job_id"].as_str().unwrap().to_owned()
+}
+
+/// An admin's `POST /admin/jobs/{id}/priority`.
+async fn set_priority(app: &TestApp, admin: &str, id: &str, priority: i64) -> reqwest::Response {
+    app.post_auth(
+        &format!("/api/v1/admin/jobs/{id}/priority"),
+        admin,
+        &serde_json::json!({ "priority": priority }),
+    )
+    .await
 }
 
 /// The jobs in the order their first attempt started, once all are done.
@@ -164,12 +170,7 @@ async fn work_somebody_waits_for_goes_before_housekeeping_and_admins_can_move_a_
     let cleanup = body["job_id"].as_str().unwrap().to_owned();
 
     // The admin moves the last housekeeping job ahead of everything.
-    let moved: Value = app
-        .post_auth(
-            &format!("/api/v1/admin/jobs/{cleanup}/priority"),
-            &admin,
-            &serde_json::json!({ "priority": 0 }),
-        )
+    let moved: Value = set_priority(&app, &admin, &cleanup, 0)
         .await
         .json()
         .await
@@ -177,13 +178,7 @@ async fn work_somebody_waits_for_goes_before_housekeeping_and_admins_can_move_a_
     assert_eq!(moved["priority"], 0, "{moved}");
     assert_eq!(moved["tenant"], Value::Null, "maintenance is the system's");
     // Off the scale: a 4xx with a machine-readable body, nothing changed.
-    let refused = app
-        .post_auth(
-            &format!("/api/v1/admin/jobs/{}/priority", batch[0]),
-            &admin,
-            &serde_json::json!({ "priority": 10 }),
-        )
-        .await;
+    let refused = set_priority(&app, &admin, &batch[0], 10).await;
     assert_eq!(refused.status(), 400);
     let job = db::jobs::find(&app.db, &batch[0]).await.unwrap().unwrap();
     assert_eq!(job.priority.value(), 8);
@@ -210,16 +205,7 @@ async fn work_somebody_waits_for_goes_before_housekeeping_and_admins_can_move_a_
     assert_eq!(rest, expected, "housekeeping last");
 
     // A finished job's priority cannot change.
-    let body = problem(
-        app.post_auth(
-            &format!("/api/v1/admin/jobs/{cleanup}/priority"),
-            &admin,
-            &serde_json::json!({ "priority": 3 }),
-        )
-        .await,
-        409,
-    )
-    .await;
+    let body = problem(set_priority(&app, &admin, &cleanup, 3).await, 409).await;
     assert_eq!(body["type"], "/problems/job-not-waiting");
     let audit: Value = app
         .get(
@@ -266,13 +252,7 @@ async fn a_job_moved_ahead_does_not_push_other_tenants_behind_its_tenants_backlo
     let admin = app.admin_token().await;
     let (a, b, b_patient, a_jobs) = a_with_a_backlog_and_b(&app).await;
     // A's last job, the furthest turn ahead, is moved to the front.
-    let resp = app
-        .post_auth(
-            &format!("/api/v1/admin/jobs/{}/priority", a_jobs[7]),
-            &admin,
-            &serde_json::json!({ "priority": 0 }),
-        )
-        .await;
+    let resp = set_priority(&app, &admin, &a_jobs[7], 0).await;
     assert_eq!(resp.status(), 200);
     // Each answer takes a while, so A's backlog lasts.
     fake.on_chat((0..8).map(|_| Reply::Slow(Duration::from_millis(300))));

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use tend_tests::{
-    AppOptions, VTT,
+    AppOptions,
     fake_openai::{CHAT_MODEL, FakeOpenAi, Reply},
     spawn_app_with,
 };
@@ -35,17 +34,7 @@ async fn two_worker_processes_share_one_rate_limit_and_one_pause() {
     let patient = app.create_patient(&user.access_token, "Limited").await;
     let mut sessions = Vec::new();
     for _ in 0..SESSIONS {
-        let resp = app
-            .upload_session(
-                &user.access_token,
-                &patient,
-                VTT.as_bytes().to_vec(),
-                "t.vtt",
-                &[],
-            )
-            .await;
-        assert_eq!(resp.status(), 202);
-        let body: Value = resp.json().await.unwrap();
+        let body = app.upload_transcript(&user.access_token, &patient).await;
         sessions.push(body["id"].as_str().unwrap().to_owned());
     }
     // The fake records when each request arrives (its own limit is far away), and answers

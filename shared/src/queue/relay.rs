@@ -184,10 +184,8 @@ impl Relay {
                 );
             }
             if !holding && due(&mut last_aging, AGING_INTERVAL) {
-                report_info(
-                    "jobs raised to interactive priority after waiting past JOB_PRIORITY_AGING",
-                    database.observe(self.promote_waiting().await),
-                );
+                // In the normal course of things: the chore logs what it raised itself.
+                let _ = database.observe(self.promote_waiting().await);
             }
             if due(&mut last_stale_check, STALE_CHECK_INTERVAL) {
                 let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;
@@ -246,6 +244,12 @@ impl Relay {
             )
             .await?;
         }
+        if raised > 0 {
+            tracing::info!(
+                count = raised,
+                "jobs raised to interactive priority after waiting past JOB_PRIORITY_AGING"
+            );
+        }
         Ok(raised)
     }
 
@@ -287,13 +291,6 @@ fn due(last: &mut tokio::time::Instant, every: Duration) -> bool {
     }
     *last = tokio::time::Instant::now();
     true
-}
-
-/// Logs the outcome of a periodic relay chore that found work in the normal course of things.
-fn report_info(what: &str, result: sqlx::Result<u64>) {
-    if let Ok(count @ 1..) = result {
-        tracing::info!(count, "{what}");
-    }
 }
 
 /// Logs the outcome of a periodic relay chore: a warning when it found work (something went

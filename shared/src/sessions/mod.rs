@@ -107,4 +107,12 @@ impl Stage {
             Stage::Extraction => SessionStatus::Transcribed,
         }
     }
+
+    /// The status of a session while this stage runs.
+    pub fn running_status(self) -> SessionStatus {
+        match self {
+            Stage::Transcription => SessionStatus::Transcribing,
+            Stage::Extraction => SessionStatus::Extracting,
+        }
+    }
 }

@@ -8,24 +8,16 @@ use SessionStatus::{Extracting, Failed, Processed, Transcribed, Transcribing, Up
 /// Moves a session into a running stage if it is waiting for it (or already in it, for a
 /// retried attempt). False means the job has nothing to do.
 pub async fn begin_stage(db: &Db, id: &str, stage: Stage, job_id: &str) -> sqlx::Result<bool> {
-    let sql = match stage {
-        Stage::Transcription => update_from(
-            "sessions",
-            &[Uploaded, Transcribing],
-            Transcribing,
-            "job_id = $2, updated_at = $3, \
-             transcription_started_at = COALESCE(transcription_started_at, $3)",
-            "id = $1",
-        ),
-        Stage::Extraction => update_from(
-            "sessions",
-            &[Transcribed, Extracting],
-            Extracting,
-            "job_id = $2, updated_at = $3, \
-             extraction_started_at = COALESCE(extraction_started_at, $3)",
-            "id = $1",
-        ),
-    };
+    // Waiting for the stage, or in it already (a retried attempt takes it over).
+    let running = stage.running_status();
+    let started = format!("{}_started_at", stage.as_str());
+    let sql = update_from(
+        "sessions",
+        &[stage.queued_status(), running],
+        running,
+        &format!("job_id = $2, updated_at = $3, {started} = COALESCE({started}, $3)"),
+        "id = $1",
+    );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(job_id)
