@@ -263,8 +263,11 @@ impl Transport {
             Backend::Sqlite { pool } => {
                 let mut storage =
                     SqliteStorage::<Delivery>::new(pool).with_config(self.sqlite_config(queue));
+                let task = apalis_core::task::builder::TaskBuilder::new(delivery)
+                    .task_id(next_delivery_id().into())
+                    .build();
                 storage
-                    .push(delivery)
+                    .push_task(task)
                     .await
                     .map_err(|e| anyhow::anyhow!("pushing to the SQLite queue: {e}"))?;
             }
@@ -351,4 +354,17 @@ impl Transport {
             Backend::Sqlite { .. } => None,
         }
     }
+}
+
+/// The id of the next SQLite delivery, higher than every earlier one of this process.
+/// apalis-sqlite hands out deliveries of the same second by id, and its own ids are random
+/// within a millisecond: two deliveries pushed in one millisecond (a relay pass handing over
+/// a high-priority job, then the next) would run in either order.
+fn next_delivery_id() -> ulid::Ulid {
+    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let mut ids = IDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Overflow needs 2^80 ids in one millisecond; a fresh random id is then as good as any.
+    ids.generate().unwrap_or_else(|_| ulid::Ulid::generate())
 }
