@@ -93,6 +93,7 @@ async fn refresh_ledger_gauges(db: &Db) -> sqlx::Result<()> {
             ("scheduled", c.scheduled),
             ("running", c.running),
             ("dead", c.dead),
+            ("held", c.held),
         ] {
             metrics::gauge!("tend_jobs", "queue" => name, "state" => state).set(n as f64);
         }

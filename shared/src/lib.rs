@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod backup;
+pub mod budget;
 pub mod config;
 pub mod db;
 pub mod domain;

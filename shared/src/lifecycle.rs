@@ -131,6 +131,8 @@ pub enum ExportStatus {
     Failed,
     /// The file was removed.
     Expired,
+    /// Its practitioner (or an admin) stopped it; no file.
+    Cancelled,
 }
 
 impl Lifecycle for ExportStatus {
@@ -144,6 +146,8 @@ impl Lifecycle for ExportStatus {
         // An admin retries the dead job.
         (Self::Failed, Self::Queued),
         (Self::Ready, Self::Expired),
+        (Self::Queued, Self::Cancelled),
+        (Self::Rendering, Self::Cancelled),
     ];
 }
 
@@ -173,6 +177,8 @@ pub enum DataExportStatus {
     Failed,
     /// The archive was removed.
     Expired,
+    /// Its account holder (or an admin) stopped it; no archive.
+    Cancelled,
 }
 
 impl Lifecycle for DataExportStatus {
@@ -184,6 +190,8 @@ impl Lifecycle for DataExportStatus {
         (Self::Building, Self::Failed),
         (Self::Failed, Self::Queued),
         (Self::Ready, Self::Expired),
+        (Self::Queued, Self::Cancelled),
+        (Self::Building, Self::Cancelled),
     ];
 }
 
@@ -211,6 +219,11 @@ pub enum DraftStatus {
     Ready,
     /// No plan; the error says why.
     Failed,
+    /// Waits for the practice's budget (the error says so); resumes when it is raised.
+    #[strum(serialize = "budget_exceeded")]
+    BudgetExceeded,
+    /// Its requester (or an admin) stopped it.
+    Cancelled,
 }
 
 impl Lifecycle for DraftStatus {
@@ -221,6 +234,13 @@ impl Lifecycle for DraftStatus {
         (Self::Queued, Self::Failed),
         (Self::Generating, Self::Failed),
         (Self::Failed, Self::Queued),
+        (Self::Queued, Self::BudgetExceeded),
+        (Self::Generating, Self::BudgetExceeded),
+        (Self::BudgetExceeded, Self::Queued),
+        (Self::BudgetExceeded, Self::Failed),
+        (Self::Queued, Self::Cancelled),
+        (Self::Generating, Self::Cancelled),
+        (Self::BudgetExceeded, Self::Cancelled),
     ];
 }
 
@@ -245,6 +265,21 @@ impl Lifecycle for SessionStatus {
         (Self::Failed, Self::Uploaded),
         (Self::Failed, Self::Transcribed),
         (Self::Processed, Self::Transcribed),
+        // A paid stage that would start past the practice's budget waits, and resumes where
+        // it was held once the budget allows.
+        (Self::Uploaded, Self::BudgetExceeded),
+        (Self::Transcribing, Self::BudgetExceeded),
+        (Self::Transcribed, Self::BudgetExceeded),
+        (Self::Extracting, Self::BudgetExceeded),
+        (Self::BudgetExceeded, Self::Uploaded),
+        (Self::BudgetExceeded, Self::Transcribed),
+        (Self::BudgetExceeded, Self::Failed),
+        // Its practitioner stops it while it is in progress (or waiting for the budget).
+        (Self::Uploaded, Self::Cancelled),
+        (Self::Transcribing, Self::Cancelled),
+        (Self::Transcribed, Self::Cancelled),
+        (Self::Extracting, Self::Cancelled),
+        (Self::BudgetExceeded, Self::Cancelled),
     ];
 }
 
@@ -273,7 +308,10 @@ mod tests {
             ExportStatus::entered_from(ExportStatus::Failed),
             "'queued', 'rendering'"
         );
-        assert_eq!(DraftStatus::entered_from(DraftStatus::Queued), "'failed'");
+        assert_eq!(
+            DraftStatus::entered_from(DraftStatus::Queued),
+            "'failed', 'budget_exceeded'"
+        );
         assert!(!DataExportStatus::Ready.may_become(DataExportStatus::Building));
         assert_eq!(
             ExportStatus::try_from("expired".to_owned()).unwrap(),

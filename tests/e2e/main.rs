@@ -5,6 +5,8 @@ mod accounts;
 mod admin;
 mod analytics;
 mod backups;
+mod budgets;
+mod cancellation;
 mod cleanup;
 mod clients;
 mod conventions;

@@ -36,6 +36,13 @@ pub trait Job: JobPayload {
     ) -> impl Future<Output = sqlx::Result<()>> + Send {
         async { Ok(()) }
     }
+
+    /// After the job was recorded cancelled while an attempt of this process held it (its
+    /// subject already reads `cancelled`): removes what the stopped attempt may have left in
+    /// the object store. Best effort; the cleanup job sweeps orphans.
+    fn on_cancelled(&self, _ctx: &JobCtx<'_>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// What one attempt may see: the environment and its own ledger row.

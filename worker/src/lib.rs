@@ -18,6 +18,7 @@
 
 pub mod env;
 pub mod job;
+pub mod job_metrics;
 pub mod jobs;
 pub mod lease;
 pub mod mailer;

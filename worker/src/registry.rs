@@ -46,6 +46,7 @@ pub struct Kind {
     run: for<'a> fn(&'a JobCtx<'a>) -> BoxFuture<'a, Result<(), JobError>>,
     on_retry: for<'a> fn(&'a JobCtx<'a>, &'a str) -> BoxFuture<'a, ()>,
     on_dead: for<'a> fn(&'a JobCtx<'a>, &'a mut JobTx, &'a str) -> BoxFuture<'a, sqlx::Result<()>>,
+    on_cancelled: for<'a> fn(&'a JobCtx<'a>) -> BoxFuture<'a, ()>,
 }
 
 impl Kind {
@@ -58,6 +59,7 @@ impl Kind {
             run: run::<J>,
             on_retry: on_retry::<J>,
             on_dead: on_dead::<J>,
+            on_cancelled: on_cancelled::<J>,
         }
     }
 
@@ -80,6 +82,11 @@ impl Kind {
         error: &'a str,
     ) -> BoxFuture<'a, sqlx::Result<()>> {
         (self.on_dead)(ctx, tx, error)
+    }
+
+    /// Runs the kind's hook after a cancelled job is recorded ([`Job::on_cancelled`]).
+    pub fn on_cancelled<'a>(&self, ctx: &'a JobCtx<'a>) -> BoxFuture<'a, ()> {
+        (self.on_cancelled)(ctx)
     }
 }
 
@@ -110,6 +117,14 @@ fn on_dead<'a, J: Job>(
         match decode::<J>(&ctx.job.payload) {
             Ok(payload) => payload.on_dead(ctx, tx, error).await,
             Err(_) => Ok(()),
+        }
+    })
+}
+
+fn on_cancelled<'a, J: Job>(ctx: &'a JobCtx<'a>) -> BoxFuture<'a, ()> {
+    Box::pin(async move {
+        if let Ok(payload) = decode::<J>(&ctx.job.payload) {
+            payload.on_cancelled(ctx).await;
         }
     })
 }

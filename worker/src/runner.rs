@@ -18,15 +18,20 @@ use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use futures::FutureExt;
 use tend_shared::{
+    budget,
     db::{
         self,
-        jobs::{Attempt, JobRow, Outcome},
+        jobs::{Attempt, JobRow, Outcome, holds::BUDGET_EXCEEDED},
     },
-    jobs::{JobError, JobTx},
+    jobs::{
+        JobError, JobTx,
+        kinds::{SubjectEvent, subject_follows},
+    },
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
+pub use crate::job_metrics::JobMetrics;
 use crate::{
     env::JobEnv,
     job::JobCtx,
@@ -46,54 +51,6 @@ pub struct Runner {
     pub done: DoneWriter,
     /// Counts outcomes and run times.
     pub metrics: JobMetrics,
-}
-
-/// The job series' handles, one per kind and outcome, made once at start: recording through
-/// them is an atomic add, where the `counter!` macro per job hashed its labels each time
-/// (about a tenth of the engine's throughput, measured with the burst bench).
-pub struct JobMetrics {
-    finished: std::collections::HashMap<(&'static str, &'static str), metrics::Counter>,
-    run_time: std::collections::HashMap<&'static str, metrics::Histogram>,
-}
-
-impl JobMetrics {
-    /// The outcomes an attempt is counted under.
-    const OUTCOMES: [&'static str; 4] = ["done", "retry", "dead", "killed"];
-
-    /// Handles for every kind of the registry (the recorder must be installed first).
-    pub fn new() -> Self {
-        let mut finished = std::collections::HashMap::new();
-        let mut run_time = std::collections::HashMap::new();
-        for kind in registry::KINDS {
-            for outcome in Self::OUTCOMES {
-                finished.insert(
-                    (kind.name, outcome),
-                    metrics::counter!("tend_jobs_finished_total", "kind" => kind.name, "outcome" => outcome),
-                );
-            }
-            run_time.insert(
-                kind.name,
-                metrics::histogram!("tend_job_run_duration_seconds", "kind" => kind.name),
-            );
-        }
-        Self { finished, run_time }
-    }
-
-    /// Counts a finished attempt (`outcome`: done, retry, dead, killed) and its run time.
-    fn count(&self, kind: &str, outcome: &'static str, elapsed: Option<Duration>) {
-        if let Some(counter) = self.finished.get(&(kind, outcome)) {
-            counter.increment(1);
-        }
-        if let (Some(elapsed), Some(histogram)) = (elapsed, self.run_time.get(kind)) {
-            histogram.record(elapsed.as_secs_f64());
-        }
-    }
-}
-
-impl Default for JobMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Runs one delivery's jobs to their recorded outcomes. Never fails: errors are written to the
@@ -163,11 +120,11 @@ async fn run_job(runner: &Runner, job: JobRow, slot: SemaphorePermit<'_>) {
             return;
         };
         if job.killed_at.is_some() {
-            // Killed while it waited: buried without running.
-            tracing::warn!(error = KILLED, "job dead");
-            let outcome = Outcome::Killed { error: KILLED, ran: false };
+            // Killed or cancelled while it waited: buried without running.
+            let (outcome, counted) = stopped(&job, false);
+            tracing::warn!(error = outcome.error(), "job stopped before it ran");
             record(runner, &ctx, Some(kind), outcome).await;
-            runner.metrics.count(&job.kind, "killed", None);
+            runner.metrics.count(&job.kind, counted, None);
             return;
         }
         if job.attempts > job.max_attempts {
@@ -176,6 +133,17 @@ async fn run_job(runner: &Runner, job: JobRow, slot: SemaphorePermit<'_>) {
             tracing::error!(error, "job dead");
             record(runner, &ctx, Some(kind), Outcome::Lost { error }).await;
             runner.metrics.count(&job.kind, "dead", None);
+            return;
+        }
+        if let Some(message) = over_budget(env, &job).await {
+            // Before any paid call: the job waits until the budget allows it.
+            tracing::warn!("job held: its practice's monthly budget is spent");
+            let outcome = Outcome::Held {
+                reason: BUDGET_EXCEEDED,
+                error: &message,
+            };
+            record(runner, &ctx, Some(kind), outcome).await;
+            runner.metrics.count(&job.kind, "held", None);
             return;
         }
         tracing::info!("job started");
@@ -252,6 +220,36 @@ async fn run_job(runner: &Runner, job: JobRow, slot: SemaphorePermit<'_>) {
 /// The error a killed job is buried with.
 const KILLED: &str = "killed by an admin";
 
+/// How a job stopped by a kill or a cancellation ends (with the name its metrics count):
+/// cancelled when somebody cancelled it (its row says why), dead when an admin killed it.
+/// `ran`: whether this attempt ran before it was stopped.
+fn stopped(job: &JobRow, ran: bool) -> (Outcome<'_>, &'static str) {
+    match job.cancelled_by {
+        Some(_) => {
+            let error = job.last_error.as_deref().unwrap_or("cancelled");
+            (Outcome::Cancelled { error, ran }, "cancelled")
+        }
+        None => (Outcome::Killed { error: KILLED, ran }, "killed"),
+    }
+}
+
+/// The hold message when `job` pays the provider and its practice's monthly budget is spent.
+/// A budget that cannot be read (the ledger is away) holds nothing: the job's own database
+/// work would fail and be retried anyway.
+async fn over_budget(env: &JobEnv, job: &JobRow) -> Option<String> {
+    let paid = tend_shared::jobs::kinds::find(&job.kind).is_some_and(|kind| kind.paid);
+    let tenant = job.tenant.as_deref().filter(|_| paid)?;
+    let default = env.settings.provider.default_monthly_budget_micro_usd;
+    match budget::of(&env.db, default, tenant).await {
+        Ok(budget) if budget.exceeded() => Some(budget.message()),
+        Ok(_) => None,
+        Err(err) => {
+            tracing::warn!(error = %err, "the practice's budget could not be read; the job runs");
+            None
+        }
+    }
+}
+
 /// After an attempt was stopped because its lease renewal missed it: if an admin killed it
 /// while this attempt held it, records it dead (with the kind's dead hook); otherwise (claimed
 /// again after its lease lapsed, cut at shutdown, or the ledger out of reach) leaves it to
@@ -261,27 +259,26 @@ async fn bury_if_killed(runner: &Runner, job: &JobRow) {
     // Renewed, not cancelled, while the ledger is asked what happened.
     runner.leases.finishing(&job.id);
     let current = db::jobs::find(&env.db, &job.id).await;
-    let killed = matches!(&current, Ok(Some(c)) if c.killed_at.is_some() && c.claims == job.claims);
-    if !killed {
-        runner.leases.release(&job.id);
-        match current {
-            Err(err) => {
-                tracing::warn!(job_id = %job.id, error = %err, "attempt stopped: its lease was lost")
+    let killed = match &current {
+        Ok(Some(c)) if c.killed_at.is_some() && c.claims == job.claims => c.clone(),
+        _ => {
+            runner.leases.release(&job.id);
+            match current {
+                Err(err) => {
+                    tracing::warn!(job_id = %job.id, error = %err, "attempt stopped: its lease was lost")
+                }
+                Ok(_) => tracing::warn!(job_id = %job.id, "attempt stopped: its lease was lost"),
             }
-            Ok(_) => tracing::warn!(job_id = %job.id, "attempt stopped: its lease was lost"),
+            return;
         }
-        return;
-    }
-    tracing::warn!(job_id = %job.id, kind = %job.kind, "attempt stopped: killed by an admin");
-    let ctx = JobCtx { env, job };
+    };
     // A job claimed already killed never runs its handler: the renewal that stopped it may
     // only have overtaken the claim's own burial.
-    let outcome = Outcome::Killed {
-        error: KILLED,
-        ran: job.killed_at.is_none(),
-    };
+    let (outcome, counted) = stopped(&killed, job.killed_at.is_none());
+    tracing::warn!(job_id = %job.id, kind = %job.kind, error = outcome.error(), "attempt stopped");
+    let ctx = JobCtx { env, job };
     record(runner, &ctx, registry::find(&job.kind), outcome).await;
-    runner.metrics.count(&job.kind, "killed", None);
+    runner.metrics.count(&job.kind, counted, None);
 }
 
 /// Records a failed attempt's outcome, fenced by its claim, with its history row; a dead
@@ -290,10 +287,13 @@ async fn bury_if_killed(runner: &Runner, job: &JobRow) {
 async fn record(runner: &Runner, ctx: &JobCtx<'_>, kind: Option<&Kind>, outcome: Outcome<'_>) {
     let env = ctx.env;
     let attempt = ctx.job.attempt();
-    let hook = kind.filter(|_| outcome.is_dead());
-    let write = || write_outcome(ctx, hook, &attempt, outcome.clone());
+    let write = || write_outcome(ctx, kind, &attempt, outcome.clone());
     match outcome_retry("recording an outcome", write).await {
-        Ok(true) => {}
+        Ok(true) => {
+            if let (Outcome::Cancelled { .. }, Some(kind)) = (&outcome, kind) {
+                kind.on_cancelled(ctx).await;
+            }
+        }
         Ok(false) => refused(env, ctx.job).await,
         Err(err) => {
             tracing::error!(error = %err, "outcome not recorded; the lease will lapse and the job run again")
@@ -302,12 +302,13 @@ async fn record(runner: &Runner, ctx: &JobCtx<'_>, kind: Option<&Kind>, outcome:
     runner.leases.release(&ctx.job.id);
 }
 
-/// One try of [`record`]: the outcome and, for a dead job, its subject's failure, in one
-/// transaction. A dead hook that fails is logged and counted, and the job is recorded dead
-/// alone: the repair pass fails its subject later.
+/// One try of [`record`]: the outcome and what its subject follows, in one transaction: a
+/// dead job's failure (the kind's dead hook), a cancelled job's cancellation, a held job's
+/// hold. A dead hook that fails is logged and counted, and the job is recorded dead alone: the
+/// repair pass fails its subject later.
 async fn write_outcome(
     ctx: &JobCtx<'_>,
-    hook: Option<&Kind>,
+    kind: Option<&Kind>,
     attempt: &Attempt,
     outcome: Outcome<'_>,
 ) -> sqlx::Result<bool> {
@@ -316,7 +317,19 @@ async fn write_outcome(
     if !db::jobs::finish(&mut tx, attempt, outcome.clone()).await? {
         return Ok(false);
     }
-    if let Some(kind) = hook
+    let event = match &outcome {
+        Outcome::Cancelled { error, .. } => Some(SubjectEvent::Cancelled { why: error }),
+        Outcome::Held { error, .. } => Some(SubjectEvent::Held {
+            job_id: &attempt.job_id,
+            message: error,
+        }),
+        _ => None,
+    };
+    if let Some(event) = event {
+        let job = ctx.job;
+        subject_follows(&mut tx, &job.kind, &job.payload, event).await?;
+    }
+    if let Some(kind) = kind.filter(|_| outcome.is_dead())
         && let Err(err) = kind.on_dead(ctx, &mut tx, outcome.error()).await
     {
         tracing::error!(error = %err, "the dead hook failed; the job is recorded dead alone and the repair pass will fail its subject");

@@ -20,7 +20,10 @@ use tend_shared::db::{
 use tend_shared::jobs::kinds::data_export::DataExport;
 use tend_shared::lifecycle::DataExportStatus as StoredStatus;
 
-use super::ApiTags;
+use super::{
+    ApiTags,
+    cancel::{Work, cancel_own},
+};
 use crate::{
     download::{FileDownload, Kinds, Stored},
     error::{ApiError, ApiResult},
@@ -50,6 +53,8 @@ pub enum DataExportStatus {
     Failed,
     /// Removed after 7 days.
     Expired,
+    /// Stopped by `POST /data-exports/{id}/cancel` (or an admin); no archive.
+    Cancelled,
 }
 
 /// A personal data export.
@@ -88,6 +93,7 @@ impl From<DataExportRow> for DataExportView {
             StoredStatus::Ready => DataExportStatus::Ready,
             StoredStatus::Failed => DataExportStatus::Failed,
             StoredStatus::Expired => DataExportStatus::Expired,
+            StoredStatus::Cancelled => DataExportStatus::Cancelled,
         };
         Self {
             download_url: (status == DataExportStatus::Ready)
@@ -256,6 +262,37 @@ impl DataExportsApi {
     ) -> ApiResult<DataExportResponse> {
         Ok(DataExportResponse::Ok(Json(
             own(&state, &user.id, &id.0).await?.into(),
+        )))
+    }
+
+    /// Stop a queued or building data export: it reads `cancelled` and no archive is kept.
+    /// 409 `not-cancellable` once it is ready, failed or cancelled.
+    #[oai(
+        path = "/data-exports/:id/cancel",
+        method = "post",
+        operation_id = "cancelDataExport"
+    )]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        SignedIn(user): SignedIn,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<DataExportResponse> {
+        let row = own(&state, &user.id, &id.0).await?;
+        let (status, job) = (row.status.as_str(), row.job_id.as_deref());
+        cancel_own(
+            &state,
+            &user.id,
+            &meta,
+            Work::DataExport,
+            &row.id,
+            job,
+            status,
+        )
+        .await?;
+        Ok(DataExportResponse::Ok(Json(
+            own(&state, &user.id, &row.id).await?.into(),
         )))
     }
 

@@ -20,7 +20,10 @@ use tend_shared::db::{
 };
 use tend_shared::jobs::kinds::render_export::{RenderExport, content_type};
 
-use super::ApiTags;
+use super::{
+    ApiTags,
+    cancel::{Work, cancel_own},
+};
 use crate::{
     body::{BodyRules, JsonBody},
     download::{FileDownload, Kinds, Stored},
@@ -309,6 +312,23 @@ impl ExportsApi {
                 .unwrap_or_else(|| format!("{}.{}", row.id, row.format)),
         )
         .await
+    }
+
+    /// Stop a queued or rendering export: it reads `cancelled` at once and no file is kept.
+    /// 409 `not-cancellable` once it is ready, failed or cancelled.
+    #[oai(path = "/:id/cancel", method = "post", operation_id = "cancelExport")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        Practitioner(user): Practitioner,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<ExportResponse> {
+        let row = own(&state, &user.id, &id.0).await?;
+        let (status, job) = (row.status.as_str(), row.job_id.as_deref());
+        cancel_own(&state, &user.id, &meta, Work::Export, &row.id, job, status).await?;
+        let row = own(&state, &user.id, &row.id).await?;
+        Ok(ExportResponse::Ok(Json(row.into())))
     }
 
     /// Delete an export and its file.

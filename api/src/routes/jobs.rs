@@ -31,6 +31,10 @@ pub enum JobState {
     Failed,
     /// Will not run again (permanent error or attempts used up).
     Dead,
+    /// Waits before it may run: its practice's monthly budget is spent (see `held_reason`).
+    Held,
+    /// Stopped by its owner or an admin; will not run again.
+    Cancelled,
 }
 
 impl From<jobs::JobState> for JobState {
@@ -41,6 +45,8 @@ impl From<jobs::JobState> for JobState {
             jobs::JobState::Done => JobState::Done,
             jobs::JobState::Failed => JobState::Failed,
             jobs::JobState::Dead => JobState::Dead,
+            jobs::JobState::Held => JobState::Held,
+            jobs::JobState::Cancelled => JobState::Cancelled,
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod auth;
+pub mod cancel;
 pub mod data_exports;
 pub mod exports;
 pub mod health;
@@ -10,6 +11,7 @@ pub mod invitations;
 pub mod jobs;
 pub mod missions;
 pub mod patients;
+pub mod practice_budget;
 pub mod sessions;
 pub mod users;
 
@@ -66,6 +68,7 @@ pub type Api = (
         admin::stats::AdminStatsApi,
         admin::backups::AdminBackupsApi,
         admin::signing_keys::AdminSigningKeysApi,
+        admin::practices::AdminPracticesApi,
     ),
 );
 
@@ -95,6 +98,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
                 admin::stats::AdminStatsApi,
                 admin::backups::AdminBackupsApi,
                 admin::signing_keys::AdminSigningKeysApi,
+                admin::practices::AdminPracticesApi,
             ),
         ),
         "Tend API",

@@ -22,7 +22,7 @@ use crate::{
     extract::RequestMeta,
     fields::PageCursor,
     fields::{DisplayName, NewPassword},
-    guards::{SignedIn, SignedInWith},
+    guards::{Practitioner, SignedIn, SignedInWith},
     pagination::PageRequest,
     state::AppState,
     views::{AuditPage, UserView},
@@ -59,6 +59,13 @@ enum MeResponse {
 }
 
 #[derive(ApiResponse)]
+enum BudgetResponse {
+    /// The practice's budget this month.
+    #[oai(status = 200)]
+    Ok(Json<super::practice_budget::PracticeBudgetView>),
+}
+
+#[derive(ApiResponse)]
 enum AuditLogResponse {
     /// One page of the account's events.
     #[oai(status = 200)]
@@ -89,6 +96,19 @@ impl UsersApi {
     #[oai(path = "/me", method = "get", operation_id = "getMe")]
     async fn me(&self, SignedIn(user): SignedIn) -> ApiResult<MeResponse> {
         Ok(MeResponse::Ok(Json(UserView::from(&user))))
+    }
+
+    /// The practice's monthly budget for paid processing (transcription, notes, drafts): the
+    /// limit, what this month's paid calls cost, what is left, and the work held because the
+    /// budget is spent (it resumes when an admin raises the budget, or next month).
+    #[oai(path = "/me/budget", method = "get", operation_id = "getMyBudget")]
+    async fn budget(
+        &self,
+        state: Data<&AppState>,
+        Practitioner(user): Practitioner,
+    ) -> ApiResult<BudgetResponse> {
+        let view = super::practice_budget::view(&state, &user.id).await?;
+        Ok(BudgetResponse::Ok(Json(view)))
     }
 
     /// The account's own audit trail, newest first: sign-ins (refused ones too), token

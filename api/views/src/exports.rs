@@ -48,6 +48,8 @@ pub enum ExportStatus {
     Failed,
     /// The file was removed after 7 days.
     Expired,
+    /// Stopped by `POST /exports/{id}/cancel` (or an admin); no file.
+    Cancelled,
 }
 
 /// An export.
@@ -97,6 +99,7 @@ impl From<ExportRow> for ExportView {
             Stored::Ready => ExportStatus::Ready,
             Stored::Failed => ExportStatus::Failed,
             Stored::Expired => ExportStatus::Expired,
+            Stored::Cancelled => ExportStatus::Cancelled,
         };
         Self {
             download_url: (status == ExportStatus::Ready)

@@ -177,6 +177,12 @@ pub enum DraftStatus {
     Ready,
     /// No plan; `error` says why.
     Failed,
+    /// Waits: the practice's monthly budget is spent (`error` says so). It resumes by itself
+    /// when an admin raises the budget or a new month begins.
+    #[oai(rename = "budget_exceeded")]
+    BudgetExceeded,
+    /// Stopped by `POST /missions/drafts/{id}/cancel` (or an admin).
+    Cancelled,
 }
 
 /// A mission draft.
@@ -239,6 +245,8 @@ impl DraftView {
             Stored::Generating => DraftStatus::Generating,
             Stored::Ready => DraftStatus::Ready,
             Stored::Failed => DraftStatus::Failed,
+            Stored::BudgetExceeded => DraftStatus::BudgetExceeded,
+            Stored::Cancelled => DraftStatus::Cancelled,
         };
         Ok(Self {
             questionnaire: crate::parse_stored("questionnaire", &row.questionnaire)?,

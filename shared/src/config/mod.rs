@@ -158,6 +158,10 @@ pub struct ProviderSettings {
     pub price_completion_per_mtok: f64,
     /// `PROVIDER_LIMITS`: requests and tokens per minute per model, shared by every worker.
     pub limits: ModelLimits,
+    /// `PRACTICE_MONTHLY_BUDGET_USD` (unset: no limit): what a practice may spend on paid
+    /// provider calls per calendar month (UTC) unless an admin set its own budget. A paid job
+    /// that would start past it is held (`budget_exceeded`).
+    pub default_monthly_budget_micro_usd: Option<i64>,
 }
 
 /// All of Tend's settings. Built once, then passed down; nothing reads the environment later.

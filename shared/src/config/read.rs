@@ -295,6 +295,15 @@ pub(super) fn provider_settings(
         price_prompt_per_mtok: parse(lookup, "PRICE_PROMPT_PER_MTOK_USD", "0.15")?,
         price_completion_per_mtok: parse(lookup, "PRICE_COMPLETION_PER_MTOK_USD", "0.60")?,
         limits: ModelLimits::parse(lookup("PROVIDER_LIMITS").as_deref())?,
+        default_monthly_budget_micro_usd: match lookup("PRACTICE_MONTHLY_BUDGET_USD") {
+            None => None,
+            Some(raw) if raw.trim().is_empty() => None,
+            Some(raw) => Some(raw.trim().parse().ok().and_then(crate::budget::micro_usd).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "PRACTICE_MONTHLY_BUDGET_USD={raw:?} is not valid: a number of dollars, 0 or more"
+                )
+            })?),
+        },
     };
     if settings.transcription_max_upload_bytes < 64 * 1024 {
         bail!("TRANSCRIPTION_MAX_UPLOAD_BYTES must be at least 65536");

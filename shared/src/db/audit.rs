@@ -39,6 +39,14 @@ pub enum AuditAction {
     SigningKeyRotated,
     /// A signing key was removed: its tokens are refused.
     SigningKeyRemoved,
+    /// An admin cancelled one job.
+    JobCancelled,
+    /// An admin cancelled every unfinished job of a practice.
+    PracticeJobsCancelled,
+    /// Its owner cancelled a session, an export, a data export or a draft in progress.
+    WorkCancelled,
+    /// An admin set a practice's monthly budget.
+    BudgetChanged,
 }
 
 impl AuditAction {
@@ -73,6 +81,10 @@ impl AuditAction {
             AuditAction::DataExportDownloaded => "data_export_downloaded",
             AuditAction::SigningKeyRotated => "signing_key_rotated",
             AuditAction::SigningKeyRemoved => "signing_key_removed",
+            AuditAction::JobCancelled => "job_cancelled",
+            AuditAction::PracticeJobsCancelled => "practice_jobs_cancelled",
+            AuditAction::WorkCancelled => "work_cancelled",
+            AuditAction::BudgetChanged => "budget_changed",
         }
     }
 }

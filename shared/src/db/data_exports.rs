@@ -181,6 +181,22 @@ pub async fn fail(
     Ok(())
 }
 
+/// Stops a queued or building archive: `cancelled`, with `why`. False when it was neither.
+pub async fn cancel(conn: &mut AnyConnection, id: &str, why: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "data_exports",
+        DataExportStatus::Cancelled,
+        "error = $2, updated_at = $3",
+        "id = $1",
+    )))
+    .bind(id)
+    .bind(why)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// A failed export waits for its job again (an admin's retry); false if it moved on.
 pub async fn requeue(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query(sqlx::AssertSqlSafe(update_to(

@@ -225,6 +225,22 @@ pub async fn requeue(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Stops a queued or rendering export: `cancelled`, with `why`. False when it was neither.
+pub async fn cancel(conn: &mut AnyConnection, id: &str, why: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "exports",
+        ExportStatus::Cancelled,
+        "error = $2, updated_at = $3",
+        "id = $1",
+    )))
+    .bind(id)
+    .bind(why)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes the export row (its object is removed first by the caller).
 pub async fn delete(db: &Db, id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM exports WHERE id = $1")

@@ -17,6 +17,8 @@ pub struct QueueCounts {
     pub scheduled: i64,
     pub running: i64,
     pub dead: i64,
+    /// Waiting for something outside them (a practice's budget).
+    pub held: i64,
     pub done_last_minute: i64,
     pub done_last_5_minutes: i64,
     pub done_last_15_minutes: i64,
@@ -40,6 +42,7 @@ pub async fn queue_counts(db: &Db, now: i64) -> sqlx::Result<Vec<QueueCounts>> {
            AS scheduled, \
          SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, \
          SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead, \
+         SUM(CASE WHEN state = 'held' THEN 1 ELSE 0 END) AS held, \
          SUM(CASE WHEN state = 'done' AND finished_at >= $2 THEN 1 ELSE 0 END) AS done_last_minute, \
          SUM(CASE WHEN state = 'done' AND finished_at >= $3 THEN 1 ELSE 0 END) \
            AS done_last_5_minutes, \
@@ -51,7 +54,7 @@ pub async fn queue_counts(db: &Db, now: i64) -> sqlx::Result<Vec<QueueCounts>> {
          SUM(CASE WHEN state IN ('pending', 'failed') AND dispatched_at IS NOT NULL \
            THEN 1 ELSE 0 END) AS in_transport \
          FROM (SELECT queue, state, run_at, finished_at, dispatched_at FROM jobs \
-               WHERE state IN ('pending', 'failed', 'running', 'dead') \
+               WHERE state IN ('pending', 'failed', 'running', 'dead', 'held') \
                UNION ALL \
                SELECT queue, state, run_at, finished_at, dispatched_at FROM jobs \
                WHERE state = 'done' AND finished_at >= $5) AS counted \
@@ -240,11 +243,14 @@ pub async fn count_dead(db: &Db, queue: Queue, died_by: i64) -> sqlx::Result<u64
 /// finished or already being killed.
 pub async fn kill(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     let now = now_ms();
+    // A held job is made pending: it is never handed over otherwise.
     let done = sqlx::query(
         "UPDATE jobs SET killed_at = $2, updated_at = $2, \
+         state = CASE WHEN state = 'held' THEN 'pending' ELSE state END, held_reason = NULL, \
          run_at = CASE WHEN state = 'running' THEN run_at ELSE $2 END, \
          dispatched_at = CASE WHEN state = 'running' THEN dispatched_at ELSE NULL END \
-         WHERE id = $1 AND state IN ('pending', 'failed', 'running') AND killed_at IS NULL",
+         WHERE id = $1 AND state IN ('pending', 'failed', 'running', 'held') \
+         AND killed_at IS NULL",
     )
     .bind(id)
     .bind(now)
@@ -266,7 +272,7 @@ pub async fn set_priority(
          fair_key = COALESCE((SELECT virtual_now FROM queue_clocks \
                               WHERE queue_clocks.queue = jobs.queue \
                               AND queue_clocks.priority = $2), 0) \
-         WHERE id = $1 AND state IN ('pending', 'failed') AND killed_at IS NULL",
+         WHERE id = $1 AND state IN ('pending', 'failed', 'held') AND killed_at IS NULL",
     )
     .bind(id)
     .bind(i64::from(priority.value()))
@@ -276,19 +282,21 @@ pub async fn set_priority(
     Ok(done.rows_affected() == 1)
 }
 
-/// Deletes a finished (done or dead) job and its history. False if it is not finished.
+/// Deletes a finished (done, dead or cancelled) job and its history. False if it is not
+/// finished.
 pub async fn delete_finished(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     sqlx::query(
         "DELETE FROM job_attempts WHERE job_id = $1 AND EXISTS \
-         (SELECT 1 FROM jobs WHERE id = $1 AND state IN ('done', 'dead'))",
+         (SELECT 1 FROM jobs WHERE id = $1 AND state IN ('done', 'dead', 'cancelled'))",
     )
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state IN ('done', 'dead')")
-        .bind(id)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM jobs WHERE id = $1 AND state IN ('done', 'dead', 'cancelled')")
+            .bind(id)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -256,6 +256,56 @@ pub async fn requeue_draft(conn: &mut AnyConnection, id: &str) -> sqlx::Result<b
     Ok(done.rows_affected() == 1)
 }
 
+/// A draft whose job was held waits for its practice's budget (`budget_exceeded`, with
+/// `message`); false when it moved on.
+pub async fn hold_draft(conn: &mut AnyConnection, id: &str, message: &str) -> sqlx::Result<bool> {
+    draft_moves_to(conn, id, DraftStatus::BudgetExceeded, Some(message)).await
+}
+
+/// A held draft waits for its job again (its job was released).
+pub async fn release_draft(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
+    let sql = crate::lifecycle::update_from(
+        "mission_drafts",
+        &[DraftStatus::BudgetExceeded],
+        DraftStatus::Queued,
+        "error = $2, updated_at = $3",
+        "id = $1",
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(None::<String>)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stops a draft in progress (or held): `cancelled`, with `why`.
+pub async fn cancel_draft(conn: &mut AnyConnection, id: &str, why: &str) -> sqlx::Result<bool> {
+    draft_moves_to(conn, id, DraftStatus::Cancelled, Some(why)).await
+}
+
+/// Moves a draft to `next` from every state that enters it, with `error`.
+async fn draft_moves_to(
+    conn: &mut AnyConnection,
+    id: &str,
+    next: DraftStatus,
+    error: Option<&str>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(update_to(
+        "mission_drafts",
+        next,
+        "error = $2, updated_at = $3",
+        "id = $1",
+    )))
+    .bind(id)
+    .bind(error)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Stores a confirmed mission; false (nothing stored) when its draft was confirmed already.
 pub async fn insert_mission(db: &Db, row: &MissionRow) -> sqlx::Result<bool> {
     let done = sqlx::query(

@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod budgets;
 pub mod chunks;
 pub mod data_exports;
 pub mod exports;

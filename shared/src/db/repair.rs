@@ -29,12 +29,12 @@ impl Repaired {
     }
 }
 
-/// "No job of this subject can still move it": its job is dead, done without moving it, or
-/// gone. `table` names the subject's table (with its `job_id` column).
+/// "No job of this subject can still move it": its job is dead, cancelled, done without
+/// moving it, or gone (a held job still may: it waits for its budget). `table` names the subject's table (with its `job_id` column).
 fn job_is_over(table: &str) -> String {
     format!(
         "{table}.job_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = {table}.job_id \
-         AND jobs.state IN ('pending', 'running', 'failed'))"
+         AND jobs.state IN ('pending', 'running', 'failed', 'held'))"
     )
 }
 
@@ -61,7 +61,8 @@ pub async fn resolve_stuck(db: &Db) -> sqlx::Result<Repaired> {
             Stage::Extraction.as_str(),
         ),
         "job_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs \
-         WHERE jobs.id = sessions.job_id AND jobs.state IN ('pending', 'running', 'failed', 'done'))",
+         WHERE jobs.id = sessions.job_id \
+         AND jobs.state IN ('pending', 'running', 'failed', 'done', 'held'))",
     );
     repaired.sessions = run(db, &sessions, now).await?;
     // The other subjects have one job each: any end of it that left them working is stuck.

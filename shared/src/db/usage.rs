@@ -17,17 +17,19 @@ pub struct UsageRow {
     pub created_at: i64,
 }
 
-/// Records one paid call of job `job_id`, made for session `session_id` if it was for one.
+/// Records one paid call of job `job_id` for practice `tenant`, made for session
+/// `session_id` if it was for one.
 pub async fn insert(
     db: &Db,
     job_id: &str,
+    tenant: Option<&str>,
     session_id: Option<&str>,
     usage: &UsageRow,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO provider_usage (id, job_id, session_id, stage, model, audio_ms, \
-         prompt_tokens, completion_tokens, cost_micro_usd, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         prompt_tokens, completion_tokens, cost_micro_usd, created_at, tenant) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(new_id().to_string())
     .bind(job_id)
@@ -39,6 +41,7 @@ pub async fn insert(
     .bind(usage.completion_tokens)
     .bind(usage.cost_micro_usd)
     .bind(usage.created_at)
+    .bind(tenant)
     .execute(db)
     .await?;
     Ok(())
@@ -52,5 +55,19 @@ pub async fn of_session(db: &Db, session_id: &str) -> sqlx::Result<Vec<UsageRow>
     )
     .bind(session_id)
     .fetch_all(db)
+    .await
+}
+
+/// What practice `tenant` spent on paid calls in `[from, to)` (ms), in millionths of a dollar,
+/// and how many calls: one range of `provider_usage_tenant`.
+pub async fn spent_by(db: &Db, tenant: &str, from: i64, to: i64) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(cost_micro_usd), 0) AS BIGINT), COUNT(*) FROM provider_usage \
+         WHERE tenant = $1 AND created_at >= $2 AND created_at < $3",
+    )
+    .bind(tenant)
+    .bind(from)
+    .bind(to)
+    .fetch_one(db)
     .await
 }

@@ -226,8 +226,9 @@ async fn delete(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
 
 /// Erases account `id` (address `email`) in `conn`'s transaction: its open mail requests and
 /// the invitations sent to its address go, its audit entries keep what happened but lose the
-/// address and browser they came from, its turns on the queues are forgotten, and the account
-/// row goes with every row that cascades from it. True when the account was there.
+/// address and browser they came from, its turns on the queues, its budget and the usage rows
+/// not tied to a session are forgotten, and the account row goes with every row that cascades
+/// from it. True when the account was there.
 pub async fn erase(conn: &mut AnyConnection, id: &str, email: &str) -> sqlx::Result<bool> {
     sqlx::query("DELETE FROM account_mail_requests WHERE email = $1")
         .bind(email)
@@ -245,5 +246,10 @@ pub async fn erase(conn: &mut AnyConnection, id: &str, email: &str) -> sqlx::Res
         .execute(&mut *conn)
         .await?;
     super::jobs::fairness::forget_tenant(conn, id).await?;
+    super::budgets::forget(conn, id).await?;
+    sqlx::query("DELETE FROM provider_usage WHERE tenant = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
     delete(conn, id).await
 }

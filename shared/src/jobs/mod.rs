@@ -65,6 +65,9 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// How soon its jobs go among their queue's waiting work, unless the starter says
     /// otherwise ([`JobOrigin::priority`]).
     const PRIORITY: Priority = Priority::NORMAL;
+    /// Whether its jobs pay the provider (transcription, extraction, drafts): such a job of a
+    /// practice past its monthly budget is held before it starts (`crate::budget`).
+    const PAID: bool = false;
 
     /// When an admin retries the dead job `job_id`, in the transaction that makes it due:
     /// kinds whose failure marked their subject failed (a session's stage, an export, a
@@ -75,6 +78,38 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
         _conn: &mut sqlx::AnyConnection,
         _job_id: &str,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+
+    /// When the job `job_id` is held before it started (its practice's budget is spent), in
+    /// the transaction that holds it: its subject says so with `message`.
+    fn on_hold(
+        &self,
+        _conn: &mut sqlx::AnyConnection,
+        _job_id: &str,
+        _message: &str,
+    ) -> impl std::future::Future<Output = sqlx::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// When the held job `job_id` is released, in the transaction that makes it due again:
+    /// its subject waits for it again.
+    fn on_release(
+        &self,
+        _conn: &mut sqlx::AnyConnection,
+        _job_id: &str,
+    ) -> impl std::future::Future<Output = sqlx::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// When the job is cancelled (its waiting run removed, or its running attempt stopped),
+    /// in the transaction that records it: its subject reads `cancelled` (with `why`) and
+    /// what the database kept of partial work goes. Files are the worker's hook.
+    fn on_cancel(
+        &self,
+        _conn: &mut sqlx::AnyConnection,
+        _why: &str,
+    ) -> impl std::future::Future<Output = sqlx::Result<()>> + Send {
         async { Ok(()) }
     }
 }

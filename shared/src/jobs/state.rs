@@ -3,7 +3,7 @@
 use std::{fmt, str::FromStr};
 
 /// Where a job is in its life. Stored as text in `jobs.state` (the table's CHECK lists the same
-/// five words).
+/// seven words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobState {
     /// Waiting to run at `run_at` (new, or handed back after its worker was lost).
@@ -16,16 +16,23 @@ pub enum JobState {
     Failed,
     /// Will not run again: a permanent error, attempts used up, or killed.
     Dead,
+    /// Waits for something outside it before it may run (`jobs.held_reason`: a practice past
+    /// its monthly budget); never handed to the transport until released.
+    Held,
+    /// Stopped at the request of its owner or an admin; will not run again.
+    Cancelled,
 }
 
 impl JobState {
     /// Every state, in the order of a job's life.
-    pub const ALL: [JobState; 5] = [
+    pub const ALL: [JobState; 7] = [
         JobState::Pending,
         JobState::Running,
         JobState::Done,
         JobState::Failed,
         JobState::Dead,
+        JobState::Held,
+        JobState::Cancelled,
     ];
 
     /// The word stored in the ledger and shown by the API.
@@ -36,6 +43,8 @@ impl JobState {
             JobState::Done => "done",
             JobState::Failed => "failed",
             JobState::Dead => "dead",
+            JobState::Held => "held",
+            JobState::Cancelled => "cancelled",
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Relay {
     windows: Arc<window::Windows>,
     /// `JOB_PRIORITY_AGING`: the longest a job waits behind higher-priority work.
     aging: Duration,
+    /// `PRACTICE_MONTHLY_BUDGET_USD`: the budget of practices without their own.
+    default_budget: Option<i64>,
     /// `JOB_LEASE_SECS`: after an outage of the ledger, lapsed leases are left alone this long,
     /// so that every worker can renew first (nobody could while the ledger was away).
     lease: Duration,
@@ -44,6 +46,9 @@ const STALE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 const STALE_DISPATCH: Duration = Duration::from_secs(10 * 60);
 /// How often jobs waiting past `JOB_PRIORITY_AGING` are raised.
 const AGING_INTERVAL: Duration = Duration::from_secs(5);
+/// How often work held for a budget is released where the budget now allows it (a new month,
+/// or a budget raised on another replica; the admin API releases its own change at once).
+const BUDGET_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// Most jobs one relay pass takes from the ledger per queue.
 const RELAY_BATCH: i64 = 500;
 /// Slowest pace of the loop while the ledger or the queue is away (each pass would fail).
@@ -73,6 +78,7 @@ impl Relay {
                 settings.queue_max_in_flight.max(1),
             ))),
             aging: settings.job_priority_aging,
+            default_budget: settings.provider.default_monthly_budget_micro_usd,
             lease: settings.job_lease,
             leases: None,
             wake: Arc::new(Notify::new()),
@@ -156,6 +162,7 @@ impl Relay {
         let mut last_stale_check = tokio::time::Instant::now();
         let mut last_overtaken_check = tokio::time::Instant::now();
         let mut last_aging = tokio::time::Instant::now();
+        let mut last_budget_check = tokio::time::Instant::now();
         loop {
             // Not while the ledger is (or just was) away: a pass must see it back first, and
             // then every worker gets a whole lease to renew.
@@ -186,6 +193,16 @@ impl Relay {
             if !holding && due(&mut last_aging, AGING_INTERVAL) {
                 // In the normal course of things: the chore logs what it raised itself.
                 let _ = database.observe(self.promote_waiting().await);
+            }
+            if !holding && due(&mut last_budget_check, BUDGET_CHECK_INTERVAL) {
+                report(
+                    "jobs held for a budget released (the budget allows them now)",
+                    database.observe(
+                        crate::budget::release_all_allowed(&self.db, self.default_budget)
+                            .await
+                            .map(|n| n as u64),
+                    ),
+                );
             }
             if due(&mut last_stale_check, STALE_CHECK_INTERVAL) {
                 let cutoff = db::now_ms() - STALE_DISPATCH.as_millis() as i64;

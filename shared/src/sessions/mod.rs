@@ -32,17 +32,25 @@ pub enum SessionStatus {
     Processed,
     /// A stage failed for good; `failed_stage` and `error` say which and why.
     Failed,
+    /// A paid stage waits: the practice's monthly budget is spent (`error` says so). Raising
+    /// the budget, or the next month, resumes it.
+    #[strum(serialize = "budget_exceeded")]
+    BudgetExceeded,
+    /// Its practitioner (or an admin) stopped its processing.
+    Cancelled,
 }
 
 impl SessionStatus {
     /// Every status, in pipeline order.
-    pub const ALL: [SessionStatus; 6] = [
+    pub const ALL: [SessionStatus; 8] = [
         SessionStatus::Uploaded,
         SessionStatus::Transcribing,
         SessionStatus::Transcribed,
         SessionStatus::Extracting,
         SessionStatus::Processed,
         SessionStatus::Failed,
+        SessionStatus::BudgetExceeded,
+        SessionStatus::Cancelled,
     ];
 
     /// The stored name.
@@ -54,6 +62,8 @@ impl SessionStatus {
             SessionStatus::Extracting => "extracting",
             SessionStatus::Processed => "processed",
             SessionStatus::Failed => "failed",
+            SessionStatus::BudgetExceeded => "budget_exceeded",
+            SessionStatus::Cancelled => "cancelled",
         }
     }
 

@@ -88,7 +88,9 @@ async fn record_usage(env: &JobEnv, job: &JobRow, session_id: Option<&str>, usag
         .increment((usage.audio_ms.max(0) / 1000) as u64);
     metrics::counter!("tend_provider_cost_micro_usd_total", "model" => model)
         .increment(usage.cost_micro_usd.max(0) as u64);
-    if let Err(err) = db::usage::insert(&env.db, &job.id, session_id, &usage).await {
+    if let Err(err) =
+        db::usage::insert(&env.db, &job.id, job.tenant.as_deref(), session_id, &usage).await
+    {
         tracing::warn!(error = %err, "could not record provider usage");
     }
 }

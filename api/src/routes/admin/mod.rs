@@ -1,11 +1,13 @@
 //! `/admin`: what admins watch and do. Queues (figures, pause, retry every dead job), jobs
 //! (lists, detail with every attempt, retry, kill, delete), worker processes, users (search,
-//! role, disable), the keys that sign access tokens and the audit log. Admin accounts only (403 for others); every action is
+//! role, disable), practices (budget, cancel every job), the keys that sign access tokens and
+//! the audit log. Admin accounts only (403 for others); every action is
 //! written to the audit log with who did it.
 
 pub mod backups;
 pub mod jobs;
 pub mod maintenance;
+pub mod practices;
 pub mod queues;
 pub mod signing_keys;
 pub mod stats;

@@ -56,6 +56,8 @@ pub struct QueueView {
     pub running: i64,
     /// Will not run again unless retried.
     pub dead: i64,
+    /// Held: waiting for their practice's budget (they never reach a worker until released).
+    pub held: i64,
     /// Finished in the last hour.
     pub done_last_hour: i64,
     /// Finished jobs per minute.
@@ -277,6 +279,7 @@ fn to_view(
         scheduled: c.scheduled,
         running: c.running,
         dead: c.dead,
+        held: c.held,
         done_last_hour: c.done_last_hour,
         throughput_per_minute: Throughput {
             last_1m: c.done_last_minute as f64,

@@ -29,7 +29,10 @@ use tend_shared::{
     missions::{Plan, Questionnaire},
 };
 
-use super::ApiTags;
+use super::{
+    ApiTags,
+    cancel::{Work, cancel_own},
+};
 use crate::{
     body::{BodyRules, JsonBody},
     error::{ApiError, ApiResult},
@@ -129,6 +132,27 @@ impl MissionsApi {
         id: Path<String>,
     ) -> ApiResult<DraftResponse> {
         let row = readable_draft(&state, &user, &id.0).await?;
+        Ok(DraftResponse::Ok(Json(draft_view(row)?)))
+    }
+
+    /// Stop a draft being written (or waiting for the practice's budget): it reads
+    /// `cancelled`. 409 `not-cancellable` once it is ready, failed or cancelled.
+    #[oai(
+        path = "/drafts/:id/cancel",
+        method = "post",
+        operation_id = "cancelMissionDraft"
+    )]
+    async fn cancel_draft(
+        &self,
+        state: Data<&AppState>,
+        SignedIn(user): SignedIn,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<DraftResponse> {
+        let row = readable_draft(&state, &user, &id.0).await?;
+        let (status, job) = (row.status.as_str(), row.job_id.as_deref());
+        cancel_own(&state, &user.id, &meta, Work::Draft, &row.id, job, status).await?;
+        let row = readable_draft(&state, &user, &row.id).await?;
         Ok(DraftResponse::Ok(Json(draft_view(row)?)))
     }
 

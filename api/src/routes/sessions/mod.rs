@@ -34,7 +34,10 @@ use self::{
         UsageSummary,
     },
 };
-use super::ApiTags;
+use super::{
+    ApiTags,
+    cancel::{Work, cancel_own},
+};
 use crate::{
     error::{ApiError, ApiResult},
     extract::RequestMeta,
@@ -284,6 +287,27 @@ impl SessionsApi {
         limits::spend(&state, Budget::ReExtractions, &user.id).await?;
         let queued = requeue(&state, &user, &meta, &row, stage).await?;
         Ok(StageResponse::Accepted(Json(queued)))
+    }
+
+    /// Stop a session in progress (or waiting for the practice's budget): it reads
+    /// `cancelled` at once, a queued stage never runs and a running one stops within seconds;
+    /// transcribed chunks kept for retries go. The recording stays until the session is
+    /// deleted. 409 `not-cancellable` once processed, failed or cancelled.
+    #[oai(path = "/:id/cancel", method = "post", operation_id = "cancelSession")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        Practitioner(user): Practitioner,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<SessionResponse> {
+        let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
+        let (status, job) = (row.status().as_str(), row.job_id.as_deref());
+        cancel_own(&state, &user.id, &meta, Work::Session, &row.id, job, status).await?;
+        let row = find(&state, &row.id, Reader::Practitioner(&user.id)).await?;
+        let usage = db::usage::of_session(&state.db, &row.id).await?;
+        let view = SessionView::new(row, Some(UsageSummary::new(usage)));
+        Ok(SessionResponse::Ok(Json(view)))
     }
 
     /// Delete a session with its transcript, notes and stored audio.

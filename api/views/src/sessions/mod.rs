@@ -17,7 +17,8 @@ use tend_shared::{
 use crate::{Unreadable, ms_to_datetime};
 
 /// Where a session is: `uploaded -> transcribing -> transcribed -> extracting -> processed`,
-/// or `failed` (see `failed_stage` and `error`).
+/// or `failed` (see `failed_stage` and `error`), `budget_exceeded` (a paid stage waits for the
+/// practice's budget) or `cancelled`.
 #[derive(Debug, Clone, Copy, Enum, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
 pub enum SessionStatusView {
@@ -33,6 +34,12 @@ pub enum SessionStatusView {
     Processed,
     /// A stage failed for good; `POST /sessions/{id}/retry` resumes it.
     Failed,
+    /// A paid stage waits: the practice's monthly budget is spent (see `error`). It resumes
+    /// by itself when an admin raises the budget or a new month begins.
+    #[oai(rename = "budget_exceeded")]
+    BudgetExceeded,
+    /// Stopped by `POST /sessions/{id}/cancel` (or an admin); nothing more is processed.
+    Cancelled,
 }
 
 impl From<SessionStatus> for SessionStatusView {
@@ -44,6 +51,8 @@ impl From<SessionStatus> for SessionStatusView {
             SessionStatus::Extracting => Self::Extracting,
             SessionStatus::Processed => Self::Processed,
             SessionStatus::Failed => Self::Failed,
+            SessionStatus::BudgetExceeded => Self::BudgetExceeded,
+            SessionStatus::Cancelled => Self::Cancelled,
         }
     }
 }
@@ -57,6 +66,8 @@ impl From<SessionStatusView> for SessionStatus {
             SessionStatusView::Extracting => Self::Extracting,
             SessionStatusView::Processed => Self::Processed,
             SessionStatusView::Failed => Self::Failed,
+            SessionStatusView::BudgetExceeded => Self::BudgetExceeded,
+            SessionStatusView::Cancelled => Self::Cancelled,
         }
     }
 }

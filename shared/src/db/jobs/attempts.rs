@@ -77,6 +77,12 @@ pub enum Outcome<'a> {
     /// Killed by an admin: dead. `ran` says whether this attempt ran (stopped mid-way) or was
     /// only claimed to be buried (then it is not counted).
     Killed { error: &'a str, ran: bool },
+    /// Cancelled by its owner or an admin while this attempt held it: `cancelled`, otherwise
+    /// as [`Outcome::Killed`].
+    Cancelled { error: &'a str, ran: bool },
+    /// Held before it started, for `reason` ([`super::holds::BUDGET_EXCEEDED`]): it waits,
+    /// never handed to the queue, until released. The claim is not counted as an attempt.
+    Held { reason: &'a str, error: &'a str },
 }
 
 impl Outcome<'_> {
@@ -86,6 +92,8 @@ impl Outcome<'_> {
             Outcome::RetryAt { .. } => "failed",
             Outcome::Dead { .. } | Outcome::Lost { .. } => "dead",
             Outcome::Killed { .. } => "killed",
+            Outcome::Cancelled { .. } => "cancelled",
+            Outcome::Held { .. } => "held",
         }
     }
 
@@ -95,7 +103,9 @@ impl Outcome<'_> {
             Outcome::RetryAt { error, .. }
             | Outcome::Dead { error }
             | Outcome::Lost { error }
-            | Outcome::Killed { error, .. } => error,
+            | Outcome::Killed { error, .. }
+            | Outcome::Cancelled { error, .. }
+            | Outcome::Held { error, .. } => error,
         }
     }
 
@@ -103,13 +113,19 @@ impl Outcome<'_> {
     fn ran(&self) -> bool {
         !matches!(
             self,
-            Outcome::Lost { .. } | Outcome::Killed { ran: false, .. }
+            Outcome::Lost { .. }
+                | Outcome::Killed { ran: false, .. }
+                | Outcome::Cancelled { ran: false, .. }
+                | Outcome::Held { .. }
         )
     }
 
-    /// True when the job will not run again.
+    /// True when the job ends dead (and its kind's dead hook runs).
     pub fn is_dead(&self) -> bool {
-        !matches!(self, Outcome::RetryAt { .. })
+        matches!(
+            self,
+            Outcome::Dead { .. } | Outcome::Lost { .. } | Outcome::Killed { .. }
+        )
     }
 }
 
@@ -184,6 +200,30 @@ pub async fn finish(
         .bind(now)
         .bind(error)
         .bind(i64::from(!ran)),
+        Outcome::Cancelled { error, ran } => {
+            sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET state = 'cancelled', finished_at = $3, updated_at = $3, \
+                 lease_until = NULL, last_error = $4, attempts = attempts - $5 \
+                 WHERE {held} {returning}"
+            )))
+            .bind(&attempt.job_id)
+            .bind(attempt.claim)
+            .bind(now)
+            .bind(error)
+            .bind(i64::from(!ran))
+        }
+        Outcome::Held { reason, error } => {
+            sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET state = 'held', held_reason = $5, updated_at = $3, \
+             lease_until = NULL, dispatched_at = NULL, last_error = $4, attempts = attempts - 1 \
+             WHERE {held} AND killed_at IS NULL {returning}"
+            )))
+            .bind(&attempt.job_id)
+            .bind(attempt.claim)
+            .bind(now)
+            .bind(error)
+            .bind(reason)
+        }
     };
     let Some(ended) = query.fetch_optional(&mut *conn).await? else {
         return Ok(false);

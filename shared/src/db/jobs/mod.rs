@@ -4,7 +4,9 @@
 //! marks it dispatched and hands its id to the queue; a worker claims it (`running`, with a
 //! lease it keeps renewing); it ends `done`, `failed` (a retry is due at `run_at`) or `dead`.
 //! Every state change is a guarded `UPDATE`, so a duplicate delivery or a worker that lost its
-//! lease cannot overwrite what another worker did.
+//! lease cannot overwrite what another worker did. Two more ends and a wait: `cancelled` (by
+//! its owner or an admin), and `held` (a paid job of a practice past its budget, until
+//! released).
 //!
 //! Fencing: every claim moves the row's `claims` counter on, and the attempt it starts is
 //! named by that number ([`Attempt`]). Renewals and outcomes present it, so a stale attempt (a
@@ -15,20 +17,23 @@
 //! lost, cut, refused).
 //!
 //! The statements live by concern: `dispatch` hands pending jobs to the queue, `attempts`
-//! claim, renew and end them, and `sql` holds the pieces the many-row statements share.
+//! claim, renew and end them, `holds` releases held jobs and cancels unfinished ones, and
+//! `sql` holds the pieces the many-row statements share.
 
 /// The column list of every full-row query.
 macro_rules! job_columns {
     () => {
         "id, kind, queue, payload, state, attempts, max_attempts, run_at, \
     dispatched_at, lease_until, worker, last_error, created_by, request_id, dedup_key, \
-    created_at, started_at, finished_at, updated_at, killed_at, claims, tenant, priority, fair_key"
+    created_at, started_at, finished_at, updated_at, killed_at, claims, tenant, priority, fair_key, \
+    held_reason, cancelled_by"
     };
 }
 
 mod attempts;
 mod dispatch;
 pub mod fairness;
+pub mod holds;
 mod sql;
 
 pub use attempts::*;
@@ -73,6 +78,10 @@ pub struct JobRow {
     pub priority: Priority,
     /// Its turn among its priority's waiting work ([`fairness`]).
     pub fair_key: i64,
+    /// Why a held job waits (`budget_exceeded`).
+    pub held_reason: Option<String>,
+    /// Who cancelled it: with `killed_at`, its attempt stops and it ends cancelled, not dead.
+    pub cancelled_by: Option<String>,
 }
 
 impl JobRow {

@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::lifecycle::update_from;
-use SessionStatus::{Extracting, Failed, Processed, Transcribed, Transcribing, Uploaded};
+use SessionStatus::{
+    BudgetExceeded, Cancelled, Extracting, Failed, Processed, Transcribed, Transcribing, Uploaded,
+};
 
 /// Moves a session into a running stage if it is waiting for it (or already in it, for a
 /// retried attempt). False means the job has nothing to do.
@@ -151,5 +153,80 @@ pub async fn requeue_stage(
         .bind(now_ms())
         .execute(conn)
         .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks the session waiting for its practice's budget at `stage` (its job was held before it
+/// could start): `budget_exceeded`, with `message`. False when the session moved on.
+pub async fn hold_stage(
+    conn: &mut AnyConnection,
+    id: &str,
+    job_id: &str,
+    stage: Stage,
+    message: &str,
+) -> sqlx::Result<bool> {
+    let sql = update_from(
+        "sessions",
+        &[stage.queued_status(), stage.running_status()],
+        BudgetExceeded,
+        "error = $3, updated_at = $4",
+        "id = $1 AND job_id = $2",
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(job_id)
+        .bind(message)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A session held at `stage` waits for that stage again (its job was released).
+pub async fn release_stage(
+    conn: &mut AnyConnection,
+    id: &str,
+    job_id: &str,
+    stage: Stage,
+) -> sqlx::Result<bool> {
+    let sql = update_from(
+        "sessions",
+        &[BudgetExceeded],
+        stage.queued_status(),
+        "error = NULL, updated_at = $3",
+        "id = $1 AND job_id = $2",
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(job_id)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stops a session in progress (or waiting for its budget): `cancelled`, with `why`, and the
+/// chunks a transcription kept for its retries go. False when it was not in progress.
+pub async fn cancel(conn: &mut AnyConnection, id: &str, why: &str) -> sqlx::Result<bool> {
+    let sql = update_from(
+        "sessions",
+        &[
+            Uploaded,
+            Transcribing,
+            Transcribed,
+            Extracting,
+            BudgetExceeded,
+        ],
+        Cancelled,
+        "error = $2, updated_at = $3",
+        "id = $1",
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(why)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?;
+    crate::db::chunks::clear_chunks(conn, id).await?;
     Ok(done.rows_affected() == 1)
 }

@@ -39,4 +39,9 @@ impl JobPayload for DataExport {
         let done = db::data_exports::requeue(conn, &self.data_export_id.to_string()).await;
         super::requeued(done, "the data export is no longer failed")
     }
+
+    async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
+        db::data_exports::cancel(conn, &self.data_export_id.to_string(), why).await?;
+        Ok(())
+    }
 }

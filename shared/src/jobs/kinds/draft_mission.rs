@@ -23,6 +23,7 @@ impl JobPayload for DraftMission {
     const QUEUE: Queue = Queue::Extraction;
     /// The requester waits for the draft.
     const PRIORITY: Priority = Priority::INTERACTIVE;
+    const PAID: bool = true;
     /// Two chat calls at most per attempt; provider outages and 429s are retried.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 5,
@@ -38,5 +39,25 @@ impl JobPayload for DraftMission {
     ) -> Result<(), String> {
         let done = db::missions::requeue_draft(conn, &self.draft_id.to_string()).await;
         super::requeued(done, "the draft is no longer failed")
+    }
+
+    async fn on_hold(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        _job_id: &str,
+        message: &str,
+    ) -> sqlx::Result<()> {
+        db::missions::hold_draft(conn, &self.draft_id.to_string(), message).await?;
+        Ok(())
+    }
+
+    async fn on_release(&self, conn: &mut sqlx::AnyConnection, _job_id: &str) -> sqlx::Result<()> {
+        db::missions::release_draft(conn, &self.draft_id.to_string()).await?;
+        Ok(())
+    }
+
+    async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
+        db::missions::cancel_draft(conn, &self.draft_id.to_string(), why).await?;
+        Ok(())
     }
 }

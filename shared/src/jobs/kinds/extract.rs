@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
+    db,
     jobs::{JobPayload, Priority, Queue, RetryPolicy},
     sessions::Stage,
 };
@@ -23,6 +24,7 @@ impl JobPayload for ExtractNotes {
     const QUEUE: Queue = Queue::Extraction;
     /// The practitioner waits for the notes.
     const PRIORITY: Priority = Priority::INTERACTIVE;
+    const PAID: bool = true;
     /// As transcription; long transcripts are several requests.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 6,
@@ -37,5 +39,27 @@ impl JobPayload for ExtractNotes {
         job_id: &str,
     ) -> Result<(), String> {
         super::session_stage_retried(conn, &self.session_id, Stage::Extraction, job_id).await
+    }
+
+    async fn on_hold(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        job_id: &str,
+        message: &str,
+    ) -> sqlx::Result<()> {
+        let id = self.session_id.to_string();
+        db::sessions::hold_stage(conn, &id, job_id, Stage::Extraction, message).await?;
+        Ok(())
+    }
+
+    async fn on_release(&self, conn: &mut sqlx::AnyConnection, job_id: &str) -> sqlx::Result<()> {
+        let id = self.session_id.to_string();
+        db::sessions::release_stage(conn, &id, job_id, Stage::Extraction).await?;
+        Ok(())
+    }
+
+    async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
+        db::sessions::cancel(conn, &self.session_id.to_string(), why).await?;
+        Ok(())
     }
 }

@@ -41,8 +41,26 @@ pub struct KindInfo {
     pub priority: Priority,
     /// When the scheduler fires it, for a [`Periodic`] kind.
     pub schedule: Option<ScheduleSpec>,
+    /// Whether its jobs pay the provider ([`JobPayload::PAID`]).
+    pub paid: bool,
     admin_retry:
         for<'a> fn(&'a mut AnyConnection, &'a str, &'a str) -> BoxFuture<'a, Result<(), String>>,
+    subject: for<'a> fn(
+        &'a mut AnyConnection,
+        &'a str,
+        SubjectEvent<'a>,
+    ) -> BoxFuture<'a, sqlx::Result<()>>,
+}
+
+/// What happened to a job that its subject (a session, an export, a draft) must follow.
+#[derive(Debug, Clone, Copy)]
+pub enum SubjectEvent<'a> {
+    /// The job `job_id` was held before it started: `message` says why.
+    Held { job_id: &'a str, message: &'a str },
+    /// The held job `job_id` is due again.
+    Released { job_id: &'a str },
+    /// The job was cancelled: `why` says by whom.
+    Cancelled { why: &'a str },
 }
 
 impl KindInfo {
@@ -54,7 +72,9 @@ impl KindInfo {
             policy: J::POLICY,
             priority: J::PRIORITY,
             schedule: None,
+            paid: J::PAID,
             admin_retry: admin_retry_hook::<J>,
+            subject: subject_hook::<J>,
         }
     }
 
@@ -144,6 +164,66 @@ fn enqueue_tick<'a, J: Periodic>(
     Box::pin(async move {
         tx.enqueue_once(&J::for_tick(tick_ms, dry_run), dedup_key)
             .await
+    })
+}
+
+/// Runs the subject hook of the job of kind `kind` with `payload` for `event`, in `conn`'s
+/// transaction ([`JobPayload::on_hold`], [`JobPayload::on_release`],
+/// [`JobPayload::on_cancel`]). An unknown kind or unreadable payload has no subject to follow.
+pub async fn subject_follows(
+    conn: &mut AnyConnection,
+    kind: &str,
+    payload: &str,
+    event: SubjectEvent<'_>,
+) -> sqlx::Result<()> {
+    match find(kind) {
+        Some(kind) => (kind.subject)(conn, payload, event).await,
+        None => Ok(()),
+    }
+}
+
+/// Cancels the selected unfinished jobs in `conn`'s transaction on behalf of `by`, with `why`
+/// as their error, and cancels their subjects at once (a session, an export, a draft reads
+/// `cancelled`): waiting jobs end now; running ones are stopped by their worker within a lease
+/// renewal, and whatever such an attempt still finishes is refused by its subject's guarded
+/// update. The practitioner's cancel routes, the admin's cancel of one job and of a practice's
+/// every job all go through here.
+pub async fn cancel(
+    conn: &mut AnyConnection,
+    selection: db::jobs::holds::Selection<'_>,
+    by: &str,
+    why: &str,
+) -> sqlx::Result<db::jobs::holds::Cancellation> {
+    let cancellation = db::jobs::holds::cancel(conn, selection, by, why).await?;
+    for job in cancellation
+        .cancelled
+        .iter()
+        .chain(cancellation.stopping.iter())
+    {
+        let event = SubjectEvent::Cancelled { why };
+        subject_follows(conn, &job.kind, &job.payload, event).await?;
+    }
+    Ok(cancellation)
+}
+
+fn subject_hook<'a, J: JobPayload>(
+    conn: &'a mut AnyConnection,
+    payload: &'a str,
+    event: SubjectEvent<'a>,
+) -> BoxFuture<'a, sqlx::Result<()>> {
+    Box::pin(async move {
+        let Ok(payload) = serde_json::from_str::<J>(payload) else {
+            tracing::warn!(
+                kind = J::KIND,
+                "unreadable payload: no subject follows the job"
+            );
+            return Ok(());
+        };
+        match event {
+            SubjectEvent::Held { job_id, message } => payload.on_hold(conn, job_id, message).await,
+            SubjectEvent::Released { job_id } => payload.on_release(conn, job_id).await,
+            SubjectEvent::Cancelled { why } => payload.on_cancel(conn, why).await,
+        }
     })
 }
 

@@ -39,6 +39,11 @@ impl JobPayload for RenderExport {
         let done = db::exports::requeue(conn, &self.export_id.to_string()).await;
         super::requeued(done, "the export is no longer failed (deleted or rendered)")
     }
+
+    async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
+        db::exports::cancel(conn, &self.export_id.to_string(), why).await?;
+        Ok(())
+    }
 }
 
 /// The media type of a format.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
+    db,
     jobs::{JobPayload, Priority, Queue, RetryPolicy},
     sessions::Stage,
 };
@@ -23,6 +24,7 @@ impl JobPayload for TranscribeSession {
     const QUEUE: Queue = Queue::Transcription;
     /// The practitioner who uploaded the session waits for its notes.
     const PRIORITY: Priority = Priority::INTERACTIVE;
+    const PAID: bool = true;
     /// A provider outage of about an hour is survivable; one attempt may take long (a
     /// two-hour recording is a dozen chunk requests).
     const POLICY: RetryPolicy = RetryPolicy {
@@ -38,5 +40,27 @@ impl JobPayload for TranscribeSession {
         job_id: &str,
     ) -> Result<(), String> {
         super::session_stage_retried(conn, &self.session_id, Stage::Transcription, job_id).await
+    }
+
+    async fn on_hold(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        job_id: &str,
+        message: &str,
+    ) -> sqlx::Result<()> {
+        let id = self.session_id.to_string();
+        db::sessions::hold_stage(conn, &id, job_id, Stage::Transcription, message).await?;
+        Ok(())
+    }
+
+    async fn on_release(&self, conn: &mut sqlx::AnyConnection, job_id: &str) -> sqlx::Result<()> {
+        let id = self.session_id.to_string();
+        db::sessions::release_stage(conn, &id, job_id, Stage::Transcription).await?;
+        Ok(())
+    }
+
+    async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
+        db::sessions::cancel(conn, &self.session_id.to_string(), why).await?;
+        Ok(())
     }
 }

@@ -169,6 +169,22 @@ impl Job for DataExport {
     async fn on_dead(&self, _ctx: &JobCtx<'_>, tx: &mut JobTx, error: &str) -> sqlx::Result<()> {
         db::data_exports::fail(&mut **tx, &self.data_export_id.to_string(), error, true).await
     }
+
+    async fn on_cancelled(&self, ctx: &JobCtx<'_>) {
+        // The stopped attempt may have stored its archive before it could record it.
+        let env = ctx.env;
+        let id = self.data_export_id.to_string();
+        let Ok(Some(export)) = db::data_exports::find(&env.db, &id).await else {
+            return;
+        };
+        let key = format!(
+            "data-exports/{}/{}-{}.zip",
+            export.user_id, id, ctx.job.claims
+        );
+        if let Err(err) = env.store.delete(&key).await {
+            tracing::warn!(error = %err, "a cancelled archive's partial file stays for the cleanup");
+        }
+    }
 }
 
 async fn record(ctx: &JobCtx<'_>, id: &Uuid, error: &str, dead: bool) {

@@ -1,5 +1,5 @@
 //! `/admin/jobs`: every job, filtered and paginated; one job with every attempt, what it cost
-//! and what it belongs to; retry, kill and delete.
+//! and what it belongs to; retry, re-prioritise, kill, cancel and delete.
 
 mod views;
 
@@ -18,7 +18,7 @@ use tend_shared::{
         self,
         audit::AuditAction,
         job_admin::{AttemptRow, JobFilter},
-        jobs::JobRow,
+        jobs::{JobRow, holds::Selection},
     },
     jobs::{Enqueued, JobState as LedgerState, JobTx, Priority, Queue},
 };
@@ -235,7 +235,44 @@ impl AdminJobsApi {
         )))
     }
 
-    /// Delete a finished (done or dead) job with its history. 409 for one that may still run.
+    /// Cancel a waiting, held or running job: a waiting one ends `cancelled` at once and never
+    /// runs; a running one is stopped at its worker's next lease renewal (within seconds, 202).
+    /// What it works on reads `cancelled` (a session, an export, a draft) and its partial work
+    /// goes. 409 for a finished job.
+    #[oai(path = "/:id/cancel", method = "post", operation_id = "adminCancelJob")]
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        Admin(admin): Admin,
+        meta: RequestMeta,
+        id: Path<String>,
+    ) -> ApiResult<JobActionResponse> {
+        let job = find(&state, &id.0).await?;
+        let mut tx = state.begin().await?;
+        let selection = Selection::Job(&job.id);
+        let done = kinds::cancel(&mut tx, selection, &admin.id, "cancelled by an admin").await?;
+        if done.cancelled.is_empty() && done.stopping.is_empty() {
+            return Err(ApiError::conflict(
+                "job-not-cancellable",
+                format!(
+                    "Only a waiting, held or running job can be cancelled; this one is {}.",
+                    job.state
+                ),
+            ));
+        }
+        audit_job(&mut tx, AuditAction::JobCancelled, &admin.id, &meta, &job).await?;
+        tx.commit().await?;
+        tracing::warn!(job_id = %job.id, kind = %job.kind, "job cancelled by an admin");
+        let view = (&find(&state, &job.id).await?).into();
+        Ok(if done.stopping.is_empty() {
+            JobActionResponse::Ok(Json(view))
+        } else {
+            JobActionResponse::Accepted(Json(view))
+        })
+    }
+
+    /// Delete a finished (done, dead or cancelled) job with its history. 409 for one that may
+    /// still run.
     #[oai(path = "/:id", method = "delete", operation_id = "adminDeleteJob")]
     async fn delete(
         &self,
@@ -250,7 +287,7 @@ impl AdminJobsApi {
             return Err(ApiError::conflict(
                 "job-not-finished",
                 format!(
-                    "Only a done or dead job can be deleted; this one is {}.",
+                    "Only a done, dead or cancelled job can be deleted; this one is {}.",
                     job.state
                 ),
             ));

@@ -21,8 +21,13 @@ pub struct AdminJobView {
     pub last_error: Option<String>,
     /// The worker that holds it, or held it last.
     pub worker: Option<String>,
-    /// Whether an admin asked to kill it.
+    /// Whether an admin asked to kill it (or somebody to cancel it).
     pub killed: bool,
+    /// Why a held job waits: `budget_exceeded` (its practice's monthly budget is spent;
+    /// `last_error` says how much).
+    pub held_reason: Option<String>,
+    /// Who cancelled it (a user id), when it was cancelled.
+    pub cancelled_by: Option<String>,
     /// The request that started it (its `X-Request-Id`: the API's log lines for it).
     pub request_id: Option<String>,
     /// The user whose request started it.
@@ -54,6 +59,8 @@ impl From<&JobRow> for AdminJobView {
             last_error: row.last_error.clone(),
             worker: row.worker.clone(),
             killed: row.killed_at.is_some(),
+            held_reason: row.held_reason.clone(),
+            cancelled_by: row.cancelled_by.clone(),
             request_id: row.request_id.clone(),
             created_by: row.created_by.clone(),
             tenant: row.tenant.clone(),
@@ -85,7 +92,7 @@ pub struct AttemptView {
     pub started_at: DateTime<Utc>,
     /// When it ended (absent while it runs).
     pub finished_at: Option<DateTime<Utc>>,
-    /// `running`, `done`, `failed` (retried), `dead`, `killed`, `lost` (its worker stopped
+    /// `running`, `done`, `failed` (retried), `dead`, `killed`, `cancelled`, `lost` (its worker stopped
     /// renewing the lease), `cut` (its worker shut down) or `refused` (it finished after
     /// another attempt had claimed the job; its outcome was discarded).
     pub outcome: String,
@@ -183,6 +190,8 @@ pub(super) fn ledger_state(state: JobState) -> LedgerState {
         JobState::Done => LedgerState::Done,
         JobState::Failed => LedgerState::Failed,
         JobState::Dead => LedgerState::Dead,
+        JobState::Held => LedgerState::Held,
+        JobState::Cancelled => LedgerState::Cancelled,
     }
 }
 
