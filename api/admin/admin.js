@@ -92,7 +92,7 @@
         el("tr", { "data-queue": q.name },
           el("td", {}, q.name), el("td", {}, q.paused ? "paused" : "running"),
           el("td", {}, q.due), el("td", {}, q.scheduled), el("td", {}, q.running),
-          el("td", {}, q.dead), el("td", {}, q.done_last_hour),
+          el("td", {}, q.dead), el("td", {}, q.held), el("td", {}, q.done_last_hour),
           el("td", {}, [q.throughput_per_minute.last_1m, q.throughput_per_minute.last_5m,
             q.throughput_per_minute.last_15m].map((n) => n.toFixed(1)).join(" / ")),
           el("td", {}, q.oldest_due_age_seconds === null || q.oldest_due_age_seconds === undefined
@@ -106,7 +106,7 @@
             " ",
             el("button", { class: "quiet", onclick: () => retryDead(q.name) }, "Retry dead"))));
       return [el("h1", {}, "Queues"),
-        table(["Queue", "State", "Due", "Scheduled", "Running", "Dead", "Done (1 h)",
+        table(["Queue", "State", "Due", "Scheduled", "Running", "Dead", "Held", "Done (1 h)",
           "Per minute (1/5/15 min)", "Oldest due", "Run time p50 / p95",
           "Done per minute, last hour", ""], rows)];
     },
@@ -135,7 +135,8 @@
       return [el("h1", {}, "Jobs"),
         el("div", { class: "filters" },
           select("queue", [""].concat(queues.map((q) => q.name))),
-          select("state", ["", "pending", "running", "failed", "dead", "done"]), kind),
+          select("state", ["", "pending", "running", "failed", "held", "dead", "cancelled", "done"]),
+          kind),
         table(["State", "Kind", "Queue", "Attempts", "Created", "Last error"], rows),
         page.next_cursor ? el("p", {}, "Newest 50 shown; narrow the filters to see others.") : null];
     },
@@ -167,7 +168,10 @@
             await api("PATCH", "/admin/users/" + u.id, { disabled: !u.disabled });
             say("Done."); await show();
           } catch (error) { say(error.message, true); }
-        } }, u.disabled ? "Enable" : "Disable"))));
+        } }, u.disabled ? "Enable" : "Disable"),
+        u.role === "practitioner" ? " " : null,
+        u.role === "practitioner" ? el("button", { class: "quiet", "data-budget": u.id,
+          onclick: () => showPractice(u.id, u.email) }, "Budget") : null)));
       return [el("h1", {}, "Users"), el("div", { class: "filters" }, search),
         table(["Email", "Name", "Role", "Verified", "State", ""], rows)];
     },
@@ -199,6 +203,51 @@
     return svg;
   }
 
+  // A practice: its month's budget, spending and held work; set the budget, cancel its jobs.
+  async function showPractice(id, email) {
+    stopRefresh();
+    current = "practice";
+    const path = "/admin/practices/" + encodeURIComponent(id);
+    const again = () => showPractice(id, email);
+    try {
+      const b = await api("GET", path + "/budget");
+      const usd = (n) => n === null || n === undefined ? "no limit" : "$" + n.toFixed(2);
+      const amount = el("input", { id: "budget-amount", type: "number", min: "0", step: "0.01",
+        placeholder: "US dollars a month" });
+      if (b.monthly_budget_usd !== null && b.monthly_budget_usd !== undefined) {
+        amount.value = b.monthly_budget_usd;
+      }
+      const set = async () => {
+        const value = amount.value.trim();
+        try {
+          await api("PUT", path + "/budget",
+            { monthly_budget_usd: value === "" ? null : Number(value) });
+          say("Budget set."); await again();
+        } catch (error) { say(error.message, true); }
+      };
+      view.replaceChildren(
+        el("h1", {}, "Practice " + email),
+        table(["Month", "Budget", "Spent", "Remaining", "Paid calls", "Held jobs"], [
+          el("tr", { id: "budget" },
+            el("td", {}, b.month_start.slice(0, 7)),
+            el("td", { id: "budget-limit" }, usd(b.monthly_budget_usd) + " (" + b.source + ")"),
+            el("td", { id: "budget-spent" }, usd(b.spent_usd)),
+            el("td", {}, usd(b.remaining_usd)), el("td", {}, b.paid_calls),
+            el("td", { id: "budget-held" }, b.held_jobs))]),
+        b.exceeded ? el("p", { class: "error-text" },
+          "The budget is spent: paid work waits until it is raised or the month ends.") : null,
+        el("div", { class: "filters" }, amount,
+          el("button", { id: "budget-set", onclick: set }, "Set budget"), " ",
+          el("button", { class: "quiet", onclick: () => act("DELETE", path + "/budget", again) },
+            "Use the default"), " ",
+          el("button", { class: "danger", onclick: () => act("POST", path + "/cancel-jobs", again) },
+            "Cancel all its jobs"), " ",
+          el("button", { class: "quiet", onclick: () => select("users") }, "Back to users")));
+    } catch (error) {
+      say(error.message, true);
+    }
+  }
+
   async function showJob(id) {
     stopRefresh();
     current = "job";
@@ -213,7 +262,9 @@
       view.replaceChildren(...[
         el("h1", {}, "Job " + j.kind),
         el("p", {}, stateBadge(j.state), " ", j.id, " on ", j.queue,
-          ", attempts ", j.attempts, " / ", j.max_attempts, j.killed ? " (being killed)" : ""),
+          ", attempts ", j.attempts, " / ", j.max_attempts, j.killed ? " (being stopped)" : "",
+          j.held_reason ? " (held: " + j.held_reason + ")" : "",
+          j.cancelled_by ? " (cancelled by " + j.cancelled_by + ")" : ""),
         el("p", {}, "Request ", j.request_id || "none", "; started by ", j.created_by || "the system",
           "; cost $", detail.cost_usd.toFixed(4),
           detail.subject ? "; for " + detail.subject.kind + " " + detail.subject.id : ""),
@@ -222,6 +273,8 @@
           el("button", { id: "retry", onclick: () => act("POST", "/admin/jobs/" + id + "/retry", again) }, "Retry"),
           " ",
           el("button", { id: "kill", class: "danger", onclick: () => act("POST", "/admin/jobs/" + id + "/kill", again) }, "Kill"),
+          " ",
+          el("button", { id: "cancel", class: "danger", onclick: () => act("POST", "/admin/jobs/" + id + "/cancel", again) }, "Cancel"),
           " ",
           el("button", { class: "quiet", onclick: () => act("DELETE", "/admin/jobs/" + id, () => select("jobs")) }, "Delete"),
           " ",

@@ -1,6 +1,7 @@
 //! The admin dashboard in a real browser (Debian's Chromium through its WebDriver): an admin
 //! signs in, sees the queues (a screenshot is left in `target/screenshots/`), finds a dead
-//! job whose error holds markup, sees it as text, presses Retry and sees the job done.
+//! job whose error holds markup, sees it as text, presses Retry and sees the job done; and
+//! sets a practice's monthly budget.
 
 use std::time::Duration;
 
@@ -115,6 +116,25 @@ pub(crate) async fn text(browser: &Client, css: &str) -> String {
     panic!("{css} kept being replaced before it could be read");
 }
 
+/// Opens the dashboard and signs in as the admin `email`.
+async fn sign_in(browser: &Client, app: &TestApp, email: &str) {
+    browser
+        .goto(&format!("{}/admin", app.address))
+        .await
+        .unwrap();
+    find(browser, "#email")
+        .await
+        .send_keys(email)
+        .await
+        .unwrap();
+    find(browser, "#password")
+        .await
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    click(browser, "#sign-in button").await;
+}
+
 /// A dead mail job whose error holds markup, as an admin would find it.
 async fn dead_job(app: &TestApp) -> String {
     let body: Value = app
@@ -159,25 +179,7 @@ async fn an_admin_signs_in_finds_a_dead_job_retries_it_and_sees_it_done() {
 
     let driver = Driver::start();
     let browser = driver.browser().await;
-    browser
-        .goto(&format!("{}/admin", app.address))
-        .await
-        .unwrap();
-    find(&browser, "#email")
-        .await
-        .send_keys(&email)
-        .await
-        .unwrap();
-    find(&browser, "#password")
-        .await
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    find(&browser, "#sign-in button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    sign_in(&browser, &app, &email).await;
 
     // The queues page, live, with its chart; kept as a screenshot.
     find(&browser, "tr[data-queue=email]").await;
@@ -227,5 +229,47 @@ async fn an_admin_signs_in_finds_a_dead_job_retries_it_and_sees_it_done() {
         .await
         .unwrap();
     assert_eq!(ledger, "done");
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: eval \"$(.ci/services)\", then cargo test -- --include-ignored"]
+async fn an_admin_sees_a_practices_budget_and_sets_it() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    tend_api::commands::create_admin(&app.db, &email, PASSWORD)
+        .await
+        .unwrap();
+    let practitioner = app.signed_in_user().await;
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    sign_in(&browser, &app, &email).await;
+    click(&browser, "nav button[data-view=users]").await;
+    click(
+        &browser,
+        &format!("button[data-budget='{}']", practitioner.id),
+    )
+    .await;
+    let limit = text(&browser, "#budget-limit").await;
+    assert_eq!(limit, "no limit (default)");
+    assert_eq!(text(&browser, "#budget-held").await, "0");
+
+    find(&browser, "#budget-amount")
+        .await
+        .send_keys("12.5")
+        .await
+        .unwrap();
+    click(&browser, "#budget-set").await;
+    tend_tests::eventually("the budget shown", Duration::from_secs(20), || async {
+        Ok(text(&browser, "#budget-limit").await == "$12.50 (practice)")
+    })
+    .await
+    .unwrap();
+    let own = tend_shared::db::budgets::find(&app.db, &practitioner.id)
+        .await
+        .unwrap()
+        .expect("the practice's budget");
+    assert_eq!(own.monthly_micro_usd, Some(12_500_000));
     browser.close().await.unwrap();
 }
