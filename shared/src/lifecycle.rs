@@ -1,13 +1,13 @@
-//! The state machines of the records a job works on: a recorded session, an export, a personal
-//! data export, a mission draft. Each is an enum, stored as its lower-case name, with the moves it allows
-//! listed once ([`Lifecycle::MOVES`]). The guarded updates in [`crate::db`] build their
+//! The state machines of the ledger's jobs and of the records a job works on: a recorded
+//! session, an export, a personal data export, a mission draft. Each is an enum, stored as its
+//! lower-case name, with the moves it allows listed once ([`Lifecycle::MOVES`]). The guarded updates in [`crate::db`] build their
 //! `WHERE status IN (..)` from that list ([`Lifecycle::entered_from`]), so a move that is not
 //! listed cannot happen, and a stored state is read into the enum or refused as unreadable,
 //! never matched with a catch-all.
 
 use std::fmt;
 
-use crate::sessions::SessionStatus;
+use crate::{jobs::JobState, sessions::SessionStatus};
 
 /// A record's states and the moves between them.
 pub trait Lifecycle:
@@ -15,6 +15,8 @@ pub trait Lifecycle:
 {
     /// Every allowed move, `(from, to)`.
     const MOVES: &'static [(Self, Self)];
+    /// The column that stores the state.
+    const COLUMN: &'static str = "status";
 
     /// The stored name.
     fn name(self) -> &'static str {
@@ -42,9 +44,9 @@ pub trait Lifecycle:
     }
 }
 
-/// `UPDATE {table} SET status = '{next}', {set} WHERE {filter} AND status IN (..)`, the
-/// states listed being those `next` is entered from: the one way [`crate::db`] moves a
-/// record's state. `set` and `filter` are the caller's SQL (never input), with its binds.
+/// `UPDATE {table} SET status = '{next}', {set} WHERE {filter} AND status IN (..)` (`state`
+/// for a job: [`Lifecycle::COLUMN`]), the states listed being those `next` is entered from:
+/// the one way [`crate::db`] moves a record's state. `set` and `filter` are the caller's SQL (never input), with its binds.
 pub fn update_to<S: Lifecycle>(table: &str, next: S, set: &str, filter: &str) -> String {
     update_from(table, &S::sources(next), next, set, filter)
 }
@@ -70,8 +72,9 @@ pub fn update_from<S: Lifecycle>(
             "{table}: the move {state:?} -> {next:?} is not in its lifecycle"
         );
     }
+    let column = S::COLUMN;
     format!(
-        "UPDATE {table} SET status = '{}', {set} WHERE {filter} AND status IN ({})",
+        "UPDATE {table} SET {column} = '{}', {set} WHERE {filter} AND {column} IN ({})",
         next.name(),
         sql_list(from)
     )
@@ -246,6 +249,41 @@ impl Lifecycle for DraftStatus {
 
 stored_as_text!(DraftStatus);
 
+impl Lifecycle for JobState {
+    const COLUMN: &'static str = "state";
+    const MOVES: &'static [(Self, Self)] = &[
+        // A worker claims a due job (new, handed back, or due for a retry).
+        (Self::Pending, Self::Running),
+        (Self::Failed, Self::Running),
+        // A renewal keeps the lease; an attempt whose lease was handed back while nobody
+        // claimed the job since takes it back.
+        (Self::Running, Self::Running),
+        (Self::Pending, Self::Running),
+        // An attempt ends, fenced by its claim: the latest attempt, running or handed back.
+        (Self::Running, Self::Done),
+        (Self::Pending, Self::Done),
+        (Self::Running, Self::Failed),
+        (Self::Pending, Self::Failed),
+        (Self::Running, Self::Dead),
+        (Self::Pending, Self::Dead),
+        (Self::Running, Self::Cancelled),
+        (Self::Pending, Self::Cancelled),
+        // A paid job past its practice's budget waits before it starts.
+        (Self::Running, Self::Held),
+        (Self::Pending, Self::Held),
+        // Its worker was lost (the lease lapsed) or cut it at shutdown: another takes it.
+        (Self::Running, Self::Pending),
+        // Released when the budget allows (or killed: a worker claims it to bury it).
+        (Self::Held, Self::Pending),
+        // An admin's retry.
+        (Self::Dead, Self::Pending),
+        (Self::Failed, Self::Pending),
+        // Cancelled while it waits.
+        (Self::Failed, Self::Cancelled),
+        (Self::Held, Self::Cancelled),
+    ];
+}
+
 impl Lifecycle for SessionStatus {
     const MOVES: &'static [(Self, Self)] = &[
         (Self::Uploaded, Self::Transcribing),
@@ -290,7 +328,7 @@ mod tests {
     fn check<S: Lifecycle>() {
         for state in S::VARIANTS {
             let reached = S::MOVES.iter().any(|(_, to)| to == state);
-            let first = ["queued", "uploaded"].contains(&state.name());
+            let first = ["queued", "uploaded", "pending"].contains(&state.name());
             assert!(reached || first, "{state:?} cannot be reached");
         }
     }
@@ -301,6 +339,10 @@ mod tests {
         check::<DataExportStatus>();
         check::<DraftStatus>();
         check::<SessionStatus>();
+        check::<JobState>();
+        for state in JobState::ALL {
+            assert_eq!(state.name(), state.as_str());
+        }
         for state in SessionStatus::ALL {
             assert_eq!(state.name(), state.as_str());
         }

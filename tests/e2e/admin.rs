@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tend_shared::db;
 use tend_shared::jobs::JobOrigin;
 use tend_shared::jobs::kinds::email::{EmailTemplate, SendEmail};
 use tend_tests::{
@@ -386,7 +387,13 @@ async fn a_paused_queue_hands_out_nothing_and_a_waiting_job_can_be_killed() {
         .as_str()
         .unwrap()
         .to_owned();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A relay pass (as the relay loop makes every 250 ms) hands nothing of the paused queue
+    // over, so no worker can take it.
+    app.relay().pass().await.unwrap();
+    for id in [&kept, &killed] {
+        let row = db::jobs::find(&app.db, id).await.unwrap().unwrap();
+        assert_eq!(row.dispatched_at, None, "{row:?}");
+    }
     assert_eq!(job(&app, &token, &kept).await["job"]["state"], "pending");
     assert!(
         app.mails_to(&email).is_empty(),

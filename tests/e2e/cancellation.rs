@@ -88,7 +88,7 @@ async fn a_session_cancelled_mid_transcription_stops_its_attempt_and_pays_for_no
             .await
             .unwrap();
     assert_eq!(chunks, 0);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The session's next stage is enqueued only by a finished transcription: none came.
     assert!(fake.chats().is_empty(), "no extraction after a cancel");
     assert_eq!(fake.transcriptions().len(), 1, "no second attempt");
     let session: Value = app
@@ -161,9 +161,20 @@ async fn a_queued_export_cancelled_never_renders() {
     // A waiting job ends at once, without a worker.
     assert_eq!(job_state(&app, &job_id).await, "cancelled");
 
-    // A documents worker comes: the cancelled job never runs.
+    // A documents worker comes and renders a later export: the cancelled one, ahead of it in
+    // the queue, never ran.
     let _documents = app.spawn_worker(&[("WORKER_QUEUES", "documents")]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resp = app
+        .post_auth(
+            "/api/v1/exports",
+            token,
+            &json!({"type": "session_notes", "format": "docx", "session_id": session_id}),
+        )
+        .await;
+    let later: Value = resp.json().await.unwrap();
+    let later_path = format!("/api/v1/exports/{}", later["id"].as_str().unwrap());
+    app.wait_for_status(&later_path, token, &["queued", "rendering"], &["ready"])
+        .await;
     let job = db::jobs::find(&app.db, &job_id).await.unwrap().unwrap();
     assert_eq!((job.state.as_str(), job.attempts), ("cancelled", 0));
     let export: Value = app
@@ -253,8 +264,12 @@ async fn an_admin_cancels_one_job_or_every_job_of_a_practice() {
         .post_empty("/api/v1/admin/practices/nobody/cancel-jobs", &admin)
         .await;
     assert_eq!(resp.status(), 404);
-    // The extraction worker starts: nothing runs, nothing is paid for.
+    // The extraction worker starts and processes a later session: the cancelled ones, ahead
+    // of it, never ran and cost nothing.
     let _worker = app.spawn_worker(&[("WORKER_QUEUES", "extraction")]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(fake.chats().is_empty());
+    let later = app.upload_transcript(token, &patient).await;
+    let later_id = later["id"].as_str().unwrap();
+    app.wait_for_session(later_id, token, &["processed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(fake.chats().len(), 1, "only the later session's extraction");
 }

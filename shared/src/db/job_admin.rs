@@ -6,6 +6,7 @@ use sqlx::{AnyConnection, FromRow};
 
 use super::{Db, jobs::JobRow, now_ms};
 use crate::jobs::{priority::Priority, queues::Queue, state::JobState};
+use crate::lifecycle::update_from;
 
 /// One queue's figures, counted in one pass over the ledger.
 #[derive(Debug, Clone, Default, FromRow)]
@@ -176,15 +177,19 @@ pub async fn cost_micro_usd(db: &Db, job_id: &str) -> sqlx::Result<i64> {
 /// in `job_attempts`). False if it is in another state.
 pub async fn retry(conn: &mut AnyConnection, id: &str) -> sqlx::Result<bool> {
     let now = now_ms();
-    let done = sqlx::query(
-        "UPDATE jobs SET state = 'pending', attempts = 0, run_at = $2, dispatched_at = NULL, \
-         lease_until = NULL, worker = NULL, killed_at = NULL, finished_at = NULL, \
-         updated_at = $2 WHERE id = $1 AND state IN ('dead', 'failed')",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    let sql = update_from(
+        "jobs",
+        &[JobState::Dead, JobState::Failed],
+        JobState::Pending,
+        "attempts = 0, run_at = $2, dispatched_at = NULL, lease_until = NULL, worker = NULL, \
+         killed_at = NULL, finished_at = NULL, updated_at = $2",
+        "id = $1",
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 

@@ -3,8 +3,9 @@
 use std::{fmt, str::FromStr};
 
 /// Where a job is in its life. Stored as text in `jobs.state` (the table's CHECK lists the same
-/// seven words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// seven words); its moves are listed in [`crate::lifecycle`] with the other state machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum JobState {
     /// Waiting to run at `run_at` (new, or handed back after its worker was lost).
     Pending,

@@ -1,9 +1,14 @@
 //! A job's attempts: the claim that starts one (moving the fencing token on), the lease
-//! renewals that keep it, the outcome that ends it with its `job_attempts` row, and the lapsed
-//! or handed-back leases that let another worker take the job over.
+//! renewals that keep it, and the outcome that ends it with its `job_attempts` row.
 
 use super::sql::*;
 use super::*;
+use crate::lifecycle::update_from;
+use JobState::{Cancelled, Dead, Done, Failed, Held, Pending, Running};
+
+/// The states an attempt's end is recorded from: running, or handed back with nobody claiming
+/// the job since (the attempt still owns its result).
+const LATEST: [JobState; 2] = [Running, Pending];
 
 /// Claims the delivered jobs for `worker` in one statement: counts each attempt, moves each
 /// job's fencing token on and takes a lease. Jobs missing from the answer were stale
@@ -19,17 +24,19 @@ pub async fn claim(
         return Ok(Vec::new());
     }
     let now = now_ms();
-    let sql = format!(
-        concat!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, claims = claims + 1, \
-             worker = $1, lease_until = $2, started_at = $3, finished_at = NULL, updated_at = $3 \
-             WHERE {} AND state IN ('pending', 'failed') AND run_at <= $3 \
-             AND (killed_at IS NOT NULL OR queue NOT IN (SELECT queue FROM queue_pauses)) \
-             RETURNING ",
-            job_columns!()
+    let update = update_from(
+        "jobs",
+        &[Pending, Failed],
+        Running,
+        "attempts = attempts + 1, claims = claims + 1, worker = $1, lease_until = $2, \
+         started_at = $3, finished_at = NULL, updated_at = $3",
+        &format!(
+            "{} AND run_at <= $3 \
+             AND (killed_at IS NOT NULL OR queue NOT IN (SELECT queue FROM queue_pauses))",
+            listed(db, 4, ids.len(), Lock::InOrder)
         ),
-        listed(db, 4, ids.len(), Lock::InOrder)
     );
+    let sql = format!(concat!("{} RETURNING ", job_columns!()), update);
     let query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
         .bind(worker)
         .bind(now + lease_ms)
@@ -50,12 +57,14 @@ pub async fn renew_leases(
         return Ok(Vec::new());
     }
     let now = now_ms();
-    let sql = format!(
-        "UPDATE jobs SET state = 'running', lease_until = $1, updated_at = $2 \
-         WHERE {} AND state IN ('running', 'pending') AND killed_at IS NULL \
-         RETURNING id, claims",
-        fenced(db, 3, attempts.len())
+    let update = update_from(
+        "jobs",
+        &LATEST,
+        Running,
+        "lease_until = $1, updated_at = $2",
+        &format!("{} AND killed_at IS NULL", fenced(db, 3, attempts.len())),
     );
+    let sql = format!("{update} RETURNING id, claims");
     let query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
         .bind(now + lease_ms)
         .bind(now);
@@ -131,13 +140,13 @@ impl Outcome<'_> {
 
 /// An attempt as the ledger knew it when it ended: what its history row records.
 #[derive(Debug, Clone, FromRow)]
-struct Ended {
-    id: String,
-    claims: i64,
+pub(super) struct Ended {
+    pub(super) id: String,
+    pub(super) claims: i64,
     /// Which attempt of the job's count it was.
-    attempts: i64,
-    worker: Option<String>,
-    started_at: Option<i64>,
+    pub(super) attempts: i64,
+    pub(super) worker: Option<String>,
+    pub(super) started_at: Option<i64>,
 }
 
 impl Ended {
@@ -160,70 +169,59 @@ pub async fn finish(
 ) -> sqlx::Result<bool> {
     let now = now_ms();
     // Only the latest attempt may end the job; a hand-back without a new claim keeps it so.
-    let held = "id = $1 AND claims = $2 AND state IN ('running', 'pending')";
-    let returning = "RETURNING id, claims, attempts, worker, started_at";
+    let latest = "id = $1 AND claims = $2";
+    let (next, set, filter) = match outcome {
+        Outcome::RetryAt { .. } => (
+            Failed,
+            "finished_at = $3, updated_at = $3, lease_until = NULL, dispatched_at = NULL, \
+             last_error = $4, run_at = $5",
+            latest,
+        ),
+        Outcome::Dead { .. } => (
+            Dead,
+            "finished_at = $3, updated_at = $3, lease_until = NULL, last_error = $4",
+            latest,
+        ),
+        Outcome::Lost { .. } => (
+            Dead,
+            "finished_at = $3, updated_at = $3, lease_until = NULL, last_error = $4, \
+             attempts = max_attempts",
+            latest,
+        ),
+        Outcome::Killed { .. } => (
+            Dead,
+            "finished_at = $3, updated_at = $3, lease_until = NULL, last_error = $4, \
+             attempts = attempts - $5",
+            latest,
+        ),
+        Outcome::Cancelled { .. } => (
+            Cancelled,
+            "finished_at = $3, updated_at = $3, lease_until = NULL, last_error = $4, \
+             attempts = attempts - $5",
+            latest,
+        ),
+        Outcome::Held { .. } => (
+            Held,
+            "held_reason = $5, updated_at = $3, lease_until = NULL, dispatched_at = NULL, \
+             last_error = $4, attempts = attempts - 1",
+            "id = $1 AND claims = $2 AND killed_at IS NULL",
+        ),
+    };
+    let sql = format!(
+        "{} RETURNING id, claims, attempts, worker, started_at",
+        update_from("jobs", &LATEST, next, set, filter)
+    );
+    let query = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(sql))
+        .bind(&attempt.job_id)
+        .bind(attempt.claim)
+        .bind(now)
+        .bind(outcome.error());
+    // The fifth parameter, where the outcome has one.
     let query = match outcome {
-        Outcome::RetryAt { error, run_at } => {
-            sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
-                "UPDATE jobs SET state = 'failed', finished_at = $3, updated_at = $3, \
-                 lease_until = NULL, dispatched_at = NULL, last_error = $4, run_at = $5 \
-                 WHERE {held} {returning}"
-            )))
-            .bind(&attempt.job_id)
-            .bind(attempt.claim)
-            .bind(now)
-            .bind(error)
-            .bind(run_at)
-        }
-        Outcome::Dead { error } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
-             lease_until = NULL, last_error = $4 WHERE {held} {returning}"
-        )))
-        .bind(&attempt.job_id)
-        .bind(attempt.claim)
-        .bind(now)
-        .bind(error),
-        Outcome::Lost { error } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
-             lease_until = NULL, last_error = $4, attempts = max_attempts WHERE {held} {returning}"
-        )))
-        .bind(&attempt.job_id)
-        .bind(attempt.claim)
-        .bind(now)
-        .bind(error),
-        Outcome::Killed { error, ran } => sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET state = 'dead', finished_at = $3, updated_at = $3, \
-             lease_until = NULL, last_error = $4, attempts = attempts - $5 WHERE {held} {returning}"
-        )))
-        .bind(&attempt.job_id)
-        .bind(attempt.claim)
-        .bind(now)
-        .bind(error)
-        .bind(i64::from(!ran)),
-        Outcome::Cancelled { error, ran } => {
-            sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
-                "UPDATE jobs SET state = 'cancelled', finished_at = $3, updated_at = $3, \
-                 lease_until = NULL, last_error = $4, attempts = attempts - $5 \
-                 WHERE {held} {returning}"
-            )))
-            .bind(&attempt.job_id)
-            .bind(attempt.claim)
-            .bind(now)
-            .bind(error)
-            .bind(i64::from(!ran))
-        }
-        Outcome::Held { reason, error } => {
-            sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(format!(
-                "UPDATE jobs SET state = 'held', held_reason = $5, updated_at = $3, \
-             lease_until = NULL, dispatched_at = NULL, last_error = $4, attempts = attempts - 1 \
-             WHERE {held} AND killed_at IS NULL {returning}"
-            )))
-            .bind(&attempt.job_id)
-            .bind(attempt.claim)
-            .bind(now)
-            .bind(error)
-            .bind(reason)
-        }
+        Outcome::RetryAt { run_at, .. } => query.bind(run_at),
+        Outcome::Killed { ran, .. } | Outcome::Cancelled { ran, .. } => query.bind(i64::from(!ran)),
+        Outcome::Held { reason, .. } => query.bind(reason),
+        Outcome::Dead { .. } | Outcome::Lost { .. } => query,
     };
     let Some(ended) = query.fetch_optional(&mut *conn).await? else {
         return Ok(false);
@@ -235,7 +233,7 @@ pub async fn finish(
 }
 
 /// Writes (or rewrites) the history row of one attempt.
-async fn write_attempt(
+pub(super) async fn write_attempt(
     conn: &mut AnyConnection,
     ended: &Ended,
     finished_at: i64,
@@ -284,10 +282,14 @@ pub async fn finish_done(db: &Db, attempts: &[Attempt]) -> sqlx::Result<Vec<Atte
     }
     let now = now_ms();
     let update = format!(
-        "UPDATE jobs SET state = 'done', finished_at = $1, updated_at = $1, lease_until = NULL \
-         WHERE {} AND state IN ('running', 'pending') \
-         RETURNING id, claims, attempts, worker, started_at",
-        fenced(db, 2, attempts.len())
+        "{} RETURNING id, claims, attempts, worker, started_at",
+        update_from(
+            "jobs",
+            &LATEST,
+            Done,
+            "finished_at = $1, updated_at = $1, lease_until = NULL",
+            &fenced(db, 2, attempts.len()),
+        )
     );
     let history = "INSERT INTO job_attempts (job_id, claim, attempt, worker, started_at, \
          finished_at, outcome) SELECT id, claims, attempts, worker, COALESCE(started_at, $1), $1, \
@@ -308,80 +310,4 @@ pub async fn finish_done(db: &Db, attempts: &[Attempt]) -> sqlx::Result<Vec<Atte
     }
     tx.commit().await?;
     Ok(rows.iter().map(Ended::attempt).collect())
-}
-
-/// Gives running jobs whose lease lapsed (their worker died or froze) back to the queue, each
-/// lost attempt a history row. A job whose attempts are used up goes back too: the worker that
-/// claims it sees that and runs the kind's dead hook before recording it dead, so every road to
-/// `dead` runs that hook. The attempt keeps its token: if it was only frozen and nobody claims
-/// the job before it wakes, its renewal or outcome still counts.
-pub async fn recover_expired_leases(db: &Db) -> sqlx::Result<u64> {
-    let now = now_ms();
-    let error = "worker lost while running (its lease lapsed); handed to another worker";
-    let update = format!(
-        "UPDATE jobs SET state = 'pending', lease_until = NULL, dispatched_at = NULL, \
-         updated_at = $1, last_error = $2 WHERE {} AND state = 'running' AND lease_until < $1 \
-         RETURNING id, claims, attempts, worker, started_at",
-        picked(
-            db,
-            "SELECT id FROM jobs WHERE state = 'running' AND lease_until < $1",
-            Lock::InOrder
-        )
-    );
-    let history = "INSERT INTO job_attempts (job_id, claim, attempt, worker, started_at, \
-         finished_at, outcome, error) SELECT id, claims, attempts, worker, \
-         COALESCE(started_at, $1), $1, 'lost', $2 FROM lost ON CONFLICT (job_id, claim) DO NOTHING";
-    if crate::db::is_postgres(db) {
-        let sql =
-            format!("WITH lost AS ({update}), history AS ({history}) SELECT COUNT(*) FROM lost");
-        return sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(error)
-            .fetch_one(db)
-            .await
-            .map(|n| n as u64);
-    }
-    let mut tx = db.begin().await?;
-    let rows = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(update))
-        .bind(now)
-        .bind(error)
-        .fetch_all(&mut *tx)
-        .await?;
-    for row in &rows {
-        write_attempt(&mut tx, row, now, "lost", Some(error)).await?;
-    }
-    tx.commit().await?;
-    Ok(rows.len() as u64)
-}
-
-/// Hands back the attempts a shutting-down worker cut at the end of its grace period, so they
-/// start again elsewhere at once instead of when their lease lapses. A cut does not count
-/// against the job's attempts (the job did nothing wrong). Returns how many went back.
-pub async fn hand_back(db: &Db, attempts: &[Attempt]) -> sqlx::Result<u64> {
-    if attempts.is_empty() {
-        return Ok(0);
-    }
-    let now = now_ms();
-    let error = "cut when its worker shut down; handed to another worker";
-    let sql = format!(
-        "UPDATE jobs SET state = 'pending', lease_until = NULL, dispatched_at = NULL, \
-         attempts = attempts - 1, updated_at = $1, last_error = $2 \
-         WHERE {} AND state = 'running' RETURNING id, claims, attempts, worker, started_at",
-        fenced(db, 3, attempts.len())
-    );
-    let mut tx = db.begin().await?;
-    let query = sqlx::query_as::<_, Ended>(sqlx::AssertSqlSafe(sql))
-        .bind(now)
-        .bind(error);
-    let rows = bind_attempts(query, attempts).fetch_all(&mut *tx).await?;
-    for row in &rows {
-        // The history counts the attempt that was cut, not the count it was given back to.
-        let cut = Ended {
-            attempts: row.attempts + 1,
-            ..row.clone()
-        };
-        write_attempt(&mut tx, &cut, now, "cut", Some(error)).await?;
-    }
-    tx.commit().await?;
-    Ok(rows.len() as u64)
 }

@@ -3,6 +3,7 @@
 //! kinds' subject hooks in the same transaction (`crate::jobs::kinds::subject_follows`).
 
 use super::*;
+use crate::lifecycle::update_from;
 
 /// Why a held job waits: its practice's monthly budget is spent.
 pub const BUDGET_EXCEEDED: &str = "budget_exceeded";
@@ -74,12 +75,17 @@ pub async fn cancel(
             selection.filter()
         )
     };
+    let waiting = [JobState::Pending, JobState::Failed, JobState::Held];
+    let cancel_waiting = update_from(
+        "jobs",
+        &waiting,
+        JobState::Cancelled,
+        "killed_at = COALESCE(killed_at, $2), cancelled_by = $3, last_error = $4, \
+         finished_at = $2, updated_at = $2, lease_until = NULL, held_reason = NULL",
+        &pick("'pending', 'failed', 'held'"),
+    );
     let cancelled = sqlx::query_as::<_, Moved>(sqlx::AssertSqlSafe(format!(
-        "UPDATE jobs SET state = 'cancelled', killed_at = COALESCE(killed_at, $2), \
-         cancelled_by = $3, last_error = $4, finished_at = $2, updated_at = $2, \
-         lease_until = NULL, held_reason = NULL \
-         WHERE {} AND state IN ('pending', 'failed', 'held') RETURNING id, kind, payload",
-        pick("'pending', 'failed', 'held'")
+        "{cancel_waiting} RETURNING id, kind, payload"
     )))
     .bind(selection.value())
     .bind(now)
@@ -112,11 +118,17 @@ pub async fn release(
     reason: &str,
 ) -> sqlx::Result<Vec<Moved>> {
     let now = now_ms();
-    sqlx::query_as::<_, Moved>(
-        "UPDATE jobs SET state = 'pending', held_reason = NULL, last_error = NULL, \
-         dispatched_at = NULL, run_at = $3, updated_at = $3 \
-         WHERE tenant = $1 AND state = 'held' AND held_reason = $2 RETURNING id, kind, payload",
-    )
+    let update = update_from(
+        "jobs",
+        &[JobState::Held],
+        JobState::Pending,
+        "held_reason = NULL, last_error = NULL, dispatched_at = NULL, run_at = $3, \
+         updated_at = $3",
+        "tenant = $1 AND held_reason = $2",
+    );
+    sqlx::query_as::<_, Moved>(sqlx::AssertSqlSafe(format!(
+        "{update} RETURNING id, kind, payload"
+    )))
     .bind(tenant)
     .bind(reason)
     .bind(now)

@@ -17,7 +17,8 @@
 //! lost, cut, refused).
 //!
 //! The statements live by concern: `dispatch` hands pending jobs to the queue, `attempts`
-//! claim, renew and end them, `holds` releases held jobs and cancels unfinished ones, and
+//! claim, renew and end them, `recovery` hands back those lost with their worker or cut at
+//! shutdown, `holds` releases held jobs and cancels unfinished ones, and
 //! `sql` holds the pieces the many-row statements share.
 
 /// The column list of every full-row query.
@@ -34,10 +35,12 @@ mod attempts;
 mod dispatch;
 pub mod fairness;
 pub mod holds;
+mod recovery;
 mod sql;
 
 pub use attempts::*;
 pub use dispatch::*;
+pub use recovery::*;
 
 use sqlx::{AnyConnection, FromRow};
 
