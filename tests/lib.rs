@@ -830,16 +830,6 @@ pub async fn problem(resp: reqwest::Response, status: u16) -> Value {
     body
 }
 
-/// Waits, if need be, until a fresh minute has at least 15 seconds left. Rate limits count in
-/// fixed windows of a minute: a test that makes its counted requests across a window's end
-/// would see its count start again.
-pub async fn clear_of_minute_end() {
-    let second = chrono::Utc::now().timestamp_millis().rem_euclid(60_000);
-    if second > 45_000 {
-        tokio::time::sleep(Duration::from_millis((60_000 - second) as u64 + 100)).await;
-    }
-}
-
 /// Waits until `check` holds (polling), or fails with `what`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
 where

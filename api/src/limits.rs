@@ -126,9 +126,9 @@ pub struct BudgetUse {
     pub budget: Budget,
     /// Units per hour.
     pub limit: u32,
-    /// Spent this hour (attempts past the limit included).
+    /// In use: spent and not come back yet.
     pub used: u32,
-    /// When it refills (ms since the epoch).
+    /// When all of it is back (ms since the epoch).
     pub refills_at: u64,
 }
 
@@ -136,11 +136,13 @@ pub struct BudgetUse {
 pub async fn usage(limiter: &RateLimiter, limits: &AccountLimits, user_id: &str) -> Vec<BudgetUse> {
     let mut uses = Vec::with_capacity(BUDGETS.len());
     for budget in BUDGETS {
+        let limit = budget.limit(limits);
+        let (used, back_in) = limiter.used(&budget.key(user_id), limit, WINDOW).await;
         uses.push(BudgetUse {
             budget,
-            limit: budget.limit(limits),
-            used: limiter.used(&budget.key(user_id), WINDOW).await,
-            refills_at: RateLimiter::window_ends(WINDOW),
+            limit,
+            used,
+            refills_at: tend_shared::db::now_ms() as u64 + back_in.as_millis() as u64,
         });
     }
     uses
@@ -149,7 +151,7 @@ pub async fn usage(limiter: &RateLimiter, limits: &AccountLimits, user_id: &str)
 /// Refills every budget of `user_id` now.
 pub async fn reset(limiter: &RateLimiter, user_id: &str) -> anyhow::Result<()> {
     for budget in BUDGETS {
-        limiter.reset(&budget.key(user_id), WINDOW).await?;
+        limiter.reset(&budget.key(user_id)).await?;
     }
     Ok(())
 }

@@ -55,13 +55,8 @@ impl AppState {
         transport: Transport,
         store: ObjectStore,
     ) -> anyhow::Result<Self> {
-        let limiter = match transport.redis() {
-            Some(conn) => RateLimiter::Redis {
-                conn,
-                namespace: settings.queue_namespace.clone(),
-            },
-            None => RateLimiter::in_memory(),
-        };
+        // The transport's buckets: in Redis, shared by every replica, or in this process.
+        let limiter = RateLimiter::new(transport.throttle());
         Ok(Self {
             hasher: Hasher::start(settings.password_hashing)?,
             keys: TokenKeys::load(settings.clone(), Some(db.clone())).await?,

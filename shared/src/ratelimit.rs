@@ -1,15 +1,15 @@
-//! Fixed-window rate limits: in memory for one process, in Redis when Redis is configured so
-//! every API replica counts against the same budget.
+//! Request limits (sign-in attempts, mails, an account's hourly budgets): `limit` per `window`
+//! as a token bucket ([`crate::throttle`], GCRA) that every API replica shares through Redis,
+//! or in this process in the embedded mode. A key may spend its whole `limit` at once; after
+//! that one unit comes back every `window / limit`, so a refused caller is told to retry in
+//! seconds, not at the end of a fixed window, and no burst of twice the limit fits around a
+//! window's edge.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use apalis_redis::ConnectionManager;
+use crate::throttle::{Rate, Reservation, Throttle};
 
-/// Longest a request waits for the shared counter before it is let through.
+/// Longest a request waits for the shared buckets before it is let through.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// The verdict on one more attempt.
@@ -21,148 +21,80 @@ pub enum Decision {
     Limited { retry_after: Duration },
 }
 
-/// Counts attempts per key and window.
+/// Limits attempts per key.
 #[derive(Clone)]
-pub enum RateLimiter {
-    /// One process only (embedded mode): per key, its window's end (ms since the epoch) and
-    /// the count in that window.
-    Memory(Arc<Mutex<HashMap<String, (u64, u32)>>>),
-    /// Shared by every replica.
-    Redis {
-        conn: ConnectionManager,
-        namespace: String,
-    },
+pub struct RateLimiter {
+    buckets: Throttle,
 }
 
 impl RateLimiter {
+    /// A limiter over `buckets` (the transport's: Redis, or this process).
+    pub fn new(buckets: Throttle) -> Self {
+        Self { buckets }
+    }
+
     /// An in-process limiter.
     pub fn in_memory() -> Self {
-        RateLimiter::Memory(Arc::default())
+        Self::new(Throttle::in_memory())
     }
 
-    /// Counts one attempt for `key` and says whether it is within `limit` per `window`.
-    /// If Redis cannot be reached the attempt is allowed (and logged): an outage of the limiter
-    /// must not lock every user out.
+    /// Spends one attempt of `key` if it is within `limit` per `window`; a refused attempt
+    /// spends nothing. If Redis cannot be reached the attempt is allowed (and logged): an
+    /// outage of the limiter must not lock every user out.
     pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
-        let Window { slot, now, ends } = Window::now(window);
-        let retry_after = Duration::from_millis(ends - now);
-        let count = match self {
-            RateLimiter::Memory(map) => {
-                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
-                if map.len() > 100_000 {
-                    // Only windows that are over go: each key keeps its own window's end, so
-                    // a per-minute limit's pruning never forgets an hourly counter.
-                    map.retain(|_, (ends, _)| *ends > now);
-                }
-                let entry = map.entry(key.to_owned()).or_insert((ends, 0));
-                if entry.0 != ends {
-                    *entry = (ends, 0);
-                }
-                entry.1 += 1;
-                entry.1
+        let bucket = bucket(key);
+        let reserve = self
+            .buckets
+            .reserve(&bucket, rate(limit, window), 1.0, Duration::ZERO);
+        match tokio::time::timeout(REDIS_TIMEOUT, reserve).await {
+            Ok(Ok(Reservation::Due(_))) => Decision::Allowed,
+            Ok(Ok(Reservation::TooFar(wait) | Reservation::Paused(wait))) => Decision::Limited {
+                retry_after: wait.max(Duration::from_secs(1)),
+            },
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "rate limiter unavailable; allowing");
+                Decision::Allowed
             }
-            RateLimiter::Redis { conn, namespace } => {
-                let redis_key = redis_key(namespace, key, slot);
-                let mut conn = conn.clone();
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .incr(&redis_key, 1)
-                    .pexpire(&redis_key, window.as_millis() as i64 + 1000);
-                let query = pipe.query_async::<(u32, i64)>(&mut conn);
-                match tokio::time::timeout(REDIS_TIMEOUT, query).await {
-                    Ok(Ok((count, _))) => count,
-                    failed => {
-                        let error = match failed {
-                            Ok(Err(err)) => err.to_string(),
-                            _ => "timed out".to_owned(),
-                        };
-                        tracing::warn!(%error, "rate limiter unavailable; allowing");
-                        return Decision::Allowed;
-                    }
-                }
+            Err(_) => {
+                tracing::warn!(error = "timed out", "rate limiter unavailable; allowing");
+                Decision::Allowed
             }
+        }
+    }
+
+    /// What `key` has in use of its `limit` per `window`, and how long until all of it is
+    /// back (admins read budgets with it). An unreachable Redis reads as nothing in use.
+    pub async fn used(&self, key: &str, limit: u32, window: Duration) -> (u32, Duration) {
+        let bucket = bucket(key);
+        let backlog = self.buckets.backlog(&bucket);
+        let ahead = match tokio::time::timeout(REDIS_TIMEOUT, backlog).await {
+            Ok(Ok(ahead)) => ahead,
+            _ => Duration::ZERO,
         };
-        if count > limit {
-            Decision::Limited { retry_after }
-        } else {
-            Decision::Allowed
-        }
+        let interval = window.as_secs_f64() / f64::from(limit.max(1));
+        let used = (ahead.as_secs_f64() / interval).ceil() as u32;
+        (used.min(limit), ahead)
     }
 
-    /// How many attempts `key` has made in the current `window` (admins read budgets with it).
-    /// An unreachable Redis reads as none.
-    pub async fn used(&self, key: &str, window: Duration) -> u32 {
-        let Window { slot, ends, .. } = Window::now(window);
-        match self {
-            RateLimiter::Memory(map) => {
-                let map = map.lock().unwrap_or_else(|p| p.into_inner());
-                map.get(key)
-                    .filter(|(e, _)| *e == ends)
-                    .map_or(0, |(_, n)| *n)
-            }
-            RateLimiter::Redis { conn, namespace } => {
-                let mut conn = conn.clone();
-                let mut cmd = redis::cmd("GET");
-                cmd.arg(redis_key(namespace, key, slot));
-                let get = cmd.query_async::<Option<u32>>(&mut conn);
-                match tokio::time::timeout(REDIS_TIMEOUT, get).await {
-                    Ok(Ok(count)) => count.unwrap_or(0),
-                    _ => 0,
-                }
-            }
-        }
-    }
-
-    /// Forgets the attempts of `key` in the current `window` (an admin's reset).
-    pub async fn reset(&self, key: &str, window: Duration) -> anyhow::Result<()> {
-        let slot = Window::now(window).slot;
-        match self {
-            RateLimiter::Memory(map) => {
-                map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-            }
-            RateLimiter::Redis { conn, namespace } => {
-                let mut conn = conn.clone();
-                redis::cmd("DEL")
-                    .arg(redis_key(namespace, key, slot))
-                    .query_async::<()>(&mut conn)
-                    .await?;
-            }
-        }
+    /// Gives `key` its whole limit back (an admin's reset).
+    pub async fn reset(&self, key: &str) -> anyhow::Result<()> {
+        self.buckets.forget(&bucket(key)).await?;
         Ok(())
     }
+}
 
-    /// When the current `window` ends (ms since the epoch).
-    pub fn window_ends(window: Duration) -> u64 {
-        Window::now(window).ends
+/// `limit` per `window`, all of it at once after a quiet spell.
+fn rate(limit: u32, window: Duration) -> Rate {
+    let limit = f64::from(limit.max(1));
+    Rate {
+        per_minute: limit * 60.0 / window.as_secs_f64().max(0.001),
+        burst: limit,
     }
 }
 
-/// The fixed window of a given length that holds the present moment.
-struct Window {
-    /// Its number since the epoch.
-    slot: u64,
-    /// Now, in ms since the epoch.
-    now: u64,
-    /// When it ends, in ms since the epoch.
-    ends: u64,
-}
-
-impl Window {
-    fn now(length: Duration) -> Self {
-        let length_ms = length.as_millis().max(1) as u64;
-        let now = chrono::Utc::now().timestamp_millis() as u64;
-        let slot = now / length_ms;
-        Self {
-            slot,
-            now,
-            ends: (slot + 1) * length_ms,
-        }
-    }
-}
-
-/// The Redis counter of `key` in window `slot`.
-fn redis_key(namespace: &str, key: &str, slot: u64) -> String {
-    format!("{namespace}:ratelimit:{key}:{slot}")
+/// The bucket of `key`, apart from the provider's.
+fn bucket(key: &str) -> String {
+    format!("limit:{key}")
 }
 
 #[cfg(test)]
@@ -170,34 +102,40 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn memory_limiter_allows_up_to_the_limit() {
+    async fn a_key_spends_its_limit_at_once_then_one_unit_comes_back_per_interval() {
         let limiter = RateLimiter::in_memory();
         let window = Duration::from_secs(3600);
         for _ in 0..3 {
             assert_eq!(limiter.hit("k", 3, window).await, Decision::Allowed);
         }
         match limiter.hit("k", 3, window).await {
-            Decision::Limited { retry_after } => assert!(retry_after <= window),
+            // One unit comes back every 20 minutes.
+            Decision::Limited { retry_after } => {
+                assert!(retry_after <= Duration::from_secs(1200), "{retry_after:?}");
+                assert!(retry_after > Duration::from_secs(1190), "{retry_after:?}");
+            }
             Decision::Allowed => panic!("fourth attempt allowed"),
         }
         assert_eq!(limiter.hit("other", 3, window).await, Decision::Allowed);
-        assert_eq!(limiter.used("k", window).await, 4);
-        limiter.reset("k", window).await.unwrap();
-        assert_eq!(limiter.used("k", window).await, 0);
+        let (used, back_in) = limiter.used("k", 3, window).await;
+        assert_eq!(used, 3, "a refused attempt spends nothing");
+        assert!(back_in > Duration::from_secs(3590), "{back_in:?}");
+        limiter.reset("k").await.unwrap();
+        assert_eq!(limiter.used("k", 3, window).await, (0, Duration::ZERO));
         assert_eq!(limiter.hit("k", 3, window).await, Decision::Allowed);
     }
 
     #[tokio::test]
-    async fn pruning_many_short_lived_keys_keeps_the_hourly_counters() {
+    async fn many_short_lived_keys_do_not_push_out_a_busy_one() {
         let limiter = RateLimiter::in_memory();
         let hour = Duration::from_secs(3600);
         for _ in 0..3 {
             limiter.hit("hourly", 3, hour).await;
         }
-        // More than the pruning threshold of per-second keys.
+        // More than the in-memory bound of keys that are idle again at once.
         for i in 0..100_100 {
             limiter
-                .hit(&format!("k{i}"), 10, Duration::from_secs(1))
+                .hit(&format!("k{i}"), 1000, Duration::from_millis(1))
                 .await;
         }
         assert!(
@@ -205,7 +143,7 @@ mod tests {
                 limiter.hit("hourly", 3, hour).await,
                 Decision::Limited { .. }
             ),
-            "the hourly counter was forgotten"
+            "the hourly bucket was forgotten"
         );
     }
 }

@@ -20,6 +20,9 @@ use apalis_redis::ConnectionManager;
 
 /// Longest a reservation waits for Redis before it is given up (and the caller told so).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Buckets kept in memory before the idle ones are dropped (a limiter keeps one per account
+/// and address).
+const MEMORY_KEYS: usize = 100_000;
 
 /// A steady rate with a burst.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,6 +129,15 @@ return 0
 "
 );
 
+/// KEYS[1] the bucket. Returns how far its TAT runs ahead of now (ms, 0 when it is idle).
+const BACKLOG: &str = script!(
+    r"
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then return 0 end
+return math.ceil(tat - now)
+"
+);
+
 /// KEYS[1] the pause; ARGV its length (ms). Only ever lengthens a pause.
 const PAUSE: &str = script!(
     r"
@@ -162,6 +174,10 @@ impl Throttle {
             Throttle::Memory(map) => {
                 let now = now_ms();
                 let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                if map.len() > MEMORY_KEYS {
+                    // Idle buckets and past pauses hold nothing: every value is an instant.
+                    map.retain(|_, until| *until > now);
+                }
                 let paused = map.get(&pause_key(key)).copied().unwrap_or(0.0);
                 if paused > now {
                     (2, paused - now)
@@ -217,6 +233,45 @@ impl Throttle {
                 invocation.arg(rate.interval_ms()).arg(change);
                 let mut conn = conn.clone();
                 let _: i64 = redis_call(invocation.invoke_async(&mut conn)).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// How far `key`'s TAT runs ahead of now: the units in use times the rate's interval (zero
+    /// when the bucket is full again).
+    pub async fn backlog(&self, key: &str) -> Result<Duration, Unavailable> {
+        let ahead_ms = match self {
+            Throttle::Memory(map) => {
+                let map = map.lock().unwrap_or_else(|p| p.into_inner());
+                map.get(key).copied().unwrap_or(0.0) - now_ms()
+            }
+            Throttle::Redis { conn, namespace } => {
+                let script = redis::Script::new(BACKLOG);
+                let invocation = script.key(bucket_key(namespace, key));
+                let mut conn = conn.clone();
+                let ahead: i64 = redis_call(invocation.invoke_async(&mut conn)).await?;
+                ahead as f64
+            }
+        };
+        Ok(Duration::from_millis(ahead_ms.max(0.0).ceil() as u64))
+    }
+
+    /// Empties `key`'s bucket and lifts its pause (an admin's reset).
+    pub async fn forget(&self, key: &str) -> Result<(), Unavailable> {
+        match self {
+            Throttle::Memory(map) => {
+                let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                map.remove(key);
+                map.remove(&pause_key(key));
+                Ok(())
+            }
+            Throttle::Redis { conn, namespace } => {
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(bucket_key(namespace, key))
+                    .arg(bucket_key(namespace, &pause_key(key)));
+                let mut conn = conn.clone();
+                let _: i64 = redis_call(cmd.query_async(&mut conn)).await?;
                 Ok(())
             }
         }

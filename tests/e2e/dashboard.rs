@@ -245,6 +245,8 @@ async fn an_admin_sees_a_practices_budget_and_sets_it() {
     let driver = Driver::start();
     let browser = driver.browser().await;
     sign_in(&browser, &app, &email).await;
+    // Signed in once the queues show; then to the users.
+    find(&browser, "tr[data-queue=email]").await;
     click(&browser, "nav button[data-view=users]").await;
     click(
         &browser,

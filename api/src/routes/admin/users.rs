@@ -78,9 +78,10 @@ pub struct BudgetView {
     pub name: String,
     /// Units per hour.
     pub limit: u32,
-    /// Spent this hour (refused attempts included).
+    /// In use: units spent that have not come back yet (one comes back every hour / limit;
+    /// refused attempts spend nothing).
     pub used: u32,
-    /// When it refills.
+    /// When every unit is back (now, when none is in use).
     pub refills_at: DateTime<Utc>,
 }
 
@@ -226,8 +227,8 @@ impl AdminUsersApi {
         Ok(UserResponse::Ok(Json((&user).into())))
     }
 
-    /// Read an account's budgets (`UPLOADS_PER_HOUR` and the others): used this hour, and when
-    /// each refills.
+    /// Read an account's budgets (`UPLOADS_PER_HOUR` and the others): what is in use, and when
+    /// each is whole again.
     #[oai(
         path = "/users/:id/limits",
         method = "get",
