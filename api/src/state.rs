@@ -42,6 +42,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Uploaded audio.
     pub store: ObjectStore,
+    /// Live events (`GET /api/v1/events`), and what the API's own changes publish.
+    pub events: tend_shared::events::EventBus,
     /// Password hashing, bounded (threads and queue), so bursts have a memory ceiling.
     pub hasher: Hasher,
 }
@@ -57,11 +59,13 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         // The transport's buckets: in Redis, shared by every replica, or in this process.
         let limiter = RateLimiter::new(transport.throttle());
+        let events = tend_shared::events::EventBus::new(transport.redis_client());
         Ok(Self {
             hasher: Hasher::start(settings.password_hashing)?,
             keys: TokenKeys::load(settings.clone(), Some(db.clone())).await?,
             relay: Relay::new(db.clone(), transport, &settings),
             limiter,
+            events,
             store,
             db,
             settings,

@@ -22,6 +22,7 @@ pub mod budget;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod events;
 pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;

@@ -42,6 +42,12 @@ impl RateLimiter {
     /// spends nothing. If Redis cannot be reached the attempt is allowed (and logged): an
     /// outage of the limiter must not lock every user out.
     pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Decision {
+        if limit == 0 {
+            // Nothing allowed at all.
+            return Decision::Limited {
+                retry_after: window.max(Duration::from_secs(1)),
+            };
+        }
         let bucket = bucket(key);
         let reserve = self
             .buckets

@@ -198,3 +198,37 @@ async fn only_practitioners_have_a_budget_and_only_admins_set_one() {
         .unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+#[tokio::test]
+async fn a_held_job_an_admin_kills_fails_its_session_rather_than_leaving_it_waiting() {
+    let (app, _fake) = spawn_app_with_fake().await;
+    let admin = app.admin_token().await;
+    let user = app.signed_in_user().await;
+    let token = &user.access_token;
+    let patient = app.create_patient(token, "Client").await;
+    let resp = app
+        .client
+        .put(format!(
+            "{}/api/v1/admin/practices/{}/budget",
+            app.address, user.id
+        ))
+        .bearer_auth(&admin)
+        .json(&json!({"monthly_budget_usd": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let session = app.upload_transcript(token, &patient).await;
+    let id = session["id"].as_str().unwrap();
+    let job_id = session["job_id"].as_str().unwrap();
+    app.wait_for_session(id, token, &["budget_exceeded"], Duration::from_secs(30))
+        .await;
+    let resp = app
+        .post_empty(&format!("/api/v1/admin/jobs/{job_id}/kill"), &admin)
+        .await;
+    assert_eq!(resp.status(), 202);
+    let (session, _) = app
+        .wait_for_session(id, token, &["failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(session["failed_stage"], "extraction", "{session}");
+}

@@ -13,6 +13,7 @@ mod conventions;
 mod dashboard;
 mod data_export;
 mod erasure;
+mod events;
 mod exports;
 mod fairness;
 mod fencing;

@@ -27,6 +27,8 @@ pub struct JobEnv {
     pub store: ObjectStore,
     /// The transcription and extraction provider.
     pub provider: Provider,
+    /// Live events: what a job's record became, after each attempt.
+    pub events: tend_shared::events::EventBus,
 }
 
 impl JobEnv {
@@ -38,6 +40,7 @@ impl JobEnv {
         worker_name: String,
     ) -> anyhow::Result<Self> {
         let provider = Provider::new(&settings.provider, relay.transport().throttle())?;
+        let events = tend_shared::events::EventBus::new(relay.transport().redis_client());
         Ok(Self {
             db: relay.db().clone(),
             relay,
@@ -47,6 +50,7 @@ impl JobEnv {
             store,
             provider,
             worker_name,
+            events,
         })
     }
 

@@ -173,7 +173,10 @@ async fn run_job(runner: &Runner, job: JobRow, slot: SemaphorePermit<'_>) {
             Ok(()) => {
                 runner.metrics.count(&job.kind, "done", Some(elapsed));
                 match runner.done.done(job.attempt()).await {
-                    Some(true) => tracing::info!(elapsed_ms, "job done"),
+                    Some(true) => {
+                        tracing::info!(elapsed_ms, "job done");
+                        publish_state(env, &job).await;
+                    }
                     Some(false) => refused(env, &job).await,
                     // Logged by the writer; the lease lapses and the job runs again.
                     None => {}
@@ -293,6 +296,7 @@ async fn record(runner: &Runner, ctx: &JobCtx<'_>, kind: Option<&Kind>, outcome:
             if let (Outcome::Cancelled { .. }, Some(kind)) = (&outcome, kind) {
                 kind.on_cancelled(ctx).await;
             }
+            publish_state(env, ctx.job).await;
         }
         Ok(false) => refused(env, ctx.job).await,
         Err(err) => {
@@ -342,6 +346,14 @@ async fn write_outcome(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Tells the job's record's followers what it is now (live events), once its outcome is
+/// committed.
+pub(crate) async fn publish_state(env: &JobEnv, job: &JobRow) {
+    if let Some(subject) = tend_shared::jobs::kinds::subject_of_job(&job.kind, &job.payload) {
+        env.events.publish_state(&env.db, &subject).await;
+    }
 }
 
 /// An attempt whose outcome came after another attempt claimed the job (or an admin killed

@@ -280,17 +280,7 @@ impl DataExportsApi {
         id: Path<String>,
     ) -> ApiResult<DataExportResponse> {
         let row = own(&state, &user.id, &id.0).await?;
-        let (status, job) = (row.status.as_str(), row.job_id.as_deref());
-        cancel_own(
-            &state,
-            &user.id,
-            &meta,
-            Work::DataExport,
-            &row.id,
-            job,
-            status,
-        )
-        .await?;
+        cancel_own(&state, &user.id, &meta, Work::DataExport, &row.id).await?;
         Ok(DataExportResponse::Ok(Json(
             own(&state, &user.id, &row.id).await?.into(),
         )))

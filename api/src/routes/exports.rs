@@ -325,8 +325,7 @@ impl ExportsApi {
         id: Path<String>,
     ) -> ApiResult<ExportResponse> {
         let row = own(&state, &user.id, &id.0).await?;
-        let (status, job) = (row.status.as_str(), row.job_id.as_deref());
-        cancel_own(&state, &user.id, &meta, Work::Export, &row.id, job, status).await?;
+        cancel_own(&state, &user.id, &meta, Work::Export, &row.id).await?;
         let row = own(&state, &user.id, &row.id).await?;
         Ok(ExportResponse::Ok(Json(row.into())))
     }

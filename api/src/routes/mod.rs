@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod auth;
 pub mod cancel;
 pub mod data_exports;
+pub mod events;
 pub mod exports;
 pub mod health;
 pub mod invitations;
@@ -51,6 +52,7 @@ pub type Api = (
     auth::AccountMailApi,
     users::UsersApi,
     data_exports::DataExportsApi,
+    events::EventsApi,
     jobs::JobsApi,
     patients::PatientsApi,
     invitations::InvitationsApi,
@@ -81,6 +83,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             auth::AccountMailApi,
             users::UsersApi,
             data_exports::DataExportsApi,
+            events::EventsApi,
             jobs::JobsApi,
             patients::PatientsApi,
             invitations::InvitationsApi,

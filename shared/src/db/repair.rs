@@ -47,16 +47,24 @@ pub async fn resolve_stuck(db: &Db) -> sqlx::Result<Repaired> {
     // A session's stage job that finished moved it on in the same transaction, so only a dead
     // or missing job leaves it stuck; `done` with the session still waiting is a newer stage's
     // job not yet written, never the case, but not worth failing a session over.
-    use SessionStatus::{Extracting, Failed, Transcribed, Transcribing, Uploaded};
+    use SessionStatus::{BudgetExceeded, Extracting, Failed, Transcribed, Transcribing, Uploaded};
     let sessions = update_from(
         "sessions",
-        &[Uploaded, Transcribing, Transcribed, Extracting],
+        &[
+            Uploaded,
+            Transcribing,
+            Transcribed,
+            Extracting,
+            BudgetExceeded,
+        ],
         Failed,
         &format!(
-            "failed_stage = CASE WHEN status IN ('{}', '{}') THEN '{}' ELSE '{}' END, \
+            "failed_stage = CASE WHEN status IN ('{}', '{}') \
+             OR (status = '{}' AND transcript IS NULL) THEN '{}' ELSE '{}' END, \
              error = $1, updated_at = $2",
             Uploaded.name(),
             Transcribing.name(),
+            BudgetExceeded.name(),
             Stage::Transcription.as_str(),
             Stage::Extraction.as_str(),
         ),

@@ -65,6 +65,10 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// How soon its jobs go among their queue's waiting work, unless the starter says
     /// otherwise ([`JobOrigin::priority`]).
     const PRIORITY: Priority = Priority::NORMAL;
+    /// Whether its jobs work on a record a user may cancel (a session, an export, a data
+    /// export, a draft): only these are cancelled; others (mail, erasure, housekeeping) an admin
+    /// kills.
+    const CANCELLABLE: bool = false;
     /// Whether its jobs pay the provider (transcription, extraction, drafts): such a job of a
     /// practice past its monthly budget is held before it starts (`crate::budget`).
     const PAID: bool = false;
@@ -79,6 +83,12 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
         _job_id: &str,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send {
         async { Ok(()) }
+    }
+
+    /// The record this job's work shows on (a session, an export, a draft), whose state live
+    /// events report after each attempt.
+    fn subject(&self) -> Option<crate::events::Subject> {
+        None
     }
 
     /// When the job `job_id` is held before it started (its practice's budget is spent), in

@@ -347,6 +347,17 @@ impl Transport {
         Ok(())
     }
 
+    /// The Redis connection, client (for pub/sub) and key namespace, on the Redis transport
+    /// (the live events' bus uses them).
+    pub fn redis_client(&self) -> Option<(ConnectionManager, redis::Client, String)> {
+        match &self.backend {
+            Backend::Redis { conn, client } => {
+                Some((conn.clone(), client.clone(), self.namespace.clone()))
+            }
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
     /// The Redis connection, when there is one (shared rate limits use it).
     pub fn redis(&self) -> Option<ConnectionManager> {
         match &self.backend {

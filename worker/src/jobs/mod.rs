@@ -49,6 +49,8 @@ async fn begin_session_stage(
         );
         return Ok(None);
     }
+    let subject = tend_shared::events::Subject::Session(session_id.to_owned());
+    env.events.publish_state(&env.db, &subject).await;
     db::sessions::find(&env.db, session_id)
         .await
         .map_err(db_err)?

@@ -99,7 +99,19 @@ async fn run(env: &JobEnv, job: &JobRow, payload: &TranscribeSession) -> Result<
     .await
     .map_err(db_err)?;
     if !stored {
-        // Deleted (or retried elsewhere) while we worked: keep nothing.
+        // Deleted, cancelled or failed while we worked: keep nothing. A cancelled session
+        // loses the chunks this attempt saved after the cancellation cleared them (a failed
+        // one keeps them for its retry).
+        drop(tx);
+        let current = db::sessions::find(&env.db, &session_id)
+            .await
+            .map_err(db_err)?;
+        if current.is_some_and(|s| s.status() == tend_shared::sessions::SessionStatus::Cancelled) {
+            let mut conn = env.db.acquire().await.map_err(db_err)?;
+            db::chunks::clear_chunks(&mut conn, &session_id)
+                .await
+                .map_err(db_err)?;
+        }
         tracing::info!("session changed during transcription; result dropped");
         return Ok(());
     }

@@ -17,7 +17,7 @@ use poem_openapi::{
     types::ToJSON,
 };
 use serde_json::Value;
-use tend_shared::jobs::kinds::draft_mission::DraftMission;
+use tend_shared::jobs::{JobOrigin, kinds::draft_mission::DraftMission};
 use tend_shared::{
     db::{
         self,
@@ -86,12 +86,12 @@ impl MissionsApi {
         let id_text = id.to_string();
         let stored = serde_json::to_string(&questionnaire).map_err(ApiError::internal)?;
         let mut tx = state.begin().await?;
-        let job = tx
-            .enqueue(
-                &DraftMission { draft_id: id },
-                &meta.job_origin(Some(&user.id)),
-            )
-            .await?;
+        // The practice's work, whoever asked: its budget pays, its turn it takes.
+        let origin = JobOrigin {
+            tenant: Some(patient.practitioner_id.clone()),
+            ..meta.job_origin(Some(&user.id))
+        };
+        let job = tx.enqueue(&DraftMission { draft_id: id }, &origin).await?;
         let new = NewDraft {
             id: &id_text,
             practitioner_id: &patient.practitioner_id,
@@ -150,8 +150,7 @@ impl MissionsApi {
         id: Path<String>,
     ) -> ApiResult<DraftResponse> {
         let row = readable_draft(&state, &user, &id.0).await?;
-        let (status, job) = (row.status.as_str(), row.job_id.as_deref());
-        cancel_own(&state, &user.id, &meta, Work::Draft, &row.id, job, status).await?;
+        cancel_own(&state, &user.id, &meta, Work::Draft, &row.id).await?;
         let row = readable_draft(&state, &user, &row.id).await?;
         Ok(DraftResponse::Ok(Json(draft_view(row)?)))
     }

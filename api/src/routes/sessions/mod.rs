@@ -302,8 +302,7 @@ impl SessionsApi {
         id: Path<String>,
     ) -> ApiResult<SessionResponse> {
         let row = find(&state, &id.0, Reader::Practitioner(&user.id)).await?;
-        let (status, job) = (row.status().as_str(), row.job_id.as_deref());
-        cancel_own(&state, &user.id, &meta, Work::Session, &row.id, job, status).await?;
+        cancel_own(&state, &user.id, &meta, Work::Session, &row.id).await?;
         let row = find(&state, &row.id, Reader::Practitioner(&user.id)).await?;
         let usage = db::usage::of_session(&state.db, &row.id).await?;
         let view = SessionView::new(row, Some(UsageSummary::new(usage)));

@@ -52,62 +52,68 @@ pub struct Cancellation {
     pub stopping: Vec<Moved>,
 }
 
-/// Cancels the selected unfinished jobs on behalf of `by` (a user id), with `why` as their
-/// error. Waiting ones end at once, and never run; running ones are asked to stop, by the
-/// same road as an admin's kill. On PostgreSQL rows are locked in id order (as every
-/// many-row statement of the ledger), so two cancellations never deadlock.
+/// Cancels the selected unfinished jobs of the `kinds` given (those whose work a record
+/// shows) on behalf of `by` (a user id), with `why` as their error, in one statement: waiting
+/// ones (pending, failed, held) end `cancelled` at once and never run; running ones are asked
+/// to stop (`killed_at`), by the same road as an admin's kill, and end `cancelled` when their
+/// worker stops them. One statement, so a job moving between running and waiting meanwhile
+/// is caught either way. On PostgreSQL rows are locked in id order (as every many-row
+/// statement of the ledger), so two cancellations never deadlock.
 pub async fn cancel(
     conn: &mut AnyConnection,
     selection: Selection<'_>,
+    kinds: &[&str],
     by: &str,
     why: &str,
 ) -> sqlx::Result<Cancellation> {
-    let now = now_ms();
+    if kinds.is_empty() {
+        return Ok(Cancellation::default());
+    }
     let postgres = conn.backend_name().eq_ignore_ascii_case("postgresql");
     let lock = if postgres {
         " ORDER BY id FOR UPDATE"
     } else {
         ""
     };
-    let pick = |states: &str| {
-        format!(
-            "id IN (SELECT id FROM jobs WHERE {} AND state IN ({states}){lock})",
-            selection.filter()
-        )
-    };
-    let waiting = [JobState::Pending, JobState::Failed, JobState::Held];
-    let cancel_waiting = update_from(
-        "jobs",
-        &waiting,
-        JobState::Cancelled,
-        "killed_at = COALESCE(killed_at, $2), cancelled_by = $3, last_error = $4, \
-         finished_at = $2, updated_at = $2, lease_until = NULL, held_reason = NULL",
-        &pick("'pending', 'failed', 'held'"),
+    // Kind names are the registry's, never input.
+    let kinds = kinds
+        .iter()
+        .map(|kind| format!("'{kind}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The moves are JobState's (waiting -> cancelled; running stays running until its worker
+    // stops it), written as one CASE rather than lifecycle::update_from's single target.
+    let sql = format!(
+        "UPDATE jobs SET \
+         state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END, \
+         finished_at = CASE WHEN state = 'running' THEN finished_at ELSE $2 END, \
+         lease_until = CASE WHEN state = 'running' THEN lease_until ELSE NULL END, \
+         killed_at = COALESCE(killed_at, $2), cancelled_by = $3, last_error = $4, \
+         updated_at = $2, held_reason = NULL \
+         WHERE id IN (SELECT id FROM jobs WHERE {filter} AND kind IN ({kinds}) \
+           AND state IN ('pending', 'failed', 'held', 'running'){lock}) \
+         AND state IN ('pending', 'failed', 'held', 'running') \
+         AND (state <> 'running' OR killed_at IS NULL) \
+         RETURNING id, kind, payload, state",
+        filter = selection.filter(),
     );
-    let cancelled = sqlx::query_as::<_, Moved>(sqlx::AssertSqlSafe(format!(
-        "{cancel_waiting} RETURNING id, kind, payload"
-    )))
-    .bind(selection.value())
-    .bind(now)
-    .bind(by)
-    .bind(why)
-    .fetch_all(&mut *conn)
-    .await?;
-    let stopping = sqlx::query_as::<_, Moved>(sqlx::AssertSqlSafe(format!(
-        "UPDATE jobs SET killed_at = $2, cancelled_by = $3, last_error = $4, updated_at = $2 \
-         WHERE {} AND state = 'running' AND killed_at IS NULL RETURNING id, kind, payload",
-        pick("'running'")
-    )))
-    .bind(selection.value())
-    .bind(now)
-    .bind(by)
-    .bind(why)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(Cancellation {
-        cancelled,
-        stopping,
-    })
+    let rows = sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql))
+        .bind(selection.value())
+        .bind(now_ms())
+        .bind(by)
+        .bind(why)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut cancellation = Cancellation::default();
+    for (id, kind, payload, state) in rows {
+        let moved = Moved { id, kind, payload };
+        if state == JobState::Running.as_str() {
+            cancellation.stopping.push(moved);
+        } else {
+            cancellation.cancelled.push(moved);
+        }
+    }
+    Ok(cancellation)
 }
 
 /// Makes `tenant`'s jobs held for `reason` due again (pending, handed to the queue by the

@@ -192,18 +192,20 @@ pub fn holds(job: usize, claim: usize) -> String {
     )
 }
 
-/// Deletes finished jobs older than the cut-off (done only; dead jobs stay for admins).
+/// Deletes finished jobs older than the cut-off (done and cancelled; dead jobs stay for
+/// admins to retry).
 pub async fn prune_done(conn: &mut AnyConnection, finished_before: i64) -> sqlx::Result<u64> {
     sqlx::query(
         "DELETE FROM job_attempts WHERE job_id IN \
-         (SELECT id FROM jobs WHERE state = 'done' AND finished_at < $1)",
+         (SELECT id FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1)",
     )
     .bind(finished_before)
     .execute(&mut *conn)
     .await?;
-    let done = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND finished_at < $1")
-        .bind(finished_before)
-        .execute(&mut *conn)
-        .await?;
+    let done =
+        sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1")
+            .bind(finished_before)
+            .execute(&mut *conn)
+            .await?;
     Ok(done.rows_affected())
 }

@@ -101,10 +101,17 @@ pub async fn fail(
     stage: Stage,
     error: &str,
 ) -> sqlx::Result<()> {
-    // From every state but `processed`: notes once stored stay.
+    // From every state but `processed` (notes once stored stay) and `cancelled`.
     let sql = update_from(
         "sessions",
-        &[Uploaded, Transcribing, Transcribed, Extracting, Failed],
+        &[
+            Uploaded,
+            Transcribing,
+            Transcribed,
+            Extracting,
+            Failed,
+            BudgetExceeded,
+        ],
         Failed,
         "failed_stage = $3, error = $4, updated_at = $5",
         "id = $1 AND job_id = $2",

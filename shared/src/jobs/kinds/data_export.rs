@@ -23,6 +23,7 @@ impl JobPayload for DataExport {
     const QUEUE: Queue = Queue::Documents;
     /// The account holder waits for the archive.
     const PRIORITY: Priority = Priority::INTERACTIVE;
+    const CANCELLABLE: bool = true;
     /// Gigabytes of audio take minutes; a store outage is retried.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 5,
@@ -43,5 +44,11 @@ impl JobPayload for DataExport {
     async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
         db::data_exports::cancel(conn, &self.data_export_id.to_string(), why).await?;
         Ok(())
+    }
+
+    fn subject(&self) -> Option<crate::events::Subject> {
+        Some(crate::events::Subject::DataExport(
+            self.data_export_id.to_string(),
+        ))
     }
 }

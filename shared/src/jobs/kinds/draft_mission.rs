@@ -23,6 +23,7 @@ impl JobPayload for DraftMission {
     const QUEUE: Queue = Queue::Extraction;
     /// The requester waits for the draft.
     const PRIORITY: Priority = Priority::INTERACTIVE;
+    const CANCELLABLE: bool = true;
     const PAID: bool = true;
     /// Two chat calls at most per attempt; provider outages and 429s are retried.
     const POLICY: RetryPolicy = RetryPolicy {
@@ -59,5 +60,9 @@ impl JobPayload for DraftMission {
     async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
         db::missions::cancel_draft(conn, &self.draft_id.to_string(), why).await?;
         Ok(())
+    }
+
+    fn subject(&self) -> Option<crate::events::Subject> {
+        Some(crate::events::Subject::Draft(self.draft_id.to_string()))
     }
 }

@@ -24,6 +24,7 @@ impl JobPayload for ExtractNotes {
     const QUEUE: Queue = Queue::Extraction;
     /// The practitioner waits for the notes.
     const PRIORITY: Priority = Priority::INTERACTIVE;
+    const CANCELLABLE: bool = true;
     const PAID: bool = true;
     /// As transcription; long transcripts are several requests.
     const POLICY: RetryPolicy = RetryPolicy {
@@ -61,5 +62,9 @@ impl JobPayload for ExtractNotes {
     async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
         db::sessions::cancel(conn, &self.session_id.to_string(), why).await?;
         Ok(())
+    }
+
+    fn subject(&self) -> Option<crate::events::Subject> {
+        Some(crate::events::Subject::Session(self.session_id.to_string()))
     }
 }

@@ -43,8 +43,11 @@ pub struct KindInfo {
     pub schedule: Option<ScheduleSpec>,
     /// Whether its jobs pay the provider ([`JobPayload::PAID`]).
     pub paid: bool,
+    /// Whether its jobs may be cancelled ([`JobPayload::CANCELLABLE`]).
+    pub cancellable: bool,
     admin_retry:
         for<'a> fn(&'a mut AnyConnection, &'a str, &'a str) -> BoxFuture<'a, Result<(), String>>,
+    subject_of: fn(&str) -> Option<crate::events::Subject>,
     subject: for<'a> fn(
         &'a mut AnyConnection,
         &'a str,
@@ -73,7 +76,9 @@ impl KindInfo {
             priority: J::PRIORITY,
             schedule: None,
             paid: J::PAID,
+            cancellable: J::CANCELLABLE,
             admin_retry: admin_retry_hook::<J>,
+            subject_of: subject_of::<J>,
             subject: subject_hook::<J>,
         }
     }
@@ -182,8 +187,9 @@ pub async fn subject_follows(
     }
 }
 
-/// Cancels the selected unfinished jobs in `conn`'s transaction on behalf of `by`, with `why`
-/// as their error, and cancels their subjects at once (a session, an export, a draft reads
+/// Cancels the selected unfinished jobs of the cancellable kinds (work on a session, an
+/// export, a data export, a draft: [`JobPayload::CANCELLABLE`]) in `conn`'s transaction on
+/// behalf of `by`, with `why` as their error, and cancels their subjects at once (a session, an export, a draft reads
 /// `cancelled`): waiting jobs end now; running ones are stopped by their worker within a lease
 /// renewal, and whatever such an attempt still finishes is refused by its subject's guarded
 /// update. The practitioner's cancel routes, the admin's cancel of one job and of a practice's
@@ -194,7 +200,12 @@ pub async fn cancel(
     by: &str,
     why: &str,
 ) -> sqlx::Result<db::jobs::holds::Cancellation> {
-    let cancellation = db::jobs::holds::cancel(conn, selection, by, why).await?;
+    let kinds: Vec<&str> = KINDS
+        .iter()
+        .filter(|kind| kind.cancellable)
+        .map(|kind| kind.name)
+        .collect();
+    let cancellation = db::jobs::holds::cancel(conn, selection, &kinds, by, why).await?;
     for job in cancellation
         .cancelled
         .iter()
@@ -204,6 +215,16 @@ pub async fn cancel(
         subject_follows(conn, &job.kind, &job.payload, event).await?;
     }
     Ok(cancellation)
+}
+
+/// The record the job of kind `kind` with `payload` works on, if any
+/// ([`JobPayload::subject`]).
+pub fn subject_of_job(kind: &str, payload: &str) -> Option<crate::events::Subject> {
+    find(kind).and_then(|kind| (kind.subject_of)(payload))
+}
+
+fn subject_of<J: JobPayload>(payload: &str) -> Option<crate::events::Subject> {
+    serde_json::from_str::<J>(payload).ok()?.subject()
 }
 
 fn subject_hook<'a, J: JobPayload>(

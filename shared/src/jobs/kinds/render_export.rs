@@ -23,6 +23,7 @@ impl JobPayload for RenderExport {
     const QUEUE: Queue = Queue::Documents;
     /// The practitioner waits for the document.
     const PRIORITY: Priority = Priority::INTERACTIVE;
+    const CANCELLABLE: bool = true;
     /// Rendering takes seconds; a failure is the store or the database, worth a few retries.
     const POLICY: RetryPolicy = RetryPolicy {
         max_attempts: 4,
@@ -43,6 +44,10 @@ impl JobPayload for RenderExport {
     async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
         db::exports::cancel(conn, &self.export_id.to_string(), why).await?;
         Ok(())
+    }
+
+    fn subject(&self) -> Option<crate::events::Subject> {
+        Some(crate::events::Subject::Export(self.export_id.to_string()))
     }
 }
 

@@ -24,6 +24,7 @@ impl JobPayload for TranscribeSession {
     const QUEUE: Queue = Queue::Transcription;
     /// The practitioner who uploaded the session waits for its notes.
     const PRIORITY: Priority = Priority::INTERACTIVE;
+    const CANCELLABLE: bool = true;
     const PAID: bool = true;
     /// A provider outage of about an hour is survivable; one attempt may take long (a
     /// two-hour recording is a dozen chunk requests).
@@ -62,5 +63,9 @@ impl JobPayload for TranscribeSession {
     async fn on_cancel(&self, conn: &mut sqlx::AnyConnection, why: &str) -> sqlx::Result<()> {
         db::sessions::cancel(conn, &self.session_id.to_string(), why).await?;
         Ok(())
+    }
+
+    fn subject(&self) -> Option<crate::events::Subject> {
+        Some(crate::events::Subject::Session(self.session_id.to_string()))
     }
 }

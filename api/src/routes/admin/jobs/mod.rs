@@ -255,8 +255,9 @@ impl AdminJobsApi {
             return Err(ApiError::conflict(
                 "job-not-cancellable",
                 format!(
-                    "Only a waiting, held or running job can be cancelled; this one is {}.",
-                    job.state
+                    "Only a waiting, held or running job on a session, an export, a data export \
+                     or a draft can be cancelled (kill any other); this {} job is {}.",
+                    job.kind, job.state
                 ),
             ));
         }
