@@ -20,6 +20,7 @@ mod fencing;
 mod fuzz;
 mod hardening;
 mod jobs;
+mod live;
 mod logs;
 mod metrics;
 mod missions;

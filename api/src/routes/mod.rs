@@ -10,6 +10,7 @@ pub mod exports;
 pub mod health;
 pub mod invitations;
 pub mod jobs;
+pub mod live;
 pub mod missions;
 pub mod patients;
 pub mod practice_budget;
@@ -57,6 +58,7 @@ pub type Api = (
     patients::PatientsApi,
     invitations::InvitationsApi,
     sessions::SessionsApi,
+    live::LiveApi,
     exports::ExportsApi,
     missions::MissionsApi,
     analytics::AnalyticsApi,
@@ -88,6 +90,7 @@ pub fn api(server_url: &str) -> OpenApiService<Api, ()> {
             patients::PatientsApi,
             invitations::InvitationsApi,
             sessions::SessionsApi,
+            live::LiveApi,
             exports::ExportsApi,
             missions::MissionsApi,
             analytics::AnalyticsApi,

@@ -260,6 +260,8 @@ pub struct Settings {
     pub job_priority_aging: Duration,
     /// `SHUTDOWN_GRACE_SECS`: how long SIGTERM waits for running jobs.
     pub shutdown_grace: Duration,
+    /// The live session channel's thresholds and timers.
+    pub live: LiveSettings,
     /// `STORAGE_URL`: local disk or S3.
     pub storage: StorageBackend,
     /// `MAX_UPLOAD_BYTES`: largest session upload (413 beyond), default 500 MiB.
@@ -345,3 +347,20 @@ impl ProviderSettings {
 
 #[cfg(test)]
 mod tests;
+
+/// The live session channel (`GET /api/v1/sessions/{id}/live`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveSettings {
+    /// `SPEAKING_RATE_THRESHOLD` (3.0): a feature frame's speaking rate above it asks for a
+    /// `SLOW_DOWN` nudge.
+    pub speaking_rate_threshold: f64,
+    /// `OVERLAP_RATIO_THRESHOLD` (0.3): an overlap ratio above it asks for `LET_OTHER_SPEAK`.
+    pub overlap_ratio_threshold: f64,
+    /// `NUDGE_RATE_LIMIT_SECONDS` (10): at most one nudge per session this often, across
+    /// connections and replicas.
+    pub nudge_every: Duration,
+    /// `WEBSOCKET_HEARTBEAT_INTERVAL` (30 s): how often the server pings.
+    pub heartbeat: Duration,
+    /// `WEBSOCKET_TIMEOUT` (60 s): a connection silent this long is closed.
+    pub timeout: Duration,
+}

@@ -162,6 +162,13 @@ impl Settings {
                 "300",
             )?),
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", "30")?),
+            live: LiveSettings {
+                speaking_rate_threshold: parse(&lookup, "SPEAKING_RATE_THRESHOLD", "3.0")?,
+                overlap_ratio_threshold: parse(&lookup, "OVERLAP_RATIO_THRESHOLD", "0.3")?,
+                nudge_every: secs(&lookup, "NUDGE_RATE_LIMIT_SECONDS", "10")?,
+                heartbeat: secs(&lookup, "WEBSOCKET_HEARTBEAT_INTERVAL", "30")?,
+                timeout: secs(&lookup, "WEBSOCKET_TIMEOUT", "60")?,
+            },
             storage: storage_backend(&lookup, &data_dir)?,
             max_upload_bytes: parse(&lookup, "MAX_UPLOAD_BYTES", "524288000")?,
             provider: provider_settings(&lookup)?,
