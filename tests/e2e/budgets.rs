@@ -6,7 +6,21 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tend_shared::db;
-use tend_tests::{problem, spawn_app_with_fake};
+use tend_tests::{TestApp, problem, spawn_app_with_fake};
+
+/// An admin's `PUT /admin/practices/{id}/budget` with `body`.
+async fn put_budget(app: &TestApp, admin: &str, practice: &str, body: Value) -> reqwest::Response {
+    app.client
+        .put(format!(
+            "{}/api/v1/admin/practices/{practice}/budget",
+            app.address
+        ))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn work_past_the_budget_is_held_and_resumes_when_an_admin_raises_it() {
@@ -41,14 +55,7 @@ async fn work_past_the_budget_is_held_and_resumes_when_an_admin_raises_it() {
     assert_eq!(mine["exceeded"], false);
 
     // The admin sets a budget the practice has spent already.
-    let resp = app
-        .client
-        .put(format!("{}{budget_path}", app.address))
-        .bearer_auth(&admin)
-        .json(&json!({"monthly_budget_usd": 0.0}))
-        .send()
-        .await
-        .unwrap();
+    let resp = put_budget(&app, &admin, &user.id, json!({"monthly_budget_usd": 0.0})).await;
     assert_eq!(resp.status(), 200);
     let budget: Value = resp.json().await.unwrap();
     assert_eq!(
@@ -109,27 +116,10 @@ async fn work_past_the_budget_is_held_and_resumes_when_an_admin_raises_it() {
     assert_eq!(extraction["held"], 1, "{extraction}");
 
     // Bad input changes nothing.
-    let resp = app
-        .client
-        .put(format!("{}{budget_path}", app.address))
-        .bearer_auth(&admin)
-        .json(&json!({"monthly_budget_usd": -5}))
-        .send()
-        .await
-        .unwrap();
+    let resp = put_budget(&app, &admin, &user.id, json!({"monthly_budget_usd": -5})).await;
     let body = problem(resp, 422).await;
     assert!(body["type"].is_string(), "{body}");
-    let resp = app
-        .client
-        .put(format!(
-            "{}/api/v1/admin/practices/nobody/budget",
-            app.address
-        ))
-        .bearer_auth(&admin)
-        .json(&json!({"monthly_budget_usd": 10}))
-        .send()
-        .await
-        .unwrap();
+    let resp = put_budget(&app, &admin, "nobody", json!({"monthly_budget_usd": 10})).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(
         db::jobs::find(&app.db, job_id)
@@ -142,14 +132,7 @@ async fn work_past_the_budget_is_held_and_resumes_when_an_admin_raises_it() {
     );
 
     // Raised: the held work resumes at once and finishes.
-    let resp = app
-        .client
-        .put(format!("{}{budget_path}", app.address))
-        .bearer_auth(&admin)
-        .json(&json!({"monthly_budget_usd": 25.0}))
-        .send()
-        .await
-        .unwrap();
+    let resp = put_budget(&app, &admin, &user.id, json!({"monthly_budget_usd": 25.0})).await;
     assert_eq!(resp.status(), 200);
     let budget: Value = resp.json().await.unwrap();
     assert_eq!(budget["held_jobs"], 0, "{budget}");
@@ -185,17 +168,8 @@ async fn only_practitioners_have_a_budget_and_only_admins_set_one() {
         .get("/api/v1/users/me/budget", Some(&patient.access_token))
         .await;
     assert_eq!(resp.status(), 403);
-    let resp = app
-        .client
-        .put(format!(
-            "{}/api/v1/admin/practices/{}/budget",
-            app.address, user.id
-        ))
-        .bearer_auth(&user.access_token)
-        .json(&json!({"monthly_budget_usd": 100}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"monthly_budget_usd": 100});
+    let resp = put_budget(&app, &user.access_token, &user.id, body).await;
     assert_eq!(resp.status(), 403);
 }
 
@@ -206,17 +180,7 @@ async fn a_held_job_an_admin_kills_fails_its_session_rather_than_leaving_it_wait
     let user = app.signed_in_user().await;
     let token = &user.access_token;
     let patient = app.create_patient(token, "Client").await;
-    let resp = app
-        .client
-        .put(format!(
-            "{}/api/v1/admin/practices/{}/budget",
-            app.address, user.id
-        ))
-        .bearer_auth(&admin)
-        .json(&json!({"monthly_budget_usd": 0}))
-        .send()
-        .await
-        .unwrap();
+    let resp = put_budget(&app, &admin, &user.id, json!({"monthly_budget_usd": 0})).await;
     assert_eq!(resp.status(), 200);
     let session = app.upload_transcript(token, &patient).await;
     let id = session["id"].as_str().unwrap();

@@ -106,22 +106,7 @@ impl AdminPracticesApi {
                 ApiError::invalid_field("monthly_budget_usd", "must be 0 or more")
             })?),
         };
-        let mut tx = state.begin().await?;
-        db::budgets::set(&mut tx, &practice, limit, &admin.id).await?;
-        let detail = serde_json::json!({ "practice_id": practice, "monthly_micro_usd": limit });
-        audited(
-            &mut tx,
-            AuditAction::BudgetChanged,
-            &admin.id,
-            &meta,
-            detail,
-        )
-        .await?;
-        tx.commit().await?;
-        release(&state, &practice).await?;
-        Ok(BudgetResponse::Ok(Json(
-            practice_budget::view(&state, &practice).await?,
-        )))
+        change_budget(&state, &admin.id, &meta, &practice, Some(limit)).await
     }
 
     /// Remove a practice's own budget: `PRACTICE_MONTHLY_BUDGET_USD` applies again (no limit
@@ -139,22 +124,7 @@ impl AdminPracticesApi {
         id: Path<String>,
     ) -> ApiResult<BudgetResponse> {
         let practice = practice(&state, &id.0).await?;
-        let mut tx = state.begin().await?;
-        db::budgets::forget(&mut tx, &practice).await?;
-        let detail = serde_json::json!({ "practice_id": practice, "monthly_micro_usd": "default" });
-        audited(
-            &mut tx,
-            AuditAction::BudgetChanged,
-            &admin.id,
-            &meta,
-            detail,
-        )
-        .await?;
-        tx.commit().await?;
-        release(&state, &practice).await?;
-        Ok(BudgetResponse::Ok(Json(
-            practice_budget::view(&state, &practice).await?,
-        )))
+        change_budget(&state, &admin.id, &meta, &practice, None).await
     }
 
     /// Cancel every unfinished job of a practice (waiting, held and running), as its
@@ -208,6 +178,35 @@ async fn practice(state: &AppState, id: &str) -> ApiResult<String> {
         Some(user) if user.role() == Role::Practitioner => Ok(user.id),
         _ => Err(ApiError::not_found("practice")),
     }
+}
+
+/// Sets `practice`'s own budget (`Some(None)`: no limit) or removes it (`None`: the default
+/// applies), audited, then releases what the new budget allows and answers with it.
+async fn change_budget(
+    state: &AppState,
+    admin_id: &str,
+    meta: &RequestMeta,
+    practice: &str,
+    own: Option<Option<i64>>,
+) -> ApiResult<BudgetResponse> {
+    let mut tx = state.begin().await?;
+    let recorded = match own {
+        Some(limit) => {
+            db::budgets::set(&mut tx, practice, limit, admin_id).await?;
+            serde_json::json!(limit)
+        }
+        None => {
+            db::budgets::forget(&mut tx, practice).await?;
+            serde_json::json!("default")
+        }
+    };
+    let detail = serde_json::json!({ "practice_id": practice, "monthly_micro_usd": recorded });
+    audited(&mut tx, AuditAction::BudgetChanged, admin_id, meta, detail).await?;
+    tx.commit().await?;
+    release(state, practice).await?;
+    Ok(BudgetResponse::Ok(Json(
+        practice_budget::view(state, practice).await?,
+    )))
 }
 
 /// Releases the practice's held work if its budget allows it now, and hands it to the queue.
