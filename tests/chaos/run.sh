@@ -201,7 +201,7 @@ say "finished"
 
 done_n=$(sql "SELECT COUNT(*) FROM jobs WHERE state = 'done'")
 dead_n=$(sql "SELECT COUNT(*) FROM jobs WHERE state = 'dead'")
-left_n=$(sql "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('done', 'dead')")
+left_n=$(sql "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('done', 'dead', 'cancelled')")
 retried=$(sql "SELECT COUNT(*) FROM jobs WHERE claims > 1")
 read -r messages recipients duplicates dup_ids lost_clients < <(python3 - "$tmp/maildir" "$tmp/clients.log" <<'PY'
 import collections, email, os, sys
@@ -251,7 +251,7 @@ twice_done=$(sql "SELECT COUNT(*) FROM (SELECT job_id FROM job_attempts WHERE ou
 rerun_after_done=$(sql "SELECT COUNT(*) FROM job_attempts a JOIN job_attempts b ON a.job_id = b.job_id AND b.claim > a.claim WHERE a.outcome = 'done'")
 attempt_rows=$(sql "SELECT string_agg(outcome || '=' || n, ' ' ORDER BY outcome) FROM (SELECT outcome, COUNT(*) n FROM job_attempts GROUP BY outcome) t")
 # Stuck: anything not terminal and older than its lease, jobs and their subjects alike.
-stuck_sql="SELECT (SELECT COUNT(*) FROM jobs WHERE state NOT IN ('done', 'dead') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM sessions WHERE status IN ('uploaded', 'transcribing', 'transcribed', 'extracting') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM exports WHERE status IN ('queued', 'rendering') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM data_exports WHERE status IN ('queued', 'building') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM mission_drafts WHERE status IN ('queued', 'generating') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000)"
+stuck_sql="SELECT (SELECT COUNT(*) FROM jobs WHERE state NOT IN ('done', 'dead', 'cancelled', 'held') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM sessions WHERE status IN ('uploaded', 'transcribing', 'transcribed', 'extracting') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM exports WHERE status IN ('queued', 'rendering') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM data_exports WHERE status IN ('queued', 'building') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000) + (SELECT COUNT(*) FROM mission_drafts WHERE status IN ('queued', 'generating') AND updated_at < (extract(epoch from now()) * 1000)::bigint - $lease * 1000)"
 stuck=$(sql "$stuck_sql")
 log_lines=$(cat "$tmp"/worker*.log | wc -l)
 codes=$(awk '{print $2}' "$tmp/clients.log" | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}')
