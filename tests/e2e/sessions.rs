@@ -241,6 +241,13 @@ async fn a_fifty_minute_mp3_is_cut_into_chunks_and_merged_in_order() {
 
     let calls = fake.transcriptions();
     assert!(calls.len() >= 6, "10-minute chunks: {}", calls.len());
+    // The session shows its chunks' progress: all of them done.
+    let chunks = calls.len() as i64;
+    assert_eq!(
+        session["chunks"],
+        serde_json::json!({"done": chunks, "total": chunks}),
+        "{session}"
+    );
     let mut total = 0.0;
     for (i, call) in calls.iter().enumerate() {
         assert_eq!(call.file_name, format!("chunk-{i:04}.wav"));

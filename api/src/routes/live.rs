@@ -5,8 +5,8 @@
 //! replicas (a token bucket of the shared limiter).
 //!
 //! Messages are JSON objects with a `type`:
-//! - server: `session.state` {session_id, status, failed_stage, error, usage {calls,
-//!   cost_usd}, participants}; `session.progress` {session_id, status} as a stage begins;
+//! - server: `session.state` {session_id, status, failed_stage, error, chunks {done, total}
+//!   (a chunked transcription's progress, else null), usage {calls, cost_usd}, participants}; `session.progress` {session_id, status} as a stage begins;
 //!   `notes.ready` {session_id}; `session.failed` {session_id, failed_stage, error}; `nudge`
 //!   {nudge_type: SLOW_DOWN | LET_OTHER_SPEAK, intensity 0..1, message}; `error` {message}.
 //! - client: `feature_frame` {timestamp_ms, speaking_rate, overlap_ratio}.
@@ -323,6 +323,9 @@ async fn state_message(state: &AppState, session_id: &str) -> Value {
         "status": row.as_ref().map(|r| r.status().as_str()),
         "failed_stage": row.as_ref().and_then(|r| r.failed_stage.clone()),
         "error": row.as_ref().and_then(|r| r.error.clone()),
+        "chunks": row.as_ref().map_or(Value::Null, |r| {
+            tend_shared::events::subjects::chunks(r.chunks_done, r.chunks_total)
+        }),
         "usage": {
             "calls": usage.len(),
             "cost_usd": usage.iter().map(|u| u.cost_micro_usd).sum::<i64>() as f64 / 1e6,

@@ -32,6 +32,7 @@ pub async fn snapshot(db: &Db, subject: &Subject) -> sqlx::Result<Vec<NewEvent>>
                     "failed_stage": row.failed_stage,
                     "error": row.error,
                     "job_id": row.job_id,
+                    "chunks": chunks(row.chunks_done, row.chunks_total),
                     "updated_at": row.updated_at,
                 }),
             }],
@@ -86,6 +87,14 @@ pub async fn snapshot(db: &Db, subject: &Subject) -> sqlx::Result<Vec<NewEvent>>
             None => Vec::new(),
         },
     })
+}
+
+/// A chunked transcription's progress, `{done, total}`, or null.
+pub fn chunks(done: Option<i64>, total: Option<i64>) -> serde_json::Value {
+    match (done, total) {
+        (Some(done), Some(total)) => json!({ "done": done, "total": total }),
+        _ => serde_json::Value::Null,
+    }
 }
 
 impl EventBus {

@@ -173,13 +173,28 @@ async fn transcribe_in_chunks(
         duration_ms = split.duration_ms,
         "audio cut into chunks"
     );
+    let total = split.chunks.len() as i64;
+    note_progress(env, job, session, 0, total).await;
     let mut segments = Vec::new();
     for (index, chunk) in split.chunks.iter().enumerate() {
         segments.extend(transcribe_chunk(env, job, session, index as i64, chunk).await?);
+        note_progress(env, job, session, index as i64 + 1, total).await;
     }
     let mut transcript = Transcript::from_segments(segments);
     transcript.duration_ms = Some(split.duration_ms);
     Ok(transcript)
+}
+
+/// Records and announces (live events) that `done` of `total` chunks are transcribed. Best
+/// effort: progress is for watching, the chunks themselves are kept by [`transcribe_chunk`].
+async fn note_progress(env: &JobEnv, job: &JobRow, session: &SessionRow, done: i64, total: i64) {
+    match db::sessions::note_chunks(&env.db, &session.id, &job.id, done, total).await {
+        Ok(()) => {
+            let subject = tend_shared::events::Subject::Session(session.id.clone());
+            env.events.publish_state(&env.db, &subject).await;
+        }
+        Err(err) => tracing::warn!(error = %err, "chunk progress not recorded"),
+    }
 }
 
 /// One chunk's segments: kept from an earlier attempt if it cut the same chunk, else

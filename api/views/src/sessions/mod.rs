@@ -194,6 +194,15 @@ impl UsageSummary {
     }
 }
 
+/// A chunked transcription's progress.
+#[derive(Debug, Clone, Object)]
+pub struct ChunkProgress {
+    /// Chunks transcribed.
+    pub done: i64,
+    /// Chunks the recording was cut into.
+    pub total: i64,
+}
+
 /// A recorded session. Patients reading their own sessions see no error or usage.
 #[derive(Debug, Clone, Object)]
 pub struct SessionView {
@@ -221,6 +230,9 @@ pub struct SessionView {
     pub job_id: Option<String>,
     /// When each stage ran.
     pub stages: StageTimings,
+    /// A long recording's transcription progress: chunks transcribed, of how many (absent
+    /// when the audio went in one request).
+    pub chunks: Option<ChunkProgress>,
     /// Provider usage and estimated cost (practitioners only).
     pub usage: Option<UsageSummary>,
     /// When it was uploaded.
@@ -246,6 +258,10 @@ impl SessionView {
                     row.transcription_finished_at,
                 ),
                 extraction: StageTiming::new(row.extraction_started_at, row.extraction_finished_at),
+            },
+            chunks: match (row.chunks_done, row.chunks_total) {
+                (Some(done), Some(total)) => Some(ChunkProgress { done, total }),
+                _ => None,
             },
             recorded_at: row.recorded_at.map(ms_to_datetime),
             duration_seconds: row.duration_ms.map(|ms| ms as f64 / 1000.0),

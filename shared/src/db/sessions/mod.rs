@@ -38,6 +38,9 @@ pub struct SessionRow {
     pub extraction_finished_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A chunked transcription's progress: chunks transcribed, of how many.
+    pub chunks_done: Option<i64>,
+    pub chunks_total: Option<i64>,
 }
 
 impl SessionRow {
@@ -57,7 +60,7 @@ macro_rules! session_columns {
         "s.id, s.practitioner_id, s.patient_id, s.status, s.failed_stage, s.error, s.source, \
          s.media_type, s.object_key, s.size_bytes, s.recorded_at, s.duration_ms, s.job_id, \
          s.transcription_started_at, s.transcription_finished_at, s.extraction_started_at, \
-         s.extraction_finished_at, s.created_at, s.updated_at"
+         s.extraction_finished_at, s.created_at, s.updated_at, s.chunks_done, s.chunks_total"
     };
 }
 

@@ -237,3 +237,26 @@ pub async fn cancel(conn: &mut AnyConnection, id: &str, why: &str) -> sqlx::Resu
     crate::db::chunks::clear_chunks(conn, id).await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Records a chunked transcription's progress (`done` of `total` chunks) while the session's
+/// stage is this job's.
+pub async fn note_chunks(
+    db: &Db,
+    id: &str,
+    job_id: &str,
+    done: i64,
+    total: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE sessions SET chunks_done = $3, chunks_total = $4, updated_at = $5 \
+         WHERE id = $1 AND job_id = $2 AND status = 'transcribing'",
+    )
+    .bind(id)
+    .bind(job_id)
+    .bind(done)
+    .bind(total)
+    .bind(now_ms())
+    .execute(db)
+    .await?;
+    Ok(())
+}
