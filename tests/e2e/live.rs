@@ -109,9 +109,15 @@ async fn a_client_sees_its_session_processed_and_gets_nudges_within_the_limits()
         "in order: {seen:?}"
     );
 
-    // Below the thresholds: nothing; above: one nudge, then none within the period (the
-    // next answer is the error for a malformed frame, not a second nudge).
+    // Below the thresholds: nothing (the next answer is the error for a malformed frame);
+    // above: one nudge, then none within the period (again the error comes first).
     frame(&mut socket, 2.0, 0.1).await;
+    socket.send(Message::text("{not json")).await.unwrap();
+    let error = next(&mut socket).await;
+    assert_eq!(
+        error["type"], "error",
+        "no nudge below the thresholds: {error}"
+    );
     frame(&mut socket, 4.5, 0.1).await;
     let nudge = next(&mut socket).await;
     assert_eq!(

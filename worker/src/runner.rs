@@ -31,7 +31,7 @@ use tend_shared::{
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
-pub use crate::job_metrics::JobMetrics;
+use crate::job_metrics::JobMetrics;
 use crate::{
     env::JobEnv,
     job::JobCtx,

@@ -163,7 +163,7 @@ pub async fn start(
     let runner = Arc::new(Runner {
         done: DoneWriter::start(db.clone(), env.relay.clone()),
         leases: leases.clone(),
-        metrics: crate::runner::JobMetrics::new(),
+        metrics: crate::job_metrics::JobMetrics::new(),
         env,
     });
 

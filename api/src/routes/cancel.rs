@@ -75,7 +75,7 @@ pub async fn cancel_own(
         match job_id {
             Some(job_id) if !seen.contains(&job_id) => {
                 let took = kinds::cancel(&mut tx, Selection::Job(&job_id), user_id, WHY).await?;
-                if !(took.cancelled.is_empty() && took.stopping.is_empty()) {
+                if !took.is_empty() {
                     cancelled_jobs.push(job_id.clone());
                 }
                 seen.push(job_id);

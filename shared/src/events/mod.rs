@@ -19,7 +19,7 @@ pub mod subjects;
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub use subjects::Subject;
 
@@ -29,7 +29,7 @@ pub const LOG_EVENTS: usize = 1000;
 pub const LOG_KEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// One event as a subscriber receives it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Its place in its user's log: what `Last-Event-ID` names.
     pub id: String,

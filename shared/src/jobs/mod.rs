@@ -65,9 +65,10 @@ pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// How soon its jobs go among their queue's waiting work, unless the starter says
     /// otherwise ([`JobOrigin::priority`]).
     const PRIORITY: Priority = Priority::NORMAL;
-    /// Whether its jobs work on a record a user may cancel (a session, an export, a data
-    /// export, a draft): only these are cancelled; others (mail, erasure, housekeeping) an admin
-    /// kills.
+    /// Whether its jobs work on a record (a session, an export, a data export, a draft,
+    /// named by [`JobPayload::subject`]): only these are cancelled (mail, erasure and
+    /// housekeeping an admin kills), and only their records' states are announced as live
+    /// events.
     const CANCELLABLE: bool = false;
     /// Whether its jobs pay the provider (transcription, extraction, drafts): such a job of a
     /// practice past its monthly budget is held before it starts (`crate::budget`).

@@ -357,14 +357,6 @@ impl Transport {
             Backend::Sqlite { .. } => None,
         }
     }
-
-    /// The Redis connection, when there is one (shared rate limits use it).
-    pub fn redis(&self) -> Option<ConnectionManager> {
-        match &self.backend {
-            Backend::Redis { conn, .. } => Some(conn.clone()),
-            Backend::Sqlite { .. } => None,
-        }
-    }
 }
 
 /// The id of the next SQLite delivery, higher than every earlier one of this process.

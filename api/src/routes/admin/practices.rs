@@ -85,7 +85,7 @@ impl AdminPracticesApi {
     }
 
     /// Set a practice's own monthly budget (`null`: no limit). When the new budget allows it,
-    /// the practice's held work resumes at once, in the same transaction.
+    /// the practice's held work resumes at once (released and handed to the queue).
     #[oai(
         path = "/:id/budget",
         method = "put",

@@ -52,6 +52,13 @@ pub struct Cancellation {
     pub stopping: Vec<Moved>,
 }
 
+impl Cancellation {
+    /// Whether it took no job at all.
+    pub fn is_empty(&self) -> bool {
+        self.cancelled.is_empty() && self.stopping.is_empty()
+    }
+}
+
 /// Cancels the selected unfinished jobs of the `kinds` given (those whose work a record
 /// shows) on behalf of `by` (a user id), with `why` as their error, in one statement: waiting
 /// ones (pending, failed, held) end `cancelled` at once and never run; running ones are asked

@@ -78,7 +78,13 @@ impl KindInfo {
             paid: J::PAID,
             cancellable: J::CANCELLABLE,
             admin_retry: admin_retry_hook::<J>,
-            subject_of: subject_of::<J>,
+            // Only kinds that work on a record have one: no payload is read for the others
+            // (every finished job asks).
+            subject_of: if J::CANCELLABLE {
+                subject_of::<J>
+            } else {
+                no_subject
+            },
             subject: subject_hook::<J>,
         }
     }
@@ -221,6 +227,10 @@ pub async fn cancel(
 /// ([`JobPayload::subject`]).
 pub fn subject_of_job(kind: &str, payload: &str) -> Option<crate::events::Subject> {
     find(kind).and_then(|kind| (kind.subject_of)(payload))
+}
+
+fn no_subject(_payload: &str) -> Option<crate::events::Subject> {
+    None
 }
 
 fn subject_of<J: JobPayload>(payload: &str) -> Option<crate::events::Subject> {

@@ -251,7 +251,7 @@ impl AdminJobsApi {
         let mut tx = state.begin().await?;
         let selection = Selection::Job(&job.id);
         let done = kinds::cancel(&mut tx, selection, &admin.id, "cancelled by an admin").await?;
-        if done.cancelled.is_empty() && done.stopping.is_empty() {
+        if done.is_empty() {
             return Err(ApiError::conflict(
                 "job-not-cancellable",
                 format!(
